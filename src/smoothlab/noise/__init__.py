@@ -1,0 +1,31 @@
+"""Label noise: transition matrices, corruption, estimation, instance-dependent noise, kinds."""
+
+from smoothlab.noise.corrupt import corrupt_labels, estimate_transition, realised_noise_rate
+from smoothlab.noise.matrices import (
+    CIFAR10_CLASSES,
+    asymmetric_cifar10,
+    check_transition,
+    class_dependent,
+    from_column_stochastic,
+    pairflip,
+    random_transition,
+    symmetric,
+    to_column_stochastic,
+    uniform,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "asymmetric_cifar10",
+    "check_transition",
+    "class_dependent",
+    "corrupt_labels",
+    "estimate_transition",
+    "from_column_stochastic",
+    "pairflip",
+    "random_transition",
+    "realised_noise_rate",
+    "symmetric",
+    "to_column_stochastic",
+    "uniform",
+]
