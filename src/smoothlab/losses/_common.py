@@ -1,0 +1,140 @@
+"""Shared input handling for the loss family: shapes, dtypes, targets, ignore_index, reduction.
+
+Every loss in :mod:`smoothlab.losses` takes PyTorch's ``(input, target)`` pair with the class
+dimension at 1 and goes through :func:`prepare`, so the same inputs are accepted (and the same
+errors raised) by all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from smoothlab._checks import (
+    Reduction,
+    check_class_indices,
+    check_floating,
+    check_int,
+    check_reduction,
+    check_tensor,
+    check_weight,
+    fail,
+    reduce_loss,
+)
+
+__all__ = ["Batch", "finish", "prepare"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated batch.
+
+    Attributes:
+        logits: ``(N, C, ...)`` in the compute dtype (float32 for half-precision inputs).
+        index: ``(N, ...)`` int64 class indices with ignored positions replaced by 0, or ``None``
+            for probability targets.
+        probs: ``(N, C, ...)`` probability targets in the compute dtype, or ``None``.
+        valid: ``(N, ...)`` bool mask of non-ignored positions, or ``None`` when nothing is ignored.
+        weight: ``(C,)`` class weights in the compute dtype, or ``None``.
+        reduction: the validated reduction.
+        unbatched: the caller passed a single ``(C,)`` example.
+    """
+
+    logits: Tensor
+    index: Tensor | None
+    probs: Tensor | None
+    valid: Tensor | None
+    weight: Tensor | None
+    reduction: Reduction
+    unbatched: bool
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[1])
+
+    def class_view(self, vector: Tensor) -> Tensor:
+        """View a ``(C,)`` vector as ``(1, C, 1, ...)`` to broadcast against the logits."""
+        return vector.view(1, -1, *([1] * (self.logits.dim() - 2)))
+
+    def gather(self, values: Tensor) -> Tensor:
+        """``values[n, y_n, ...]``: pick the true class along dim 1 of an ``(N, C, ...)`` tensor."""
+        assert self.index is not None  # internal: callers only gather with class-index targets
+        return values.gather(1, self.index.unsqueeze(1)).squeeze(1)
+
+    def target_weight(self) -> Tensor | None:
+        """``weight[y]`` per position (0 at ignored positions), or ``None`` without weights."""
+        if self.weight is None or self.index is None:
+            return None
+        picked = self.weight[self.index]
+        return picked if self.valid is None else picked * self.valid
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half-precision inputs are computed (and accumulated) in float32."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def prepare(
+    input: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    allow_probs: bool = True,
+) -> Batch:
+    """Validate ``(input, target)`` in PyTorch's conventions and return a :class:`Batch`."""
+    check_floating("input", input, min_dim=1)
+    check_tensor("target", target)
+    mode = check_reduction(reduction)
+    check_int("ignore_index", ignore_index)
+    unbatched = input.dim() == 1
+    logits = input.unsqueeze(0) if unbatched else input
+    target = target.unsqueeze(0) if unbatched else target
+    num_classes = int(logits.shape[1])
+    if num_classes < 1:
+        raise fail("input", "a tensor with at least one class along dim 1", input)
+    weight = check_weight(weight, num_classes)
+    dtype = compute_dtype(logits.dtype)
+    logits = logits.to(dtype)
+    weight = None if weight is None else weight.to(device=logits.device, dtype=dtype)
+    if target.is_floating_point():
+        if not allow_probs:
+            raise fail("target", "an integer tensor of class indices", target, kind=TypeError)
+        if target.shape != logits.shape:
+            raise fail(
+                "target",
+                f"of the input's shape {tuple(logits.shape)} for probability targets",
+                f"!shape {tuple(target.shape)}",
+            )
+        return Batch(logits, None, target.to(dtype), None, weight, mode, unbatched)
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != tuple(expected):
+        raise fail(
+            "target",
+            f"of shape {tuple(expected)} for class indices (input {tuple(logits.shape)})",
+            f"!shape {tuple(target.shape)}",
+        )
+    check_class_indices("target", target, num_classes, ignore_index=ignore_index)
+    index = target.long()
+    valid: Tensor | None = None
+    if bool((index == ignore_index).any()):
+        valid = index != ignore_index
+        index = index.masked_fill(~valid, 0)
+    return Batch(logits, index, None, valid, weight, mode, unbatched)
+
+
+def finish(batch: Batch, loss: Tensor, denominator: Tensor | None) -> Tensor:
+    """Zero ignored positions, then reduce; ``denominator`` is the weight of a ``mean``.
+
+    ``denominator=None`` means the number of non-ignored positions.
+    """
+    if batch.valid is not None:
+        loss = loss.masked_fill(~batch.valid, 0.0)
+    if batch.reduction == "mean" and denominator is None and batch.valid is not None:
+        denominator = batch.valid.sum().to(loss.dtype)
+    if batch.reduction == "none" and batch.unbatched:
+        loss = loss.squeeze(0)
+    return reduce_loss(loss, batch.reduction, denominator)

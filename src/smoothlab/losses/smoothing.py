@@ -1,0 +1,156 @@
+"""Label-smoothing cross-entropy: uniform, prior, teacher and negative (generalized) smoothing."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from smoothlab._checks import check_real, fail
+from smoothlab.losses._common import Batch, finish, prepare
+from smoothlab.targets import check_prior
+
+__all__ = ["Weighting", "label_smoothing_cross_entropy"]
+
+Weighting = Literal["pytorch", "example"]
+
+
+def label_smoothing_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    smoothing: float = 0.1,
+    *,
+    prior: Tensor | None = None,
+    exclusive: bool = False,
+    weight: Tensor | None = None,
+    weighting: Weighting = "pytorch",
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Cross-entropy against smoothed targets ``(1 - r) * onehot + r * prior``.
+
+    Unreduced, for an example with logits :math:`z`, :math:`\log p = \mathrm{log\_softmax}(z)`,
+    class-index target :math:`y` and prior :math:`\pi` (uniform :math:`1/K` by default):
+
+    .. math::
+        \ell = -(1 - r)\, w_y \log p_y \;-\; r \sum_j w_j\, \pi_j \log p_j
+
+    with :math:`w = 1` when ``weight`` is ``None``. For ``r`` in [0, 1], no prior and any
+    ``weight`` / ``ignore_index`` / ``reduction`` / shape, this equals
+    ``F.cross_entropy(input, target, label_smoothing=r, ...)``, including PyTorch's weight
+    semantics: the smoothing term weights class :math:`j` by :math:`w_j`, and ``mean`` divides by
+    :math:`\sum_n w_{y_n}` over non-ignored positions. That distorts the smoothed distribution
+    (rare classes receive extra mass); ``weighting="example"`` is the non-distorting alternative,
+    :math:`\ell = w_y \cdot \mathrm{CE}(q, p)` with the same denominator.
+
+    With probability targets :math:`t` of the input's shape, :math:`q = (1 - r) t + r \pi` and
+    :math:`\ell = -\sum_j w_j q_j \log p_j`; ``mean`` divides by the number of positions (as
+    PyTorch does).
+
+    Negative ``r`` is generalized / negative label smoothing (Wei et al., "To Smooth or Not?",
+    ICML 2022): the wrong classes get negative target mass, so **the loss is unbounded below**
+    (it decreases without limit as the logit gap grows); use it with a bounded number of steps,
+    or after a cross-entropy warm-up as Wei et al. do. PyTorch silently treats ``r < 0`` as 0;
+    smoothlab never does. Terms with zero target mass contribute exactly 0, even at ``-inf``
+    logits. Half-precision inputs are computed in float32 and the loss is returned in float32.
+    A ``mean`` over no positions (empty or all ignored) is NaN, a ``sum`` is 0 (as in PyTorch).
+
+    Args:
+        input: logits ``(N, C)``, ``(N, C, d1, ...)`` or ``(C,)``.
+        target: class indices ``(N, d1, ...)`` or probabilities of the input's shape.
+        smoothing: ``r <= 1``; negative for negative label smoothing.
+        prior: ``None`` (uniform), a class prior ``(C,)``, or per-example distributions
+            ``(N, C, ...)`` (a teacher's predictions).
+        exclusive: spread ``r`` over the other ``K - 1`` classes only (``r / (K - 1)`` each).
+        weight: per-class weights ``(C,)``.
+        weighting: ``"pytorch"`` (default, PyTorch's semantics) or ``"example"``.
+        ignore_index: class index whose positions contribute nothing (class-index targets).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Shape:
+        - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)`` or ``(N, C, d1, ...)``.
+        - output: scalar, or ``(N, d1, ...)`` with ``reduction="none"``.
+
+    >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
+    >>> label_smoothing_cross_entropy(logits, torch.tensor([0, 1]), 0.1)
+    tensor(0.5047)
+    >>> torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]), label_smoothing=0.1)
+    tensor(0.5047)
+    >>> label_smoothing_cross_entropy(logits, torch.tensor([0, 1]), -0.5)  # negative smoothing
+    tensor(-0.1453)
+
+    References: Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016; Wei et al.,
+    ICML 2022; Xu et al., "Towards Understanding Label Smoothing", 2020 (teacher prior).
+    """
+    rate = check_real("smoothing", smoothing, high=1.0)
+    if weighting not in ("pytorch", "example"):
+        raise fail("weighting", "one of 'pytorch', 'example'", weighting)
+    batch = prepare(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    pi = None if prior is None else check_prior(prior, batch.num_classes, tuple(batch.logits.shape))
+    pi = None if pi is None else pi.to(batch.logits.dtype)
+    log_p = torch.log_softmax(batch.logits, dim=1)
+    if batch.probs is not None:
+        if weighting == "example":
+            raise fail("weighting", "'pytorch' with probability targets", weighting)
+        if exclusive:
+            raise fail("target", "class indices when exclusive=True", batch.probs, kind=TypeError)
+        return _soft_target_loss(batch, log_p, rate, pi)
+    if exclusive and pi is None:
+        # r / (K - 1) on each other class is the uniform form with rate r K / (K - 1).
+        rate = rate * batch.num_classes / (batch.num_classes - 1)
+    elif exclusive and pi is not None:
+        pi = _exclusive(batch, pi)
+    return _index_target_loss(batch, log_p, rate, pi, weighting)
+
+
+def _index_target_loss(
+    batch: Batch, log_p: Tensor, rate: float, pi: Tensor | None, weighting: Weighting
+) -> Tensor:
+    nll = -batch.gather(log_p)
+    w_y = batch.target_weight()
+    example = weighting == "example" and w_y is not None
+    class_w = None if example else batch.weight
+    loss = nll if w_y is None or example else w_y * nll
+    if rate != 0.0:
+        smooth = _smoothing_term(batch, log_p, pi, class_w)
+        loss = (1.0 - rate) * loss + rate * smooth
+    if example and w_y is not None:
+        loss = w_y * loss
+    return finish(batch, loss, None if w_y is None else w_y.sum())
+
+
+def _smoothing_term(
+    batch: Batch, log_p: Tensor, pi: Tensor | None, weight: Tensor | None
+) -> Tensor:
+    """``-sum_j w_j pi_j log p_j``, with exact zeros where ``w_j pi_j = 0``."""
+    if pi is None:
+        if weight is None:
+            return -log_p.mean(dim=1)
+        coef = batch.class_view(weight) / batch.num_classes
+    else:
+        coef = pi if weight is None else pi * batch.class_view(weight)
+        return -torch.where(coef != 0, coef * log_p, 0.0).sum(dim=1)
+    return -(coef * log_p).sum(dim=1)
+
+
+def _soft_target_loss(batch: Batch, log_p: Tensor, rate: float, pi: Tensor | None) -> Tensor:
+    assert batch.probs is not None
+    q = batch.probs
+    if rate != 0.0:
+        prior = pi if pi is not None else torch.full_like(q[:1], 1.0 / batch.num_classes)
+        q = (1.0 - rate) * q + rate * prior
+    if batch.weight is not None:
+        q = q * batch.class_view(batch.weight)
+    return finish(batch, -torch.where(q != 0, q * log_p, 0.0).sum(dim=1), None)
+
+
+def _exclusive(batch: Batch, pi: Tensor) -> Tensor:
+    """Per-example prior ``pi_j / (1 - pi_y)`` on the classes other than ``y``, 0 on ``y``."""
+    pi = pi.expand_as(batch.logits)
+    pi_y = batch.gather(pi).unsqueeze(1)
+    if bool((pi_y >= 1).any()):
+        raise fail("prior", "below 1 on the true class when exclusive=True", "!a prior of 1 there")
+    assert batch.index is not None
+    others = pi.scatter(1, batch.index.unsqueeze(1), 0.0)
+    return others / (1 - pi_y)

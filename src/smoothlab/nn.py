@@ -1,0 +1,146 @@
+"""``nn.Module`` wrappers of the loss family (L2): hyperparameters stored, ``forward`` one call."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from smoothlab._checks import check_real, check_reduction
+from smoothlab.losses import (
+    Weighting,
+    confidence_penalty_loss,
+    label_relaxation_loss,
+    label_smoothing_cross_entropy,
+)
+
+__all__ = ["ConfidencePenaltyLoss", "LabelRelaxationLoss", "LabelSmoothingCrossEntropyLoss"]
+
+
+class _Loss(nn.Module):
+    """Holds the arguments common to the family; ``weight`` and ``prior`` are buffers."""
+
+    weight: Tensor | None
+
+    def __init__(self, weight: Tensor | None, ignore_index: int, reduction: str) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.reduction = check_reduction(reduction)
+
+
+class LabelSmoothingCrossEntropyLoss(_Loss):
+    """Module form of :func:`smoothlab.label_smoothing_cross_entropy` (same arguments).
+
+    ``smoothing`` is a plain attribute: a training loop that follows a schedule sets
+    ``loss_fn.smoothing = schedule(step)`` (the loop owns the step; modules never count).
+
+    >>> import torch
+    >>> loss_fn = LabelSmoothingCrossEntropyLoss(smoothing=0.1)
+    >>> loss_fn(torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([0]))
+    tensor(0.3913)
+    """
+
+    prior: Tensor | None
+
+    def __init__(
+        self,
+        smoothing: float = 0.1,
+        *,
+        prior: Tensor | None = None,
+        exclusive: bool = False,
+        weight: Tensor | None = None,
+        weighting: Weighting = "pytorch",
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.smoothing = check_real("smoothing", smoothing, high=1.0)
+        self.register_buffer("prior", prior)
+        self.exclusive = exclusive
+        self.weighting: Weighting = weighting
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return label_smoothing_cross_entropy(
+            input,
+            target,
+            self.smoothing,
+            prior=self.prior,
+            exclusive=self.exclusive,
+            weight=self.weight,
+            weighting=self.weighting,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"smoothing={self.smoothing}, exclusive={self.exclusive}, reduction={self.reduction!r}"
+        )
+
+
+class LabelRelaxationLoss(_Loss):
+    """Module form of :func:`smoothlab.label_relaxation_loss` (same arguments).
+
+    >>> import torch
+    >>> LabelRelaxationLoss(alpha=0.1)(torch.tensor([[0.5, 0.0, 0.0]]), torch.tensor([0]))
+    tensor(0.4500)
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.1,
+        *,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.alpha = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return label_relaxation_loss(
+            input,
+            target,
+            self.alpha,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, reduction={self.reduction!r}"
+
+
+class ConfidencePenaltyLoss(_Loss):
+    """Module form of :func:`smoothlab.confidence_penalty_loss` (same arguments).
+
+    >>> import torch
+    >>> ConfidencePenaltyLoss(beta=0.1)(torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([1]))
+    tensor(0.4539)
+    """
+
+    def __init__(
+        self,
+        beta: float = 0.1,
+        *,
+        threshold: float | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.beta = check_real("beta", beta, low=0.0)
+        self.threshold = None if threshold is None else check_real("threshold", threshold, low=0.0)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return confidence_penalty_loss(
+            input,
+            target,
+            self.beta,
+            threshold=self.threshold,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}, reduction={self.reduction!r}"
