@@ -1,0 +1,151 @@
+"""The ``smoothlab`` command: demo, run, report, list, show-config.
+
+Bad configs and paths end with one line on stderr and exit code 2; failed runs with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from smoothlab.lab.config import Config, ConfigError, config_to_dict, load_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smoothlab",
+        description="Compare label-smoothing methods under label noise: accuracy and calibration.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_options(sub: argparse.ArgumentParser, out: str) -> None:
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set train.epochs=5",
+        )
+        sub.add_argument("--executor", choices=("local", "ray"), default="local")
+        sub.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
+        sub.add_argument("--address", default=None, help="address of an existing Ray cluster")
+        sub.add_argument("--out", type=Path, default=Path(out), help=f"results folder ({out})")
+        sub.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+    demo = commands.add_parser("demo", help="run the embedded demo (digits, 3 noise rates)")
+    add_run_options(demo, "results/demo")
+    run = commands.add_parser("run", help="run a config's grid (finished runs are skipped)")
+    run.add_argument("config", type=Path)
+    add_run_options(run, "results/<config name>")
+    report = commands.add_parser(
+        "report", help="write CSV, PNG plots and HTML for a results folder"
+    )
+    report.add_argument("folder", type=Path)
+    report.add_argument("--out", type=Path, default=None, help="report folder (FOLDER/report)")
+    commands.add_parser("list", help="methods, datasets, models and noise kinds")
+    show = commands.add_parser("show-config", help="print a config resolved, with defaults")
+    show.add_argument("config", type=Path)
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    from smoothlab.lab.executors import make_executor
+    from smoothlab.lab.report import write_report
+    from smoothlab.lab.results import print_table, summarize
+    from smoothlab.lab.runner import run_experiment
+    from smoothlab.lab.store import ResultsStore
+
+    out = args.out if "<" not in str(args.out) else Path("results") / config.name
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"`--workers` must be >= 1, got {args.workers}")
+    start = time.perf_counter()
+    executor = make_executor(args.executor, args.workers, args.address)
+    try:
+        summary = run_experiment(config, out, executor)
+    finally:
+        executor.close()
+    store = ResultsStore(out)
+    try:
+        rows = list(store.runs(set(summary.keys)))
+    finally:
+        store.close()
+    print_table(summarize(rows), sys.stdout, title=f"{config.name}: test metrics over seeds")
+    if not args.no_report:
+        print(f"report: {write_report(out)}")
+    print(
+        f"{summary.finished} runs trained, {summary.skipped} already done, "
+        f"{len(summary.failed)} failed, {time.perf_counter() - start:.1f} s; results in {out}"
+    )
+    for label, error in summary.failed:
+        print(f"failed: {label}: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _list() -> None:
+    from smoothlab.datasets import get_dataset_info, list_datasets
+    from smoothlab.lab.methods import METHODS, method_fields
+    from smoothlab.lab.models import MODELS
+    from smoothlab.noise import NOISE_KINDS
+
+    print("methods:")
+    for name, method in METHODS.items():
+        params = ", ".join(method_fields(name)) or "-"
+        print(f"  {name:<11} {method.description}  [{params}]")
+    print("datasets:")
+    for name in list_datasets():
+        print(f"  {name:<17} {getattr(get_dataset_info(name), 'description', '')}")
+    print("models:")
+    for spec in MODELS.values():
+        print(f"  {spec.name:<11} {spec.description}")
+    print("noise kinds:")
+    for kind in NOISE_KINDS:
+        print(f"  {kind.name:<19} {kind.description}")
+
+
+def _show(config: Config) -> None:
+    import json
+
+    print(json.dumps(config_to_dict(config), indent=2))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from smoothlab.lab.demo import demo_config
+
+    if args.command == "demo":
+        return _run(demo_config(tuple(args.set)), args)
+    if args.command == "run":
+        return _run(load_config(args.config, args.set), args)
+    if args.command == "report":
+        from smoothlab.lab.report import write_report
+
+        print(f"report: {write_report(args.folder, args.out)}")
+    elif args.command == "list":
+        _list()
+    elif args.command == "show-config":
+        _show(load_config(args.config, args.set))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smoothlab`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ConfigError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
+        print(f"smoothlab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "smoothlab: interrupted; finished runs are stored, run again to resume", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

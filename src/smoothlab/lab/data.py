@@ -1,0 +1,88 @@
+"""The data of one run: load, subsample, corrupt the training labels, split, standardise.
+
+Order matters and follows the noisy-label literature: labels are corrupted on the whole training
+set first, then a validation split is held out from it (so validation labels are noisy too, as
+they would be in practice), and features are standardised with the statistics of the remaining
+training part only. The test set is always clean.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from smoothlab.lab.grid import RunConfig
+
+__all__ = ["RunData", "load_cached", "prepare_data"]
+
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """Tensors of one run; ``y_train`` holds the (possibly noisy) labels the model sees."""
+
+    x_train: Tensor
+    y_train: Tensor
+    y_train_clean: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    realised_noise_rate: float
+
+
+@functools.lru_cache(maxsize=2)
+def load_cached(name: str, root: str) -> object:
+    """Load a dataset once per process (workers run many runs on the same data)."""
+    from smoothlab.datasets import load_dataset
+
+    return load_dataset(name, root=root or None)
+
+
+def _subset(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    if size <= 0 or size >= len(y):
+        return x, y
+    keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size]
+    return x[keep], y[keep]
+
+
+def prepare_data(run: RunConfig, data_seed: int) -> RunData:
+    """Build the run's data; every draw comes from a generator seeded with ``data_seed``."""
+    from smoothlab.datasets import fit_standardize, split_indices
+    from smoothlab.noise import noise_kind, realised_noise_rate
+
+    dataset = load_cached(run.data.dataset, run.data.root)
+    num_classes: int = dataset.num_classes  # type: ignore[attr-defined]
+    # Subsets are fixed per dataset (seed 0), so every run of a grid trains on the same examples.
+    x_all, clean = _subset(dataset.x_train, dataset.y_train, run.data.train_subset, 0)  # type: ignore[attr-defined]
+    x_test, y_test = _subset(dataset.x_test, dataset.y_test, run.data.test_subset, 0)  # type: ignore[attr-defined]
+    generator = torch.Generator().manual_seed(data_seed)
+    noisy = clean
+    if run.noise_kind != "none":  # the clean data: any kind at rate 0
+        noisy = noise_kind(run.noise_kind).build(
+            clean,
+            run.noise_rate,
+            num_classes=num_classes,
+            features=x_all,
+            generator=generator,
+            exact=run.exact_noise,
+        )
+    if run.data.val_fraction > 0:
+        train, val = split_indices(noisy, run.data.val_fraction, generator=generator)
+    else:
+        train, val = torch.arange(len(noisy)), torch.arange(0)
+    scale = fit_standardize(x_all[train].float())
+    return RunData(
+        x_train=scale(x_all[train].float()),
+        y_train=noisy[train],
+        y_train_clean=clean[train],
+        x_val=scale(x_all[val].float()),
+        y_val=noisy[val],
+        x_test=scale(x_test.float()),
+        y_test=y_test,
+        num_classes=num_classes,
+        realised_noise_rate=realised_noise_rate(clean[train], noisy[train]),
+    )

@@ -1,0 +1,156 @@
+"""Executors: where runs are trained. The driver hands over a batch, results come back as completed.
+
+The interface is one method, ``run_batch(tasks, progress) -> Iterator[RunResult]``, yielding each
+result as soon as it is ready, in any order. That leaves room for an executor that trains several
+compatible runs (same data and architecture, different seeds or smoothing rates) stacked along a
+model dimension in one process: it receives the whole batch and may group it as it likes.
+
+- ``local``: a process pool (spawn context; one torch thread per worker; default workers = cores).
+- ``ray``: an existing Ray cluster (``address``) or a local one; Ray is imported lazily.
+
+Workers never touch the results store; only the driver writes.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Protocol
+
+from smoothlab.lab.train import ProgressFn, RunResult, RunTask, execute
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+
+
+class Executor(Protocol):
+    """Trains a batch of runs and yields their results as they complete."""
+
+    def run_batch(
+        self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
+    ) -> Iterator[RunResult]: ...
+
+    def close(self) -> None: ...
+
+
+_worker_queue: Any = None
+
+
+def _init_worker(messages: Any, threads: int) -> None:
+    import torch
+
+    global _worker_queue
+    _worker_queue = messages
+    torch.set_num_threads(threads)
+
+
+def _report(key: str, done: int, total: int) -> None:
+    _worker_queue.put((key, done, total))
+
+
+def _execute_in_worker(task: RunTask) -> RunResult:
+    _report(task.key, 0, task.run.train.epochs)
+    return execute(task, _report)
+
+
+class LocalExecutor:
+    """A pool of ``workers`` processes on this machine, started once and reused across batches."""
+
+    def __init__(self, workers: int | None = None, threads_per_worker: int = 1) -> None:
+        import multiprocessing
+
+        self.workers = workers or os.cpu_count() or 1
+        context = multiprocessing.get_context("spawn")  # fork and torch threads do not mix
+        self.messages = context.Queue()
+        self.pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self.messages, threads_per_worker),
+        )
+
+    def _relay(self, progress: ProgressFn, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                progress(*self.messages.get(timeout=0.1))
+            except queue.Empty:
+                continue
+
+    def run_batch(
+        self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
+    ) -> Iterator[RunResult]:
+        """Submit every task; yield results as they complete."""
+        stop = threading.Event()
+        relay = threading.Thread(target=self._relay, args=(progress or _ignore, stop), daemon=True)
+        relay.start()
+        try:
+            pending: set[Future[RunResult]] = {
+                self.pool.submit(_execute_in_worker, t) for t in tasks
+            }
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            stop.set()
+            relay.join()
+
+    def close(self) -> None:
+        """Stop the workers (queued tasks are cancelled)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore(key: str, done: int, total: int) -> None:
+    pass
+
+
+class RayExecutor:
+    """Runs on a Ray cluster: ``address`` of an existing one, or a local one of ``workers`` CPUs."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("the ray executor needs Ray: pip install 'smoothlab[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count(), log_to_driver=False)
+        self.remote = ray.remote(num_cpus=1)(_execute_one_thread)
+
+    def run_batch(
+        self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
+    ) -> Iterator[RunResult]:
+        """Submit every task as a Ray task; yield results as they complete."""
+        pending = [self.remote.remote(task) for task in tasks]
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield self.ray.get(ref)
+
+    def close(self) -> None:
+        """Disconnect from (or stop) the Ray runtime this executor started."""
+        self.ray.shutdown()
+
+
+def _execute_one_thread(task: RunTask) -> RunResult:
+    import torch
+
+    torch.set_num_threads(1)
+    return execute(task)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def make_executor(name: str, workers: int | None = None, address: str | None = None) -> Executor:
+    """Build the executor ``name`` (``local`` or ``ray``)."""
+    if name == "ray":
+        return RayExecutor(workers, address)
+    if name == "local":
+        return LocalExecutor(workers)
+    raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {name!r}")

@@ -1,0 +1,297 @@
+"""The methods registry: one frozen dataclass per method, its fields are its sweepable parameters.
+
+A method turns into an :class:`Objective` (the training loss, called by the loop with the epoch,
+which the loop owns) and names the optimizer it needs: the train config's own (``default``),
+``ivon`` or ``sam``. The CLI's choices, ``smoothlab list`` and plot legends derive from
+:data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from smoothlab.lab.config import ConfigError
+
+__all__ = [
+    "METHODS",
+    "ConfidencePenalty",
+    "CrossEntropy",
+    "Ivon",
+    "LabelRelaxation",
+    "LabelSmoothing",
+    "Method",
+    "NegativeSmoothing",
+    "Objective",
+    "OnlineSmoothing",
+    "Sam",
+    "TeacherSmoothing",
+    "TwoStageSmoothing",
+    "make_method",
+    "method_fields",
+    "teacher_probabilities",
+]
+
+
+class Objective(Protocol):
+    """A training loss: ``objective(logits, target, index, epoch)``; ``end_epoch()`` after each."""
+
+    def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor: ...
+
+    def end_epoch(self) -> None: ...
+
+
+LossFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
+
+
+class _Stateless:
+    """An :class:`Objective` from a plain function of (logits, target, index, epoch)."""
+
+    def __init__(self, loss: LossFn) -> None:
+        self.loss = loss
+
+    def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
+        return self.loss(logits, target, index, epoch)
+
+    def end_epoch(self) -> None:
+        pass
+
+
+def _check(ok: bool, path: str, expected: str, got: object) -> None:
+    if not ok:
+        raise ConfigError(f"`{path}` must be {expected}, got {got!r}")
+
+
+@dataclass(frozen=True)
+class Method:
+    """Base: a method's name, description, optimizer kind, and whether it needs a teacher."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    optimizer: ClassVar[str] = "default"
+    needs_teacher: ClassVar[bool] = False
+
+    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        """The training loss; plain cross-entropy unless a subclass says otherwise."""
+        return _Stateless(lambda logits, target, index, epoch: F.cross_entropy(logits, target))
+
+    def label(self) -> str:
+        """``name(param=value, ...)``: the row label in tables and plot legends."""
+        params = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
+        return f"{self.name}({params})" if params else self.name
+
+
+@dataclass(frozen=True)
+class CrossEntropy(Method):
+    name: ClassVar[str] = "ce"
+    description: ClassVar[str] = "cross-entropy with one-hot targets (the baseline)"
+
+
+@dataclass(frozen=True)
+class LabelSmoothing(Method):
+    name: ClassVar[str] = "ls"
+    description: ClassVar[str] = (
+        "label smoothing: (1 - r) one-hot + r uniform (Szegedy et al. 2016)"
+    )
+    smoothing: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.smoothing <= 1, f"methods.{self.name}.smoothing", "<= 1", self.smoothing)
+
+    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        from smoothlab import label_smoothing_cross_entropy
+
+        r = self.smoothing
+        return _Stateless(lambda x, y, i, e: label_smoothing_cross_entropy(x, y, r))
+
+
+@dataclass(frozen=True)
+class NegativeSmoothing(LabelSmoothing):
+    name: ClassVar[str] = "nls"
+    description: ClassVar[str] = (
+        "generalized label smoothing with r < 0 (Wei et al. 2022); pair with train.switch_epoch"
+    )
+    smoothing: float = -0.2
+
+
+@dataclass(frozen=True)
+class LabelRelaxation(Method):
+    name: ClassVar[str] = "lr"
+    description: ClassVar[str] = "label relaxation: zero loss inside a credal set (Lienen 2021)"
+    alpha: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(0 < self.alpha < 1, "methods.lr.alpha", "in (0, 1)", self.alpha)
+
+    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        from smoothlab import label_relaxation_loss
+
+        alpha = self.alpha
+        return _Stateless(lambda x, y, i, e: label_relaxation_loss(x, y, alpha))
+
+
+@dataclass(frozen=True)
+class ConfidencePenalty(Method):
+    name: ClassVar[str] = "cp"
+    description: ClassVar[str] = "cross-entropy minus beta x entropy (Pereyra et al. 2017)"
+    beta: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.beta >= 0, "methods.cp.beta", ">= 0", self.beta)
+
+    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        from smoothlab import confidence_penalty_loss
+
+        beta = self.beta
+        return _Stateless(lambda x, y, i, e: confidence_penalty_loss(x, y, beta))
+
+
+class _OnlineObjective:
+    def __init__(self, num_classes: int, alpha: float) -> None:
+        from smoothlab import OnlineLabelSmoothingLoss
+
+        self.loss = OnlineLabelSmoothingLoss(num_classes, alpha=alpha)
+
+    def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
+        self.loss.to(logits.device)
+        return self.loss(logits, target)  # type: ignore[no-any-return]
+
+    def end_epoch(self) -> None:
+        self.loss.next_epoch()
+
+
+@dataclass(frozen=True)
+class OnlineSmoothing(Method):
+    name: ClassVar[str] = "ols"
+    description: ClassVar[str] = "online label smoothing: class-wise soft labels (Zhang 2021)"
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.alpha <= 1, "methods.ols.alpha", "in [0, 1]", self.alpha)
+
+    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        return _OnlineObjective(num_classes, self.alpha)
+
+
+@dataclass(frozen=True)
+class TwoStageSmoothing(Method):
+    name: ClassVar[str] = "tsla"
+    description: ClassVar[str] = "two-stage: smoothing r before epoch drop_at, none after (Xu 2020)"
+    smoothing: float = 0.1
+    drop_at: int = 10
+
+    def __post_init__(self) -> None:
+        _check(self.smoothing <= 1, "methods.tsla.smoothing", "<= 1", self.smoothing)
+        _check(self.drop_at >= 0, "methods.tsla.drop_at", ">= 0", self.drop_at)
+
+    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        from smoothlab import label_smoothing_cross_entropy
+        from smoothlab.schedules import two_stage
+
+        schedule = two_stage(self.smoothing, self.drop_at)
+        return _Stateless(lambda x, y, i, e: label_smoothing_cross_entropy(x, y, schedule(e)))
+
+
+@dataclass(frozen=True)
+class TeacherSmoothing(Method):
+    name: ClassVar[str] = "ls-teacher"
+    description: ClassVar[str] = (
+        "smoothing towards a teacher's predictions: the grid's ce run or a .safetensors file"
+    )
+    needs_teacher: ClassVar[bool] = True
+    smoothing: float = 0.5
+    teacher: str = "ce"  # "ce" = the ce run with the same data, noise and seed; else a path
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.smoothing <= 1, "methods.ls-teacher.smoothing", "in [0, 1]", None)
+
+    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        from smoothlab import label_smoothing_cross_entropy
+
+        if teacher_probs is None:
+            raise ValueError("`teacher_probs` must be given for ls-teacher, got None")
+        r, probs = self.smoothing, teacher_probs
+        return _Stateless(
+            lambda x, y, i, e: label_smoothing_cross_entropy(x, y, r, prior=probs[i].to(x.device))
+        )
+
+
+@dataclass(frozen=True)
+class Ivon(Method):
+    name: ClassVar[str] = "ivon"
+    description: ClassVar[str] = "IVON variational learning: adaptive label noise (Yang 2025)"
+    optimizer: ClassVar[str] = "ivon"
+    lr: float = 0.2
+    hess_init: float = 0.9
+    beta2: float = 0.99999
+    weight_decay: float = 1e-4
+    ess: float = 0.0  # effective sample size; 0 = the number of training examples
+    test_samples: int = 0  # posterior samples averaged at test time; 0 = predict with the mean
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "methods.ivon.lr", "> 0", self.lr)
+        _check(self.hess_init > 0, "methods.ivon.hess_init", "> 0", self.hess_init)
+        _check(0 <= self.beta2 < 1, "methods.ivon.beta2", "in [0, 1)", self.beta2)
+        _check(self.ess >= 0 and math.isfinite(self.ess), "methods.ivon.ess", ">= 0", self.ess)
+        _check(self.test_samples >= 0, "methods.ivon.test_samples", ">= 0", self.test_samples)
+
+
+@dataclass(frozen=True)
+class Sam(Method):
+    name: ClassVar[str] = "sam"
+    description: ClassVar[str] = "sharpness-aware minimisation around the base optimizer (Foret)"
+    optimizer: ClassVar[str] = "sam"
+    rho: float = 0.05
+    adaptive: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.rho >= 0, "methods.sam.rho", ">= 0", self.rho)
+
+
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls
+    for cls in (
+        CrossEntropy,
+        LabelSmoothing,
+        NegativeSmoothing,
+        LabelRelaxation,
+        ConfidencePenalty,
+        OnlineSmoothing,
+        TwoStageSmoothing,
+        TeacherSmoothing,
+        Ivon,
+        Sam,
+    )
+}
+
+
+def method_fields(name: str) -> dict[str, Any]:
+    """Parameter name -> type for the method ``name`` (for config checking)."""
+    cls = METHODS[name]
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def make_method(name: str, params: dict[str, Any] | tuple[tuple[str, Any], ...]) -> Method:
+    """Instantiate the method ``name`` with ``params``."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method `{name}` (valid: {', '.join(METHODS)})")
+    return METHODS[name](**dict(params))
+
+
+def teacher_probabilities(model: torch.nn.Module, inputs: Tensor, batch: int = 1024) -> Tensor:
+    """Softmax outputs of a trained model on ``inputs`` (the teacher prior of ``ls-teacher``)."""
+    model.eval()
+    with torch.no_grad():
+        parts = [
+            F.softmax(model(inputs[i : i + batch]), dim=1) for i in range(0, len(inputs), batch)
+        ]
+    return torch.cat(parts).float().cpu()

@@ -1,0 +1,186 @@
+"""Report figures (matplotlib, Agg backend): each function takes stored runs, returns a PNG's bytes
+or None when the grid has nothing to show for that figure."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from smoothlab.lab.results import SummaryRow, summarize
+from smoothlab.lab.store import RunRow
+
+__all__ = [
+    "curves_plot",
+    "metric_vs_noise",
+    "noisy_examples_plot",
+    "reliability_plot",
+    "smoothing_sweep",
+]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def _kinds(summary: Sequence[SummaryRow]) -> list[str]:
+    return sorted({s.noise_kind for s in summary if s.noise_kind != "none"}) or ["none"]
+
+
+def metric_vs_noise(rows: Sequence[RunRow], metric: str, title: str) -> bytes | None:
+    """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind.
+
+    Clean runs (kind ``none``, rate 0) appear at rate 0 in every panel.
+    """
+    summary = [s for s in summarize(rows) if metric in s.cells]
+    if not summary:
+        return None
+    plt = _pyplot()
+    kinds = _kinds(summary)
+    figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.8), squeeze=False)
+    for axis, kind in zip(axes[0], kinds, strict=True):
+        for label in dict.fromkeys(s.label for s in summary):
+            points = sorted(
+                (s.noise_rate, s.cells[metric])
+                for s in summary
+                if s.label == label and s.noise_kind in (kind, "none")
+            )
+            if points:
+                xs = [p[0] for p in points]
+                axis.errorbar(xs, [p[1].mean for p in points], [p[1].std for p in points],
+                              marker="o", capsize=3, label=label)  # fmt: skip
+        axis.set(xlabel=f"{kind} noise rate", ylabel=title, title=f"{title}: {kind} noise")
+        axis.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    return _png(figure)
+
+
+def _pooled_bins(members: Sequence[RunRow], key: str) -> tuple[list[float], list[float]] | None:
+    """Reliability bins pooled over seeds: count-weighted confidence and accuracy per bin."""
+    bins = [row.extras[key] for row in members if key in row.extras]
+    if not bins:
+        return None
+    edges = bins[0]["edges"]
+    acc, conf = [], []
+    for b in range(len(edges) - 1):
+        count = sum(x["count"][b] for x in bins)
+        acc.append(sum(x["accuracy"][b] * x["count"][b] for x in bins) / count if count else 0.0)
+        conf.append(sum(x["confidence"][b] * x["count"][b] for x in bins) / count if count else 0.0)
+    return acc, conf
+
+
+def reliability_plot(rows: Sequence[RunRow]) -> bytes | None:
+    """Reliability diagrams per method at the highest noise setting, pooled over seeds."""
+    if not rows:
+        return None
+    rate, kind = max((r.noise_rate, r.noise_kind) for r in rows)
+    chosen = [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind)]
+    labels = list(dict.fromkeys(r.label for r in chosen))
+    plt = _pyplot()
+    columns = min(4, len(labels))
+    lines = math.ceil(len(labels) / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 3.2 * lines), squeeze=False)
+    for axis in axes.flat[len(labels) :]:
+        axis.axis("off")
+    for axis, label in zip(axes.flat, labels, strict=False):
+        members = [r for r in chosen if r.label == label]
+        pooled = _pooled_bins(members, "reliability")
+        if pooled is None:
+            continue
+        edges = members[0].extras["reliability"]["edges"]
+        width = edges[1] - edges[0]
+        axis.bar(edges[:-1], pooled[0], width=width, align="edge", alpha=0.7, label="accuracy")
+        axis.plot([0, 1], [0, 1], "k--", lw=1)
+        axis.set(xlim=(0, 1), ylim=(0, 1), title=label, xlabel="confidence", ylabel="accuracy")
+        axis.title.set_fontsize(8)
+    figure.suptitle(f"reliability on the test set, {kind} noise {rate:g}")
+    return _png(figure)
+
+
+def smoothing_sweep(rows: Sequence[RunRow], metric: str = "accuracy") -> bytes | None:
+    """``metric`` against the smoothing rate (ls and nls pooled: r from negative to positive),
+    one line per noise setting; None unless at least three rates were run."""
+    swept = [r for r in rows if r.method in ("ls", "nls", "ce")]
+    rates = {r.config["params"].get("smoothing", 0.0) for r in swept}
+    if len(rates) < 3:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    settings = sorted({(r.noise_kind, r.noise_rate) for r in swept}, key=lambda s: (s[1], s[0]))
+    for kind, noise in settings:
+        by_rate: dict[float, list[float]] = {}
+        for r in swept:
+            if (r.noise_kind, r.noise_rate) == (kind, noise) and metric in r.metrics:
+                by_rate.setdefault(r.config["params"].get("smoothing", 0.0), []).append(
+                    r.metrics[metric]
+                )
+        xs = sorted(by_rate)
+        axis.plot(xs, [sum(by_rate[x]) / len(by_rate[x]) for x in xs], marker="o",
+                  label=f"{kind} {noise:g}")  # fmt: skip
+    axis.axvline(0.0, color="grey", lw=0.8)
+    axis.set(xlabel="smoothing rate r (r < 0: negative smoothing; ce is r = 0)", ylabel=metric)
+    axis.set_xscale("symlog", linthresh=1.0)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, title="noise")
+    return _png(figure)
+
+
+def curves_plot(rows: Sequence[RunRow], curve: str = "test_accuracy") -> bytes | None:
+    """Per-epoch ``curve`` of every method at the highest noise setting, first seed."""
+    if not rows:
+        return None
+    rate, kind = max((r.noise_rate, r.noise_kind) for r in rows)
+    chosen = [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind) and curve in r.curves]
+    if not chosen:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for label in dict.fromkeys(r.label for r in chosen):
+        first = min((r for r in chosen if r.label == label), key=lambda r: r.replicate)
+        axis.plot(range(1, len(first.curves[curve]) + 1), first.curves[curve], label=label)
+    axis.set(xlabel="epoch", ylabel=curve.replace("_", " "), title=f"{kind} noise {rate:g}")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    return _png(figure)
+
+
+def noisy_examples_plot(rows: Sequence[RunRow]) -> bytes | None:
+    """The training examples with the most and least IVON-induced label noise (Yang et al. 2025,
+    Fig. 3), from the IVON run with the lowest noise rate; None without an IVON run."""
+    found = [r for r in rows if "noisy_examples" in r.extras]
+    if not found:
+        return None
+    run = min(found, key=lambda r: (r.noise_rate, r.replicate))
+    data = run.extras["noisy_examples"]
+    shape = data["shape"]
+    side = math.isqrt(math.prod(shape[-2:])) if len(shape) >= 2 else 0
+    plt = _pyplot()
+    count = len(data["most"]["x"])
+    figure, axes = plt.subplots(2, count, figsize=(1.3 * count, 3.2), squeeze=False)
+    for line, name in enumerate(("most", "least")):
+        part = data[name]
+        for axis, x, label, noise in zip(axes[line], part["x"], part["label"], part["noise"],
+                                         strict=True):  # fmt: skip
+            if len(shape) >= 2 and len(x) == side * side:
+                axis.imshow([x[i * side : (i + 1) * side] for i in range(side)], cmap="gray_r")
+            else:
+                axis.bar(range(len(x)), x)
+            axis.set_title(f"y={label} |ε|={noise:.2f}", fontsize=7)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[line][0].set_ylabel(f"{name} noisy", fontsize=8)
+    figure.suptitle(f"IVON label noise, {run.noise_kind} {run.noise_rate:g} (top: most)")
+    return _png(figure)

@@ -1,0 +1,152 @@
+"""``smoothlab report DIR``: CSV files, PNG plots and one self-contained HTML page.
+
+The HTML page embeds every PNG as base64, so it can be mailed or attached on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from smoothlab.lab.plots import (
+    curves_plot,
+    metric_vs_noise,
+    noisy_examples_plot,
+    reliability_plot,
+    smoothing_sweep,
+)
+from smoothlab.lab.results import SUMMARY_METRICS, SummaryRow, summarize
+from smoothlab.lab.store import DB_NAME, ResultsStore, RunRow, atomic_write
+
+__all__ = ["write_report"]
+
+
+def _write_csv(path: Path, header: Sequence[str], lines: Sequence[Sequence[object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(lines)
+
+
+def _runs_csv(path: Path, rows: Sequence[RunRow]) -> None:
+    metrics = sorted({m for row in rows for m in row.metrics})
+    header = ["key", "experiment", "method", "label", "noise_kind", "noise_rate", "replicate"]
+    lines = [
+        [
+            row.key,
+            row.experiment,
+            row.method,
+            row.label,
+            row.noise_kind,
+            row.noise_rate,
+            row.replicate,
+            *(row.metrics.get(m, "") for m in metrics),
+        ]  # fmt: skip
+        for row in rows
+    ]
+    _write_csv(path, header + metrics, lines)
+
+
+def _summary_csv(path: Path, summary: Sequence[SummaryRow]) -> None:
+    metrics = sorted({m for s in summary for m in s.cells})
+    header = ["label", "method", "noise_kind", "noise_rate", "seeds"]
+    header += [f"{m}_{stat}" for m in metrics for stat in ("mean", "std")]
+    lines = []
+    for s in summary:
+        values: list[object] = []
+        for m in metrics:
+            cell = s.cells.get(m)
+            values += [cell.mean, cell.std] if cell else ["", ""]
+        lines.append([s.label, s.method, s.noise_kind, s.noise_rate, s.seeds, *values])
+    _write_csv(path, header, lines)
+
+
+def _figures(rows: Sequence[RunRow]) -> dict[str, tuple[str, bytes | None]]:
+    """File name -> (caption, PNG bytes or None)."""
+    return {
+        "accuracy_vs_noise.png": (
+            "Test accuracy against the noise rate (mean ± std over seeds)",
+            metric_vs_noise(rows, "accuracy", "test accuracy"),
+        ),
+        "ece_vs_noise.png": (
+            "Expected calibration error (15 bins) against the noise rate",
+            metric_vs_noise(rows, "ece", "ECE"),
+        ),
+        "ece_ts_vs_noise.png": (
+            "ECE after temperature scaling fitted on the validation split",
+            metric_vs_noise(rows, "ece_ts", "ECE after TS"),
+        ),
+        "reliability.png": ("Reliability diagrams at the highest noise", reliability_plot(rows)),
+        "smoothing_sweep.png": ("Accuracy against the smoothing rate", smoothing_sweep(rows)),
+        "curves.png": ("Test accuracy per epoch at the highest noise", curves_plot(rows)),
+        "noisy_examples.png": (
+            "Training examples with the most and least IVON-induced label noise",
+            noisy_examples_plot(rows),
+        ),
+    }
+
+
+def _html_table(summary: Sequence[SummaryRow]) -> str:
+    head = "".join(
+        f"<th>{html.escape(t)}</th>"
+        for t in ("method", "noise", "rate", "seeds", *(t for _, t in SUMMARY_METRICS))
+    )
+    body = []
+    for s in summary:
+        cells = [s.label, s.noise_kind, f"{s.noise_rate:g}", str(s.seeds)]
+        cells += [str(s.cells[m]) if m in s.cells else "-" for m, _ in SUMMARY_METRICS]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+    "pre{background:#f6f6f6;padding:1em;font-size:12px;overflow:auto}"
+)
+
+
+def _html(title: str, summary: Sequence[SummaryRow], images: dict[str, tuple[str, bytes]],
+          configs: dict[str, object]) -> str:  # fmt: skip
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
+             "<h2>Summary (test set, mean ± std over seeds)</h2>", _html_table(summary)]  # fmt: skip
+    for name, (caption, png) in images.items():
+        data = base64.b64encode(png).decode()
+        parts.append(f"<h2>{html.escape(caption)}</h2>")
+        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+    parts.append("<h2>Resolved configs</h2>")
+    parts.append(f"<pre>{html.escape(json.dumps(configs, indent=2))}</pre>")
+    return "\n".join(parts)
+
+
+def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``runs.csv``, ``summary.csv``, the PNGs and ``index.html``; return the HTML's path."""
+    folder = Path(folder)
+    if not (folder / DB_NAME).is_file():
+        raise FileNotFoundError(f"no results in {folder} (expected {folder / DB_NAME})")
+    store = ResultsStore(folder)
+    try:
+        rows = list(store.runs())
+        configs: dict[str, object] = dict(store.experiments())
+    finally:
+        store.close()
+    target = Path(out) if out is not None else folder / "report"
+    summary = summarize(rows)
+    _runs_csv(target / "runs.csv", rows)
+    _summary_csv(target / "summary.csv", summary)
+    images = {}
+    for name, (caption, png) in _figures(rows).items():
+        if png is not None:
+            atomic_write(target / name, png)
+            images[name] = (caption, png)
+    title = "smoothlab report: " + ", ".join(configs) if configs else "smoothlab report"
+    page = target / "index.html"
+    atomic_write(page, _html(title, summary, images, configs).encode())
+    return page

@@ -1,0 +1,96 @@
+"""Summaries of stored runs: mean +- std over seeds per method and noise setting, as a table."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from smoothlab.lab.store import RunRow
+
+__all__ = ["SUMMARY_METRICS", "Cell", "SummaryRow", "print_table", "summarize"]
+
+# Metrics in the terminal table, in order: (metric key, column title).
+SUMMARY_METRICS = (
+    ("accuracy", "accuracy"),
+    ("ece", "ECE"),
+    ("ece_ts", "ECE (TS)"),
+    ("nll", "NLL"),
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Mean and sample standard deviation of one metric over seeds (std 0 for one seed)."""
+
+    mean: float
+    std: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.std:.3f}"
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One method variant under one noise setting."""
+
+    method: str
+    label: str
+    noise_kind: str
+    noise_rate: float
+    seeds: int
+    cells: dict[str, Cell]
+
+
+def _cell(values: Sequence[float]) -> Cell:
+    return Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(rows: Iterable[RunRow]) -> list[SummaryRow]:
+    """Group runs by (method variant, noise kind, noise rate); average every metric over seeds.
+
+    Rows come out in the registry order of methods as first seen, then by noise rate.
+    """
+    groups: dict[tuple[str, str, float], list[RunRow]] = {}
+    for row in rows:
+        groups.setdefault((row.label, row.noise_kind, row.noise_rate), []).append(row)
+    order = {label: i for i, (label, _, _) in enumerate(groups)}
+    summary = []
+    for (label, kind, rate), members in groups.items():
+        names = sorted({m for row in members for m in row.metrics})
+        cells = {
+            name: _cell([row.metrics[name] for row in members if name in row.metrics])
+            for name in names
+        }
+        summary.append(SummaryRow(members[0].method, label, kind, rate, len(members), cells))
+    return sorted(summary, key=lambda s: (order[s.label], s.noise_rate, s.noise_kind))
+
+
+def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "") -> None:
+    """Print the summary as a rich table (plain box characters when not a terminal)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=title or None,
+        caption="mean ± std over seeds; TS = after temperature scaling on the validation split",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        caption_justify="left",
+    )
+    for name in ("method", "noise", "rate", "seeds"):
+        left = name in ("method", "noise")
+        table.add_column(name, justify="left" if left else "right", no_wrap=True)
+    for _, heading in SUMMARY_METRICS:
+        table.add_column(heading, justify="right", no_wrap=True)
+    previous = ""
+    for row in summary:
+        cells = [str(row.cells[m]) if m in row.cells else "-" for m, _ in SUMMARY_METRICS]
+        label = row.label if row.label != previous else ""
+        if label and previous:
+            table.add_section()
+        previous = row.label
+        table.add_row(label, row.noise_kind, f"{row.noise_rate:g}", str(row.seeds), *cells)
+    Console(file=stream, width=200).print(table)

@@ -1,0 +1,145 @@
+"""The runner: expand the grid, skip finished runs, hand the rest to an executor, store results.
+
+Runs that smooth towards a teacher (``ls-teacher`` with ``teacher = "ce"``) depend on the ``ce``
+run of the same data, noise and replicate; that run joins the grid if the config lacks it, and
+the dependent runs go in a second batch, once their teachers' weights are stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smoothlab.lab.config import Config, ConfigError, config_to_dict
+from smoothlab.lab.executors import Executor
+from smoothlab.lab.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.progress import Progress, make_progress
+from smoothlab.lab.store import ResultsStore, RunRow
+from smoothlab.lab.train import RunResult, RunTask
+
+__all__ = ["RunSummary", "plan_runs", "run_experiment"]
+
+
+@dataclass
+class RunSummary:
+    """What a call of :func:`run_experiment` did."""
+
+    keys: list[str]
+    skipped: int = 0
+    finished: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (label, last error line)
+
+
+def _teacher_of(run: RunConfig) -> RunConfig | None:
+    params = dict(run.params)
+    if params.get("teacher") != "ce":
+        return None
+    return dataclasses.replace(run, method="ce", params=())
+
+
+def plan_runs(config: Config) -> list[RunConfig]:
+    """The grid plus the ``ce`` teachers it needs; checks teacher files exist."""
+    runs = expand_grid(config)
+    keys = {run_key(r) for r in runs}
+    for run in list(runs):
+        if not run.make_method().needs_teacher:
+            continue
+        teacher = _teacher_of(run)
+        if teacher is None:
+            path = Path(str(dict(run.params)["teacher"]))
+            if not path.is_file():
+                raise ConfigError(f"`methods.ls-teacher.teacher` file not found: {path}")
+        elif run_key(teacher) not in keys:
+            runs.append(teacher)
+            keys.add(run_key(teacher))
+    return runs
+
+
+def _task(run: RunConfig, device: str, store: ResultsStore) -> RunTask:
+    key = run_key(run)
+    teacher_weights = None
+    if run.make_method().needs_teacher:
+        teacher = _teacher_of(run)
+        path = (
+            store.weights_path(run_key(teacher))
+            if teacher
+            else Path(str(dict(run.params)["teacher"]))
+        )
+        teacher_weights = path.read_bytes() if path.is_file() else None
+    data_seed = seed_from(canonical_json(run.data_dict()))
+    return RunTask(key, run, seed_from(key), data_seed, device, teacher_weights)
+
+
+def _line(run: RunConfig, result: RunResult) -> str:
+    where = f"{run.label()} {run.noise_kind} {run.noise_rate:g} seed {run.replicate}"
+    if result.error:
+        return f"FAILED {where}: {result.error.strip().splitlines()[-1]}"
+    m = result.metrics
+    return f"{where}: accuracy {m['accuracy']:.3f}, ECE {m['ece']:.3f} ({result.wall_time:.1f} s)"
+
+
+def _store(store: ResultsStore, config: Config, run: RunConfig, result: RunResult) -> None:
+    row = RunRow(
+        key=result.key,
+        experiment=config.name,
+        method=run.method,
+        label=run.label(),
+        noise_kind=run.noise_kind,
+        noise_rate=run.noise_rate,
+        replicate=run.replicate,
+        config=run.to_dict(),
+        metrics=result.metrics,
+        curves=result.curves,
+        extras=result.extras,
+        wall_time=result.wall_time,
+    )
+    store.add_run(row, result.weights)
+
+
+def _run_phase(
+    runs: Sequence[RunConfig],
+    context: tuple[Config, ResultsStore, Executor, Progress],
+    summary: RunSummary,
+) -> None:
+    config, store, executor, progress = context
+    by_key = {run_key(r): r for r in runs}
+    tasks = [_task(r, config.device, store) for r in runs]
+    for result in executor.run_batch(tasks, progress.epoch):
+        run = by_key[result.key]
+        if result.error:
+            summary.failed.append((run.label(), result.error.strip().splitlines()[-1]))
+        else:
+            _store(store, config, run, result)
+            summary.finished += 1
+        progress.finished(result.key, _line(run, result))
+
+
+def run_experiment(
+    config: Config, out: str | Path, executor: Executor, *, progress: Progress | None = None
+) -> RunSummary:
+    """Train every run of ``config`` not yet in the store at ``out``; return what happened."""
+    runs = plan_runs(config)
+    store = ResultsStore(out)
+    try:
+        store.save_experiment(config.name, config_to_dict(config))
+        done = store.finished_keys()
+        keys = [run_key(r) for r in runs]
+        summary = RunSummary(keys=keys, skipped=sum(k in done for k in keys))
+        todo = [r for r in runs if run_key(r) not in done]
+        labels = {
+            run_key(r): f"{r.label()} {r.noise_kind} {r.noise_rate:g} #{r.replicate}" for r in runs
+        }
+        bars = progress or make_progress(len(runs), summary.skipped, labels)
+        try:
+            first = [r for r in todo if not r.make_method().needs_teacher]
+            second = [r for r in todo if r.make_method().needs_teacher]
+            for phase in (first, second):
+                if phase:
+                    _run_phase(phase, (config, store, executor, bars), summary)
+        finally:
+            bars.close()
+        return summary
+    finally:
+        store.close()

@@ -1,0 +1,101 @@
+"""Per-run measurements on the clean test set, before and after temperature scaling.
+
+Temperature scaling is fitted on the validation split (noisy labels, as a user would have) and
+reported as separate ``*_ts`` metrics, never mixed into the raw ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["extreme_examples", "score_logits"]
+
+EXTREMES = 8  # most and least noisy training examples kept for the report
+
+
+def _scores(logits: Tensor, target: Tensor, suffix: str = "") -> dict[str, float]:
+    from smoothlab.metrics import (
+        accuracy,
+        brier_score,
+        expected_calibration_error,
+        negative_log_likelihood,
+        probs_from_logits,
+        top_k_accuracy,
+    )
+
+    probs = probs_from_logits(logits)
+    scores = {
+        "accuracy": accuracy(probs, target),
+        "nll": negative_log_likelihood(probs, target),
+        "ece": expected_calibration_error(probs, target),
+        "brier": brier_score(probs, target),
+    }
+    if probs.shape[1] >= 5:
+        scores["top5_accuracy"] = top_k_accuracy(probs, target, k=5)
+    return {name + suffix: float(value) for name, value in scores.items()}
+
+
+def _reliability(logits: Tensor, target: Tensor) -> dict[str, list[float]]:
+    from smoothlab.metrics import probs_from_logits, reliability_bins
+
+    bins = reliability_bins(probs_from_logits(logits), target)
+    return {
+        "edges": bins.edges.tolist(),
+        "confidence": bins.confidence.nan_to_num(0.0).tolist(),
+        "accuracy": bins.accuracy.nan_to_num(0.0).tolist(),
+        "count": bins.count.tolist(),
+    }
+
+
+def score_logits(
+    test: Tensor, y_test: Tensor, val: Tensor, y_val: Tensor
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Test metrics (accuracy, top-5 when K >= 5, NLL, ECE, Brier), the same after temperature
+    scaling fitted on ``(val, y_val)`` (suffix ``_ts``, plus ``temperature``), and reliability
+    bins for the report's diagrams."""
+    metrics = _scores(test, y_test)
+    extras: dict[str, Any] = {"reliability": _reliability(test, y_test)}
+    if len(y_val):
+        from smoothlab.calibration import TemperatureScaling
+
+        scaler = TemperatureScaling().fit(val, y_val)
+        with torch.no_grad():
+            scaled = scaler(test).double()
+        metrics.update(_scores(scaled, y_test, "_ts"))
+        metrics["temperature"] = float(scaler.temperature)
+        extras["reliability_ts"] = _reliability(scaled, y_test)
+    return metrics, extras
+
+
+def extreme_examples(model: nn.Module, optimizer: Any, data: Any) -> dict[str, Any]:
+    """The training examples with the largest and smallest IVON-induced label noise.
+
+    The noise of example i is ``softmax(f(x_i; m)) - E_q[softmax(f(x_i; theta))]`` (Yang et al.
+    2025, Eq. 16), estimated by :func:`smoothlab.analysis.predictive_label_noise`; examples are
+    ranked by its L1 norm. Inputs are kept (as standardised features) so the report can draw them.
+    """
+    from smoothlab.analysis import predictive_label_noise
+
+    device = next(model.parameters()).device
+    x = data.x_train[:2000]
+    model.eval()
+    noise = predictive_label_noise(model, optimizer, x.to(device), n_samples=16)
+    noise = getattr(noise, "noise", noise)
+    magnitude = noise.detach().abs().sum(dim=1).cpu()
+    order = torch.argsort(magnitude, descending=True)
+    picks = {"most": order[:EXTREMES], "least": order[-EXTREMES:].flip(0)}
+    return {
+        "shape": list(x.shape[1:]),
+        **{
+            name: {
+                "x": x[idx].flatten(1).tolist(),
+                "label": data.y_train[idx].tolist(),
+                "clean": data.y_train_clean[idx].tolist(),
+                "noise": magnitude[idx].tolist(),
+            }
+            for name, idx in picks.items()
+        },
+    }

@@ -1,0 +1,292 @@
+"""The training loop of one run: plain and readable, top to bottom.
+
+``execute(task)`` is what an executor calls in a worker: seed from the run's key, build the data
+(noisy labels, validation split), the model, the method's objective and optimizer; train for
+``epochs`` with the learning-rate schedule and the method's smoothing schedule (both functions of
+the step or epoch, owned here); keep the model the validation split selects; then measure on the
+clean test set, before and after temperature scaling fitted on the validation split.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from smoothlab.lab.data import RunData, prepare_data
+from smoothlab.lab.grid import RunConfig
+from smoothlab.lab.methods import Ivon, Method, Objective, Sam, teacher_probabilities
+from smoothlab.lab.models import build_model
+from smoothlab.lab.scoring import extreme_examples, score_logits
+from smoothlab.schedules import Schedule, constant, cosine, join, linear, step
+
+__all__ = ["ProgressFn", "RunResult", "RunTask", "execute", "lr_schedule", "select_device"]
+
+ProgressFn = Callable[[str, int, int], None]  # (run key, epochs done, epochs)
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """Everything a worker needs to train one run; picklable, no open files."""
+
+    key: str
+    run: RunConfig
+    seed: int
+    data_seed: int
+    device: str = "auto"
+    teacher_weights: bytes | None = None  # safetensors bytes of the teacher (ls-teacher)
+
+
+@dataclass
+class RunResult:
+    """What a worker sends back; the driver alone writes it to the store."""
+
+    key: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    weights: bytes = b""  # the selected model, safetensors bytes
+    wall_time: float = 0.0
+    error: str = ""  # non-empty when the run failed; failed runs are not stored
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
+    """The learning rate per optimizer step: optional linear warm-up, then constant/step/cosine."""
+    train = run.train
+    total = train.epochs * steps_per_epoch
+    warm = min(train.warmup_epochs * steps_per_epoch, total - 1)
+    if train.lr_schedule == "cosine":
+        main = cosine(lr, max(total - warm, 1))
+    elif train.lr_schedule == "step":
+        bounds = [max(m * steps_per_epoch - warm, 0) for m in train.lr_milestones]
+        main = step(lr, bounds, train.lr_gamma)
+    else:
+        main = constant(lr)
+    return join([linear(lr / max(warm, 1), lr, warm), main], [warm]) if warm > 0 else main
+
+
+def make_optimizer(method: Method, model: nn.Module, run: RunConfig, n_train: int) -> Any:
+    """The run's optimizer: the train config's SGD/AdamW, IVON, or SAM around the base one."""
+    train = run.train
+    if isinstance(method, Ivon):
+        from smoothlab.optim import IVON
+
+        return IVON(
+            model.parameters(),
+            lr=method.lr,
+            ess=method.ess or n_train,
+            hess_init=method.hess_init,
+            beta1=train.momentum,
+            beta2=method.beta2,
+            weight_decay=method.weight_decay,
+        )
+    if train.optimizer == "adamw":
+        base: type[torch.optim.Optimizer] = torch.optim.AdamW
+        kwargs: dict[str, Any] = {"lr": train.lr, "weight_decay": train.weight_decay}
+    else:
+        base = torch.optim.SGD
+        kwargs = {
+            "lr": train.lr,
+            "momentum": train.momentum,
+            "nesterov": train.nesterov and train.momentum > 0,
+            "weight_decay": train.weight_decay,
+        }
+    if isinstance(method, Sam):
+        from smoothlab.optim import SAM
+
+        return SAM(model.parameters(), base, rho=method.rho, adaptive=method.adaptive, **kwargs)
+    return base(model.parameters(), **kwargs)
+
+
+def _set_lr(optimizer: Any, lr: float) -> None:
+    groups = list(optimizer.param_groups)
+    if hasattr(optimizer, "base_optimizer"):
+        groups += list(optimizer.base_optimizer.param_groups)
+    for group in groups:
+        group["lr"] = lr
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: Any,
+    loss_fn: Objective,
+    batch: tuple[Tensor, Tensor, Tensor],
+    epoch: int,
+) -> float:
+    """One optimizer step on one batch; returns the batch loss."""
+    x, y, index = batch
+    if hasattr(optimizer, "sampled_params"):  # IVON: forward/backward at a posterior sample
+        with optimizer.sampled_params(train=True):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y, index, epoch)
+            loss.backward()
+        optimizer.step()
+    elif hasattr(optimizer, "first_step"):  # SAM: ascend to the worst nearby point, then descend
+        loss = loss_fn(model(x), y, index, epoch)
+        loss.backward()
+        optimizer.first_step(zero_grad=True)
+        loss_fn(model(x), y, index, epoch).backward()
+        optimizer.second_step(zero_grad=True)
+    else:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y, index, epoch)
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: Tensor, batch: int = 2048) -> Tensor:
+    """Logits of ``model`` (in eval mode, at its current weights) on ``x``, float64 on the CPU."""
+    model.eval()
+    parts = [model(x[i : i + batch]).double().cpu() for i in range(0, len(x), batch)]
+    return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float64)
+
+
+def _ivon_logits(model: nn.Module, optimizer: Any, x: Tensor, samples: int) -> Tensor:
+    """Log of the posterior predictive (mean of softmax over IVON samples), used as logits."""
+    probs = torch.zeros(0)
+    for s in range(samples):
+        with optimizer.sampled_params(train=False):
+            sample = F.softmax(predict_logits(model, x), dim=1)
+        probs = sample if s == 0 else probs + sample
+    return (probs / samples).clamp_min(1e-300).log()
+
+
+def _ce(logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
+    return F.cross_entropy(logits, target)
+
+
+class _Trainer:
+    """The state of one run between epochs: model, optimizer, objective, schedules, curves."""
+
+    def __init__(self, task: RunTask, data: RunData, device: torch.device) -> None:
+        self.task, self.run, self.device = task, task.run, device
+        self.method = task.run.make_method()
+        self.data = data
+        torch.manual_seed(task.seed)  # the runner seeds, from the run's key (house rule 5)
+        shape = tuple(data.x_train.shape[1:])
+        self.model = build_model(
+            self.run.model.name, shape, data.num_classes, self.run.model.hidden
+        )
+        self.model.to(device)
+        self.optimizer = make_optimizer(self.method, self.model, self.run, len(data.y_train))
+        teacher = self._teacher_probs(shape) if self.method.needs_teacher else None
+        self.objective = self.method.objective(data.num_classes, teacher)
+        self.batches = math.ceil(len(data.y_train) / self.run.train.batch_size)
+        base_lr = self.method.lr if isinstance(self.method, Ivon) else self.run.train.lr
+        self.lr = lr_schedule(self.run, base_lr, self.batches)
+        self.generator = torch.Generator().manual_seed(task.seed ^ 0x5EED)
+        self.curves: dict[str, list[float]] = {}
+        self.best: tuple[float, int, dict[str, Tensor]] | None = None
+
+    def _teacher_probs(self, shape: tuple[int, ...]) -> Tensor:
+        from safetensors.torch import load as load_weights
+
+        if self.task.teacher_weights is None:
+            raise ValueError("`teacher_weights` must be given for ls-teacher, got None")
+        teacher = build_model(
+            self.run.model.name, shape, self.data.num_classes, self.run.model.hidden
+        )
+        teacher.load_state_dict(load_weights(self.task.teacher_weights))
+        return teacher_probabilities(teacher.to(self.device), self.data.x_train.to(self.device))
+
+    def epoch(self, epoch: int) -> None:
+        """Train one epoch, then record curves and the validation-selected model."""
+        self.model.train()
+        order = torch.randperm(len(self.data.y_train), generator=self.generator)
+        loss_fn = self.objective if epoch >= self.run.train.switch_epoch else _ce
+        losses = []
+        for b in range(self.batches):
+            index = order[b * self.run.train.batch_size : (b + 1) * self.run.train.batch_size]
+            _set_lr(self.optimizer, self.lr(epoch * self.batches + b))
+            batch = (
+                self.data.x_train[index].to(self.device),
+                self.data.y_train[index].to(self.device),
+                index,
+            )
+            losses.append(train_step(self.model, self.optimizer, loss_fn, batch, epoch))
+        if loss_fn is self.objective:
+            self.objective.end_epoch()
+        self._record(epoch, sum(losses) / len(losses))
+
+    def _record(self, epoch: int, train_loss: float) -> None:
+        points = {"train_loss": train_loss, "lr": self.lr(epoch * self.batches)}
+        test = predict_logits(self.model, self.data.x_test.to(self.device))
+        points["test_accuracy"] = float((test.argmax(1) == self.data.y_test).double().mean())
+        if len(self.data.y_val):
+            val = predict_logits(self.model, self.data.x_val.to(self.device))
+            points["val_nll"] = float(F.cross_entropy(val, self.data.y_val))
+            points["val_accuracy"] = float((val.argmax(1) == self.data.y_val).double().mean())
+        for name, value in points.items():
+            self.curves.setdefault(name, []).append(value)
+        select = self.run.train.select
+        score = {"last": 0.0, "val_nll": points.get("val_nll", 0.0)}.get(
+            select, -points.get("val_accuracy", 0.0)
+        )
+        if self.best is None or score <= self.best[0]:
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best = (score, epoch, state)
+
+    def finish(self) -> RunResult:
+        """Restore the selected model and measure it on the test set."""
+        from safetensors.torch import save as save_weights
+
+        assert self.best is not None  # at least one epoch ran (config checks epochs >= 1)
+        self.model.load_state_dict(self.best[2])
+        samples = self.method.test_samples if isinstance(self.method, Ivon) else 0
+        if samples > 0:
+            test = _ivon_logits(
+                self.model, self.optimizer, self.data.x_test.to(self.device), samples
+            )
+            val = _ivon_logits(self.model, self.optimizer, self.data.x_val.to(self.device), samples)
+        else:
+            test = predict_logits(self.model, self.data.x_test.to(self.device))
+            val = predict_logits(self.model, self.data.x_val.to(self.device))
+        y_val = self.data.y_val
+        if not self.run.train.temperature_scaling:
+            val, y_val = val[:0], y_val[:0]
+        metrics, extras = score_logits(test, self.data.y_test, val, y_val)
+        metrics["realised_noise_rate"] = self.data.realised_noise_rate
+        metrics["selected_epoch"] = float(self.best[1] + 1)
+        if isinstance(self.method, Ivon):
+            extras["noisy_examples"] = extreme_examples(self.model, self.optimizer, self.data)
+        weights = {k: v.detach().cpu().contiguous() for k, v in copy.copy(self.best[2]).items()}
+        return RunResult(self.task.key, metrics, self.curves, extras, save_weights(weights))
+
+
+def execute(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
+    """Train and evaluate one run; any exception becomes a failed :class:`RunResult`."""
+    start = time.perf_counter()
+    try:
+        device = select_device(task.device)
+        trainer = _Trainer(task, prepare_data(task.run, task.data_seed), device)
+        epochs = task.run.train.epochs
+        for epoch in range(epochs):
+            trainer.epoch(epoch)
+            if progress is not None:
+                progress(task.key, epoch + 1, epochs)
+        result = trainer.finish()
+    except Exception as error:  # a failed run is reported, the grid goes on
+        del error  # the full traceback travels back; the driver prints its last line
+        return RunResult(
+            task.key, error=traceback.format_exc(), wall_time=time.perf_counter() - start
+        )
+    result.wall_time = time.perf_counter() - start
+    result.metrics["wall_time"] = result.wall_time
+    return result
