@@ -23,6 +23,7 @@ mean :math:`\sigma\sqrt{2/\pi} \approx 0.08`).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -117,7 +118,7 @@ def instance_transition(
     sigma = check_real("std", std, low=0.0)
     generator = check_generator(generator)
     n = clean.shape[0]
-    flat = x.detach().reshape(n, -1).double().cpu()
+    flat = x.detach().reshape(n, math.prod(x.shape[1:])).double().cpu()
     flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
     flips = _truncated_normal(n, tau, sigma, generator) if tau > 0 else torch.zeros(n).double()
     rows = torch.empty(n, k, dtype=torch.float64)
