@@ -102,10 +102,10 @@ FASHION_FILES = _idx_files(
     ),
 )
 TWONORM_FILE = _pmlb_file(
-    "twonorm", "f57132a4b1437271b173b1073000e660f0a2736106037f5b8e67da85285a4a35"
+    "twonorm", "8b6ffbf0465d6791555327dcbd82187ba5d9b8e88a01ecbeea7b56cace075041"
 )
 SPLICE_FILE = _pmlb_file(
-    "splice", "8b6ffbf0465d6791555327dcbd82187ba5d9b8e88a01ecbeea7b56cace075041"
+    "splice", "f57132a4b1437271b173b1073000e660f0a2736106037f5b8e67da85285a4a35"
 )
 CIFAR10_FILE = DataFile(
     "cifar-10-binary.tar.gz",
