@@ -3,6 +3,9 @@
 Each kind turns clean labels into noisy ones at a given ``rate`` through one call with the same
 signature, so the lab's grid, its CLI choices, docs tables and plot legends all derive from
 :data:`NOISE_KINDS`. Class-conditional kinds ignore ``features``; the instance kind needs them.
+``rate = 0`` leaves the labels clean for every kind but one: "class-dependent" follows Yang et al.
+(2025, Fig. 7), whose x-axis is the starting level ``kappa`` at a fixed increase ``beta = 0.05``
+on CIFAR-10 (``0.5 / K`` here), so its class ``i`` still flips with probability ``0.5 i / K``.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ NOISE_KINDS: tuple[NoiseKind, ...] = (
     NoiseKind(
         "class-dependent",
         "class i = 1..K flips with prob. rate + 0.5 i / K to a uniform other class (Yang et al., "
-        "2025, Eq. 21-22; rate is kappa)",
+        "2025, Eq. 21-22: rate is kappa, beta = 0.5 / K; rate 0 still flips)",
         _from_matrix(_class_dependent),
     ),
     NoiseKind(
