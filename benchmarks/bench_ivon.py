@@ -1,0 +1,105 @@
+"""IVON versus fused AdamW: time per training step on a 5.8M-parameter MLP, one CPU thread.
+
+Run: ``.venv/bin/python benchmarks/bench_ivon.py`` (``--repeats N`` for more timing rounds).
+
+The model is 784-2048-2048-10 with ReLU (5,824,522 parameters), batch 128, cross-entropy. Two
+numbers per optimizer, each the median over repeats of timed blocks of steps:
+
+- **full step**: zero_grad + forward + backward + optimizer step; for IVON also drawing the
+  weight sample and restoring the mean (``sampled_params(train=True)``), ``mc_samples=1``;
+- **optimizer only**: the optimizer's own work per step. For AdamW that is ``step()``; for IVON
+  it is drawing the sample, recording the gradient on exit, and ``step()`` (the forward and
+  backward are left out). A third line gives the Gaussian noise draw alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from smoothlab.optim import IVON
+
+
+def make_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(784, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10)
+    )
+
+
+def median_ms(fn: Callable[[], None], *, steps: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean time of ``steps`` calls, in milliseconds."""
+    fn()  # warm-up: allocates optimizer state and buffers
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        times.append((time.perf_counter() - start) / steps * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
+    loss_fn = nn.CrossEntropyLoss()
+
+    adam_model, ivon_model = make_model(), make_model()
+    n_params = sum(p.numel() for p in adam_model.parameters())
+    try:
+        adamw = torch.optim.AdamW(adam_model.parameters(), lr=1e-3, fused=True)
+        kind = "fused"
+    except RuntimeError:
+        adamw = torch.optim.AdamW(adam_model.parameters(), lr=1e-3, foreach=True)
+        kind = "foreach"
+    ivon = IVON(ivon_model.parameters(), lr=0.1, ess=60_000.0)
+
+    def adam_full() -> None:
+        adamw.zero_grad()
+        loss_fn(adam_model(x), y).backward()
+        adamw.step()
+
+    def ivon_full() -> None:
+        with ivon.sampled_params(train=True):
+            ivon.zero_grad()
+            loss_fn(ivon_model(x), y).backward()
+        ivon.step()
+
+    def ivon_optimizer_only() -> None:  # gradients stay from the last backward
+        with ivon.sampled_params(train=True):
+            pass
+        ivon.step()
+
+    noise = torch.empty(n_params)
+    generator = torch.Generator().manual_seed(0)
+    reps = {"steps": args.steps, "repeats": args.repeats}
+    adam_full_ms = median_ms(adam_full, **reps)
+    ivon_full_ms = median_ms(ivon_full, **reps)
+    adam_step_ms = median_ms(adamw.step, **reps)
+    ivon_step_ms = median_ms(ivon_optimizer_only, **reps)
+
+    def draw_noise() -> None:
+        noise.normal_(generator=generator)
+
+    noise_ms = median_ms(draw_noise, **reps)
+
+    print(f"MLP 784-2048-2048-10, {n_params:,} parameters, batch 128, 1 thread, torch "
+          f"{torch.__version__}; medians of {args.repeats} x {args.steps} steps")  # fmt: skip
+    print(f"full step      AdamW({kind}) {adam_full_ms:7.1f} ms   IVON {ivon_full_ms:7.1f} ms"
+          f"   ratio {ivon_full_ms / adam_full_ms:.2f}x")  # fmt: skip
+    print(f"optimizer only AdamW({kind}) {adam_step_ms:7.1f} ms   IVON {ivon_step_ms:7.1f} ms"
+          f"   ratio {ivon_step_ms / adam_step_ms:.2f}x")  # fmt: skip
+    print(f"Gaussian draw of {n_params:,} floats (torch normal_): {noise_ms:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
