@@ -1,0 +1,430 @@
+r"""IVON, the Improved Variational Online Newton optimizer, written from Algorithm 1 of the paper.
+
+IVON learns a diagonal Gaussian posterior :math:`q(\theta) = \mathcal N(m, \sigma^2)` over the
+weights. Every step draws :math:`\theta = m + \sigma \epsilon`, takes the gradient
+:math:`\hat g` there, estimates the Hessian by the reparameterisation trick
+:math:`\hat h = \hat g\, (\theta - m) / \sigma^2`, and updates (Shen et al., Alg. 1)
+
+.. math::
+    g &\leftarrow \beta_1 g + (1 - \beta_1)\hat g \\
+    h &\leftarrow \beta_2 h + (1 - \beta_2)\hat h
+        + \tfrac12 (1 - \beta_2)^2 (h - \hat h)^2 / (h + \delta) \\
+    m &\leftarrow m - \alpha\, \big(g / (1 - \beta_1^t) + \delta m\big) / (h + \delta) \\
+    \sigma &\leftarrow 1 / \sqrt{\lambda (h + \delta)}
+
+with effective sample size :math:`\lambda` (``ess``, usually the training-set size) and weight
+decay :math:`\delta`. Yang et al. (2025) show the expectation over :math:`q` acts as an adaptive,
+per-example label noise; see :mod:`smoothlab.analysis`.
+
+References: Y. Shen, N. Daheim, B. Cong, P. Nickl, G. M. Marconi, C. Bazan, R. Yokota,
+I. Gurevych, D. Cremers, M. E. Khan, T. Möllenhoff, "Variational Learning is Effective for Large
+Deep Networks", ICML 2024. S.-H. Yang, Z. Liu, G. M. Marconi, M. E. Khan, "Variational Learning
+Induces Adaptive Label Smoothing", 2025.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from smoothlab._checks import check_generator, check_int, check_real, fail
+from smoothlab.optim._ivon_kernels import hessian_update_, mean_update_, refresh_scale_
+
+__all__ = ["IVON", "PosteriorPrediction"]
+
+_FULL_PRECISION = (torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class PosteriorPrediction:
+    """Class probabilities from :meth:`IVON.predict`, both of shape ``(N, C, ...)``.
+
+    Attributes:
+        predictive: the posterior predictive :math:`\\frac1S \\sum_s \\mathrm{softmax}(f(x;
+            \\theta_s))`, :math:`\\theta_s \\sim q`.
+        at_mean: :math:`\\mathrm{softmax}(f(x; m))`, the prediction of the mean weights.
+        n_samples: :math:`S`.
+    """
+
+    predictive: Tensor
+    at_mean: Tensor
+    n_samples: int
+
+
+@dataclass
+class _Buffers:
+    """Per-parameter scratch that is not part of the state: rebuilt after ``load_state_dict``."""
+
+    noise: Tensor  # epsilon of the current sample, later scratch for the mean update
+    sample: Tensor  # theta = m + sigma * epsilon in the parameter's dtype; swapped into the param
+    grad_sum: Tensor  # sum of g-hat over this step's samples
+    hess_sum: Tensor  # sum of h-hat over this step's samples
+    den: Tensor  # h + weight_decay
+    sigma: Tensor  # 1 / sqrt(ess * (h + weight_decay))
+    key: tuple[float, float]  # (weight_decay, ess) that den and sigma were computed with
+
+
+class IVON(torch.optim.Optimizer):
+    r"""Improved Variational Online Newton (Shen et al., ICML 2024), clean-room from Algorithm 1.
+
+    See the module docstring for the update. The training loop samples weights, runs forward and
+    backward on the sample, and then steps::
+
+        for x, y in loader:
+            for _ in range(optimizer.mc_samples):
+                with optimizer.sampled_params(train=True):
+                    optimizer.zero_grad()
+                    loss_fn(model(x), y).backward()
+            optimizer.step()
+
+    **Closure protocol.** ``step(closure)`` calls ``closure`` ``mc_samples`` times; each call must
+    draw its own sample with ``with optimizer.sampled_params(train=True):`` around zero_grad,
+    forward and backward, and return the loss. ``step`` returns the mean of the returned losses.
+
+    Args:
+        params: parameters or parameter groups (every hyperparameter below except
+            ``mc_samples`` and ``generator`` may be set per group).
+        lr: learning rate :math:`\alpha > 0`.
+        ess: effective sample size :math:`\lambda > 0`, usually the number of training examples.
+        hess_init: initial Hessian :math:`h_0 > 0`; at initialisation
+            :math:`\sigma = 1/\sqrt{\lambda (h_0 + \delta)}`.
+        beta1: gradient momentum in ``[0, 1)``.
+        beta2: Hessian momentum in ``[0, 1]``; 1 keeps :math:`h`, hence :math:`\sigma`, fixed
+            (the fixed-covariance ablation of Yang et al., Fig. 6).
+        weight_decay: :math:`\delta \ge 0`, the prior precision per example.
+        mc_samples: number of samples averaged per step (each one forward and backward).
+        clip_radius: entries of the preconditioned update are clipped to ``[-r, r]``
+            (default: no clipping).
+        rescale_lr: multiply ``lr`` by :math:`h_0 + \delta` (the optional line of Algorithm 1),
+            so that ``lr`` is the step size of the first, preconditioned updates.
+        generator: the ``torch.Generator`` that draws :math:`\epsilon` (on the parameters'
+            device). Default: a new one seeded from the global torch RNG, so ``torch.manual_seed``
+            makes runs repeatable. Its state is saved by :meth:`state_dict`.
+
+    Parameters with ``requires_grad=False`` are never perturbed; parameters that received no
+    gradient are skipped in that step. The state (``momentum``, ``hess``, a per-parameter
+    ``step`` count, and a float32 ``mean`` for bfloat16/float16 parameters, which then hold the
+    rounded mean) is kept in float32, or float64 for float64 parameters.
+
+    >>> w = nn.Parameter(torch.tensor([2.0, -1.0]))
+    >>> opt = IVON([w], lr=0.5, ess=10_000.0, generator=torch.Generator().manual_seed(0))
+    >>> opt.posterior_std()[0]  # 1 / sqrt(10_000 * (1.0 + 1e-4))
+    tensor([0.0100, 0.0100])
+    >>> for _ in range(100):
+    ...     with opt.sampled_params(train=True):
+    ...         opt.zero_grad()
+    ...         (w**2).sum().backward()
+    ...     _ = opt.step()
+    >>> w.data
+    tensor([0.0004, 0.0063])
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        ess: float,
+        *,
+        hess_init: float = 1.0,
+        beta1: float = 0.9,
+        beta2: float = 0.99999,
+        weight_decay: float = 1e-4,
+        mc_samples: int = 1,
+        clip_radius: float = math.inf,
+        rescale_lr: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.mc_samples = check_int("mc_samples", mc_samples, low=1)
+        self._buffers: dict[Tensor, _Buffers] = {}
+        self._counts: dict[Tensor, int] = {}
+        self._samples = 0
+        self._sampling = False
+        defaults = {
+            "lr": lr,
+            "ess": ess,
+            "hess_init": hess_init,
+            "beta1": beta1,
+            "beta2": beta2,
+            "weight_decay": weight_decay,
+            "clip_radius": clip_radius,
+            "rescale_lr": rescale_lr,
+        }
+        super().__init__(params, defaults)
+        self._generator = check_generator(generator) or _default_generator(self.param_groups)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The generator that draws the weight noise."""
+        return self._generator
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (validated like the constructor's arguments) and initialise its state."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_group(group)
+        for p in group["params"]:
+            self._init_state(p, group)
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> None:
+        if not p.is_floating_point():
+            raise fail("params", "floating-point tensors", p, kind=TypeError)
+        dtype = _state_dtype(p)
+        state = self.state[p]
+        state["step"] = 0
+        state["momentum"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+        state["hess"] = torch.full_like(p, group["hess_init"], dtype=dtype)
+        if dtype != p.dtype:
+            state["mean"] = p.detach().to(dtype, copy=True)
+
+    # ----------------------------------------------------------------------------- sampling
+    @contextmanager
+    def sampled_params(self, train: bool = False) -> Iterator[None]:
+        r"""Swap :math:`\theta = m + \sigma\epsilon` into the parameters for the ``with`` body.
+
+        :math:`\epsilon \sim \mathcal N(0, I)` comes from :attr:`generator`. On exit the mean
+        :math:`m` is put back bitwise (the parameters' storage is swapped, not overwritten).
+        With ``train=True`` the gradients present on exit are recorded as one Monte Carlo sample
+        for the next :meth:`step`: :math:`\hat g` and :math:`\hat h = \hat g\,\epsilon/\sigma`
+        (zero the gradients before each backward, as in the class example). Nothing is recorded
+        if the body raises.
+        """
+        with self._swapped(self._generator) as swapped:
+            yield
+        if train:
+            self._record(swapped)
+
+    @contextmanager
+    def _swapped(self, generator: torch.Generator) -> Iterator[list[Tensor]]:
+        if self._sampling:
+            raise RuntimeError("`sampled_params()` must not be nested, got a nested call")
+        self._sampling = True
+        swapped: list[tuple[Tensor, Tensor]] = []
+        try:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        if p.requires_grad:
+                            mean_data = p.data
+                            p.data = self._draw(p, group, generator)
+                            swapped.append((p, mean_data))
+            yield [p for p, _ in swapped]
+        finally:
+            for p, mean_data in swapped:
+                p.data = mean_data
+            self._sampling = False
+
+    def _draw(self, p: Tensor, group: dict[str, Any], generator: torch.Generator) -> Tensor:
+        buffers = self._buffers_for(p, group)
+        self._fill_noise(buffers.noise, generator)
+        return torch.addcmul(self._mean(p), buffers.sigma, buffers.noise, out=buffers.sample)
+
+    @staticmethod
+    def _fill_noise(noise: Tensor, generator: torch.Generator) -> None:
+        noise.normal_(generator=generator)
+
+    def _record(self, params: list[Tensor]) -> None:
+        with torch.no_grad():
+            for p in params:
+                grad = p.grad
+                if grad is None:
+                    continue
+                if grad.is_sparse:
+                    raise fail("gradients", "dense", "!a sparse gradient", kind=RuntimeError)
+                buffers = self._buffers[p]
+                first = self._counts.get(p, 0) == 0
+                # h-hat = g-hat * (theta - m) / sigma^2 = g-hat * epsilon / sigma
+                g_eps = buffers.noise.mul_(grad)
+                if first:
+                    buffers.grad_sum.copy_(grad)
+                    torch.div(g_eps, buffers.sigma, out=buffers.hess_sum)
+                else:
+                    buffers.grad_sum.add_(grad)
+                    buffers.hess_sum.addcdiv_(g_eps, buffers.sigma)
+                self._counts[p] = self._counts.get(p, 0) + 1
+        self._samples += 1
+
+    # --------------------------------------------------------------------------------- step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update the posterior from the samples recorded since the last step.
+
+        Returns the mean loss returned by ``closure`` (see the closure protocol), else ``None``.
+
+        Raises:
+            RuntimeError: if the number of recorded samples is not ``mc_samples``.
+        """
+        loss = None
+        if closure is not None:
+            losses = []
+            for _ in range(self.mc_samples):
+                with torch.enable_grad():
+                    losses.append(closure())
+            loss = sum(losses) / len(losses)
+        if self._samples != self.mc_samples:
+            raise RuntimeError(
+                f"`step()` must follow mc_samples={self.mc_samples} backward pass(es) inside "
+                f"`with optimizer.sampled_params(train=True):`, got {self._samples}"
+            )
+        for group in self.param_groups:
+            params = [p for p in group["params"] if self._counts.get(p, 0) > 0]
+            if params:
+                self._update_group(group, params)
+        self._counts.clear()
+        self._samples = 0
+        return loss
+
+    def _update_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        buffers = [self._buffers[p] for p in params]
+        states = [self.state[p] for p in params]
+        for p, buf in zip(params, buffers, strict=True):
+            if self._counts[p] > 1:
+                buf.grad_sum.div_(self._counts[p])
+                buf.hess_sum.div_(self._counts[p])
+        momenta = [s["momentum"] for s in states]
+        torch._foreach_lerp_(momenta, [b.grad_sum for b in buffers], 1.0 - group["beta1"])
+        wd, ess = group["weight_decay"], group["ess"]
+        lr = group["lr"] * ((group["hess_init"] + wd) if group["rescale_lr"] else 1.0)
+        for p, buf, state in zip(params, buffers, states, strict=True):
+            state["step"] += 1
+            hessian_update_(state["hess"], buf.hess_sum, buf.den, beta2=group["beta2"])
+            refresh_scale_(state["hess"], buf.den, buf.sigma, ess=ess, weight_decay=wd)
+            debias = 1.0 / (1.0 - group["beta1"] ** state["step"])
+            mean_update_(
+                self._mean(p), state["momentum"], buf.den, buf.noise,
+                lr=lr, debias=debias, weight_decay=wd, clip_radius=group["clip_radius"],
+            )  # fmt: skip
+            if "mean" in state:
+                p.copy_(state["mean"])
+
+    # ------------------------------------------------------------------------------ helpers
+    def _mean(self, p: Tensor) -> Tensor:
+        mean: Tensor = self.state[p].get("mean", p.data)
+        return mean
+
+    def _buffers_for(self, p: Tensor, group: dict[str, Any]) -> _Buffers:
+        key = (float(group["weight_decay"]), float(group["ess"]))
+        buffers = self._buffers.get(p)
+        if buffers is None:
+            hess = self.state[p]["hess"]
+            buffers = _Buffers(
+                noise=torch.empty_like(hess),
+                sample=torch.empty_like(p),
+                grad_sum=torch.empty_like(hess),
+                hess_sum=torch.empty_like(hess),
+                den=torch.empty_like(hess),
+                sigma=torch.empty_like(hess),
+                key=(math.nan, math.nan),
+            )
+            self._buffers[p] = buffers
+        if buffers.key != key:  # new, resumed, or weight_decay / ess changed by the user
+            refresh_scale_(self.state[p]["hess"], buffers.den, buffers.sigma, ess=key[1],
+                           weight_decay=key[0])  # fmt: skip
+            buffers.key = key
+        return buffers
+
+    def posterior_std(self) -> list[Tensor]:
+        r"""The posterior standard deviations :math:`\sigma = 1/\sqrt{\lambda (h + \delta)}`.
+
+        One tensor per parameter (shaped like it), in the order of ``param_groups``.
+        """
+        out = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                den = self.state[p]["hess"] + group["weight_decay"]
+                out.append(torch.rsqrt(den * group["ess"]))
+        return out
+
+    @torch.no_grad()
+    def predict(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        *,
+        n_samples: int,
+        generator: torch.Generator | None = None,
+    ) -> PosteriorPrediction:
+        r"""Average softmax outputs over ``n_samples`` posterior samples, and at the mean.
+
+        .. math::
+            \bar p(x) = \frac1S \sum_{s=1}^S \mathrm{softmax}(f(x; \theta_s)),
+            \qquad \theta_s \sim \mathcal N(m, \sigma^2)
+
+        Softmax is taken over dimension 1 (PyTorch's class dimension) in at least float32. Put
+        the model in ``eval()`` mode first if it has dropout or batch norm. Samples come from
+        ``generator`` if given, else from :attr:`generator` (advancing the training stream).
+
+        Shape:
+            - inputs: whatever ``model`` takes; outputs ``(N, C, ...)`` logits.
+        """
+        n_samples = check_int("n_samples", n_samples, low=1)
+        generator = check_generator(generator) or self._generator
+
+        def probs() -> Tensor:
+            logits = model(inputs)
+            return torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), 1)
+
+        at_mean = probs()
+        total = torch.zeros_like(at_mean)
+        for _ in range(n_samples):
+            with self._swapped(generator):
+                total += probs()
+        return PosteriorPrediction(total / n_samples, at_mean, n_samples)
+
+    # ------------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """The torch state dict plus ``"ivon": {"generator_state": ...}`` (a uint8 tensor).
+
+        Take it between steps: samples recorded for a pending step are not saved.
+        """
+        state = super().state_dict()
+        state["ivon"] = {"generator_state": self._generator.get_state()}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore state, step counts and the sampling generator for a bitwise resume."""
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("ivon", None)
+        if not isinstance(extra, dict) or "generator_state" not in extra:
+            raise fail("state_dict", "an IVON state dict with an 'ivon' entry", "!none")
+        super().load_state_dict(state_dict)
+        # torch casts floating state to the parameter dtype; IVON keeps float32 for low precision
+        params = [p for group in self.param_groups for p in group["params"]]
+        for index, saved in state_dict["state"].items():
+            p = params[index]
+            for name, value in saved.items():
+                if isinstance(value, Tensor):
+                    self.state[p][name] = value.to(device=p.device, copy=True)
+        self._generator.set_state(extra["generator_state"])
+        self._buffers.clear()
+        self._counts.clear()
+        self._samples = 0
+
+
+def _state_dtype(p: Tensor) -> torch.dtype:
+    return p.dtype if p.dtype in _FULL_PRECISION else torch.float32
+
+
+def _default_generator(groups: list[dict[str, Any]]) -> torch.Generator:
+    device = next((p.device for g in groups for p in g["params"]), torch.device("cpu"))
+    # Drawn from (never seeding) the global RNG, so torch.manual_seed makes a run repeatable.
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    return torch.Generator(device).manual_seed(seed)
+
+
+def _check_group(group: dict[str, Any]) -> None:
+    check_real("lr", group["lr"], low=0.0, low_open=True)
+    check_real("ess", group["ess"], low=0.0, low_open=True)
+    check_real("hess_init", group["hess_init"], low=0.0, low_open=True)
+    check_real("beta1", group["beta1"], low=0.0, high=1.0, high_open=True)
+    check_real("beta2", group["beta2"], low=0.0, high=1.0)
+    check_real("weight_decay", group["weight_decay"], low=0.0)
+    if group["clip_radius"] != math.inf:
+        check_real("clip_radius", group["clip_radius"], low=0.0, low_open=True)
+    if not isinstance(group["rescale_lr"], bool):
+        raise fail("rescale_lr", "a bool", group["rescale_lr"], kind=TypeError)
