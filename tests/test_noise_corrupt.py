@@ -269,3 +269,12 @@ def test_measurement_errors() -> None:
         estimate_transition(torch.tensor([0]), torch.tensor([0]), 0)
     with pytest.raises(TypeError, match=r"^`dtype` must be a floating-point torch.dtype"):
         estimate_transition(torch.tensor([0]), torch.tensor([0]), 2, dtype=torch.int64)
+
+
+def test_exact_renormalises_rows_within_tolerance() -> None:
+    # A row summing to 1 - 9e-7 passes check_transition; at n = 3e6 the raw quotas would leave
+    # about 2.7 units unassigned, more than K = 2 spare units can absorb.
+    matrix = torch.tensor([[0.7, 0.2999991], [0.0, 1.0]], dtype=torch.float64)
+    clean = torch.zeros(3_000_000, dtype=torch.long)
+    noisy = corrupt_labels(clean, matrix, generator=_generator(0), exact=True)
+    assert int(noisy.sum()) == _largest_remainder_twin(3_000_000, matrix[0].tolist())[1]
