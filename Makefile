@@ -27,8 +27,11 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
+# pytest exits 5 when it collected nothing: a suite that tests nothing is a failure, said so.
 test: lint
-	$(BIN)/pytest -n 2
+	@$(BIN)/pytest -n 2; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_losses.py
