@@ -92,7 +92,9 @@ def reliability_plot(rows: Sequence[RunRow]) -> bytes | None:
     plt = _pyplot()
     columns = min(4, len(labels))
     lines = math.ceil(len(labels) / columns)
-    figure, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 3.2 * lines), squeeze=False)
+    figure, axes = plt.subplots(
+        lines, columns, figsize=(3.2 * columns, 3.2 * lines), squeeze=False, layout="constrained"
+    )
     for axis in axes.flat[len(labels) :]:
         axis.axis("off")
     for axis, label in zip(axes.flat, labels, strict=False):

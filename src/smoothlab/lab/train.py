@@ -80,7 +80,13 @@ def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
     return join([linear(lr / max(warm, 1), lr, warm), main], [warm]) if warm > 0 else main
 
 
-def make_optimizer(method: Method, model: nn.Module, run: RunConfig, n_train: int) -> Any:
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def make_optimizer(
+    method: Method, model: nn.Module, run: RunConfig, n_train: int, seed: int = 0
+) -> Any:
     """The run's optimizer: the train config's SGD/AdamW, IVON, or SAM around the base one."""
     train = run.train
     if isinstance(method, Ivon):
@@ -94,6 +100,7 @@ def make_optimizer(method: Method, model: nn.Module, run: RunConfig, n_train: in
             beta1=train.momentum,
             beta2=method.beta2,
             weight_decay=method.weight_decay,
+            generator=torch.Generator(_device(model)).manual_seed(seed),  # weight noise, from the key
         )
     if train.optimizer == "adamw":
         base: type[torch.optim.Optimizer] = torch.optim.AdamW
@@ -109,7 +116,8 @@ def make_optimizer(method: Method, model: nn.Module, run: RunConfig, n_train: in
     if isinstance(method, Sam):
         from smoothlab.optim import SAM
 
-        return SAM(model.parameters(), base, rho=method.rho, adaptive=method.adaptive, **kwargs)
+        inner = base(model.parameters(), **kwargs)
+        return SAM(model.parameters(), inner, rho=method.rho, adaptive=method.adaptive)
     return base(model.parameters(), **kwargs)
 
 
@@ -140,7 +148,10 @@ def train_step(
         loss = loss_fn(model(x), y, index, epoch)
         loss.backward()
         optimizer.first_step(zero_grad=True)
-        loss_fn(model(x), y, index, epoch).backward()
+        from smoothlab.optim import disable_running_stats
+
+        with disable_running_stats(model):  # batch-norm statistics count each batch once
+            loss_fn(model(x), y, index, epoch).backward()
         optimizer.second_step(zero_grad=True)
     else:
         optimizer.zero_grad()
@@ -159,13 +170,9 @@ def predict_logits(model: nn.Module, x: Tensor, batch: int = 2048) -> Tensor:
 
 
 def _ivon_logits(model: nn.Module, optimizer: Any, x: Tensor, samples: int) -> Tensor:
-    """Log of the posterior predictive (mean of softmax over IVON samples), used as logits."""
-    probs = torch.zeros(0)
-    for s in range(samples):
-        with optimizer.sampled_params(train=False):
-            sample = F.softmax(predict_logits(model, x), dim=1)
-        probs = sample if s == 0 else probs + sample
-    return (probs / samples).clamp_min(1e-300).log()
+    """Log of IVON's posterior predictive (softmax averaged over samples), used as logits."""
+    prediction = optimizer.predict(model, x, n_samples=samples)
+    return prediction.predictive.double().cpu().clamp_min(1e-300).log()  # type: ignore[no-any-return]
 
 
 def _ce(logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
@@ -185,7 +192,9 @@ class _Trainer:
             self.run.model.name, shape, data.num_classes, self.run.model.hidden
         )
         self.model.to(device)
-        self.optimizer = make_optimizer(self.method, self.model, self.run, len(data.y_train))
+        self.optimizer = make_optimizer(
+            self.method, self.model, self.run, len(data.y_train), task.seed
+        )
         teacher = self._teacher_probs(shape) if self.method.needs_teacher else None
         self.objective = self.method.objective(data.num_classes, teacher)
         self.batches = math.ceil(len(data.y_train) / self.run.train.batch_size)

@@ -1,0 +1,158 @@
+"""Lab configs: typed parsing, unknown keys with suggestions, overrides, grid expansion, run keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rich")
+
+from smoothlab.lab.config import (  # noqa: E402
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+)
+from smoothlab.lab.grid import canonical_json, expand_grid, run_key, seed_from  # noqa: E402
+from smoothlab.lab.methods import METHODS, make_method, method_fields  # noqa: E402
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"seed": 2}, r"unknown key `seed`; did you mean `seeds`\?"),
+        ({"train": {"epoch": 3}}, r"unknown key `train.epoch`; did you mean `epochs`\?"),
+        ({"trian": {}}, r"unknown key `trian`; did you mean `train`\?"),
+        ({"methods": {"lss": {}}}, r"unknown method `lss`; did you mean `ls`\?"),
+        (
+            {"methods": {"ls": {"smothing": 0.1}}},
+            r"unknown parameter `methods.ls.smothing`; did you mean `smoothing`\?",
+        ),
+        ({"noise": {"kinds": ["symetric"]}}, r"unknown noise kind `symetric`.*`symmetric`\?"),
+        ({"data": {"dataset": "digit"}}, r"unknown dataset `digit`.*did you mean `digits`\?"),
+        ({"model": {"name": "mpl"}}, r"unknown model `mpl`.*did you mean `mlp`\?"),
+        ({"train": {"epochs": "ten"}}, r"`train.epochs` must be an integer, got 'ten'"),
+        ({"train": {"epochs": 2.5}}, r"`train.epochs` must be an integer, got 2.5"),
+        ({"train": {"nesterov": 1}}, r"`train.nesterov` must be true or false, got 1"),
+        ({"noise": {"rates": ["a"]}}, r"`noise.rates` must be a number, got 'a'"),
+        ({"noise": {"rates": [0.2, 1.0]}}, r"`noise.rates` must be in \[0, 1\)"),
+        ({"train": {"epochs": 0}}, r"`train.epochs` must be >= 1, got 0"),
+        ({"train": {"optimizer": "adam"}}, r"`train.optimizer` must be one of sgd, adamw"),
+        ({"methods": {"ls": {"smoothing": 1.5}}}, r"`methods.ls.smoothing` must be <= 1"),
+        ({"methods": {"lr": {"alpha": [0.1, 1.0]}}}, r"`methods.lr.alpha` must be in \(0, 1\)"),
+        ({"methods": {}}, r"`methods` must be a non-empty table"),
+        ({"train": 3}, r"`train` must be a table"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        # methods given as a list are expanded, so value errors surface at grid expansion too
+        expand_grid(config_from_dict(raw))
+
+
+def test_defaults_and_types() -> None:
+    config = config_from_dict({"noise": {"rates": [0, 0.2]}, "methods": {"ls": {"smoothing": 0}}})
+    assert config.noise.rates == (0.0, 0.2)
+    assert all(isinstance(r, float) for r in config.noise.rates)
+    assert config.methods["ls"]["smoothing"] == (0.0,)
+    assert config_to_dict(config)["noise"]["rates"] == [0.0, 0.2]
+
+
+def test_parse_override_values() -> None:
+    assert parse_override("train.epochs=5") == (["train", "epochs"], 5)
+    assert parse_override("noise.rates=[0, 0.4]") == (["noise", "rates"], [0, 0.4])
+    assert parse_override("model.name=cnn") == (["model", "name"], "cnn")
+    assert parse_override("train.nesterov=false") == (["train", "nesterov"], False)
+    for bad in ("epochs", "=3", "train..epochs=3", "train.=3"):
+        with pytest.raises(ConfigError, match=r"`--set` must look like section.key=value"):
+            parse_override(bad)
+
+
+def test_overrides_apply_and_are_checked(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[train]\nepochs = 3\n[methods.ce]\n")
+    config = load_config(path, ["train.epochs=7", "methods.ls.smoothing=[0.1, 0.2]"])
+    assert config.train.epochs == 7
+    assert config.methods["ls"]["smoothing"] == (0.1, 0.2)
+    with pytest.raises(ConfigError, match=r"c.toml: unknown key `train.epoks`"):
+        load_config(path, ["train.epoks=7"])
+    with pytest.raises(ConfigError, match=r"`train.epochs` must be an integer, got 'many'"):
+        load_config(path, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match=r"`--set train.epochs.x=1`: `epochs` is not a section"):
+        apply_overrides({"train": {"epochs": 1}}, ["train.epochs.x=1"])
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file not found: .*missing.toml"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match=r"is not valid TOML"):
+        load_config(_write(tmp_path, "[train\n"))
+    with pytest.raises(ConfigError, match=r"is a directory"):
+        load_config(tmp_path)
+
+
+def test_grid_size_and_clean_runs_shared_across_kinds() -> None:
+    config = config_from_dict(
+        {
+            "seeds": 3,
+            "noise": {"kinds": ["symmetric", "pairflip"], "rates": [0.0, 0.2, 0.4]},
+            "methods": {"ce": {}, "ls": {"smoothing": [0.1, 0.2]}, "sam": {"rho": [0.05]}},
+        }
+    )
+    runs = expand_grid(config)
+    # 4 method variants x (1 clean + 2 kinds x 2 rates) x 3 seeds
+    assert len(runs) == 4 * 5 * 3
+    assert len({run_key(r) for r in runs}) == len(runs)
+    assert sum(r.noise_kind == "none" for r in runs) == 4 * 3
+
+
+def test_run_key_is_sha256_of_canonical_json_and_stable_across_processes() -> None:
+    run = expand_grid(config_from_dict({"methods": {"ls": {"smoothing": 0.1}}}))[0]
+    expected = hashlib.sha256(canonical_json(run.to_dict()).encode()).hexdigest()
+    assert run_key(run) == expected
+    code = (
+        "from smoothlab.lab.config import config_from_dict\n"
+        "from smoothlab.lab.grid import expand_grid, run_key\n"
+        "c = config_from_dict({'methods': {'ls': {'smoothing': 0.1}}})\n"
+        "print(run_key(expand_grid(c)[0]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+    # one changed value anywhere changes the key; the experiment's name does not
+    other = dataclasses.replace(run, noise_rate=0.3)
+    assert run_key(other) != run_key(run)
+    renamed = config_from_dict({"name": "x", "methods": {"ls": {"smoothing": 0.1}}})
+    assert run_key(expand_grid(renamed)[0]) == expected
+
+
+def test_data_seed_is_shared_by_methods_training_seed_is_not() -> None:
+    config = config_from_dict({"seeds": 2, "methods": {"ce": {}, "ls": {}}})
+    runs = expand_grid(config)
+    data = {
+        (r.method, r.replicate, r.noise_rate): seed_from(canonical_json(r.data_dict()))
+        for r in runs
+    }
+    train = {(r.method, r.replicate, r.noise_rate): seed_from(run_key(r)) for r in runs}
+    assert data[("ce", 0, 0.2)] == data[("ls", 0, 0.2)]
+    assert data[("ce", 0, 0.2)] != data[("ce", 1, 0.2)]
+    assert train[("ce", 0, 0.2)] != train[("ls", 0, 0.2)]
+
+
+def test_every_method_has_a_description_and_builds_with_defaults() -> None:
+    for name, cls in METHODS.items():
+        method = make_method(name, {})
+        assert cls.description and len(cls.description.splitlines()) == 1
+        assert method.label().startswith(name)
+        assert set(method_fields(name)) == {f.name for f in dataclasses.fields(method)}

@@ -1,0 +1,174 @@
+"""The results store and the report: rows round-trip, duplicates are ignored, temporary files never
+survive, and the report's CSV, PNGs and HTML hold what they should."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("rich")
+
+from smoothlab.lab.results import print_table, summarize  # noqa: E402
+from smoothlab.lab.store import TMP_PREFIX, ResultsStore, RunRow, atomic_write  # noqa: E402
+
+METHODS = {"ce": {}, "ls": {"smoothing": 0.1}, "nls": {"smoothing": -0.4}, "ivon": {"lr": 0.2}}
+
+
+def _reliability(confidence: float) -> dict[str, list[float]]:
+    edges = [i / 15 for i in range(16)]
+    count = [0.0] * 15
+    count[int(confidence * 15)] = 50.0
+    return {"edges": edges, "confidence": [confidence] * 15, "accuracy": [0.8] * 15, "count": count}
+
+
+def _row(method: str, params: dict[str, float], rate: float, replicate: int) -> RunRow:
+    label = (
+        method
+        if not params
+        else f"{method}(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+    )
+    accuracy = 0.95 - rate / 2 + 0.01 * replicate
+    extras: dict[str, object] = {"reliability": _reliability(0.9 - rate)}
+    if method == "ivon":
+        extras["noisy_examples"] = {
+            "shape": [1, 8, 8],
+            "most": {
+                "x": [[float(i % 8) for i in range(64)]] * 8,
+                "label": [1] * 8,
+                "clean": [1] * 8,
+                "noise": [0.9] * 8,
+            },
+            "least": {
+                "x": [[0.0] * 64] * 8,
+                "label": [2] * 8,
+                "clean": [2] * 8,
+                "noise": [0.1] * 8,
+            },
+        }
+    return RunRow(
+        key=f"{label}-{rate}-{replicate}",
+        experiment="unit",
+        method=method,
+        label=label,
+        noise_kind="none" if rate == 0 else "symmetric",
+        noise_rate=rate,
+        replicate=replicate,
+        config={"method": method, "params": params},
+        metrics={"accuracy": accuracy, "ece": 0.1 + rate, "ece_ts": 0.05, "nll": 0.3 + rate},
+        curves={"test_accuracy": [0.5, accuracy]},
+        extras=extras,
+        wall_time=1.0,
+    )
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    store = ResultsStore(folder)
+    store.save_experiment("unit", {"name": "unit", "seeds": 2})
+    for method, params in METHODS.items():
+        for rate in (0.0, 0.2, 0.4):
+            for replicate in (0, 1):
+                store.add_run(_row(method, params, rate, replicate), b"weights")
+    for r in (0.2, 0.6):  # a smoothing sweep: ce (r = 0), ls at 0.1, 0.2, 0.6, nls at -0.4
+        store.add_run(_row("ls", {"smoothing": r}, 0.2, 0))
+    store.close()
+    return folder
+
+
+def test_store_round_trip_and_duplicates_ignored(store_dir: Path) -> None:
+    store = ResultsStore(store_dir)
+    rows = list(store.runs())
+    assert len(rows) == 4 * 3 * 2 + 2
+    store.add_run(_row("ce", {}, 0.2, 0))  # same key again: ignored, not duplicated
+    assert len(list(store.runs())) == len(rows)
+    assert rows[0].metrics["accuracy"] == pytest.approx(0.95)
+    assert store.weights_path("ce-0.0-0").read_bytes() == b"weights"
+    assert store.experiments() == {"unit": {"name": "unit", "seeds": 2}}
+    assert len(list(store.runs({"ce-0.0-0", "nope"}))) == 1
+    store.close()
+
+
+def test_atomic_write_leaves_no_temporary_files_and_stale_ones_are_removed(tmp_path: Path) -> None:
+    atomic_write(tmp_path / "a" / "w.bin", b"123")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["w.bin"]
+    stale = tmp_path / "weights" / (TMP_PREFIX + "abc")
+    stale.parent.mkdir()
+    stale.write_bytes(b"half a file")
+    ResultsStore(tmp_path).close()
+    assert not stale.exists()
+
+
+def test_summary_mean_and_std_over_seeds(store_dir: Path) -> None:
+    store = ResultsStore(store_dir)
+    summary = summarize(store.runs())
+    store.close()
+    ce = next(s for s in summary if s.label == "ce" and s.noise_rate == 0.4)
+    assert ce.seeds == 2
+    assert ce.cells["accuracy"].mean == pytest.approx(0.755)
+    assert ce.cells["accuracy"].std == pytest.approx(0.01 / 2**0.5)
+    out = io.StringIO()
+    print_table(summary, out, title="unit")
+    text = out.getvalue()
+    assert "0.755 ± 0.007" in text
+    assert "nls(smoothing=-0.4)" in text
+
+
+def test_report_writes_csv_pngs_and_a_self_contained_html(store_dir: Path) -> None:
+    import matplotlib.image
+
+    from smoothlab.lab.report import write_report
+
+    page = write_report(store_dir)
+    folder = page.parent
+    expected = {
+        "accuracy_vs_noise.png",
+        "ece_vs_noise.png",
+        "ece_ts_vs_noise.png",
+        "reliability.png",
+        "smoothing_sweep.png",
+        "curves.png",
+        "noisy_examples.png",
+    }
+    assert expected <= {p.name for p in folder.glob("*.png")}
+    for png in folder.glob("*.png"):
+        image = matplotlib.image.imread(png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    with (folder / "runs.csv").open() as handle:
+        runs = list(csv.DictReader(handle))
+    assert len(runs) == 26 and {"accuracy", "ece", "noise_rate", "label"} <= set(runs[0])
+    with (folder / "summary.csv").open() as handle:
+        summary = list(csv.DictReader(handle))
+    assert {"accuracy_mean", "accuracy_std"} <= set(summary[0])
+    html = page.read_text()
+    for label in ("ce", "ls(smoothing=0.1)", "nls(smoothing=-0.4)", "ivon(lr=0.2)"):
+        assert f">{label}<" in html
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(images) == len(expected)
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in images)
+    assert "src='http" not in html and "<script" not in html  # nothing fetched from elsewhere
+
+
+def test_report_without_sweep_or_ivon_skips_those_figures(tmp_path: Path) -> None:
+    from smoothlab.lab.report import write_report
+
+    store = ResultsStore(tmp_path)
+    store.add_run(_row("ce", {}, 0.2, 0))
+    store.close()
+    folder = write_report(tmp_path, tmp_path / "out").parent
+    names = {p.name for p in folder.glob("*.png")}
+    assert "smoothing_sweep.png" not in names and "noisy_examples.png" not in names
+    assert "accuracy_vs_noise.png" in names
+
+
+def test_report_on_a_folder_without_results(tmp_path: Path) -> None:
+    from smoothlab.lab.report import write_report
+
+    with pytest.raises(FileNotFoundError, match=r"no results in .*results.sqlite"):
+        write_report(tmp_path)

@@ -1,0 +1,122 @@
+"""The lab's training loop, in process: every registered method trains and is measured; runs are
+reproducible from their key; schedules; models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+pytest.importorskip("safetensors")
+
+from smoothlab.lab.config import config_from_dict  # noqa: E402
+from smoothlab.lab.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from  # noqa: E402
+from smoothlab.lab.methods import METHODS  # noqa: E402
+from smoothlab.lab.models import MODELS, build_model  # noqa: E402
+from smoothlab.lab.train import RunResult, RunTask, execute, lr_schedule  # noqa: E402
+
+TINY = {
+    "data": {"dataset": "digits", "train_subset": 400, "test_subset": 200, "val_fraction": 0.25},
+    "model": {"hidden": [32]},
+    "train": {"epochs": 2, "batch_size": 100, "lr": 0.1, "select": "val_nll"},
+    "noise": {"rates": [0.2]},
+    "seeds": 1,
+}
+
+
+def _run(method: str, params: dict[str, object] | None = None, **train: object) -> RunConfig:
+    raw = {**TINY, "methods": {method: params or {}}}
+    raw["train"] = {**TINY["train"], **train}  # type: ignore[dict-item]
+    return expand_grid(config_from_dict(raw))[0]
+
+
+def _task(run: RunConfig, teacher: bytes | None = None) -> RunTask:
+    key = run_key(run)
+    data_seed = seed_from(canonical_json(run.data_dict()))
+    return RunTask(key, run, seed_from(key), data_seed, "cpu", teacher)
+
+
+def _check(result: RunResult, epochs: int = 2) -> None:
+    assert result.error == ""
+    m = result.metrics
+    for name in ("accuracy", "top5_accuracy", "nll", "ece", "brier", "ece_ts", "nll_ts"):
+        assert math.isfinite(m[name]), name
+    assert 0 <= m["ece"] <= 1 and 0 <= m["accuracy"] <= 1
+    assert m["temperature"] > 0
+    assert abs(m["realised_noise_rate"] - 0.2) < 0.08
+    assert m["wall_time"] > 0
+    assert len(result.curves["test_accuracy"]) == epochs
+    assert len(result.extras["reliability"]["count"]) == 15
+    assert sum(result.extras["reliability"]["count"]) == 200
+    assert result.weights
+
+
+@pytest.fixture(scope="module")
+def ce_result() -> RunResult:
+    return execute(_task(_run("ce")))
+
+
+def test_every_method_trains_and_is_measured(ce_result: RunResult) -> None:
+    _check(ce_result)
+    for name in METHODS:
+        if name == "ce":
+            continue
+        run = _run(name)
+        teacher = ce_result.weights if METHODS[name].needs_teacher else None
+        result = execute(_task(run, teacher))
+        _check(result)
+        if name == "ivon":
+            noisy = result.extras["noisy_examples"]
+            assert len(noisy["most"]["x"]) == 8
+            assert min(noisy["most"]["noise"]) >= max(noisy["least"]["noise"])
+
+
+def test_a_run_is_reproducible_from_its_key(ce_result: RunResult) -> None:
+    again = execute(_task(_run("ce")))
+    assert again.metrics["accuracy"] == ce_result.metrics["accuracy"]
+    assert again.curves["train_loss"] == ce_result.curves["train_loss"]
+    assert again.weights == ce_result.weights
+
+
+def test_switch_epoch_trains_with_cross_entropy_first(ce_result: RunResult) -> None:
+    # nls with the switch after the last epoch is plain cross-entropy, bit for bit
+    run = _run("nls", {"smoothing": -0.5}, switch_epoch=5)
+    ce = _run("ce", switch_epoch=5)
+    same_seed = RunTask(run_key(run), run, seed_from(run_key(ce)), _task(ce).data_seed, "cpu")
+    assert execute(same_seed).curves["train_loss"] == execute(_task(ce)).curves["train_loss"]
+
+
+def test_a_failing_run_is_reported_not_raised() -> None:
+    run = _run("ls-teacher")
+    result = execute(_task(run, teacher=None))
+    assert "teacher_weights" in result.error
+    assert result.metrics == {}
+
+
+def test_lr_schedules() -> None:
+    cosine = lr_schedule(_run("ce", lr_schedule="cosine", warmup_epochs=1, epochs=3), 0.3, 10)
+    assert cosine(0) == pytest.approx(0.03)
+    assert cosine(9) == pytest.approx(0.03 + 0.27 * 0.9)  # linear warm-up over 10 steps
+    assert cosine(10) == pytest.approx(0.3)
+    assert cosine(30) == pytest.approx(0.0)
+    steps = lr_schedule(_run("ce", lr_schedule="step", lr_milestones=[1, 2], lr_gamma=0.5), 1.0, 4)
+    assert [steps(t) for t in (0, 3, 4, 8)] == pytest.approx([1.0, 1.0, 0.5, 0.25])
+    assert lr_schedule(_run("ce"), 0.1, 4)(7) == 0.1
+
+
+def test_models_shapes_and_sizes() -> None:
+    assert set(MODELS) == {"mlp", "cnn", "logreg", "resnet18", "resnet56v2"}
+    x = torch.randn(3, 1, 28, 28)
+    for name in ("mlp", "cnn", "logreg"):
+        assert build_model(name, (1, 28, 28), 10, (16,))(x).shape == (3, 10)
+    # the relaxation supplement's MLP: 784-1024-1024-10
+    mlp = build_model("mlp", (784,), 10, (1024, 1024))
+    assert (
+        sum(p.numel() for p in mlp.parameters()) == 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 10250
+    )
+    resnet = build_model("resnet18", (3, 32, 32), 10)
+    assert sum(p.numel() for p in resnet.parameters()) == 11_173_962  # CIFAR ResNet-18
+    with pytest.raises(ValueError, match=r"`model.name` must be one of mlp, cnn"):
+        build_model("vgg", (3, 32, 32), 10)
