@@ -61,6 +61,15 @@ def verify_file(path: str | os.PathLike[str], file: DataFile) -> None:
     """Raise ``ValueError`` unless ``path`` has the checksum recorded in ``file``.
 
     A truncated gzip file fails the same way.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = path.write_bytes(b"abc")
+    >>> verify_file(path, DataFile("a.txt", ("a",), "md5:900150983cd24fb0d6963f7d28e17f72"))
+    >>> verify_file(path, DataFile("a.txt", ("a",), "md5:" + "0" * 32))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `...a.txt` must be a file whose content has md5 000..., got 900150983cd24fb0d6...
     """
     algorithm, expected = _parse_checksum(file.checksum)
     try:
@@ -143,8 +152,18 @@ def download_file(file: DataFile, folder: str | os.PathLike[str], *, timeout: fl
     Each of ``file.urls`` is tried in order until one gives a complete file with the right
     checksum (``md5``/``sha256`` of the bytes, or of the decompressed bytes when ``file.gunzip``).
 
+    Args:
+        file: the registry's description of the file (name, checksum, URLs).
+        folder: the target folder; the file lands at ``folder / file.filename``.
+        timeout: seconds to wait for the server on each network operation.
+
     Raises:
         DownloadError: every URL failed (the message lists each reason); nothing is left behind.
+
+    >>> download_file(DataFile("x.npz", ("x",), "md5:" + "0" * 32, how_to_get="ask"), "/tmp/x")
+    Traceback (most recent call last):
+    ...
+    smoothlab.datasets.download.DownloadError: x.npz has no download URL. ask
     """
     if not file.urls:
         raise DownloadError(f"{file.filename} has no download URL. {file.how_to_get}")
