@@ -115,7 +115,7 @@ class CalibrationMeter:
             self._totals = self._totals.to(probs.device)
             self._sums = self._sums.to(probs.device)
         elif probs.shape[1] != self._num_classes:
-            expected = f"{self._num_classes} columns, as in the earlier updates"
+            expected = f"a tensor with {self._num_classes} columns (as in the earlier updates)"
             raise fail("probs", expected, f"!{probs.shape[1]} columns")
         conf, correct = top_label(probs, target)
         stats = [conf.new_tensor(conf.shape[0]), nll_per_sample(probs, target).sum()]
