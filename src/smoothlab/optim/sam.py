@@ -18,7 +18,7 @@ ICML 2021.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -40,8 +40,8 @@ class SAM(torch.optim.Optimizer):
             loss_fn(model(x), y).backward()      # gradient at w + e
         optimizer.second_step(zero_grad=True)    # back to w, then the base optimizer's step
 
-    or ``optimizer.step(closure)`` with a closure that zeroes the gradients, runs forward and
-    backward and returns the loss (called twice; the first loss is returned).
+    or ``optimizer.step(closure, model=model)`` with a closure that zeroes the gradients, runs
+    forward and backward and returns the loss (called twice; the first loss is returned).
 
     **Base optimizer.** Pass an *instance* (``SAM(params, torch.optim.SGD(params, lr=0.1))``):
     its own hyperparameters, state and learning-rate schedulers stay where they are. Its
@@ -147,10 +147,13 @@ class SAM(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+    def step(
+        self, closure: Callable[[], Any] | None = None, *, model: nn.Module | None = None
+    ) -> Any:
         """Both passes: ``closure()`` at w, first step, ``closure()`` at w + e, second step.
 
-        Returns the loss of the first call.
+        If ``model`` is given, the second pass runs inside :func:`disable_running_stats`, so its
+        batch-norm statistics count each batch once. Returns the loss of the first call.
         """
         if closure is None:
             raise fail("closure", "a callable that runs forward and backward (SAM needs two)",
@@ -158,7 +161,10 @@ class SAM(torch.optim.Optimizer):
         with torch.enable_grad():
             loss = closure()
         self.first_step(zero_grad=True)
-        with torch.enable_grad():
+        second_pass: AbstractContextManager[None] = (
+            nullcontext() if model is None else disable_running_stats(model)
+        )
+        with torch.enable_grad(), second_pass:
             closure()
         self.second_step()
         return loss
