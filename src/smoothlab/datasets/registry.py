@@ -170,7 +170,7 @@ REGISTRY: tuple[DatasetInfo, ...] = (
         load_idx_pair,
         "LeCun, Bottou, Bengio & Haffner, Gradient-based learning applied to document "
         "recognition, 1998",
-        "CC BY-SA 3.0",
+        "CC BY-SA 3.0 (as commonly cited; upstream ships no licence file)",
         "official: 60000 train / 10000 test",
         class_names=tuple(str(d) for d in range(10)),
     ),
