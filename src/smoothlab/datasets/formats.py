@@ -155,6 +155,16 @@ def read_cifar_binary(
     Returns:
         ``(images, labels)``: uint8 ``(N, 3, 32, 32)`` and uint8 ``(N, label_bytes)``.
 
+    >>> import io, pathlib, tarfile, tempfile
+    >>> record = bytes([7]) + bytes(range(256)) * 12  # label 7, then 3072 pixel bytes
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.tar.gz"
+    >>> with tarfile.open(path, "w:gz") as tar:
+    ...     info = tarfile.TarInfo("b/test_batch.bin"); info.size = len(record)
+    ...     tar.addfile(info, io.BytesIO(record))
+    >>> images, labels = read_cifar_binary(path, ["b/test_batch.bin"], label_bytes=1)
+    >>> images.shape, labels.tolist(), int(images[0, 1, 0, 3])  # green plane, byte 1024 + 3
+    ((1, 3, 32, 32), [[7]], 3)
+
     Reference: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009.
     """
     record = label_bytes + _CIFAR_PIXELS
@@ -186,6 +196,12 @@ def read_npz_labels(path: PathLike, keys: Sequence[str]) -> dict[str, np.ndarray
 
     Raises ``ValueError`` if the file is not an npz, a key is missing, or an array is not 1-D
     integer data of the same length as the others.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels.npz"
+    >>> np.savez(path, clean_label=np.array([1, 2], np.uint8), noisy_label=np.array([1, 0]))
+    >>> read_npz_labels(path, ["noisy_label", "clean_label"])["clean_label"]
+    array([1, 2])
     """
     try:
         with np.load(Path(path), allow_pickle=False) as archive:
