@@ -168,7 +168,10 @@ class TemperatureScaling(nn.Module):
         """Set :attr:`temperature` to the NLL minimiser on ``(logits, target)``; return self."""
         z, y = _check_fit_inputs(logits, target)
         low, high = 1 / self.max_temperature, 1 / self.min_temperature
-        temperature = 1 / _fit_inverse_temperature(z, y, low, high)
+        w = _fit_inverse_temperature(z, y, low, high)
+        # An optimum at a bound returns that bound exactly (1 / (1 / t) may not round-trip).
+        bound = {low: self.max_temperature, high: self.min_temperature}.get(w)
+        temperature = 1 / w if bound is None else bound
         _warn_at_bound(temperature, self.min_temperature, self.max_temperature)
         with torch.no_grad():
             self.temperature.fill_(temperature)
