@@ -119,7 +119,11 @@ class RayExecutor:
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=workers or os.cpu_count(), log_to_driver=False)
+                ray.init(
+                    num_cpus=workers or os.cpu_count(),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
         self.remote = ray.remote(num_cpus=1)(_execute_one_thread)
 
     def run_batch(

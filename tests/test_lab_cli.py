@@ -1,0 +1,157 @@
+"""The ``smoothlab`` command end to end, in subprocesses: a tiny grid, resuming, errors, and
+resuming after SIGKILL at random moments (no finished run lost or duplicated, no stray files)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("rich")
+pytest.importorskip("matplotlib")
+pytest.importorskip("safetensors")
+
+from smoothlab.lab.cli import main  # noqa: E402
+
+TINY = """
+name = "tiny"
+seeds = 1
+[data]
+dataset = "digits"
+train_subset = 300
+test_subset = 150
+[model]
+hidden = [16]
+[train]
+epochs = 2
+batch_size = 100
+[noise]
+rates = [0.0, 0.3]
+[methods.ce]
+[methods.ls]
+smoothing = 0.2
+"""
+
+
+def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smoothlab.lab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def _keys(folder: Path) -> list[str]:
+    with sqlite3.connect(folder / "results.sqlite") as db:
+        return [key for (key,) in db.execute("SELECT key FROM runs")]
+
+
+def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY)
+    out = tmp_path / "out"
+    first = _cli("run", "tiny.toml", "--workers", "1", "--out", str(out), "--no-report",
+                 cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "4 runs trained, 0 already done, 0 failed" in first.stdout
+    for text in ("ce", "ls(smoothing=0.2)", "symmetric", "accuracy", "ECE (TS)", "±"):
+        assert text in first.stdout
+    assert len(list((out / "weights").glob("*.safetensors"))) == 4
+    # in process from here on (same code path, no interpreter start-up): one more noise rate
+    # trains only the two new runs, then the report is written
+    code = main(["run", str(tmp_path / "tiny.toml"), "--workers", "1", "--out", str(out),
+                 "--set", "noise.rates=[0.0, 0.3, 0.1]"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "2 runs trained, 4 already done" in printed
+    assert f"report: {out / 'report' / 'index.html'}" in printed
+    assert len(set(_keys(out))) == len(_keys(out)) == 6
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "accuracy_vs_noise.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.toml"], "smoothlab: error: config file not found: missing.toml"),
+        (["run", "bad.toml"], "bad.toml: unknown key `train.epoch`; did you mean `epochs`?"),
+        (["run", "tiny.toml", "--set", "epochs"], "`--set` must look like section.key=value"),
+        (["run", "tiny.toml", "--set", "train.lr=fast"], "`train.lr` must be a number, got 'fast'"),
+        (["run", "tiny.toml", "--workers", "0"], "`--workers` must be >= 1, got 0"),
+        (["report", "nowhere"], "no results in nowhere"),
+        (["show-config", "bad.toml"], "unknown key `train.epoch`"),
+    ],
+)
+def test_errors_are_one_line_and_exit_code_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "bad.toml").write_text("[train]\nepoch = 3\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert message in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_errors_from_a_fresh_process_are_one_line(tmp_path: Path) -> None:
+    result = _cli("run", "missing.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "smoothlab: error: config file not found: missing.toml\n"
+
+
+def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("ce", "ls-teacher", "ivon", "sam", "digits", "resnet56v2", "pairflip"):
+        assert f"  {name} " in listing
+    (tmp_path / "tiny.toml").write_text(TINY)
+    assert main(["show-config", str(tmp_path / "tiny.toml"), "--set", "train.epochs=9"]) == 0
+    shown = capsys.readouterr().out
+    assert '"epochs": 9' in shown and '"val_fraction": 0.1' in shown
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    (tmp_path / "grid.toml").write_text(TINY.replace("seeds = 1", "seeds = 3"))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "smoothlab.lab", "run", "grid.toml", "--workers", "2",
+            "--out", str(out), "--no-report"]  # fmt: skip
+    rng = random.Random(7)
+    seen: set[str] = set()
+    for _ in range(3):
+        process = subprocess.Popen(
+            args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: the kill takes the workers too
+        )  # fmt: skip
+        time.sleep(rng.uniform(2.0, 5.0))
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if (out / "results.sqlite").exists():
+            keys = _keys(out)
+            assert len(keys) == len(set(keys))
+            assert seen <= set(keys)  # nothing finished earlier has been lost
+            seen = set(keys)
+    final = _cli(*args[3:], cwd=tmp_path)
+    assert final.returncode == 0, final.stderr
+    assert f"{12 - len(seen)} runs trained, {len(seen)} already done" in final.stdout
+    keys = _keys(out)
+    assert len(keys) == len(set(keys)) == 12
+    assert sorted(p.stem for p in (out / "weights").iterdir()) == sorted(keys)
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
