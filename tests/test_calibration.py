@@ -211,7 +211,9 @@ def test_constructor_and_forward_errors() -> None:
 PER_CLASS = [0.5, 1.0, 2.0, 3.0]
 
 
-def scipy_inverse_temperatures(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+def scipy_inverse_temperatures(
+    logits: torch.Tensor, target: torch.Tensor, low: float = 1e-8, high: float | None = None
+) -> np.ndarray:
     optimize = pytest.importorskip("scipy.optimize")
 
     def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -226,7 +228,7 @@ def scipy_inverse_temperatures(logits: torch.Tensor, target: torch.Tensor) -> np
         np.ones(c),
         jac=True,
         method="L-BFGS-B",
-        bounds=[(1e-8, None)] * c,
+        bounds=[(low, high)] * c,
         options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 1000},
     )
     return result.x
@@ -259,3 +261,15 @@ def test_vector_scaling_forward_shapes_and_state_dict() -> None:
     loaded.load_state_dict(scaler.state_dict())
     assert torch.equal(loaded.temperature, scaler.temperature)
     assert torch.equal(VectorScaling(4)(images), images)  # identity before fit
+
+
+def test_vector_scaling_with_an_uninformative_class_ends_on_the_bound() -> None:
+    logits, target = planted([1.0, 1.0, 1.0], n=3000, c=3, scale=3.0)
+    logits[:, 2] *= -1  # class 2's logit now points the wrong way: its best w is 0
+    with pytest.warns(RuntimeWarning, match=r"bound 1000 for classes \[2\]; the logits do no"):
+        scaler = VectorScaling(3).fit(logits, target)
+    assert float(scaler.temperature[2]) == 1e3
+    oracle = scipy_inverse_temperatures(logits, target, low=1e-3, high=1e3)
+    assert (1 / scaler.temperature).tolist() == pytest.approx(oracle.tolist(), rel=1e-5)
+    ours = nll(logits, target, scaler.temperature)
+    assert ours <= nll(logits, target, torch.tensor(1 / oracle)) + 1e-12

@@ -16,9 +16,9 @@ copied recipe ``LBFGS(lr=0.01, max_iter=50)`` from :math:`T = 1.5` takes steps t
 there on strongly miscalibrated logits; ``tests/test_calibration.py`` shows both.
 
 Vector scaling (:class:`VectorScaling`) gives every class its own temperature :math:`T_k`; the
-NLL is jointly convex in :math:`w_k = 1/T_k` and is minimised by damped Newton steps with a
-backtracking line search that keeps every :math:`w_k > 0`. Unlike temperature scaling it can change
-the arg-max.
+NLL is jointly convex in :math:`w_k = 1/T_k` and is minimised over a box of temperatures by
+projected Newton steps with an Armijo line search. Unlike temperature scaling it can change the
+arg-max.
 
 Both modules work on the logits' device, compute in float64 and never load data: pass the
 validation logits and labels as tensors.
@@ -109,16 +109,20 @@ def _fit_inverse_temperature(z: Tensor, target: Tensor, low: float, high: float)
     return w
 
 
-def _warn_at_bound(temperature: float, t_min: float, t_max: float) -> None:
-    if temperature >= t_max:
-        why = "the logits do no better than chance here: the NLL keeps falling as T grows"
-    elif temperature <= t_min:
-        why = "the data are separated by the logits: the NLL keeps falling as T shrinks"
-    else:
-        return
-    warnings.warn(
-        f"the fitted temperature sits at its bound {temperature:g}; {why}", RuntimeWarning, 2
-    )
+def _warn_at_bounds(temperature: Tensor, t_min: float, t_max: float) -> None:
+    """Warn when fitted temperatures sit exactly on a bound of the search."""
+    reasons = {
+        t_max: "the logits do no better than chance here: the NLL keeps falling as T grows",
+        t_min: "the data are separated by the logits: the NLL keeps falling as T shrinks",
+    }
+    for bound, why in reasons.items():
+        hits = temperature == bound
+        if bool(hits.any()):
+            where = (
+                "" if temperature.dim() == 0 else f" for classes {hits.nonzero()[:, 0].tolist()}"
+            )
+            message = f"the fitted temperature sits at its bound {bound:g}{where}; {why}"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 class TemperatureScaling(nn.Module):
@@ -171,10 +175,10 @@ class TemperatureScaling(nn.Module):
         w = _fit_inverse_temperature(z, y, low, high)
         # An optimum at a bound returns that bound exactly (1 / (1 / t) may not round-trip).
         bound = {low: self.max_temperature, high: self.min_temperature}.get(w)
-        temperature = 1 / w if bound is None else bound
-        _warn_at_bound(temperature, self.min_temperature, self.max_temperature)
+        temperature = torch.tensor(1 / w if bound is None else bound, dtype=torch.float64)
+        _warn_at_bounds(temperature, self.min_temperature, self.max_temperature)
         with torch.no_grad():
-            self.temperature.fill_(temperature)
+            self.temperature.copy_(temperature)
         return self
 
     def forward(self, logits: Tensor) -> Tensor:
@@ -198,28 +202,44 @@ def _nll_gradient_hessian(z: Tensor, target: Tensor, w: Tensor) -> tuple[Tensor,
     return value, gradient, hessian
 
 
-def _fit_inverse_temperatures(z: Tensor, target: Tensor, start: Tensor) -> Tensor:
-    """Damped Newton on the convex NLL in ``w > 0`` (Armijo backtracking that keeps ``w > 0``)."""
-    w = start
-    eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+def _newton_direction(gradient: Tensor, hessian: Tensor, free: Tensor) -> Tensor:
+    """Newton direction on the ``free`` coordinates, zero on the others."""
+    sub = hessian[free][:, free]
+    # A tiny ridge keeps the solve defined where a class never varies (singular Hessian).
+    ridge = 1e-12 * (1 + sub.diagonal().abs().max())
+    eye = torch.eye(sub.shape[0], dtype=sub.dtype, device=sub.device)
+    direction = torch.zeros_like(gradient)
+    direction[free] = torch.linalg.solve(sub + ridge * eye, -gradient[free])
+    return direction
+
+
+def _fit_inverse_temperatures(
+    z: Tensor, target: Tensor, start: Tensor, low: float, high: float
+) -> Tensor:
+    """Projected Newton (Bertsekas, 1982) on the convex NLL over the box ``low <= w <= high``.
+
+    Coordinates on a bound whose gradient pushes outwards are held fixed; Newton steps on the
+    rest are projected back into the box and backtracked until the Armijo condition holds.
+    """
+    w = start.clamp(low, high)
     for _ in range(_MAX_ITERATIONS):
         value, gradient, hessian = _nll_gradient_hessian(z, target, w)
-        # A tiny ridge keeps the solve defined where a class never varies (singular Hessian).
-        ridge = 1e-12 * (1 + hessian.diagonal().abs().max())
-        direction = torch.linalg.solve(hessian + ridge * eye, -gradient)
-        decrease = -float(gradient @ direction)  # the squared Newton decrement
-        if decrease <= 1e-24:
+        held = ((w <= low) & (gradient > 0)) | ((w >= high) & (gradient < 0))
+        if bool(held.all()):
+            break
+        direction = _newton_direction(gradient, hessian, ~held)
+        if -float(gradient @ direction) <= 1e-24:  # the squared Newton decrement
             break
         step = 1.0
         while step > 1e-12:
-            candidate = w + step * direction
-            if bool((candidate > 0).all()):
-                new_value = _nll_gradient_hessian(z, target, candidate)[0]
-                if float(new_value) <= float(value) - 1e-4 * step * decrease:
-                    break
+            candidate = (w + step * direction).clamp(low, high)
+            change = float(gradient @ (candidate - w))
+            new_value = float(_nll_gradient_hessian(z, target, candidate)[0])
+            if new_value <= float(value) + 1e-4 * change:
+                break
             step /= 2
         else:
-            break  # no decrease along the Newton direction: converged to rounding
+            break  # no decrease along the projected Newton path: converged to rounding
         w = candidate
     return w
 
@@ -228,15 +248,19 @@ class VectorScaling(nn.Module):
     r"""Divide the logits of class :math:`k` by their own temperature :math:`T_k` (vector scaling).
 
     .. math:: \mathrm{forward}(z)_{ik} = z_{ik} / T_k, \qquad
-        T^\star = \arg\min_{T > 0} \frac{1}{N} \sum_i -\log \mathrm{softmax}(z_i / T)_{y_i}
+        T^\star = \arg\min_{T \in [T_{\min}, T_{\max}]^C} \frac{1}{N} \sum_i
+        -\log \mathrm{softmax}(z_i / T)_{y_i}
 
     This is Guo et al.'s vector scaling without the bias term. :meth:`fit` starts from the
-    :class:`TemperatureScaling` solution and runs damped Newton in :math:`w_k = 1/T_k` (the
-    objective is convex there) until the Newton decrement vanishes; each step costs
-    :math:`O(N C^2)`. Per-class temperatures can change the arg-max.
+    :class:`TemperatureScaling` solution and runs projected Newton (Bertsekas, 1982) over the box
+    of inverse temperatures :math:`w_k = 1/T_k` (the objective is convex there) until the Newton
+    decrement vanishes; each step costs :math:`O(N C^2)`. A class whose logits carry no signal
+    ends on a bound (usually :math:`T_{\max}`), with a warning naming it. Per-class temperatures
+    can change the arg-max.
 
     Args:
         num_classes: number of classes ``C >= 2`` (fixes the buffer's shape for ``state_dict``).
+        min_temperature, max_temperature: the box searched, as in :class:`TemperatureScaling`.
 
     Attributes:
         temperature: ``(C,)`` float64 buffer (ones before fitting).
@@ -255,19 +279,27 @@ class VectorScaling(nn.Module):
 
     temperature: Tensor
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(
+        self, num_classes: int, *, min_temperature: float = 1e-3, max_temperature: float = 1e3
+    ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, low=2)
+        self.min_temperature, self.max_temperature = _check_bounds(min_temperature, max_temperature)
         self.register_buffer("temperature", torch.ones(self.num_classes, dtype=torch.float64))
 
     def fit(self, logits: Tensor, target: Tensor) -> Self:
         """Set :attr:`temperature` to the NLL minimiser on ``(logits, target)``; return self."""
         z, y = _check_fit_inputs(logits, target)
         self._check_classes(z)
-        scalar = _fit_inverse_temperature(z, y, 1e-3, 1e3)
-        w = _fit_inverse_temperatures(z, y, torch.full_like(z[0], scalar))
+        low, high = 1 / self.max_temperature, 1 / self.min_temperature
+        scalar = _fit_inverse_temperature(z, y, low, high)
+        w = _fit_inverse_temperatures(z, y, torch.full_like(z[0], scalar), low, high)
+        temperature = (1 / w).clamp(self.min_temperature, self.max_temperature)
+        temperature[w == low] = self.max_temperature  # exact bounds, as in TemperatureScaling
+        temperature[w == high] = self.min_temperature
+        _warn_at_bounds(temperature, self.min_temperature, self.max_temperature)
         with torch.no_grad():
-            self.temperature.copy_(1 / w)
+            self.temperature.copy_(temperature)
         return self
 
     def _check_classes(self, z: Tensor) -> None:
