@@ -274,6 +274,6 @@ def bootstrap_calibration_error(
         sums = bin_sums(conf[index], correct[index], count, binning_kind)[1]
         errors.append(error_from_sums(sums, kind))
     ordered = torch.cat(errors).sort().values.unsqueeze(0)
-    ends = torch.tensor([1 - coverage, 1 + coverage], dtype=torch.float64) / 2
+    ends = torch.tensor([1 - coverage, 1 + coverage], dtype=torch.float64, device=conf.device) / 2
     low, high = type7_quantile(ordered, (ends * 10**9).round(), 10**9)[0]
     return BootstrapInterval(estimate, low, high, coverage)
