@@ -156,3 +156,14 @@ def test_score_errors() -> None:
         top_k_accuracy(probs, torch.tensor([0]), k=0)
     with pytest.raises(TypeError, match=r"`k` must be an integer, got 1\.5"):
         top_k_accuracy(probs, torch.tensor([0]), k=1.5)
+
+
+def test_nll_and_brier_gradients() -> None:
+    _, probs, target = problem(6, 4, seed=5)
+    probs.requires_grad_()
+    # Off-simplex perturbations of 1e-6 stay inside the 1e-4 row-sum tolerance.
+    for function in (negative_log_likelihood, brier_score):
+        assert torch.autograd.gradcheck(lambda p, f=function: f(p, target), (probs,))
+    (gradient,) = torch.autograd.grad(brier_score(probs, target, reduction="sum"), probs)
+    expected = 2 * (probs - F.one_hot(target, 4))  # d/dp of sum_k (p_k - y_k)^2
+    torch.testing.assert_close(gradient, expected.detach())

@@ -20,8 +20,9 @@ NLL is jointly convex in :math:`w_k = 1/T_k` and is minimised over a box of temp
 projected Newton steps with an Armijo line search. Unlike temperature scaling it can change the
 arg-max.
 
-Both modules work on the logits' device, compute in float64 and never load data: pass the
-validation logits and labels as tensors.
+Both modules fit on the logits' device in float64 (so not on devices without float64, such as
+Apple's MPS: move the logits to the CPU first) and never load data: pass the validation logits and
+labels as tensors. ``forward`` keeps the logits' dtype and device.
 
 References: Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neural Networks", ICML 2017
 (temperature and vector scaling); Platt, "Probabilistic outputs for support vector machines",

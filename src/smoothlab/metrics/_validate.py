@@ -58,5 +58,6 @@ def check_probs_target(probs: object, target: object) -> tuple[Tensor, Tensor]:
     tensor = check_floating("probs", probs)
     if tensor.dim() != 2:
         raise fail("probs", "a 2-D tensor of shape (N, C)", tensor)
-    check_distribution("probs", tensor, dim=1, atol=row_sum_tolerance(tensor.dtype))
+    # Detached: the check reads values with float(), which warns on tensors that require grad.
+    check_distribution("probs", tensor.detach(), dim=1, atol=row_sum_tolerance(tensor.dtype))
     return tensor, _check_target(target, tensor.shape[0], tensor.shape[1], "probs")
