@@ -363,6 +363,26 @@ def test_bootstrap_matches_naive_resampling_loop() -> None:
         assert got.level == 0.9
 
 
+def test_bootstrap_in_chunks_draws_every_resample() -> None:
+    # 5000 samples: resamples are drawn 838 rows at a time (2**22 // 5000), so 900 takes two.
+    probs, target = random_problem(5000, 3, seed=12)
+    got = bootstrap_calibration_error(
+        probs, target, n_resamples=900, generator=torch.Generator().manual_seed(3)
+    )
+    generator = torch.Generator().manual_seed(3)
+    conf, pred = probs.max(1)
+    correct = (pred == target).double()
+    replicates = []
+    for rows in (838, 62):
+        for row in torch.randint(5000, (rows, 5000), generator=generator):
+            _, sums = bin_sums(conf[row][None], correct[row][None], 15, "uniform")
+            gap = (sums[0, 2] - sums[0, 1]).abs().sum() / 5000  # sum_b n_b/N |acc_b - conf_b|
+            replicates.append(float(gap))
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    assert float(got.low) == pytest.approx(low, rel=1e-12)
+    assert float(got.high) == pytest.approx(high, rel=1e-12)
+
+
 def test_bootstrap_is_reproducible_with_a_generator() -> None:
     probs, target = random_problem(100, 3, seed=2)
     first = bootstrap_calibration_error(probs, target, generator=torch.Generator().manual_seed(1))

@@ -220,6 +220,29 @@ class BootstrapInterval:
     level: float
 
 
+def _bootstrap_errors(
+    conf: Tensor,
+    correct: Tensor,
+    n_bins: int,
+    binning: Binning,
+    norm: Norm,
+    resamples: int,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Calibration errors of ``resamples`` resamples with replacement, in chunks of rows."""
+    n = conf.shape[0]
+    chunk = max(1, 2**22 // n)  # bound memory to a few million resampled entries
+    device = generator.device if generator is not None else conf.device
+    errors = []
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        index = torch.randint(n, (rows, n), generator=generator, device=device).to(conf.device)
+        errors.append(
+            error_from_sums(bin_sums(conf[index], correct[index], n_bins, binning)[1], norm)
+        )
+    return torch.cat(errors)
+
+
 def bootstrap_calibration_error(
     probs: Tensor,
     target: Tensor,
@@ -262,18 +285,10 @@ def bootstrap_calibration_error(
     rng = check_generator(generator)
     conf, correct = top_label(probs, target)
     estimate = error_from_sums(bin_sums(conf[None], correct[None], count, binning_kind)[1], kind)[0]
-    n = conf.shape[0]
-    if n == 0:
+    if conf.shape[0] == 0:
         return BootstrapInterval(estimate, estimate, estimate, coverage)
-    chunk = max(1, 2**22 // max(n, 1))  # bound memory to a few million resampled entries
-    errors = []
-    for start in range(0, resamples, chunk):
-        rows = min(chunk, resamples - start)
-        device = rng.device if rng is not None else conf.device
-        index = torch.randint(n, (rows, n), generator=rng, device=device).to(conf.device)
-        sums = bin_sums(conf[index], correct[index], count, binning_kind)[1]
-        errors.append(error_from_sums(sums, kind))
-    ordered = torch.cat(errors).sort().values.unsqueeze(0)
+    errors = _bootstrap_errors(conf, correct, count, binning_kind, kind, resamples, rng)
+    ordered = errors.sort().values.unsqueeze(0)
     ends = torch.tensor([1 - coverage, 1 + coverage], dtype=torch.float64, device=conf.device) / 2
     low, high = type7_quantile(ordered, (ends * 10**9).round(), 10**9)[0]
     return BootstrapInterval(estimate, low, high, coverage)
