@@ -251,7 +251,7 @@ def test_converges_on_rosenbrock() -> None:
 )
 def test_hessian_update_keeps_the_precision_positive(h, h_hat, wd, beta2) -> None:
     hess = torch.tensor([h], dtype=torch.float64)
-    hessian_update_(hess, torch.tensor([h_hat], dtype=torch.float64), hess + wd, beta2=beta2)
+    hessian_update_(hess, hess - h_hat, 3.0 * (hess + wd), beta2=beta2, ess=3.0)
     new = hess.item()
     twin = beta2 * h + (1 - beta2) * h_hat + 0.5 * (1 - beta2) ** 2 * (h - h_hat) ** 2 / (h + wd)
     assert new == pytest.approx(twin, rel=1e-9, abs=1e-9 * (abs(h_hat) + h))

@@ -61,13 +61,12 @@ class PosteriorPrediction:
 class _Buffers:
     """Per-parameter scratch that is not part of the state: rebuilt after ``load_state_dict``."""
 
-    noise: Tensor  # epsilon of the current sample, later scratch for the mean update
+    noise: Tensor  # epsilon of the current sample, later scratch
     sample: Tensor  # theta = m + sigma * epsilon in the parameter's dtype; swapped into the param
-    grad_sum: Tensor  # sum of g-hat over this step's samples
-    hess_sum: Tensor  # sum of h-hat over this step's samples
-    den: Tensor  # h + weight_decay
-    sigma: Tensor  # 1 / sqrt(ess * (h + weight_decay))
-    key: tuple[float, float]  # (weight_decay, ess) that den and sigma were computed with
+    diff_sum: Tensor  # sum over this step's samples of h - h_hat
+    precision: Tensor  # ess * (h + weight_decay)
+    sigma: Tensor  # 1 / sqrt(precision)
+    key: tuple[float, float]  # (weight_decay, ess) that precision and sigma were computed with
 
 
 class IVON(torch.optim.Optimizer):
@@ -229,25 +228,35 @@ class IVON(torch.optim.Optimizer):
         noise.normal_(generator=generator)
 
     def _record(self, params: list[Tensor]) -> None:
+        # The gradient momentum takes each sample's share at once, (1 - beta1) / mc_samples, so
+        # g-hat never needs a buffer of its own; a missing gradient counts as zero.
+        share, sampled = 1.0 / self.mc_samples, {id(p) for p in params}
         with torch.no_grad():
-            for p in params:
-                grad = p.grad
-                if grad is None:
-                    continue
-                if grad.is_sparse:
-                    raise fail("gradients", "dense", "!a sparse gradient", kind=RuntimeError)
-                buffers = self._buffers[p]
-                first = self._counts.get(p, 0) == 0
-                # h-hat = g-hat * (theta - m) / sigma^2 = g-hat * epsilon / sigma
-                g_eps = buffers.noise.mul_(grad)
-                if first:
-                    buffers.grad_sum.copy_(grad)
-                    torch.div(g_eps, buffers.sigma, out=buffers.hess_sum)
-                else:
-                    buffers.grad_sum.add_(grad)
-                    buffers.hess_sum.addcdiv_(g_eps, buffers.sigma)
-                self._counts[p] = self._counts.get(p, 0) + 1
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if id(p) in sampled and p.grad is not None:
+                        self._record_one(p, p.grad, group["beta1"], share)
         self._samples += 1
+
+    def _record_one(self, p: Tensor, grad: Tensor, beta1: float, share: float) -> None:
+        if grad.is_sparse:
+            raise fail("gradients", "dense", "!a sparse gradient", kind=RuntimeError)
+        buffers, state = self._buffers[p], self.state[p]
+        hess, momentum = state["hess"], state["momentum"]
+        first = self._counts.get(p, 0) == 0
+        # h_hat = g_hat * (theta - m) / sigma^2 = g_hat * epsilon / sigma; keep h - h_hat
+        g_eps = buffers.noise.mul_(grad)
+        if first:
+            torch.addcdiv(hess, g_eps, buffers.sigma, value=-1.0, out=buffers.diff_sum)
+        else:
+            buffers.diff_sum.add_(torch.addcdiv(hess, g_eps, buffers.sigma, value=-1.0, out=g_eps))
+        if first and share == 1.0 and grad.dtype == momentum.dtype:  # one pass
+            momentum.lerp_(grad, 1.0 - beta1)
+        else:
+            if first:
+                momentum.mul_(beta1)
+            momentum.add_(grad, alpha=(1.0 - beta1) * share)
+        self._counts[p] = self._counts.get(p, 0) + 1
 
     # --------------------------------------------------------------------------------- step
     @torch.no_grad()
@@ -280,24 +289,22 @@ class IVON(torch.optim.Optimizer):
         return loss
 
     def _update_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        buffers = [self._buffers[p] for p in params]
-        states = [self.state[p] for p in params]
-        for p, buf in zip(params, buffers, strict=True):
-            if self._counts[p] > 1:
-                buf.grad_sum.div_(self._counts[p])
-                buf.hess_sum.div_(self._counts[p])
-        momenta = [s["momentum"] for s in states]
-        torch._foreach_lerp_(momenta, [b.grad_sum for b in buffers], 1.0 - group["beta1"])
-        wd, ess = group["weight_decay"], group["ess"]
+        wd, ess, n = group["weight_decay"], group["ess"], self.mc_samples
         lr = group["lr"] * ((group["hess_init"] + wd) if group["rescale_lr"] else 1.0)
-        for p, buf, state in zip(params, buffers, states, strict=True):
+        for p in params:
+            buf, state = self._buffers[p], self.state[p]
+            diff, missing = buf.diff_sum, n - self._counts[p]
+            if missing:  # samples without a gradient have h_hat = 0
+                diff.add_(state["hess"], alpha=missing)
+            if n > 1:
+                diff.div_(n)
             state["step"] += 1
-            hessian_update_(state["hess"], buf.hess_sum, buf.den, beta2=group["beta2"])
-            refresh_scale_(state["hess"], buf.den, buf.sigma, ess=ess, weight_decay=wd)
+            hessian_update_(state["hess"], diff, buf.precision, beta2=group["beta2"], ess=ess)
+            refresh_scale_(state["hess"], buf.precision, buf.sigma, ess=ess, weight_decay=wd)
             debias = 1.0 / (1.0 - group["beta1"] ** state["step"])
             mean_update_(
-                self._mean(p), state["momentum"], buf.den, buf.noise,
-                lr=lr, debias=debias, weight_decay=wd, clip_radius=group["clip_radius"],
+                self._mean(p), state["momentum"], buf.precision, buf.noise,
+                lr=lr, debias=debias, weight_decay=wd, ess=ess, clip_radius=group["clip_radius"],
             )  # fmt: skip
             if "mean" in state:
                 p.copy_(state["mean"])
@@ -315,15 +322,14 @@ class IVON(torch.optim.Optimizer):
             buffers = _Buffers(
                 noise=torch.empty_like(hess),
                 sample=torch.empty_like(p),
-                grad_sum=torch.empty_like(hess),
-                hess_sum=torch.empty_like(hess),
-                den=torch.empty_like(hess),
+                diff_sum=torch.empty_like(hess),
+                precision=torch.empty_like(hess),
                 sigma=torch.empty_like(hess),
                 key=(math.nan, math.nan),
             )
             self._buffers[p] = buffers
         if buffers.key != key:  # new, resumed, or weight_decay / ess changed by the user
-            refresh_scale_(self.state[p]["hess"], buffers.den, buffers.sigma, ess=key[1],
+            refresh_scale_(self.state[p]["hess"], buffers.precision, buffers.sigma, ess=key[1],
                            weight_decay=key[0])  # fmt: skip
             buffers.key = key
         return buffers
@@ -336,8 +342,11 @@ class IVON(torch.optim.Optimizer):
         out = []
         for group in self.param_groups:
             for p in group["params"]:
-                den = self.state[p]["hess"] + group["weight_decay"]
-                out.append(torch.rsqrt(den * group["ess"]))
+                hess = self.state[p]["hess"]
+                precision, sigma = torch.empty_like(hess), torch.empty_like(hess)
+                refresh_scale_(hess, precision, sigma, ess=group["ess"],
+                               weight_decay=group["weight_decay"])  # fmt: skip
+                out.append(sigma)
         return out
 
     @torch.no_grad()
