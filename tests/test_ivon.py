@@ -339,8 +339,12 @@ def test_usage_errors() -> None:
         opt.step()
     with opt.sampled_params(train=True):
         w.sum().backward()
+        with pytest.raises(RuntimeError, match=r"`step\(\)` must come after the `sampled_par"):
+            opt.step()
     with pytest.raises(RuntimeError, match=r"`step\(\)` must follow mc_samples=2 .* got 1"):
         opt.step()
+    with pytest.raises(RuntimeError, match=r"`state_dict\(\)` must be taken between steps, got 1"):
+        opt.state_dict()
     with pytest.raises(RuntimeError, match="`sampled_params\\(\\)` must not be nested"):  # noqa: SIM117
         with opt.sampled_params(), opt.sampled_params():
             pass

@@ -33,12 +33,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothlab._checks import check_generator, check_int, check_real, fail
+from smoothlab._checks import check_generator, check_int, fail
 from smoothlab.optim._ivon_kernels import hessian_update_, mean_update_, refresh_scale_
+from smoothlab.optim._ivon_state import Buffers, check_group, default_generator, state_dtype
 
 __all__ = ["IVON", "PosteriorPrediction"]
-
-_FULL_PRECISION = (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -55,18 +54,6 @@ class PosteriorPrediction:
     predictive: Tensor
     at_mean: Tensor
     n_samples: int
-
-
-@dataclass
-class _Buffers:
-    """Per-parameter scratch that is not part of the state: rebuilt after ``load_state_dict``."""
-
-    noise: Tensor  # epsilon of the current sample, later scratch
-    sample: Tensor  # theta = m + sigma * epsilon in the parameter's dtype; swapped into the param
-    diff_sum: Tensor  # sum over this step's samples of h - h_hat
-    precision: Tensor  # ess * (h + weight_decay)
-    sigma: Tensor  # 1 / sqrt(precision)
-    key: tuple[float, float]  # (weight_decay, ess) that precision and sigma were computed with
 
 
 class IVON(torch.optim.Optimizer):
@@ -140,7 +127,7 @@ class IVON(torch.optim.Optimizer):
         generator: torch.Generator | None = None,
     ) -> None:
         self.mc_samples = check_int("mc_samples", mc_samples, low=1)
-        self._buffers: dict[Tensor, _Buffers] = {}
+        self._buffers: dict[Tensor, Buffers] = {}
         self._counts: dict[Tensor, int] = {}
         self._samples = 0
         self._sampling = False
@@ -155,7 +142,7 @@ class IVON(torch.optim.Optimizer):
             "rescale_lr": rescale_lr,
         }
         super().__init__(params, defaults)
-        self._generator = check_generator(generator) or _default_generator(self.param_groups)
+        self._generator = check_generator(generator) or default_generator(self.param_groups)
 
     @property
     def generator(self) -> torch.Generator:
@@ -166,14 +153,14 @@ class IVON(torch.optim.Optimizer):
         """Add a group (validated like the constructor's arguments) and initialise its state."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        _check_group(group)
+        check_group(group)
         for p in group["params"]:
             self._init_state(p, group)
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> None:
         if not p.is_floating_point():
             raise fail("params", "floating-point tensors", p, kind=TypeError)
-        dtype = _state_dtype(p)
+        dtype = state_dtype(p)
         state = self.state[p]
         state["step"] = 0
         state["momentum"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
@@ -275,6 +262,9 @@ class IVON(torch.optim.Optimizer):
                 with torch.enable_grad():
                     losses.append(closure())
             loss = sum(losses) / len(losses)
+        if self._sampling:
+            raise RuntimeError("`step()` must come after the `sampled_params()` block, got a "
+                               "call inside it")  # fmt: skip
         if self._samples != self.mc_samples:
             raise RuntimeError(
                 f"`step()` must follow mc_samples={self.mc_samples} backward pass(es) inside "
@@ -314,12 +304,12 @@ class IVON(torch.optim.Optimizer):
         mean: Tensor = self.state[p].get("mean", p.data)
         return mean
 
-    def _buffers_for(self, p: Tensor, group: dict[str, Any]) -> _Buffers:
+    def _buffers_for(self, p: Tensor, group: dict[str, Any]) -> Buffers:
         key = (float(group["weight_decay"]), float(group["ess"]))
         buffers = self._buffers.get(p)
         if buffers is None:
             hess = self.state[p]["hess"]
-            buffers = _Buffers(
+            buffers = Buffers(
                 noise=torch.empty_like(hess),
                 sample=torch.empty_like(p),
                 diff_sum=torch.empty_like(hess),
@@ -389,8 +379,12 @@ class IVON(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """The torch state dict plus ``"ivon": {"generator_state": ...}`` (a uint8 tensor).
 
-        Take it between steps: samples recorded for a pending step are not saved.
+        Raises:
+            RuntimeError: if samples are recorded for a step that has not happened yet.
         """
+        if self._samples:
+            pending = f"{self._samples} recorded sample(s) waiting for `step()`"
+            raise RuntimeError(f"`state_dict()` must be taken between steps, got {pending}")
         state = super().state_dict()
         state["ivon"] = {"generator_state": self._generator.get_state()}
         return state
@@ -413,27 +407,3 @@ class IVON(torch.optim.Optimizer):
         self._buffers.clear()
         self._counts.clear()
         self._samples = 0
-
-
-def _state_dtype(p: Tensor) -> torch.dtype:
-    return p.dtype if p.dtype in _FULL_PRECISION else torch.float32
-
-
-def _default_generator(groups: list[dict[str, Any]]) -> torch.Generator:
-    device = next((p.device for g in groups for p in g["params"]), torch.device("cpu"))
-    # Drawn from (never seeding) the global RNG, so torch.manual_seed makes a run repeatable.
-    seed = int(torch.randint(0, 2**62, (1,)).item())
-    return torch.Generator(device).manual_seed(seed)
-
-
-def _check_group(group: dict[str, Any]) -> None:
-    check_real("lr", group["lr"], low=0.0, low_open=True)
-    check_real("ess", group["ess"], low=0.0, low_open=True)
-    check_real("hess_init", group["hess_init"], low=0.0, low_open=True)
-    check_real("beta1", group["beta1"], low=0.0, high=1.0, high_open=True)
-    check_real("beta2", group["beta2"], low=0.0, high=1.0)
-    check_real("weight_decay", group["weight_decay"], low=0.0)
-    if group["clip_radius"] != math.inf:
-        check_real("clip_radius", group["clip_radius"], low=0.0, low_open=True)
-    if not isinstance(group["rescale_lr"], bool):
-        raise fail("rescale_lr", "a bool", group["rescale_lr"], kind=TypeError)

@@ -121,7 +121,12 @@ class SAM(torch.optim.Optimizer):
                 torch.stack([torch.linalg.vector_norm(self._scaled_grad(p, g)) for p, g in pairs])
             )
         for p, group in pairs:
-            self.state[p]["old_p"] = p.detach().clone()
+            state = self.state[p]
+            if "old_p" in state:
+                state["old_p"].copy_(p.detach())
+            else:
+                state["old_p"] = p.detach().clone()
+            state["perturbed"] = True
             # rho * T^2 g / ||T g||; rho = 0 adds exact zeros, keeping w bitwise
             e = self._scaled_grad(p, group)
             if group["adaptive"]:
@@ -135,9 +140,9 @@ class SAM(torch.optim.Optimizer):
         """Restore the saved :math:`w` bitwise; the gradients taken at :math:`w + \\hat e` stay."""
         for group in self.param_groups:
             for p in group["params"]:
-                old = self.state[p].pop("old_p", None)
-                if old is not None:
-                    p.copy_(old)
+                state = self.state[p]
+                if state.pop("perturbed", False):
+                    p.copy_(state["old_p"])
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:

@@ -1,0 +1,55 @@
+"""IVON's bookkeeping: per-parameter scratch buffers, state dtype, defaults and validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from smoothlab._checks import check_real, fail
+
+__all__ = ["Buffers", "check_group", "default_generator", "state_dtype"]
+
+_FULL_PRECISION = (torch.float32, torch.float64)
+
+
+@dataclass
+class Buffers:
+    """Per-parameter scratch that is not part of the state: rebuilt after ``load_state_dict``."""
+
+    noise: Tensor  # epsilon of the current sample, later scratch
+    sample: Tensor  # theta = m + sigma * epsilon in the parameter's dtype; swapped into the param
+    diff_sum: Tensor  # sum over this step's samples of h - h_hat
+    precision: Tensor  # ess * (h + weight_decay)
+    sigma: Tensor  # 1 / sqrt(precision)
+    key: tuple[float, float]  # (weight_decay, ess) that precision and sigma were computed with
+
+
+def state_dtype(p: Tensor) -> torch.dtype:
+    """float32 state for low-precision parameters, else the parameter's own dtype."""
+    return p.dtype if p.dtype in _FULL_PRECISION else torch.float32
+
+
+def default_generator(groups: list[dict[str, Any]]) -> torch.Generator:
+    """A generator on the parameters' device, seeded from the global torch RNG."""
+    device = next((p.device for g in groups for p in g["params"]), torch.device("cpu"))
+    # Drawn from (never seeding) the global RNG, so torch.manual_seed makes a run repeatable.
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    return torch.Generator(device).manual_seed(seed)
+
+
+def check_group(group: dict[str, Any]) -> None:
+    """Validate one parameter group's hyperparameters (house error template)."""
+    check_real("lr", group["lr"], low=0.0, low_open=True)
+    check_real("ess", group["ess"], low=0.0, low_open=True)
+    check_real("hess_init", group["hess_init"], low=0.0, low_open=True)
+    check_real("beta1", group["beta1"], low=0.0, high=1.0, high_open=True)
+    check_real("beta2", group["beta2"], low=0.0, high=1.0)
+    check_real("weight_decay", group["weight_decay"], low=0.0)
+    if group["clip_radius"] != math.inf:
+        check_real("clip_radius", group["clip_radius"], low=0.0, low_open=True)
+    if not isinstance(group["rescale_lr"], bool):
+        raise fail("rescale_lr", "a bool", group["rescale_lr"], kind=TypeError)
