@@ -354,3 +354,24 @@ def test_usage_errors() -> None:
         opt.load_state_dict(torch.optim.SGD([w], lr=0.1).state_dict())
     with pytest.raises(ValueError, match="`n_samples` must be >= 1, got 0"):
         opt.predict(nn.Identity(), torch.zeros(1, 2), n_samples=0)
+
+
+def test_groups_behave_like_separate_optimizers() -> None:
+    def zero_noise(buffer: torch.Tensor, generator: torch.Generator) -> None:
+        buffer.zero_()  # theta = m: deterministic, so the comparison can be bitwise
+
+    a, b = nn.Parameter(torch.tensor([1.0, -2.0])), nn.Parameter(torch.tensor([0.5]))
+    a2, b2 = nn.Parameter(a.detach().clone()), nn.Parameter(b.detach().clone())
+    joint = IVON([{"params": [a]}, {"params": [b], "lr": 0.3, "beta1": 0.5, "ess": 7.0}],
+                 lr=0.1, ess=10.0)  # fmt: skip
+    alone = [IVON([a2], lr=0.1, ess=10.0), IVON([b2], lr=0.3, beta1=0.5, ess=7.0)]
+    for opt in (joint, *alone):
+        opt._fill_noise = zero_noise  # type: ignore[method-assign]
+    for _ in range(3):
+        for opt, params in ((joint, (a, b)), (alone[0], (a2,)), (alone[1], (b2,))):
+            with opt.sampled_params(train=True):
+                opt.zero_grad()
+                sum((p**2).sum() for p in params).backward()  # type: ignore[union-attr]
+            opt.step()
+    assert torch.equal(a, a2)
+    assert torch.equal(b, b2)
