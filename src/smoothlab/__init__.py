@@ -2,10 +2,12 @@
 
 Targets and losses are functions (:func:`smooth_targets`, :func:`label_smoothing_cross_entropy`,
 :func:`label_relaxation_loss`, :func:`confidence_penalty_loss`) with module twins; schedules,
-closed forms, label noise, metrics and optimizers live in their submodules.
+closed forms, label noise, metrics and optimizers live in their submodules; post-hoc
+:class:`TemperatureScaling` is here too.
 """
 
-from smoothlab import schedules, theory
+from smoothlab import metrics, noise, schedules, theory
+from smoothlab.calibration import TemperatureScaling, VectorScaling
 from smoothlab.losses import (
     confidence_penalty_loss,
     label_relaxation_loss,
@@ -22,9 +24,13 @@ __all__ = [
     "LabelRelaxationLoss",
     "LabelSmoothingCrossEntropyLoss",
     "OnlineLabelSmoothingLoss",
+    "TemperatureScaling",
+    "VectorScaling",
     "confidence_penalty_loss",
     "label_relaxation_loss",
     "label_smoothing_cross_entropy",
+    "metrics",
+    "noise",
     "schedules",
     "smooth_targets",
     "theory",

@@ -153,6 +153,7 @@ def check_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float =
         raise fail(name, "a floating-point tensor of probabilities", probs, kind=TypeError)
     if probs.numel() == 0:
         return
+    probs = probs.detach()
     if not bool(torch.isfinite(probs).all()):
         raise fail(name, "finite probabilities", "!a tensor containing NaN or inf")
     low = float(probs.min())
