@@ -109,6 +109,9 @@ class IVON(torch.optim.Optimizer):
     ...     _ = opt.step()
     >>> w.data
     tensor([0.0004, 0.0063])
+
+    Reference: Shen et al., "Variational Learning is Effective for Large Deep Networks", ICML
+    2024, Algorithm 1 (reprinted by Yang et al., 2025, App. A.2).
     """
 
     def __init__(
@@ -328,6 +331,11 @@ class IVON(torch.optim.Optimizer):
         r"""The posterior standard deviations :math:`\sigma = 1/\sqrt{\lambda (h + \delta)}`.
 
         One tensor per parameter (shaped like it), in the order of ``param_groups``.
+
+        >>> opt = IVON(nn.Linear(2, 1).parameters(), lr=0.1, ess=4.0, hess_init=0.25,
+        ...            weight_decay=0.0)
+        >>> [tuple(s.shape) for s in opt.posterior_std()], opt.posterior_std()[1]
+        ([(1, 2), (1,)], tensor([1.]))
         """
         out = []
         for group in self.param_groups:
@@ -360,6 +368,13 @@ class IVON(torch.optim.Optimizer):
 
         Shape:
             - inputs: whatever ``model`` takes; outputs ``(N, C, ...)`` logits.
+
+        >>> model = nn.Linear(2, 3)
+        >>> opt = IVON(model.parameters(), lr=0.1, ess=1.0)
+        >>> out = opt.predict(model, torch.ones(4, 2), n_samples=16,
+        ...                   generator=torch.Generator().manual_seed(0))
+        >>> out.predictive.shape, out.predictive.sum(1)
+        (torch.Size([4, 3]), tensor([1.0000, 1.0000, 1.0000, 1.0000]))
         """
         n_samples = check_int("n_samples", n_samples, low=1)
         generator = check_generator(generator) or self._generator
