@@ -24,7 +24,7 @@ from smoothlab._checks import (
     reduce_loss,
 )
 
-__all__ = ["Batch", "finish", "prepare"]
+__all__ = ["Batch", "check_pair", "compute_dtype", "finish", "prepare", "valid_mask"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class Batch:
     """A validated batch.
 
     Attributes:
-        logits: ``(N, C, ...)`` in the compute dtype (float32 for half-precision inputs).
+        logits: ``(N, C, ...)`` in the compute dtype (float32 for half-precision inputs), or in
+            the input's dtype when prepared with ``upcast=False`` (the fused kernels).
         index: ``(N, ...)`` int64 class indices with ignored positions replaced by 0, or ``None``
             for probability targets.
         probs: ``(N, C, ...)`` probability targets in the compute dtype, or ``None``.
@@ -76,16 +77,20 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def prepare(
+def check_pair(
     input: Tensor,
     target: Tensor,
     *,
-    weight: Tensor | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    allow_probs: bool = True,
-) -> Batch:
-    """Validate ``(input, target)`` in PyTorch's conventions and return a :class:`Batch`."""
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    allow_probs: bool,
+) -> tuple[Tensor, Tensor, Tensor | None, Reduction, bool]:
+    """Check everything but the range of class indices; shared by both paths, one set of messages.
+
+    Returns ``(logits, target, weight, reduction, unbatched)`` with a ``(C,)`` input (and its
+    target) given a batch dimension; logits keep their dtype.
+    """
     check_floating("input", input, min_dim=1)
     check_tensor("target", target)
     mode = check_reduction(reduction)
@@ -97,9 +102,6 @@ def prepare(
     if num_classes < 1:
         raise fail("input", "a tensor with at least one class along dim 1", input)
     weight = check_weight(weight, num_classes)
-    dtype = compute_dtype(logits.dtype)
-    logits = logits.to(dtype)
-    weight = None if weight is None else weight.to(device=logits.device, dtype=dtype)
     if target.is_floating_point():
         if not allow_probs:
             raise fail("target", "an integer tensor of class indices", target, kind=TypeError)
@@ -109,7 +111,7 @@ def prepare(
                 f"of the input's shape {tuple(logits.shape)} for probability targets",
                 f"!shape {tuple(target.shape)}",
             )
-        return Batch(logits, None, target.to(dtype), None, weight, mode, unbatched)
+        return logits, target, weight, mode, unbatched
     expected = (logits.shape[0], *logits.shape[2:])
     if tuple(target.shape) != tuple(expected):
         raise fail(
@@ -117,11 +119,59 @@ def prepare(
             f"of shape {tuple(expected)} for class indices (input {tuple(logits.shape)})",
             f"!shape {tuple(target.shape)}",
         )
+    return logits, target, weight, mode, unbatched
+
+
+def valid_mask(target: Tensor, num_classes: int, ignore_index: int) -> Tensor | None:
+    """Check class indices; return the mask of non-ignored positions, ``None`` if none is ignored.
+
+    The common case (no index equal to ``ignore_index``, all in range) costs one ``aminmax``;
+    anything else goes through :func:`smoothlab._checks.check_class_indices` for its message.
+    """
+    if target.dtype in (torch.bool, torch.complex64, torch.complex128) or target.numel() == 0:
+        check_class_indices("target", target, num_classes, ignore_index=ignore_index)
+        return None
+    low, high = torch.aminmax(target)
+    if int(low) >= 0 and int(high) < num_classes and not 0 <= ignore_index < num_classes:
+        return None
     check_class_indices("target", target, num_classes, ignore_index=ignore_index)
+    valid = target != ignore_index
+    return None if bool(valid.all()) else valid
+
+
+def prepare(
+    input: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    allow_probs: bool = True,
+    upcast: bool = True,
+) -> Batch:
+    """Validate ``(input, target)`` in PyTorch's conventions and return a :class:`Batch`.
+
+    ``upcast=False`` keeps the logits (and probability targets) in the input's dtype: the fused
+    kernels convert chunk by chunk instead of copying the whole tensor.
+    """
+    logits, target, weight, mode, unbatched = check_pair(
+        input,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        allow_probs=allow_probs,
+    )
+    dtype = compute_dtype(logits.dtype)
+    if upcast:
+        logits = logits.to(dtype)
+    weight = None if weight is None else weight.to(device=logits.device, dtype=dtype)
+    if target.is_floating_point():
+        probs = target.to(dtype) if upcast else target
+        return Batch(logits, None, probs, None, weight, mode, unbatched)
+    valid = valid_mask(target, int(logits.shape[1]), ignore_index)
     index = target.long()
-    valid: Tensor | None = None
-    if bool((index == ignore_index).any()):
-        valid = index != ignore_index
+    if valid is not None:
         index = index.masked_fill(~valid, 0)
     return Batch(logits, index, None, valid, weight, mode, unbatched)
 

@@ -7,6 +7,8 @@ from torch import Tensor
 
 from smoothlab._checks import check_real
 from smoothlab.losses._common import finish, prepare
+from smoothlab.losses._fused import run_fused, use_fused
+from smoothlab.losses._jobs import penalty_job
 
 __all__ = ["confidence_penalty_loss"]
 
@@ -20,6 +22,8 @@ def confidence_penalty_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Cross-entropy minus ``beta`` times the entropy of the prediction.
 
@@ -51,6 +55,10 @@ def confidence_penalty_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: compute the gradient in the forward pass (see :mod:`smoothlab.losses`): per row
+            ``w [p (Q + gamma (log p + H)) - q]`` with ``gamma = beta`` where penalised;
+            ``False`` runs the composition of torch operations.
+        inplace_grad: write the gradient into ``input``'s storage (the logits are destroyed).
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)`` or ``(N, C, d1, ...)``.
@@ -65,7 +73,17 @@ def confidence_penalty_loss(
     """
     b = check_real("beta", beta, low=0.0)
     tau = None if threshold is None else check_real("threshold", threshold, low=0.0)
-    batch = prepare(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    fast = use_fused(fused, inplace_grad, target, weight)
+    batch = prepare(
+        input,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        upcast=not fast,
+    )
+    if fast:
+        return run_fused(penalty_job(batch, b, tau), batch.logits, inplace_grad)
     log_p = torch.log_softmax(batch.logits, dim=1)
     p = log_p.exp()
     # 0 log 0 = 0, with the log masked too so that -inf logits send no NaN gradient.

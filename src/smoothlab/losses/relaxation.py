@@ -9,6 +9,8 @@ from torch import Tensor
 
 from smoothlab._checks import check_real
 from smoothlab.losses._common import finish, prepare
+from smoothlab.losses._fused import run_fused, use_fused
+from smoothlab.losses._jobs import relaxation_job
 
 __all__ = ["label_relaxation_loss", "log1mexp"]
 
@@ -34,6 +36,8 @@ def label_relaxation_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Label relaxation: KL divergence from the prediction's projection onto a credal set.
 
@@ -61,6 +65,10 @@ def label_relaxation_loss(
         weight: optional per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: compute the gradient in the forward pass (see :mod:`smoothlab.losses`): it is
+            ``kappa (softmax(z) - e_y)`` with ``kappa = ((1 - alpha) - p_y) / (1 - p_y)``
+            outside the set; ``False`` runs the composition of torch operations.
+        inplace_grad: write the gradient into ``input``'s storage (the logits are destroyed).
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)``.
@@ -74,6 +82,7 @@ def label_relaxation_loss(
     AAAI 2021.
     """
     a = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    fast = use_fused(fused, inplace_grad, weight)
     batch = prepare(
         input,
         target,
@@ -81,7 +90,10 @@ def label_relaxation_loss(
         ignore_index=ignore_index,
         reduction=reduction,
         allow_probs=False,
+        upcast=not fast,
     )
+    if fast:
+        return run_fused(relaxation_job(batch, a), batch.logits, inplace_grad)
     log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
     border = math.log1p(-a)
     inside = log_p_y >= border

@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real, fail
-from smoothlab.losses._common import Batch, finish, prepare
+from smoothlab.losses._common import Batch, compute_dtype, finish, prepare
+from smoothlab.losses._fused import run_fused, use_fused
+from smoothlab.losses._jobs import index_job, soft_job
 from smoothlab.targets import check_prior
 
 __all__ = ["Weighting", "label_smoothing_cross_entropy"]
@@ -27,6 +29,8 @@ def label_smoothing_cross_entropy(
     weighting: Weighting = "pytorch",
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Cross-entropy against smoothed targets ``(1 - r) * onehot + r * prior``.
 
@@ -67,6 +71,10 @@ def label_smoothing_cross_entropy(
         weighting: ``"pytorch"`` (default, PyTorch's semantics) or ``"example"``.
         ignore_index: class index whose positions contribute nothing (class-index targets).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: compute the gradient in the forward pass (see :mod:`smoothlab.losses`);
+            ``False`` runs the composition of torch operations (double backward, forward AD).
+        inplace_grad: write the gradient into ``input``'s storage (the logits are destroyed;
+            for callers that no longer need them).
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)`` or ``(N, C, d1, ...)``.
@@ -86,6 +94,40 @@ def label_smoothing_cross_entropy(
     rate = check_real("smoothing", smoothing, high=1.0)
     if weighting not in ("pytorch", "example"):
         raise fail("weighting", "one of 'pytorch', 'example'", weighting)
+    if not use_fused(fused, inplace_grad, target, prior, weight):
+        return _reference(
+            input, target, rate, prior, exclusive, weight, weighting, ignore_index, reduction
+        )
+    batch = prepare(
+        input, target, weight=weight, ignore_index=ignore_index, reduction=reduction, upcast=False
+    )
+    dtype = compute_dtype(batch.logits.dtype)
+    pi = None if prior is None else check_prior(prior, batch.num_classes, tuple(batch.logits.shape))
+    if batch.probs is not None:
+        if weighting == "example":
+            raise fail("weighting", "'pytorch' with probability targets", weighting)
+        if exclusive:
+            raise fail("target", "class indices when exclusive=True", batch.probs, kind=TypeError)
+        return run_fused(soft_job(batch, rate, pi), batch.logits, inplace_grad)
+    pi = None if pi is None else pi.to(dtype)
+    if exclusive and pi is None:
+        rate = rate * batch.num_classes / (batch.num_classes - 1)
+    job = index_job(batch, rate, pi, exclusive and pi is not None, weighting)
+    return run_fused(job, batch.logits, inplace_grad)
+
+
+def _reference(
+    input: Tensor,
+    target: Tensor,
+    rate: float,
+    prior: Tensor | None,
+    exclusive: bool,
+    weight: Tensor | None,
+    weighting: Weighting,
+    ignore_index: int,
+    reduction: str,
+) -> Tensor:
+    """The composition of differentiable torch operations (the specification of the fused path)."""
     batch = prepare(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
     pi = None if prior is None else check_prior(prior, batch.num_classes, tuple(batch.logits.shape))
     pi = None if pi is None else pi.to(batch.logits.dtype)

@@ -1,0 +1,216 @@
+"""The fused path: chunking, layouts, dtypes, reduction, and the autograd Function.
+
+A fused loss computes its gradient while computing its value (one sweep of the kernels in
+:mod:`smoothlab.losses._kernels`) and saves only that gradient for the backward pass, which then
+returns it (times ``grad_output``). The gradient is the only ``N x C`` buffer; with
+``inplace_grad=True`` it is written into the logits' own storage, so there is none.
+
+Layouts: ``(N, C)`` logits are processed as rows (``(N, C, 1)``), except for few classes
+(``C <= SMALL_C``), where a transposed copy ``(1, C, N)`` lets every reduction vectorise across
+examples; ``(N, C, d1, ...)`` logits are viewed as ``(N, C, S)``. Chunks of rows bounded by
+``CHUNK_BYTES`` of compute-dtype logits are used when a kernel needs temporaries (a converted or
+transposed copy, a per-example prior, soft targets, the entropy term); otherwise the whole batch
+is one chunk: the gradient buffer is the only memory written. (Measured on the shared 2-core
+machines, each extra chunk costs a few parallel regions, which cost milliseconds when the cores
+are oversubscribed, so chunks are large: 32 MiB.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from smoothlab._checks import Reduction, fail
+from smoothlab.losses._common import compute_dtype
+from smoothlab.losses._kernels import Chunk
+
+__all__ = ["CHUNK_BYTES", "SMALL_C", "Job", "Layout", "run_fused", "use_fused"]
+
+CHUNK_BYTES = 32 << 20
+SMALL_C = 64
+
+Kernel = Callable[[Chunk, "Layout", int, int, "float | None"], Tensor]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How ``(N, C, ...)`` tensors map to ``(B, C, S)`` kernel chunks."""
+
+    kind: str  # "rows", "cols" or "spatial"
+    num: int
+    classes: int
+    inner: int
+    dtype: torch.dtype
+
+    @staticmethod
+    def of(logits: Tensor) -> Layout:
+        num, classes = int(logits.shape[0]), int(logits.shape[1])
+        inner = math.prod(logits.shape[2:])
+        kind = "spatial" if logits.dim() > 2 else "rows" if classes > SMALL_C else "cols"
+        return Layout(kind, num, classes, inner, compute_dtype(logits.dtype))
+
+    def direct(self, tensor: Tensor) -> bool:
+        """Whether chunks of ``tensor`` are views (no conversion, no copy)."""
+        return self.kind != "cols" and tensor.dtype == self.dtype and tensor.is_contiguous()
+
+    def take(self, tensor: Tensor, start: int, stop: int, fresh: bool = False) -> Tensor:
+        """Rows ``start:stop`` of an ``(N, C, ...)`` tensor as a ``(B, C, S)`` chunk.
+
+        ``fresh=True`` always copies (the kernel may then overwrite the chunk).
+        """
+        part = tensor[start:stop]
+        if self.kind == "cols":
+            view = part.t().unsqueeze(0)
+        else:
+            view = part.reshape(stop - start, self.classes, self.inner)
+        if not fresh:
+            return view.to(self.dtype).contiguous()
+        chunk = torch.empty(view.shape, dtype=self.dtype, device=view.device)
+        return chunk.copy_(view)
+
+    def put(self, out: Tensor, start: int, stop: int, grad: Tensor) -> None:
+        """Write a ``(B, C, S)`` gradient chunk back into rows ``start:stop`` of ``out``."""
+        part = out[start:stop]
+        if self.kind == "cols":
+            part.copy_(grad[0].t())
+        else:
+            part.view(stop - start, self.classes, self.inner).copy_(grad)
+
+    def positions(self, vector: Tensor, start: int, stop: int) -> Tensor:
+        """The chunk's slice of a flat per-position vector, shaped ``(B, 1, S)``."""
+        part = vector[start * self.inner : stop * self.inner]
+        if self.kind == "cols":
+            return part.view(1, 1, -1)
+        return part.view(stop - start, 1, self.inner)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A loss to run: its kernel, whether it needs temporaries, and the reduction."""
+
+    kernel: Kernel
+    index: Tensor | None  # flat (N * S,) int64 class indices
+    valid: Tensor | None  # flat (N * S,) bool
+    reduction: Reduction
+    denominator: Tensor | None  # total weight of a mean (None: number of positions)
+    unbatched: bool
+    temporaries: bool
+
+
+def _sweep(job: Job, logits: Tensor, out: Tensor | None, scale: float | None) -> Tensor:
+    """Run the kernel over all chunks; fill ``out`` with the scaled gradient; return losses."""
+    layout = Layout.of(logits)
+    direct = layout.direct(logits)
+    step = layout.num
+    if job.temporaries or not direct or out is None:
+        row_bytes = layout.classes * layout.inner * torch.finfo(layout.dtype).bits // 8
+        step = max(1, CHUNK_BYTES // max(row_bytes, 1))
+    losses = torch.empty(layout.num * layout.inner, dtype=layout.dtype, device=logits.device)
+    for start in range(0, layout.num, step):
+        stop = min(start + step, layout.num)
+        z = layout.take(logits, start, stop, fresh=out is not None and not direct)
+        if out is None:
+            g = torch.empty_like(z)
+        elif direct:
+            g = layout.take(out, start, stop)
+        else:
+            g = z
+        y = None if job.index is None else layout.positions(job.index, start, stop)
+        loss = job.kernel(Chunk(z, g, y), layout, start, stop, scale)
+        losses[start * layout.inner : stop * layout.inner] = loss.reshape(-1)
+        if out is not None and not direct:
+            layout.put(out, start, stop, g)
+    return losses
+
+
+def _reduce(job: Job, losses: Tensor, shape: tuple[int, ...]) -> Tensor:
+    if job.valid is not None:
+        losses = losses.masked_fill(~job.valid, 0.0)
+    if job.reduction == "none":
+        return losses.view(() if job.unbatched else shape)
+    total = losses.sum()
+    if job.reduction == "sum":
+        return total
+    if job.denominator is None:
+        return total / losses.numel()
+    return total / job.denominator
+
+
+def _scale(job: Job, count: int) -> float:
+    if job.reduction != "mean":
+        return 1.0
+    total = float(count if job.denominator is None else job.denominator)
+    return 0.0 if total == 0 else 1.0 / total
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Identity whose backward refuses: the fused gradient is not differentiable."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, grad: Tensor) -> Tensor:
+        return grad.view_as(grad)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, *grad_outputs: Tensor) -> Tensor:
+        raise RuntimeError(
+            "smoothlab's fused losses compute their gradient in the forward pass and do not "
+            "support double backward (create_graph=True); pass fused=False to use the "
+            "composition of differentiable torch operations"
+        )
+
+
+class _FusedLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, logits: Tensor, job: Job, inplace: bool) -> Tensor:
+        shape = (int(logits.shape[0]), *logits.shape[2:])
+        out = logits if inplace else torch.empty_like(logits)
+        scale = _scale(job, math.prod(shape))
+        losses = _sweep(job, logits, out, scale)
+        ctx.save_for_backward(out)
+        ctx.reduction = job.reduction  # type: ignore[attr-defined]
+        return _reduce(job, losses, shape)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor, None, None]:
+        (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        go = grad_output.to(grad.dtype)
+        if ctx.reduction == "none":  # type: ignore[attr-defined]
+            grad = grad * (go.unsqueeze(1) if go.dim() > 0 else go)
+        elif not (go.device.type == "cpu" and float(go) == 1.0):
+            grad = grad * go
+        if torch.is_grad_enabled():
+            grad = _NoDoubleBackward.apply(grad)  # type: ignore[no-untyped-call]
+        return grad, None, None
+
+
+def run_fused(job: Job, logits: Tensor, inplace: bool) -> Tensor:
+    """The reduced loss of ``job`` on ``(N, C, ...)`` logits, differentiable w.r.t. them."""
+    if torch.is_grad_enabled() and logits.requires_grad:
+        loss: Tensor = _FusedLoss.apply(logits, job, inplace)  # type: ignore[no-untyped-call]
+        return loss
+    shape = (int(logits.shape[0]), *logits.shape[2:])
+    return _reduce(job, _sweep(job, logits, None, None), shape)
+
+
+def use_fused(fused: object, inplace_grad: object, *others: object) -> bool:
+    """Validate the two switches; ``False`` where the composition must run instead.
+
+    The composition runs when asked (``fused=False``), while ``torch.compile`` traces (the
+    compiler fuses the composition itself), and when a tensor other than the logits (a prior,
+    probability targets, weights) requires a gradient, which the fused kernels do not compute.
+    """
+    if not isinstance(fused, bool):
+        raise fail("fused", "a bool", fused, kind=TypeError)
+    if not isinstance(inplace_grad, bool):
+        raise fail("inplace_grad", "a bool", inplace_grad, kind=TypeError)
+    if inplace_grad and not fused:
+        raise fail("inplace_grad", "False when fused=False", inplace_grad)
+    if not fused or torch.compiler.is_compiling():
+        return False
+    grads = torch.is_grad_enabled()
+    return not any(isinstance(t, Tensor) and t.requires_grad and grads for t in others)

@@ -1,0 +1,170 @@
+"""Jobs of the fused path: per-position coefficients and the kernel call of each loss.
+
+Each builder turns a validated :class:`~smoothlab.losses._common.Batch` (logits in the input's
+dtype) into a :class:`~smoothlab.losses._fused.Job` whose kernel fetches its chunk's slice of
+the coefficients. Class-index smoothing in every variant is ``q = a e_y + b pi``:
+
+=====================  ===========================  ======================  ==============
+variant                a                            b                       pi
+=====================  ===========================  ======================  ==============
+uniform / negative     ``1 - r``                    ``r``                   ``1 / C``
+class or example pi    ``1 - r``                    ``r``                   ``pi``
+exclusive with pi      ``(1 - r) - b pi_y``         ``r / (1 - pi_y)``      ``pi``
+weight, "pytorch"      ``a w_y``                    ``b``                   ``w * pi``
+weight, "example"      ``a w_y``                    ``b w_y``               ``pi``
+=====================  ===========================  ======================  ==============
+
+and ignored positions get ``a = b = 0``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from smoothlab._checks import fail
+from smoothlab.losses._common import Batch, compute_dtype
+from smoothlab.losses._fused import Job, Layout
+from smoothlab.losses._kernels import (
+    Chunk,
+    Coef,
+    penalty_rows,
+    relaxation_rows,
+    smoothing_rows,
+    soft_rows,
+)
+
+__all__ = ["index_job", "penalty_job", "relaxation_job", "soft_job"]
+
+
+def _flat(batch: Batch) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Flat ``(index, valid, w_y)``; ``w_y`` is the target weight times the valid mask."""
+    index = None if batch.index is None else batch.index.reshape(-1)
+    valid = None if batch.valid is None else batch.valid.reshape(-1)
+    w_y = batch.target_weight()
+    return index, valid, None if w_y is None else w_y.reshape(-1)
+
+
+def _mask(value: Coef, valid: Tensor | None, dtype: torch.dtype) -> Coef:
+    if valid is None:
+        return value
+    return valid.to(dtype) * value
+
+
+def _job(batch: Batch, kernel: object, temporaries: bool, weighted: bool) -> Job:
+    index, valid, w_y = _flat(batch)
+    denominator = w_y.sum() if weighted and w_y is not None else None
+    if denominator is None and valid is not None:
+        denominator = valid.sum().to(compute_dtype(batch.logits.dtype))
+    return Job(kernel, index, valid, batch.reduction, denominator, batch.unbatched, temporaries)  # type: ignore[arg-type]
+
+
+def _slice(value: Coef, layout: Layout, start: int, stop: int) -> Coef:
+    return layout.positions(value, start, stop) if isinstance(value, Tensor) else value
+
+
+def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, weighting: str) -> Job:
+    """Smoothed cross-entropy with class-index targets (``pi``: ``(1, C, 1...)`` or per example)."""
+    assert batch.index is not None
+    dtype = compute_dtype(batch.logits.dtype)
+    index, valid, w_y = _flat(batch)
+    assert index is not None
+    a: Coef = 1.0 - rate
+    b: Coef = rate
+    if exclusive:
+        assert pi is not None
+        pi_y = batch.gather(pi.expand(batch.logits.shape)).reshape(-1).to(dtype)
+        if bool((pi_y >= 1).any()):
+            raise fail(
+                "prior", "below 1 on the true class when exclusive=True", "!a prior of 1 there"
+            )
+        b = rate / (1 - pi_y)
+        a = (1.0 - rate) - b * pi_y
+    class_w = batch.weight if weighting == "pytorch" else None
+    if w_y is not None:
+        a = a * w_y
+        b = b * w_y if weighting == "example" else _mask(b, valid, dtype)
+    else:
+        a, b = _mask(a, valid, dtype), _mask(b, valid, dtype)
+    per_example = pi is not None and pi.numel() != batch.num_classes
+    vector = None if pi is None or per_example else pi.reshape(-1)
+    if vector is None and class_w is not None and pi is None:
+        vector = class_w / batch.num_classes
+    if vector is not None and class_w is not None and pi is not None:
+        vector = vector * class_w
+    if rate == 0.0:
+        vector, b, per_example = None, 0.0, False
+    full = pi if per_example else None
+    vector_sum = 1.0 if vector is None else float(vector.sum())
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        prior: Tensor | None = None
+        total: Coef = vector_sum
+        if full is not None:
+            prior = layout.take(full, start, stop)
+            if class_w is not None:
+                prior = prior * class_w.view(1, -1, 1)
+            total = prior.sum(1, keepdim=True)
+        elif vector is not None:
+            prior = vector.view(1, -1, 1)
+        a_c, b_c = _slice(a, layout, start, stop), _slice(b, layout, start, stop)
+        return smoothing_rows(chunk, a_c, b_c, prior, total, scale)
+
+    return _job(batch, kernel, full is not None, weighted=True)
+
+
+def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
+    """Cross-entropy against ``w * ((1 - r) t + r pi)`` for probability targets ``t``."""
+    probs = batch.probs
+    assert probs is not None
+    dtype = compute_dtype(batch.logits.dtype)
+    prior = None if pi is None else pi.to(dtype)
+    vector = prior is not None and prior.numel() == batch.num_classes
+    weight = batch.weight
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        q = layout.take(probs, start, stop) * (1.0 - rate)
+        if rate != 0.0 and prior is None:
+            q.add_(rate / layout.classes)
+        elif rate != 0.0 and prior is not None:
+            part = prior.reshape(1, -1, 1) if vector else layout.take(prior, start, stop)
+            q.add_(part, alpha=rate)
+        if weight is not None:
+            q.mul_(weight.view(1, -1, 1))
+        return soft_rows(chunk, q, scale)
+
+    return _job(batch, kernel, True, weighted=False)
+
+
+def relaxation_job(batch: Batch, alpha: float) -> Job:
+    """Label relaxation, weighted by ``w_y``."""
+    _, valid, w_y = _flat(batch)
+    dtype = compute_dtype(batch.logits.dtype)
+    w: Coef = w_y if w_y is not None else 1.0
+    if w_y is None and valid is not None:
+        w = valid.to(dtype)
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        return relaxation_rows(chunk, alpha, _slice(w, layout, start, stop), scale)
+
+    return _job(batch, kernel, False, weighted=True)
+
+
+def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
+    """The confidence penalty: ``w_y`` (index targets) or PyTorch's weighted soft CE."""
+    _, valid, w_y = _flat(batch)
+    dtype = compute_dtype(batch.logits.dtype)
+    w: Coef = w_y if w_y is not None else 1.0
+    if w_y is None and valid is not None:
+        w = valid.to(dtype)
+    probs, weight = batch.probs, batch.weight
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        q = None
+        if probs is not None:
+            q = layout.take(probs, start, stop)
+            q = q * weight.view(1, -1, 1) if weight is not None else q
+        w_c = _slice(w, layout, start, stop)
+        return penalty_rows(chunk, beta, threshold, w_c, q, scale)
+
+    return _job(batch, kernel, True, weighted=probs is None)

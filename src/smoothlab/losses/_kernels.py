@@ -1,0 +1,205 @@
+"""Row kernels of the fused losses: loss and gradient of one chunk in a single sweep.
+
+Every kernel works on a chunk ``z`` of shape ``(B, C, S)`` (class dimension 1) and writes the
+gradient of the *scaled* loss into ``g`` (which may be ``z`` itself: each kernel reads what it
+needs from ``z`` before the softmax overwrites it). Per-position coefficients are floats or
+tensors of shape ``(B, 1, S)``. ``scale=None`` skips the gradient (forward only).
+
+The algebra (proved in ``tests/test_fast_identities.py``): for a target distribution
+``q = A e_y + B pi`` with total mass ``Q = A + B sum(pi)``,
+
+    loss = Q lse(z) - A z_y - B pi.z,        d loss / dz = Q softmax(z) - q,
+
+so smoothing costs one softmax plus a dot product per row, and ``lse`` comes from the softmax
+itself: ``lse = z_y - log p_y`` (rows where ``p_y`` underflows are recomputed with logsumexp).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Chunk", "penalty_rows", "relaxation_rows", "smoothing_rows", "soft_rows"]
+
+Coef = float | Tensor
+
+
+@dataclass
+class Chunk:
+    """One chunk in kernel layout.
+
+    Attributes:
+        z: ``(B, C, S)`` logits in the compute dtype.
+        g: ``(B, C, S)`` gradient buffer (may be ``z``).
+        y: ``(B, 1, S)`` int64 class indices (ignored positions hold 0), or ``None``.
+    """
+
+    z: Tensor
+    g: Tensor
+    y: Tensor | None
+
+
+def softmax_into(z: Tensor, g: Tensor, y: Tensor | None) -> Tensor:
+    """Write ``softmax(z)`` over dim 1 into ``g``; return ``lse(z)`` of shape ``(B, 1, S)``."""
+    if z.shape[2] != 1:
+        # Classes not innermost: reductions over dim 1 vectorise across positions.
+        top = z.amax(1, keepdim=True)
+        torch.sub(z, top, out=g)
+        g.exp_()
+        total = g.sum(1, keepdim=True)
+        g.div_(total)
+        return top + total.log()
+    if y is None or g.data_ptr() == z.data_ptr():
+        top, arg = z.max(1, keepdim=True)
+        torch._softmax(z.squeeze(2), 1, False, out=g.squeeze(2))
+        return top - g.gather(1, arg).log()
+    z_y = z.gather(1, y)
+    torch._softmax(z.squeeze(2), 1, False, out=g.squeeze(2))
+    p_y = g.gather(1, y)
+    lse = z_y - p_y.log()
+    # p_y below ~1e-30 loses digits (or is 0): those rows get an exact logsumexp.
+    bad = ~(p_y >= 1e-30)
+    if bool(bad.any()):
+        rows = bad.view(-1).nonzero().view(-1)
+        lse[rows] = torch.logsumexp(z[rows], 1, keepdim=True)
+    return lse
+
+
+def _as_tensor(value: Coef, like: Tensor) -> Tensor:
+    """A per-position coefficient as a tensor shaped like ``like`` (``(B, 1, S)``)."""
+    return value.expand_as(like) if isinstance(value, Tensor) else torch.full_like(like, value)
+
+
+def _masked_dot(weights: Tensor, z: Tensor) -> Tensor:
+    """``sum_j w_j z_j`` over dim 1, with 0 where ``w_j = 0`` even at infinite ``z_j``."""
+    dot = (weights * z).sum(1, keepdim=True)
+    if not bool(torch.isnan(dot).any()):
+        return dot
+    return torch.where(weights != 0, weights * z, 0.0).sum(1, keepdim=True)
+
+
+def smoothing_rows(
+    chunk: Chunk, a: Coef, b: Coef, pi: Tensor | None, pi_sum: Coef, scale: float | None
+) -> Tensor:
+    """Cross-entropy against ``q = a e_y + b pi`` (``pi=None``: uniform ``1/C``; ``b=0``: none).
+
+    ``pi`` is ``(1, C, 1)`` (a class vector) or ``(B, C, S)`` (per position); ``pi_sum`` its
+    total mass per position.
+    """
+    z, g, y = chunk.z, chunk.g, chunk.y
+    assert y is not None
+    z_y = z.gather(1, y)
+    q_total = a + b * pi_sum
+    loss = -a * z_y
+    if isinstance(b, Tensor) or b != 0.0:
+        dot = z.mean(1, keepdim=True) if pi is None else _masked_dot(pi, z)
+        loss = loss - b * dot
+    lse = softmax_into(z, g, y)
+    loss = loss + q_total * lse
+    if scale is None:
+        return loss
+    if pi is None and not isinstance(q_total, Tensor) and not isinstance(b, Tensor):
+        shift = torch.tensor(-scale * b / z.shape[1], dtype=g.dtype, device=g.device)
+        torch.add(shift, g, alpha=scale * q_total, out=g)  # one sweep: s Q p - s b / C
+    elif pi is None:  # per-position coefficients (weights, ignore_index): still one sweep
+        shift = _as_tensor(-scale * b / z.shape[1], z_y)
+        torch.addcmul(shift, g, _as_tensor(scale * q_total, z_y), out=g)
+    else:
+        g.mul_(scale * q_total)
+        if isinstance(b, Tensor):
+            g.addcmul_(pi, b, value=-scale)
+        elif b != 0.0:
+            g.add_(pi, alpha=-scale * b)
+    g.scatter_add_(1, y, _as_tensor(-scale * a, z_y))
+    return loss
+
+
+def soft_rows(chunk: Chunk, q: Tensor, scale: float | None) -> Tensor:
+    """Cross-entropy against an explicit (weighted) target distribution ``q`` ``(B, C, S)``."""
+    z, g = chunk.z, chunk.g
+    q_total = q.sum(1, keepdim=True)
+    loss = -_masked_dot(q, z)
+    loss = loss + q_total * softmax_into(z, g, None)
+    if scale is not None:
+        g.mul_(scale * q_total).add_(q, alpha=-scale)
+    return loss
+
+
+def relaxation_rows(chunk: Chunk, alpha: float, w: Coef, scale: float | None) -> Tensor:
+    """Label relaxation; its gradient is ``kappa (softmax(z) - e_y)``, zero inside the set.
+
+    With ``kappa = ((1 - alpha) - p_y) / (1 - p_y)`` outside the set (Lienen & Hüllermeier,
+    Eq. 5, differentiated through ``log p_y``).
+    """
+    z, g, y = chunk.z, chunk.g, chunk.y
+    assert y is not None
+    log_p_y = z.gather(1, y) - softmax_into(z, g, y)
+    border = math.log1p(-alpha)
+    inside = log_p_y >= border
+    safe = torch.where(inside, border - 1.0, log_p_y)
+    log_rest = torch.where(
+        safe > -math.log(2.0), torch.log(-torch.expm1(safe)), torch.log1p(-torch.exp(safe))
+    )
+    kl = (1 - alpha) * (border - safe) + alpha * (math.log(alpha) - log_rest)
+    loss = torch.where(inside, 0.0, kl.clamp(min=0.0)) * w
+    if scale is None:
+        return loss
+    kappa = torch.where(inside, 0.0, ((1 - alpha) - safe.exp()) / log_rest.exp())
+    coef = kappa * (scale * w)
+    g.mul_(coef)
+    g.scatter_add_(1, y, _as_tensor(-coef, log_p_y))
+    return loss
+
+
+def penalty_rows(
+    chunk: Chunk,
+    beta: float,
+    threshold: float | None,
+    w: Coef,
+    q: Tensor | None,
+    scale: float | None,
+) -> Tensor:
+    """Cross-entropy minus ``beta`` H(p) (hinged at ``threshold``), scaled by ``w``.
+
+    With ``q=None`` the cross-entropy is against ``e_y``, else against ``q`` (unscaled by ``w``).
+    Gradient per row: ``w [p (Q + gamma (log p + H)) - q]``, ``gamma = beta`` where penalised.
+    """
+    z, g, y = chunk.z, chunk.g, chunk.y
+    aliased = g.data_ptr() == z.data_ptr()
+    p = torch.empty_like(z) if aliased else g
+    q_total: Coef = 1.0
+    if q is None:
+        assert y is not None
+        ce_dot = z.gather(1, y)
+    else:
+        ce_dot, q_total = _masked_dot(q, z), q.sum(1, keepdim=True)
+    lse = softmax_into(z, p, y if q is None else None)
+    pz = torch.mul(p, z, out=z) if aliased else p * z
+    if bool(torch.isnan(pz).any()):  # 0 * (-inf) where p underflows to 0
+        pz.nan_to_num_(nan=0.0)
+    entropy = lse - pz.sum(1, keepdim=True)
+    gamma: Coef = beta
+    if threshold is None:
+        penalty = -entropy
+    else:
+        penalty = (threshold - entropy).clamp(min=0.0)
+        gamma = beta * (entropy < threshold).to(z.dtype)
+    loss = w * (q_total * lse - ce_dot + beta * penalty)
+    if scale is None:
+        return loss
+    sw = scale * w
+    first = sw * (q_total + gamma * (entropy - lse))
+    second = _as_tensor(sw * gamma, lse)
+    if aliased:
+        pz.mul_(second).addcmul_(p, first)
+    else:
+        p.mul_(first).addcmul_(pz, second)
+    if q is None:
+        assert y is not None
+        g.scatter_add_(1, y, _as_tensor(-sw, lse))
+    else:
+        g.addcmul_(q, _as_tensor(sw, lse), value=-1.0)
+    return loss
