@@ -59,6 +59,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--official",
+        action="store_true",
+        help="also time the official ivon-opt package if installed (a dev-only comparison)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -111,6 +116,31 @@ def main() -> None:
           f"   ratio {step_ratio:.2f}x")  # fmt: skip
     print(f"Gaussian draw of {n_params:,} floats (torch normal_): {noise_ms:.1f} ms"
           f" = {noise_ratio:.2f}x an AdamW full step")  # fmt: skip
+    if args.official:
+        official_full(adam_full, x, y, **reps)
+
+
+def official_full(
+    adam_full: Callable[[], None], x: torch.Tensor, y: torch.Tensor, *, steps: int, repeats: int
+) -> None:
+    """The same full step with the official package (GPL-3.0; imported here only, if present)."""
+    try:
+        import ivon  # type: ignore[import-not-found]
+    except ImportError:
+        print("official ivon-opt: not installed")
+        return
+    model = make_model()
+    optimizer = ivon.IVON(model.parameters(), lr=0.1, ess=60_000.0)
+
+    def step() -> None:
+        with optimizer.sampled_params(train=True):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    adam_ms, official_ms, ratio = compare(adam_full, step, steps=steps, repeats=repeats)
+    print(f"full step      AdamW         {adam_ms:7.1f} ms   ivon-opt {official_ms:7.1f} ms"
+          f"   ratio {ratio:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
