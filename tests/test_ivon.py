@@ -375,3 +375,24 @@ def test_groups_behave_like_separate_optimizers() -> None:
             opt.step()
     assert torch.equal(a, a2)
     assert torch.equal(b, b2)
+
+
+def test_beta2_one_keeps_the_hessian_fixed() -> None:  # Yang et al., Fig. 6 ablation
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, beta2=1.0, hess_init=0.3, generator=_gen())
+    sigma = opt.posterior_std()
+    _train(model, opt, 3)
+    for p in model.parameters():
+        assert torch.equal(opt.state[p]["hess"], torch.full_like(p, 0.3))
+    for before, after in zip(sigma, opt.posterior_std(), strict=True):
+        assert torch.equal(before, after)
+
+
+def test_works_with_a_learning_rate_scheduler() -> None:
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.5**epoch)
+    for _ in range(2):
+        _train(model, opt, 1)
+        scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
