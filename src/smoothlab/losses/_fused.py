@@ -5,14 +5,17 @@ A fused loss computes its gradient while computing its value (one sweep of the k
 returns it (times ``grad_output``). The gradient is the only ``N x C`` buffer; with
 ``inplace_grad=True`` it is written into the logits' own storage, so there is none.
 
-Layouts: ``(N, C)`` logits are processed as rows (``(N, C, 1)``), except for few classes
-(``C <= SMALL_C``), where a transposed copy ``(1, C, N)`` lets every reduction vectorise across
-examples; ``(N, C, d1, ...)`` logits are viewed as ``(N, C, S)``. Chunks of rows bounded by
-``CHUNK_BYTES`` of compute-dtype logits are used when a kernel needs temporaries (a converted or
-transposed copy, a per-example prior, soft targets, the entropy term); otherwise the whole batch
-is one chunk: the gradient buffer is the only memory written. (Measured on the shared 2-core
-machines, each extra chunk costs a few parallel regions, which cost milliseconds when the cores
-are oversubscribed, so chunks are large: 32 MiB.)
+Layouts: ``(N, C)`` logits are processed as ``(N, C, 1)`` rows, ``(N, C, d1, ...)`` logits as
+``(N, C, S)`` (class dimension 1 throughout; a view when the input is contiguous). Chunks:
+
+* at most ``GRAIN`` (ATen's parallel grain) positions per chunk, so that the per-position work
+  (gathers, logs, the loss arithmetic) runs serially and only the ``N x C`` sweeps pay for a
+  parallel region. On the shared 2-core machines a parallel region costs milliseconds when the
+  cores are oversubscribed, which dominates small-class batches such as 65536 x 10;
+* at most ``CHUNK_BYTES`` of compute-dtype logits per chunk when a kernel needs temporaries (a
+  converted or non-contiguous copy, a per-example prior, soft targets, the entropy term). Without
+  temporaries the gradient buffer is the only memory written and the batch needs no splitting.
+  Chunks are large (32 MiB) because every chunk costs a few parallel regions.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from smoothlab._checks import Reduction, fail
 from smoothlab.losses._common import compute_dtype
 from smoothlab.losses._kernels import Chunk
 
-__all__ = ["CHUNK_BYTES", "SMALL_C", "Job", "Layout", "run_fused", "use_fused"]
+__all__ = ["CHUNK_BYTES", "GRAIN", "Job", "Layout", "run_fused", "use_fused"]
 
 CHUNK_BYTES = 32 << 20
-SMALL_C = 64
+GRAIN = 32768
 
 Kernel = Callable[[Chunk, "Layout", int, int, "float | None"], Tensor]
 
@@ -41,7 +44,7 @@ Kernel = Callable[[Chunk, "Layout", int, int, "float | None"], Tensor]
 class Layout:
     """How ``(N, C, ...)`` tensors map to ``(B, C, S)`` kernel chunks."""
 
-    kind: str  # "rows", "cols" or "spatial"
+    kind: str  # "rows" or "spatial"
     num: int
     classes: int
     inner: int
@@ -51,7 +54,7 @@ class Layout:
     def of(logits: Tensor) -> Layout:
         num, classes = int(logits.shape[0]), int(logits.shape[1])
         inner = math.prod(logits.shape[2:])
-        kind = "spatial" if logits.dim() > 2 else "rows" if classes > SMALL_C else "cols"
+        kind = "spatial" if logits.dim() > 2 else "rows"
         return Layout(kind, num, classes, inner, compute_dtype(logits.dtype))
 
     def direct(self, tensor: Tensor) -> bool:
@@ -63,11 +66,7 @@ class Layout:
 
         ``fresh=True`` always copies (the kernel may then overwrite the chunk).
         """
-        part = tensor[start:stop]
-        if self.kind == "cols":
-            view = part.t().unsqueeze(0)
-        else:
-            view = part.reshape(stop - start, self.classes, self.inner)
+        view = tensor[start:stop].reshape(stop - start, self.classes, self.inner)
         if not fresh:
             return view.to(self.dtype).contiguous()
         chunk = torch.empty(view.shape, dtype=self.dtype, device=view.device)
@@ -75,18 +74,11 @@ class Layout:
 
     def put(self, out: Tensor, start: int, stop: int, grad: Tensor) -> None:
         """Write a ``(B, C, S)`` gradient chunk back into rows ``start:stop`` of ``out``."""
-        part = out[start:stop]
-        if self.kind == "cols":
-            part.copy_(grad[0].t())
-        else:
-            part.view(stop - start, self.classes, self.inner).copy_(grad)
+        out[start:stop].view(stop - start, self.classes, self.inner).copy_(grad)
 
     def positions(self, vector: Tensor, start: int, stop: int) -> Tensor:
         """The chunk's slice of a flat per-position vector, shaped ``(B, 1, S)``."""
-        part = vector[start * self.inner : stop * self.inner]
-        if self.kind == "cols":
-            return part.view(1, 1, -1)
-        return part.view(stop - start, 1, self.inner)
+        return vector[start * self.inner : stop * self.inner].view(stop - start, 1, self.inner)
 
 
 @dataclass(frozen=True)
@@ -102,42 +94,48 @@ class Job:
     temporaries: bool
 
 
-def _sweep(job: Job, logits: Tensor, out: Tensor | None, scale: float | None) -> Tensor:
-    """Run the kernel over all chunks; fill ``out`` with the scaled gradient; return losses."""
+def _steps(job: Job, layout: Layout, direct: bool, grad: bool) -> int:
+    """Rows per chunk: bounded by ``GRAIN`` positions and ``CHUNK_BYTES`` of temporaries."""
+    step = max(1, GRAIN // max(layout.inner, 1))
+    if job.temporaries or not direct or not grad:
+        row_bytes = layout.classes * layout.inner * torch.finfo(layout.dtype).bits // 8
+        step = min(step, max(1, CHUNK_BYTES // max(row_bytes, 1)))
+    return step
+
+
+def _sweep(
+    job: Job, logits: Tensor, out: Tensor | None, scale: float | None, shape: tuple[int, ...]
+) -> Tensor:
+    """Run the kernel over all chunks, fill ``out`` with the scaled gradient, reduce the loss."""
     layout = Layout.of(logits)
     direct = layout.direct(logits)
-    step = layout.num
-    if job.temporaries or not direct or out is None:
-        row_bytes = layout.classes * layout.inner * torch.finfo(layout.dtype).bits // 8
-        step = max(1, CHUNK_BYTES // max(row_bytes, 1))
-    losses = torch.empty(layout.num * layout.inner, dtype=layout.dtype, device=logits.device)
+    step = _steps(job, layout, direct, out is not None)
+    keep = job.reduction == "none"
+    device = logits.device
+    losses = torch.empty(
+        layout.num * layout.inner if keep else 0, dtype=layout.dtype, device=device
+    )
+    total = torch.zeros((), dtype=layout.dtype, device=device)
     for start in range(0, layout.num, step):
         stop = min(start + step, layout.num)
         z = layout.take(logits, start, stop, fresh=out is not None and not direct)
-        if out is None:
-            g = torch.empty_like(z)
-        elif direct:
-            g = layout.take(out, start, stop)
-        else:
-            g = z
+        g = torch.empty_like(z) if out is None else layout.take(out, start, stop) if direct else z
         y = None if job.index is None else layout.positions(job.index, start, stop)
         loss = job.kernel(Chunk(z, g, y), layout, start, stop, scale)
-        losses[start * layout.inner : stop * layout.inner] = loss.reshape(-1)
+        if job.valid is not None:
+            loss = loss.masked_fill(~layout.positions(job.valid, start, stop), 0.0)
+        if keep:
+            losses[start * layout.inner : stop * layout.inner] = loss.reshape(-1)
+        else:
+            total = total + loss.sum()
         if out is not None and not direct:
             layout.put(out, start, stop, g)
-    return losses
-
-
-def _reduce(job: Job, losses: Tensor, shape: tuple[int, ...]) -> Tensor:
-    if job.valid is not None:
-        losses = losses.masked_fill(~job.valid, 0.0)
-    if job.reduction == "none":
+    if keep:
         return losses.view(() if job.unbatched else shape)
-    total = losses.sum()
     if job.reduction == "sum":
         return total
     if job.denominator is None:
-        return total / losses.numel()
+        return total / math.prod(shape)
     return total / job.denominator
 
 
@@ -170,10 +168,10 @@ class _FusedLoss(torch.autograd.Function):
         shape = (int(logits.shape[0]), *logits.shape[2:])
         out = logits if inplace else torch.empty_like(logits)
         scale = _scale(job, math.prod(shape))
-        losses = _sweep(job, logits, out, scale)
+        loss = _sweep(job, logits, out, scale, shape)
         ctx.save_for_backward(out)
         ctx.reduction = job.reduction  # type: ignore[attr-defined]
-        return _reduce(job, losses, shape)
+        return loss
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor, None, None]:
@@ -194,7 +192,7 @@ def run_fused(job: Job, logits: Tensor, inplace: bool) -> Tensor:
         loss: Tensor = _FusedLoss.apply(logits, job, inplace)  # type: ignore[no-untyped-call]
         return loss
     shape = (int(logits.shape[0]), *logits.shape[2:])
-    return _reduce(job, _sweep(job, logits, None, None), shape)
+    return _sweep(job, logits, None, None, shape)
 
 
 def use_fused(fused: object, inplace_grad: object, *others: object) -> bool:

@@ -61,9 +61,8 @@ def softmax_into(z: Tensor, g: Tensor, y: Tensor | None) -> Tensor:
     p_y = g.gather(1, y)
     lse = z_y - p_y.log()
     # p_y below ~1e-30 loses digits (or is 0): those rows get an exact logsumexp.
-    bad = ~(p_y >= 1e-30)
-    if bool(bad.any()):
-        rows = bad.view(-1).nonzero().view(-1)
+    if not float(p_y.min()) >= 1e-30:
+        rows = (~(p_y >= 1e-30)).view(-1).nonzero().view(-1)
         lse[rows] = torch.logsumexp(z[rows], 1, keepdim=True)
     return lse
 
@@ -73,9 +72,17 @@ def _as_tensor(value: Coef, like: Tensor) -> Tensor:
     return value.expand_as(like) if isinstance(value, Tensor) else torch.full_like(like, value)
 
 
+def _dot(left: Tensor, right: Tensor) -> Tensor:
+    """``sum_j left_j right_j`` over dim 1, shape ``(B, 1, S)``; a batched product for rows."""
+    if left.shape[2] == 1 and left.shape[0] == right.shape[0]:
+        rows = left.shape[0]
+        return torch.bmm(left.view(rows, 1, -1), right.reshape(rows, -1, 1))
+    return (left * right).sum(1, keepdim=True)
+
+
 def _masked_dot(weights: Tensor, z: Tensor) -> Tensor:
     """``sum_j w_j z_j`` over dim 1, with 0 where ``w_j = 0`` even at infinite ``z_j``."""
-    dot = (weights * z).sum(1, keepdim=True)
+    dot = _dot(weights.expand_as(z), z)
     if not bool(torch.isnan(dot).any()):
         return dot
     return torch.where(weights != 0, weights * z, 0.0).sum(1, keepdim=True)
@@ -177,10 +184,11 @@ def penalty_rows(
     else:
         ce_dot, q_total = _masked_dot(q, z), q.sum(1, keepdim=True)
     lse = softmax_into(z, p, y if q is None else None)
-    pz = torch.mul(p, z, out=z) if aliased else p * z
-    if bool(torch.isnan(pz).any()):  # 0 * (-inf) where p underflows to 0
-        pz.nan_to_num_(nan=0.0)
-    entropy = lse - pz.sum(1, keepdim=True)
+    pz = _dot(p, z)
+    broken = torch.isnan(pz)  # 0 * (-inf) where p is 0: those rows are summed with a mask
+    if bool(broken.any()):
+        pz = torch.where(broken, torch.where(p > 0, p * z, 0.0).sum(1, keepdim=True), pz)
+    entropy = lse - pz
     gamma: Coef = beta
     if threshold is None:
         penalty = -entropy
@@ -191,12 +199,15 @@ def penalty_rows(
     if scale is None:
         return loss
     sw = scale * w
-    first = sw * (q_total + gamma * (entropy - lse))
+    dead = broken & (p == 0) if bool(broken.any()) else None
+    first = _as_tensor(sw * (q_total + gamma * (entropy - lse)), lse)
     second = _as_tensor(sw * gamma, lse)
-    if aliased:
-        pz.mul_(second).addcmul_(p, first)
+    if aliased:  # g is z: turn z into first + second z, then multiply by p
+        z.mul_(second).add_(first).mul_(p)
     else:
-        p.mul_(first).addcmul_(pz, second)
+        g.mul_(torch.addcmul(first, z, second))
+    if dead is not None:
+        g.masked_fill_(dead, 0.0)
     if q is None:
         assert y is not None
         g.scatter_add_(1, y, _as_tensor(-sw, lse))
