@@ -19,7 +19,7 @@ pytest.importorskip("rich")
 pytest.importorskip("matplotlib")
 pytest.importorskip("safetensors")
 
-from smoothlab.lab.cli import main  # noqa: E402
+from smoothlab.lab.cli import main
 
 TINY = """
 name = "tiny"
@@ -52,6 +52,15 @@ def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPro
     )
 
 
+def _keys_if_any(folder: Path) -> list[str]:
+    if not (folder / "results.sqlite").exists():
+        return []
+    try:
+        return _keys(folder)
+    except sqlite3.OperationalError:  # the runner has not created the table yet
+        return []
+
+
 def _keys(folder: Path) -> list[str]:
     with sqlite3.connect(folder / "results.sqlite") as db:
         return [key for (key,) in db.execute("SELECT key FROM runs")]
@@ -72,14 +81,13 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
     # in process from here on (same code path, no interpreter start-up): one more noise rate
     # trains only the two new runs, then the report is written
     code = main(["run", str(tmp_path / "tiny.toml"), "--workers", "1", "--out", str(out),
-                 "--set", "noise.rates=[0.0, 0.3, 0.1]"])  # fmt: skip
+                 "--no-report", "--set", "noise.rates=[0.0, 0.3, 0.1]"])  # fmt: skip
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "2 runs trained, 4 already done" in printed
-    assert f"report: {out / 'report' / 'index.html'}" in printed
+    assert "2 runs trained, 4 already done" in capsys.readouterr().out
     assert len(set(_keys(out))) == len(_keys(out)) == 6
-    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
-    assert (tmp_path / "rep" / "accuracy_vs_noise.png").is_file()
+    assert main(["report", str(out)]) == 0
+    assert f"report: {out / 'report' / 'index.html'}" in capsys.readouterr().out
+    assert (out / "report" / "accuracy_vs_noise.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -111,12 +119,6 @@ def test_errors_are_one_line_and_exit_code_2(
     assert not (tmp_path / "results").exists()
 
 
-def test_errors_from_a_fresh_process_are_one_line(tmp_path: Path) -> None:
-    result = _cli("run", "missing.toml", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr == "smoothlab: error: config file not found: missing.toml\n"
-
-
 def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
@@ -129,7 +131,9 @@ def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    (tmp_path / "grid.toml").write_text(TINY.replace("seeds = 1", "seeds = 3"))
+    # 12 runs of about half a second each, so that kills land mid-grid
+    grid = TINY.replace("seeds = 1", "seeds = 3").replace("epochs = 2", "epochs = 30")
+    (tmp_path / "grid.toml").write_text(grid)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "smoothlab.lab", "run", "grid.toml", "--workers", "2",
             "--out", str(out), "--no-report"]  # fmt: skip
@@ -140,16 +144,20 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
             args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: the kill takes the workers too
         )  # fmt: skip
-        time.sleep(rng.uniform(2.0, 5.0))
+        # kill at a random moment after this start has stored a run, i.e. mid-grid
+        deadline = time.monotonic() + 60
+        while len(_keys_if_any(out)) <= len(seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        if (out / "results.sqlite").exists():
-            keys = _keys(out)
-            assert len(keys) == len(set(keys))
-            assert seen <= set(keys)  # nothing finished earlier has been lost
-            seen = set(keys)
+        keys = _keys_if_any(out)
+        assert len(keys) == len(set(keys))
+        assert seen <= set(keys)  # nothing finished earlier has been lost
+        seen = set(keys)
     final = _cli(*args[3:], cwd=tmp_path)
     assert final.returncode == 0, final.stderr
+    assert 0 < len(seen) < 12
     assert f"{12 - len(seen)} runs trained, {len(seen)} already done" in final.stdout
     keys = _keys(out)
     assert len(keys) == len(set(keys)) == 12

@@ -10,12 +10,12 @@ pytest.importorskip("ray")
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
 
-from smoothlab.lab.config import config_from_dict  # noqa: E402
-from smoothlab.lab.executors import RayExecutor  # noqa: E402
-from smoothlab.lab.grid import expand_grid, run_key  # noqa: E402
-from smoothlab.lab.progress import PlainProgress  # noqa: E402
-from smoothlab.lab.runner import run_experiment  # noqa: E402
-from smoothlab.lab.store import ResultsStore  # noqa: E402
+from smoothlab.lab.config import config_from_dict
+from smoothlab.lab.executors import RayExecutor
+from smoothlab.lab.grid import expand_grid, run_key
+from smoothlab.lab.progress import PlainProgress
+from smoothlab.lab.runner import run_experiment
+from smoothlab.lab.store import ResultsStore
 
 
 def test_ray_executor_trains_the_grid_and_only_the_driver_writes(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("rich")
 
-from smoothlab.lab.results import print_table, summarize  # noqa: E402
-from smoothlab.lab.store import TMP_PREFIX, ResultsStore, RunRow, atomic_write  # noqa: E402
+from smoothlab.lab.results import print_table, summarize
+from smoothlab.lab.store import TMP_PREFIX, ResultsStore, RunRow, atomic_write
 
 METHODS = {"ce": {}, "ls": {"smoothing": 0.1}, "nls": {"smoothing": -0.4}, "ivon": {"lr": 0.2}}
 
@@ -172,3 +172,10 @@ def test_report_on_a_folder_without_results(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match=r"no results in .*results.sqlite"):
         write_report(tmp_path)
+
+
+def test_summary_survives_an_infinite_metric() -> None:
+    rows = [_row("ce", {}, 0.2, 0), _row("ce", {}, 0.2, 1)]
+    rows[0].metrics["nll"] = float("inf")
+    cell = summarize(rows)[0].cells["nll"]
+    assert cell.mean == float("inf")

@@ -11,11 +11,11 @@ import torch
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
 
-from smoothlab.lab.config import config_from_dict  # noqa: E402
-from smoothlab.lab.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from  # noqa: E402
-from smoothlab.lab.methods import METHODS  # noqa: E402
-from smoothlab.lab.models import MODELS, build_model  # noqa: E402
-from smoothlab.lab.train import RunResult, RunTask, execute, lr_schedule  # noqa: E402
+from smoothlab.lab.config import config_from_dict
+from smoothlab.lab.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.methods import METHODS
+from smoothlab.lab.models import MODELS, build_model
+from smoothlab.lab.train import RunResult, RunTask, execute, lr_schedule
 
 TINY = {
     "data": {"dataset": "digits", "train_subset": 400, "test_subset": 200, "val_fraction": 0.25},

@@ -123,8 +123,13 @@ def _nearest(word: str, choices: Sequence[str]) -> str:
 def _type_name(tp: object) -> str:
     if typing.get_origin(tp) is tuple:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(tp, str(tp))  # type: ignore[call-overload]
+    names: dict[object, str] = {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+    }
+    return names.get(tp, str(tp))
 
 
 def coerce(path: str, value: object, tp: object) -> Any:
@@ -204,9 +209,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 
 
 def _check_values(config: Config) -> None:
-    """Range checks and registry names that the types alone do not express."""
-    from smoothlab.lab.models import MODELS
-
+    """Range checks that the types alone do not express, then registry names."""
     checks = [
         (config.seeds >= 1, "seeds", ">= 1", config.seeds),
         (config.train.epochs >= 1, "train.epochs", ">= 1", config.train.epochs),
@@ -226,29 +229,29 @@ def _check_values(config: Config) -> None:
         "train.lr_schedule": (config.train.lr_schedule, ("constant", "step", "cosine")),
         "train.select": (config.train.select, ("last", "val_nll", "val_accuracy")),
     }
-    from smoothlab.datasets import list_datasets
-    from smoothlab.noise import NOISE_KINDS
-
-    names = list_datasets()
-    if config.data.dataset not in names:
-        raise ConfigError(
-            f"unknown dataset `{config.data.dataset}` in data.dataset"
-            f"{_nearest(config.data.dataset, names)}"
-        )
-    if config.model.name not in MODELS:
-        raise ConfigError(
-            f"unknown model `{config.model.name}` in model.name{_nearest(config.model.name, list(MODELS))}"
-        )
-
-    kinds = [kind.name for kind in NOISE_KINDS]
-    for kind in config.noise.kinds:
-        if kind not in kinds:
-            raise ConfigError(f"unknown noise kind `{kind}` in noise.kinds{_nearest(kind, kinds)}")
     for path, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"`{path}` must be one of {', '.join(allowed)}, got {value!r}")
     if config.train.select != "last" and config.data.val_fraction == 0:
         raise ConfigError(f"`train.select` = {config.train.select!r} needs data.val_fraction > 0")
+    _check_names(config)
+
+
+def _check_names(config: Config) -> None:
+    """Dataset, model and noise kinds must be registered names (the nearest one is suggested)."""
+    from smoothlab.datasets import list_datasets
+    from smoothlab.lab.models import MODELS
+    from smoothlab.noise import NOISE_KINDS
+
+    registries = [
+        ("dataset", "data.dataset", [config.data.dataset], list(list_datasets())),
+        ("model", "model.name", [config.model.name], list(MODELS)),
+        ("noise kind", "noise.kinds", list(config.noise.kinds), [k.name for k in NOISE_KINDS]),
+    ]
+    for what, path, values, valid in registries:
+        for value in values:
+            if value not in valid:
+                raise ConfigError(f"unknown {what} `{value}` in {path}{_nearest(value, valid)}")
 
 
 def _get(raw: Mapping[str, Any], parts: Sequence[str]) -> Any:

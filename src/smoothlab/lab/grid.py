@@ -30,7 +30,7 @@ Params = tuple[tuple[str, Any], ...]
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One fully resolved run: what is trained, on which data, under which noise, which replicate."""
+    """One fully resolved run: what is trained on which data, under which noise, which replicate."""
 
     data: DataConfig
     model: ModelConfig

@@ -78,15 +78,24 @@ class Method:
     description: ClassVar[str]
     optimizer: ClassVar[str] = "default"
     needs_teacher: ClassVar[bool] = False
+    primary: ClassVar[tuple[str, ...]] = ()  # always shown in labels
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         """The training loss; plain cross-entropy unless a subclass says otherwise."""
         return _Stateless(lambda logits, target, index, epoch: F.cross_entropy(logits, target))
 
     def label(self) -> str:
-        """``name(param=value, ...)``: the row label in tables and plot legends."""
-        params = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
-        return f"{self.name}({params})" if params else self.name
+        """``name(param=value, ...)``: the row label in tables and plot legends.
+
+        Shows the method's ``primary`` parameters and every other one that differs from its
+        default, so distinct variants never share a label.
+        """
+        shown = [
+            f"{f.name}={getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+            if f.name in self.primary or getattr(self, f.name) != f.default
+        ]
+        return f"{self.name}({', '.join(shown)})" if shown else self.name
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class CrossEntropy(Method):
 @dataclass(frozen=True)
 class LabelSmoothing(Method):
     name: ClassVar[str] = "ls"
+    primary: ClassVar[tuple[str, ...]] = ("smoothing",)
     description: ClassVar[str] = (
         "label smoothing: (1 - r) one-hot + r uniform (Szegedy et al. 2016)"
     )
@@ -107,7 +117,7 @@ class LabelSmoothing(Method):
         _check(self.smoothing <= 1, f"methods.{self.name}.smoothing", "<= 1", self.smoothing)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
-        from smoothlab import label_smoothing_cross_entropy
+        from smoothlab.losses import label_smoothing_cross_entropy
 
         r = self.smoothing
         return _Stateless(lambda x, y, i, e: label_smoothing_cross_entropy(x, y, r))
@@ -125,6 +135,7 @@ class NegativeSmoothing(LabelSmoothing):
 @dataclass(frozen=True)
 class LabelRelaxation(Method):
     name: ClassVar[str] = "lr"
+    primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "label relaxation: zero loss inside a credal set (Lienen 2021)"
     alpha: float = 0.1
 
@@ -132,7 +143,7 @@ class LabelRelaxation(Method):
         _check(0 < self.alpha < 1, "methods.lr.alpha", "in (0, 1)", self.alpha)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
-        from smoothlab import label_relaxation_loss
+        from smoothlab.losses import label_relaxation_loss
 
         alpha = self.alpha
         return _Stateless(lambda x, y, i, e: label_relaxation_loss(x, y, alpha))
@@ -141,6 +152,7 @@ class LabelRelaxation(Method):
 @dataclass(frozen=True)
 class ConfidencePenalty(Method):
     name: ClassVar[str] = "cp"
+    primary: ClassVar[tuple[str, ...]] = ("beta",)
     description: ClassVar[str] = "cross-entropy minus beta x entropy (Pereyra et al. 2017)"
     beta: float = 0.1
 
@@ -148,7 +160,7 @@ class ConfidencePenalty(Method):
         _check(self.beta >= 0, "methods.cp.beta", ">= 0", self.beta)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
-        from smoothlab import confidence_penalty_loss
+        from smoothlab.losses import confidence_penalty_loss
 
         beta = self.beta
         return _Stateless(lambda x, y, i, e: confidence_penalty_loss(x, y, beta))
@@ -156,7 +168,7 @@ class ConfidencePenalty(Method):
 
 class _OnlineObjective:
     def __init__(self, num_classes: int, alpha: float) -> None:
-        from smoothlab import OnlineLabelSmoothingLoss
+        from smoothlab.online import OnlineLabelSmoothingLoss
 
         self.loss = OnlineLabelSmoothingLoss(num_classes, alpha=alpha)
 
@@ -171,6 +183,7 @@ class _OnlineObjective:
 @dataclass(frozen=True)
 class OnlineSmoothing(Method):
     name: ClassVar[str] = "ols"
+    primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "online label smoothing: class-wise soft labels (Zhang 2021)"
     alpha: float = 0.5
 
@@ -184,6 +197,7 @@ class OnlineSmoothing(Method):
 @dataclass(frozen=True)
 class TwoStageSmoothing(Method):
     name: ClassVar[str] = "tsla"
+    primary: ClassVar[tuple[str, ...]] = ("smoothing", "drop_at")
     description: ClassVar[str] = "two-stage: smoothing r before epoch drop_at, none after (Xu 2020)"
     smoothing: float = 0.1
     drop_at: int = 10
@@ -193,7 +207,7 @@ class TwoStageSmoothing(Method):
         _check(self.drop_at >= 0, "methods.tsla.drop_at", ">= 0", self.drop_at)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
-        from smoothlab import label_smoothing_cross_entropy
+        from smoothlab.losses import label_smoothing_cross_entropy
         from smoothlab.schedules import two_stage
 
         schedule = two_stage(self.smoothing, self.drop_at)
@@ -203,24 +217,31 @@ class TwoStageSmoothing(Method):
 @dataclass(frozen=True)
 class TeacherSmoothing(Method):
     name: ClassVar[str] = "ls-teacher"
+    primary: ClassVar[tuple[str, ...]] = ("smoothing",)
     description: ClassVar[str] = (
-        "smoothing towards a teacher's predictions: the grid's ce run or a .safetensors file"
+        "smoothing towards a teacher's predictions (LSR-pre; TSLA-pre with drop_at > 0)"
     )
     needs_teacher: ClassVar[bool] = True
     smoothing: float = 0.5
     teacher: str = "ce"  # "ce" = the ce run with the same data, noise and seed; else a path
+    drop_at: int = 0  # > 0: no smoothing from this epoch on (two-stage, Xu et al. 2020)
 
     def __post_init__(self) -> None:
         _check(0 <= self.smoothing <= 1, "methods.ls-teacher.smoothing", "in [0, 1]", None)
+        _check(self.drop_at >= 0, "methods.ls-teacher.drop_at", ">= 0", self.drop_at)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
-        from smoothlab import label_smoothing_cross_entropy
+        from smoothlab.losses import label_smoothing_cross_entropy
+        from smoothlab.schedules import constant, two_stage
 
         if teacher_probs is None:
             raise ValueError("`teacher_probs` must be given for ls-teacher, got None")
-        r, probs = self.smoothing, teacher_probs
+        probs = teacher_probs
+        rate = two_stage(self.smoothing, self.drop_at) if self.drop_at else constant(self.smoothing)
         return _Stateless(
-            lambda x, y, i, e: label_smoothing_cross_entropy(x, y, r, prior=probs[i].to(x.device))
+            lambda x, y, i, e: label_smoothing_cross_entropy(
+                x, y, rate(e), prior=probs[i].to(x.device)
+            )
         )
 
 
@@ -247,6 +268,7 @@ class Ivon(Method):
 @dataclass(frozen=True)
 class Sam(Method):
     name: ClassVar[str] = "sam"
+    primary: ClassVar[tuple[str, ...]] = ("rho",)
     description: ClassVar[str] = "sharpness-aware minimisation around the base optimizer (Foret)"
     optimizer: ClassVar[str] = "sam"
     rho: float = 0.05

@@ -46,7 +46,7 @@ def _runs_csv(path: Path, rows: Sequence[RunRow]) -> None:
             row.noise_rate,
             row.replicate,
             *(row.metrics.get(m, "") for m in metrics),
-        ]  # fmt: skip
+        ]
         for row in rows
     ]
     _write_csv(path, header + metrics, lines)
@@ -112,11 +112,18 @@ _STYLE = (
 )
 
 
-def _html(title: str, summary: Sequence[SummaryRow], images: dict[str, tuple[str, bytes]],
-          configs: dict[str, object]) -> str:  # fmt: skip
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
-             "<h2>Summary (test set, mean ± std over seeds)</h2>", _html_table(summary)]  # fmt: skip
+def _html(
+    title: str,
+    summary: Sequence[SummaryRow],
+    images: dict[str, tuple[str, bytes]],
+    configs: dict[str, object],
+) -> str:
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
+        "<h2>Summary (test set, mean ± std over seeds)</h2>",
+        _html_table(summary),
+    ]
     for name, (caption, png) in images.items():
         data = base64.b64encode(png).decode()
         parts.append(f"<h2>{html.escape(caption)}</h2>")

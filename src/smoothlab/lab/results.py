@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
@@ -44,7 +44,12 @@ class SummaryRow:
 
 
 def _cell(values: Sequence[float]) -> Cell:
-    return Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    """Plain arithmetic (not ``statistics``) so that an infinite value gives inf/nan, not an
+    exception."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return Cell(mean, 0.0)
+    return Cell(mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)))
 
 
 def summarize(rows: Iterable[RunRow]) -> list[SummaryRow]:

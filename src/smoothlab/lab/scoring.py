@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["extreme_examples", "score_logits"]
@@ -21,7 +22,6 @@ def _scores(logits: Tensor, target: Tensor, suffix: str = "") -> dict[str, float
         accuracy,
         brier_score,
         expected_calibration_error,
-        negative_log_likelihood,
         probs_from_logits,
         top_k_accuracy,
     )
@@ -29,7 +29,8 @@ def _scores(logits: Tensor, target: Tensor, suffix: str = "") -> dict[str, float
     probs = probs_from_logits(logits)
     scores = {
         "accuracy": accuracy(probs, target),
-        "nll": negative_log_likelihood(probs, target),
+        # from log-probabilities: a sharp temperature can underflow a probability to 0
+        "nll": F.cross_entropy(logits.double(), target),
         "ece": expected_calibration_error(probs, target),
         "brier": brier_score(probs, target),
     }
@@ -75,18 +76,18 @@ def extreme_examples(model: nn.Module, optimizer: Any, data: Any) -> dict[str, A
 
     The noise of example i is ``softmax(f(x_i; m)) - E_q[softmax(f(x_i; theta))]`` (Yang et al.
     2025, Eq. 16), estimated by :func:`smoothlab.analysis.predictive_label_noise`; examples are
-    ranked by its L1 norm. Inputs are kept (as standardised features) so the report can draw them.
+    ranked by its magnitude. Inputs are kept (as standardised features) so the report can draw them.
     """
-    from smoothlab.analysis import predictive_label_noise
+    from smoothlab.analysis import predictive_label_noise, rank_examples
 
     device = next(model.parameters()).device
     x = data.x_train[:2000]
     model.eval()
-    noise = predictive_label_noise(model, optimizer, x.to(device), n_samples=16)
-    noise = getattr(noise, "noise", noise)
-    magnitude = noise.detach().abs().sum(dim=1).cpu()
-    order = torch.argsort(magnitude, descending=True)
-    picks = {"most": order[:EXTREMES], "least": order[-EXTREMES:].flip(0)}
+    magnitude = predictive_label_noise(model, optimizer, x.to(device), n_samples=16).magnitude.cpu()
+    picks = {
+        "most": rank_examples(magnitude, EXTREMES),
+        "least": rank_examples(magnitude, EXTREMES, least=True),
+    }
     return {
         "shape": list(x.shape[1:]),
         **{

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from smoothlab.lab.data import RunData, prepare_data
 from smoothlab.lab.grid import RunConfig
-from smoothlab.lab.methods import Ivon, Method, Objective, Sam, teacher_probabilities
+from smoothlab.lab.methods import Ivon, Method, Sam, teacher_probabilities
 from smoothlab.lab.models import build_model
 from smoothlab.lab.scoring import extreme_examples, score_logits
 from smoothlab.schedules import Schedule, constant, cosine, join, linear, step
@@ -100,7 +100,9 @@ def make_optimizer(
             beta1=train.momentum,
             beta2=method.beta2,
             weight_decay=method.weight_decay,
-            generator=torch.Generator(_device(model)).manual_seed(seed),  # weight noise, from the key
+            generator=torch.Generator(_device(model)).manual_seed(
+                seed
+            ),  # weight noise, from the key
         )
     if train.optimizer == "adamw":
         base: type[torch.optim.Optimizer] = torch.optim.AdamW
@@ -132,7 +134,7 @@ def _set_lr(optimizer: Any, lr: float) -> None:
 def train_step(
     model: nn.Module,
     optimizer: Any,
-    loss_fn: Objective,
+    loss_fn: Callable[[Tensor, Tensor, Tensor, int], Tensor],
     batch: tuple[Tensor, Tensor, Tensor],
     epoch: int,
 ) -> float:
@@ -142,21 +144,21 @@ def train_step(
         with optimizer.sampled_params(train=True):
             optimizer.zero_grad()
             loss = loss_fn(model(x), y, index, epoch)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
     elif hasattr(optimizer, "first_step"):  # SAM: ascend to the worst nearby point, then descend
         loss = loss_fn(model(x), y, index, epoch)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.first_step(zero_grad=True)
         from smoothlab.optim import disable_running_stats
 
         with disable_running_stats(model):  # batch-norm statistics count each batch once
-            loss_fn(model(x), y, index, epoch).backward()
+            loss_fn(model(x), y, index, epoch).backward()  # type: ignore[no-untyped-call]
         optimizer.second_step(zero_grad=True)
     else:
         optimizer.zero_grad()
         loss = loss_fn(model(x), y, index, epoch)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
     return float(loss.detach())
 
