@@ -1,4 +1,4 @@
-"""IVON's bookkeeping: per-parameter scratch buffers, state dtype, defaults and validation."""
+"""IVON's bookkeeping: buffers, state dtypes, defaults, validation and the prediction record."""
 
 from __future__ import annotations
 
@@ -11,9 +11,32 @@ from torch import Tensor
 
 from smoothlab._checks import check_real, fail
 
-__all__ = ["Buffers", "check_group", "default_generator", "state_dtype"]
+__all__ = [
+    "Buffers",
+    "PosteriorPrediction",
+    "check_group",
+    "default_generator",
+    "keep_saved_dtypes",
+    "state_dtype",
+]
 
 _FULL_PRECISION = (torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class PosteriorPrediction:
+    """Class probabilities from :meth:`IVON.predict`, both of shape ``(N, C, ...)``.
+
+    Attributes:
+        predictive: the posterior predictive :math:`\\frac1S \\sum_s \\mathrm{softmax}(f(x;
+            \\theta_s))`, :math:`\\theta_s \\sim q`.
+        at_mean: :math:`\\mathrm{softmax}(f(x; m))`, the prediction of the mean weights.
+        n_samples: :math:`S`.
+    """
+
+    predictive: Tensor
+    at_mean: Tensor
+    n_samples: int
 
 
 @dataclass
@@ -53,3 +76,17 @@ def check_group(group: dict[str, Any]) -> None:
         check_real("clip_radius", group["clip_radius"], low=0.0, low_open=True)
     if not isinstance(group["rescale_lr"], bool):
         raise fail("rescale_lr", "a bool", group["rescale_lr"], kind=TypeError)
+
+
+def keep_saved_dtypes(optimizer: torch.optim.Optimizer, saved: dict[int, dict[str, Any]]) -> None:
+    """Put back the saved tensors after ``Optimizer.load_state_dict``.
+
+    torch casts floating state to each parameter's dtype, which would turn IVON's float32 state
+    of bfloat16 parameters into bfloat16; the saved tensors are copied in instead.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, entries in saved.items():
+        p = params[index]
+        for name, value in entries.items():
+            if isinstance(value, Tensor):
+                optimizer.state[p][name] = value.to(device=p.device, copy=True)

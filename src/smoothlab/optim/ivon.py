@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,25 +34,16 @@ from torch import Tensor, nn
 
 from smoothlab._checks import check_generator, check_int, fail
 from smoothlab.optim._ivon_kernels import hessian_update_, mean_update_, refresh_scale_
-from smoothlab.optim._ivon_state import Buffers, check_group, default_generator, state_dtype
+from smoothlab.optim._ivon_state import (
+    Buffers,
+    PosteriorPrediction,
+    check_group,
+    default_generator,
+    keep_saved_dtypes,
+    state_dtype,
+)
 
 __all__ = ["IVON", "PosteriorPrediction"]
-
-
-@dataclass(frozen=True)
-class PosteriorPrediction:
-    """Class probabilities from :meth:`IVON.predict`, both of shape ``(N, C, ...)``.
-
-    Attributes:
-        predictive: the posterior predictive :math:`\\frac1S \\sum_s \\mathrm{softmax}(f(x;
-            \\theta_s))`, :math:`\\theta_s \\sim q`.
-        at_mean: :math:`\\mathrm{softmax}(f(x; m))`, the prediction of the mean weights.
-        n_samples: :math:`S`.
-    """
-
-    predictive: Tensor
-    at_mean: Tensor
-    n_samples: int
 
 
 class IVON(torch.optim.Optimizer):
@@ -94,9 +84,12 @@ class IVON(torch.optim.Optimizer):
             makes runs repeatable. Its state is saved by :meth:`state_dict`.
 
     Parameters with ``requires_grad=False`` are never perturbed; parameters that received no
-    gradient are skipped in that step. The state (``momentum``, ``hess``, a per-parameter
-    ``step`` count, and a float32 ``mean`` for bfloat16/float16 parameters, which then hold the
-    rounded mean) is kept in float32, or float64 for float64 parameters.
+    gradient in any sample are skipped in that step (a gradient missing from some of the
+    samples counts as zero). The state (``momentum``, ``hess``, a per-parameter ``step`` count,
+    and a float32 ``mean`` for bfloat16/float16 parameters, which then hold the rounded mean)
+    is kept in float32, or float64 for float64 parameters. Besides the state, IVON keeps five
+    parameter-sized scratch buffers (the noise, the sample, :math:`h - \hat h`,
+    :math:`\lambda (h + \delta)` and :math:`\sigma`), so that a step allocates nothing.
 
     >>> w = nn.Parameter(torch.tensor([2.0, -1.0]))
     >>> opt = IVON([w], lr=0.5, ess=10_000.0, generator=torch.Generator().manual_seed(0))
@@ -179,9 +172,10 @@ class IVON(torch.optim.Optimizer):
         :math:`\epsilon \sim \mathcal N(0, I)` comes from :attr:`generator`. On exit the mean
         :math:`m` is put back bitwise (the parameters' storage is swapped, not overwritten).
         With ``train=True`` the gradients present on exit are recorded as one Monte Carlo sample
-        for the next :meth:`step`: :math:`\hat g` and :math:`\hat h = \hat g\,\epsilon/\sigma`
-        (zero the gradients before each backward, as in the class example). Nothing is recorded
-        if the body raises.
+        for the next :meth:`step`: :math:`\hat h = \hat g\,\epsilon/\sigma` is accumulated and
+        the gradient momentum takes its share :math:`(1 - \beta_1)\hat g / S` at once (zero
+        the gradients before each backward, as in the class example). Nothing is recorded if
+        the body raises.
         """
         with self._swapped(self._generator) as swapped:
             yield
@@ -411,13 +405,7 @@ class IVON(torch.optim.Optimizer):
         if not isinstance(extra, dict) or "generator_state" not in extra:
             raise fail("state_dict", "an IVON state dict with an 'ivon' entry", "!none")
         super().load_state_dict(state_dict)
-        # torch casts floating state to the parameter dtype; IVON keeps float32 for low precision
-        params = [p for group in self.param_groups for p in group["params"]]
-        for index, saved in state_dict["state"].items():
-            p = params[index]
-            for name, value in saved.items():
-                if isinstance(value, Tensor):
-                    self.state[p][name] = value.to(device=p.device, copy=True)
+        keep_saved_dtypes(self, state_dict["state"])
         self._generator.set_state(extra["generator_state"])
         self._buffers.clear()
         self._counts.clear()
