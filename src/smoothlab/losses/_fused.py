@@ -146,22 +146,6 @@ def _scale(job: Job, count: int) -> float:
     return 0.0 if total == 0 else 1.0 / total
 
 
-class _NoDoubleBackward(torch.autograd.Function):
-    """Identity whose backward refuses: the fused gradient is not differentiable."""
-
-    @staticmethod
-    def forward(ctx: FunctionCtx, grad: Tensor) -> Tensor:
-        return grad.view_as(grad)
-
-    @staticmethod
-    def backward(ctx: FunctionCtx, *grad_outputs: Tensor) -> Tensor:
-        raise RuntimeError(
-            "smoothlab's fused losses compute their gradient in the forward pass and do not "
-            "support double backward (create_graph=True); pass fused=False to use the "
-            "composition of differentiable torch operations"
-        )
-
-
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, logits: Tensor, job: Job, inplace: bool) -> Tensor:
@@ -175,14 +159,19 @@ class _FusedLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor, None, None]:
+        if torch.is_grad_enabled():
+            # create_graph=True: a constant gradient would silently drop second-order terms.
+            raise RuntimeError(
+                "smoothlab's fused losses compute their gradient in the forward pass and do not "
+                "support double backward (create_graph=True); pass fused=False to use the "
+                "composition of differentiable torch operations"
+            )
         (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
         go = grad_output.to(grad.dtype)
         if ctx.reduction == "none":  # type: ignore[attr-defined]
             grad = grad * (go.unsqueeze(1) if go.dim() > 0 else go)
         elif not (go.device.type == "cpu" and float(go) == 1.0):
             grad = grad * go
-        if torch.is_grad_enabled():
-            grad = _NoDoubleBackward.apply(grad)  # type: ignore[no-untyped-call]
         return grad, None, None
 
 
