@@ -132,7 +132,9 @@ def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     # 12 runs of about half a second each, so that kills land mid-grid
-    grid = TINY.replace("seeds = 1", "seeds = 3").replace("epochs = 2", "epochs = 30")
+    # (with mid-run checkpoints every 10 epochs, so kills also hit checkpoint writes)
+    grid = TINY.replace("seeds = 1", "seeds = 3\ncheckpoint_every = 10")
+    grid = grid.replace("epochs = 2", "epochs = 30")
     (tmp_path / "grid.toml").write_text(grid)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "smoothlab.lab", "run", "grid.toml", "--workers", "2",
@@ -163,3 +165,4 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     assert len(keys) == len(set(keys)) == 12
     assert sorted(p.stem for p in (out / "weights").iterdir()) == sorted(keys)
     assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+    assert not list(out.glob("checkpoints/*/*"))  # removed once their runs were stored

@@ -3,7 +3,9 @@ reproducible from their key; schedules; models."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +122,28 @@ def test_models_shapes_and_sizes() -> None:
     assert sum(p.numel() for p in resnet.parameters()) == 11_173_962  # CIFAR ResNet-18
     with pytest.raises(ValueError, match=r"`model.name` must be one of mlp, cnn"):
         build_model("vgg", (3, 32, 32), 10)
+
+
+@pytest.mark.parametrize("method", ["ols", "ivon", "sam"])
+def test_a_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
+    tmp_path: Path, method: str
+) -> None:
+    run = _run(method, epochs=3)
+    whole = execute(_task(run))
+    folder = tmp_path / "checkpoint"
+    task = dataclasses.replace(_task(run), checkpoint_dir=str(folder), checkpoint_every=1)
+
+    def killed_after_two_epochs(key: str, done: int, total: int) -> None:
+        if done == 2:
+            raise RuntimeError("killed")
+
+    assert "RuntimeError: killed" in execute(task, killed_after_two_epochs).error
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["best-1.safetensors", "model-1.safetensors", "state.pt"]
+    epochs_run: list[int] = []
+    resumed = execute(task, lambda key, done, total: epochs_run.append(done))
+    assert epochs_run == [3]  # only the last epoch was trained again
+    assert resumed.weights == whole.weights
+    assert resumed.curves == whole.curves
+    del resumed.metrics["wall_time"], whole.metrics["wall_time"]
+    assert resumed.metrics == whole.metrics

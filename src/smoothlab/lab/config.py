@@ -9,6 +9,7 @@ Layout of a config file (every section and key is optional; defaults are the dem
 
     name = "demo"
     seeds = 2
+    device = "auto"; checkpoint_every = 0
     [data]    dataset, root, val_fraction, train_subset, test_subset
     [model]   name, hidden
     [train]   epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, lr_schedule,
@@ -95,6 +96,7 @@ class Config:
     description: str = ""
     seeds: int = 2  # replicates per grid point; each run's torch seed derives from its key
     device: str = "auto"  # auto | cpu | cuda | cuda:N (not part of a run's key)
+    checkpoint_every: int = 0  # save a resumable checkpoint every N epochs (0 = off; not in key)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -111,7 +113,7 @@ _SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "noise": NoiseConfig,
 }
-_TOP = ("name", "description", "seeds", "device")
+_TOP = ("name", "description", "seeds", "device", "checkpoint_every")
 
 
 def _nearest(word: str, choices: Sequence[str]) -> str:
@@ -212,6 +214,7 @@ def _check_values(config: Config) -> None:
     """Range checks that the types alone do not express, then registry names."""
     checks = [
         (config.seeds >= 1, "seeds", ">= 1", config.seeds),
+        (config.checkpoint_every >= 0, "checkpoint_every", ">= 0", config.checkpoint_every),
         (config.train.epochs >= 1, "train.epochs", ">= 1", config.train.epochs),
         (config.train.batch_size >= 1, "train.batch_size", ">= 1", config.train.batch_size),
         (config.train.lr > 0, "train.lr", "> 0", config.train.lr),

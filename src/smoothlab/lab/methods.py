@@ -42,11 +42,16 @@ __all__ = [
 
 
 class Objective(Protocol):
-    """A training loss: ``objective(logits, target, index, epoch)``; ``end_epoch()`` after each."""
+    """A training loss: ``objective(logits, target, index, epoch)``, ``end_epoch()`` after each
+    epoch, and its state for checkpoints (online smoothing's soft labels)."""
 
     def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor: ...
 
     def end_epoch(self) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
@@ -62,6 +67,12 @@ class _Stateless:
         return self.loss(logits, target, index, epoch)
 
     def end_epoch(self) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
 
@@ -178,6 +189,12 @@ class _OnlineObjective:
 
     def end_epoch(self) -> None:
         self.loss.next_epoch()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loss.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any:
+        return self.loss.load_state_dict(state)
 
 
 @dataclass(frozen=True)

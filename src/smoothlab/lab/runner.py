@@ -8,6 +8,7 @@ the dependent runs go in a second batch, once their teachers' weights are stored
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ def plan_runs(config: Config) -> list[RunConfig]:
     return runs
 
 
-def _task(run: RunConfig, device: str, store: ResultsStore) -> RunTask:
+def _task(run: RunConfig, config: Config, store: ResultsStore) -> RunTask:
     key = run_key(run)
     teacher_weights = None
     if run.make_method().needs_teacher:
@@ -69,7 +70,11 @@ def _task(run: RunConfig, device: str, store: ResultsStore) -> RunTask:
         )
         teacher_weights = path.read_bytes() if path.is_file() else None
     data_seed = seed_from(canonical_json(run.data_dict()))
-    return RunTask(key, run, seed_from(key), data_seed, device, teacher_weights)
+    every = config.checkpoint_every
+    folder = str(store.checkpoint_dir(key)) if every > 0 else ""
+    return RunTask(
+        key, run, seed_from(key), data_seed, config.device, teacher_weights, folder, every
+    )
 
 
 def _line(run: RunConfig, result: RunResult) -> str:
@@ -96,6 +101,7 @@ def _store(store: ResultsStore, config: Config, run: RunConfig, result: RunResul
         wall_time=result.wall_time,
     )
     store.add_run(row, result.weights)
+    shutil.rmtree(store.checkpoint_dir(result.key), ignore_errors=True)
 
 
 def _run_phase(
@@ -105,7 +111,7 @@ def _run_phase(
 ) -> None:
     config, store, executor, progress = context
     by_key = {run_key(r): r for r in runs}
-    tasks = [_task(r, config.device, store) for r in runs]
+    tasks = [_task(r, config, store) for r in runs]
     for result in executor.run_batch(tasks, progress.epoch):
         run = by_key[result.key]
         if result.error:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DB_NAME", "TMP_PREFIX", "ResultsStore", "RunRow", "atomic_write", "load_state"]
+__all__ = ["DB_NAME", "TMP_PREFIX", "ResultsStore", "RunRow", "atomic_write"]
 
 DB_NAME = "results.sqlite"
 TMP_PREFIX = ".tmp-"
@@ -68,13 +68,6 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-def load_state(path: Path) -> Any:
-    """Load non-weight state saved with ``torch.save``; never unpickles arbitrary objects."""
-    import torch
-
-    return torch.load(path, weights_only=True)
-
-
 @dataclass(frozen=True)
 class RunRow:
     """One finished run as read back from the store."""
@@ -94,7 +87,7 @@ class RunRow:
 
 
 class ResultsStore:
-    """A results folder: ``results.sqlite`` plus ``weights/<key>.safetensors``."""
+    """A results folder: ``results.sqlite``, ``weights/<key>.safetensors``, ``checkpoints/``."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -113,6 +106,10 @@ class ResultsStore:
     def weights_path(self, key: str) -> Path:
         """Where the selected model of run ``key`` is kept."""
         return self.folder / "weights" / f"{key}.safetensors"
+
+    def checkpoint_dir(self, key: str) -> Path:
+        """Where run ``key`` keeps its mid-run checkpoint (removed once the run is stored)."""
+        return self.folder / "checkpoints" / key
 
     def save_experiment(self, name: str, config: dict[str, Any]) -> None:
         """Store the resolved config of an experiment (replacing an older one of that name)."""

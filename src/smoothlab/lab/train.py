@@ -15,12 +15,14 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from smoothlab.lab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from smoothlab.lab.data import RunData, prepare_data
 from smoothlab.lab.grid import RunConfig
 from smoothlab.lab.methods import Ivon, Method, Sam, teacher_probabilities
@@ -43,6 +45,8 @@ class RunTask:
     data_seed: int
     device: str = "auto"
     teacher_weights: bytes | None = None  # safetensors bytes of the teacher (ls-teacher)
+    checkpoint_dir: str = ""  # "" = no mid-run checkpoints
+    checkpoint_every: int = 0  # epochs between checkpoints
 
 
 @dataclass
@@ -254,6 +258,30 @@ class _Trainer:
             state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.best = (score, epoch, state)
 
+    def snapshot(self, epoch: int) -> Checkpoint:
+        """Everything needed to continue after ``epoch``."""
+        assert self.best is not None
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "objective": self.objective.state_dict(),
+            "generator": self.generator.get_state(),
+            "curves": self.curves,
+            "best_score": self.best[0],
+            "best_epoch": self.best[1],
+        }
+        return Checkpoint(epoch, self.model.state_dict(), self.best[2], state)
+
+    def restore(self, checkpoint: Checkpoint) -> int:
+        """Continue from ``checkpoint``; returns the first epoch still to train."""
+        state = checkpoint.state
+        self.model.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.objective.load_state_dict(state["objective"])
+        self.generator.set_state(state["generator"])
+        self.curves = state["curves"]
+        self.best = (state["best_score"], state["best_epoch"], checkpoint.best)
+        return checkpoint.epoch + 1
+
     def finish(self) -> RunResult:
         """Restore the selected model and measure it on the test set."""
         from safetensors.torch import save as save_weights
@@ -287,9 +315,13 @@ def execute(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
     try:
         device = select_device(task.device)
         trainer = _Trainer(task, prepare_data(task.run, task.data_seed), device)
+        folder = Path(task.checkpoint_dir) if task.checkpoint_dir else None
+        saved = load_checkpoint(folder) if folder else None
         epochs = task.run.train.epochs
-        for epoch in range(epochs):
+        for epoch in range(trainer.restore(saved) if saved else 0, epochs):
             trainer.epoch(epoch)
+            if folder and (epoch + 1) % task.checkpoint_every == 0 and epoch + 1 < epochs:
+                save_checkpoint(folder, trainer.snapshot(epoch))
             if progress is not None:
                 progress(task.key, epoch + 1, epochs)
         result = trainer.finish()
