@@ -6,7 +6,7 @@ closed forms, label noise, metrics and optimizers live in their submodules; post
 :class:`TemperatureScaling` is here too.
 """
 
-from smoothlab import metrics, noise, schedules, theory
+from smoothlab import analysis, metrics, noise, optim, schedules, theory
 from smoothlab.calibration import TemperatureScaling, VectorScaling
 from smoothlab.losses import (
     confidence_penalty_loss,
@@ -26,11 +26,13 @@ __all__ = [
     "OnlineLabelSmoothingLoss",
     "TemperatureScaling",
     "VectorScaling",
+    "analysis",
     "confidence_penalty_loss",
     "label_relaxation_loss",
     "label_smoothing_cross_entropy",
     "metrics",
     "noise",
+    "optim",
     "schedules",
     "smooth_targets",
     "theory",
