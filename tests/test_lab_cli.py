@@ -130,6 +130,7 @@ def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert '"epochs": 9' in shown and '"val_fraction": 0.1' in shown
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     # 12 runs of about half a second each, so that kills land mid-grid
     # (with mid-run checkpoints every 10 epochs, so kills also hit checkpoint writes)

@@ -18,6 +18,7 @@ from smoothlab.lab.runner import run_experiment
 from smoothlab.lab.store import ResultsStore
 
 
+@pytest.mark.slow
 def test_ray_executor_trains_the_grid_and_only_the_driver_writes(tmp_path: Path) -> None:
     import io
 

@@ -52,6 +52,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
+    """``[data]``: which dataset, how much of it, and the validation share."""
+
     dataset: str = "digits"  # a name from smoothlab.datasets
     root: str = ""  # where the dataset files are; "" = the loader's search path
     val_fraction: float = 0.1  # held out from the (noisy) training set for model selection
@@ -61,12 +63,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """``[model]``: a name from :data:`smoothlab.lab.models.MODELS` and its widths."""
+
     name: str = "mlp"  # mlp | cnn | logreg | resnet18 | resnet56v2
     hidden: tuple[int, ...] = (128,)  # MLP widths; the relaxation paper uses [1024, 1024]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """``[train]``: the optimization recipe shared by every run of the grid."""
+
     epochs: int = 20
     batch_size: int = 128
     optimizer: str = "sgd"  # sgd | adamw (ivon and sam are methods: they bring their optimizer)
@@ -85,6 +91,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
+    """``[noise]``: label-noise kinds (:data:`smoothlab.noise.NOISE_KINDS`) and rates."""
+
     kinds: tuple[str, ...] = ("symmetric",)  # names from smoothlab.noise.NOISE_KINDS
     rates: tuple[float, ...] = (0.0, 0.2, 0.4)  # for class-dependent: kappa
     exact: bool = False  # flip exactly the expected number of labels per class
@@ -92,6 +100,8 @@ class NoiseConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole experiment: the grid and everything shared by its runs."""
+
     name: str = "experiment"
     description: str = ""
     seeds: int = 2  # replicates per grid point; each run's torch seed derives from its key

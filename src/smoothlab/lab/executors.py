@@ -30,9 +30,12 @@ class Executor(Protocol):
 
     def run_batch(
         self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
-    ) -> Iterator[RunResult]: ...
+    ) -> Iterator[RunResult]:
+        """Train ``tasks`` (in any grouping and order); yield each result once, when ready."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release workers and connections."""
 
 
 _worker_queue: Any = None

@@ -47,11 +47,14 @@ class Objective(Protocol):
 
     def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor: ...
 
-    def end_epoch(self) -> None: ...
+    def end_epoch(self) -> None:
+        """Called by the loop after every epoch trained with this objective."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors to checkpoint (empty for stateless losses)."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any:
+        """Restore what :meth:`state_dict` returned."""
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
@@ -111,12 +114,17 @@ class Method:
 
 @dataclass(frozen=True)
 class CrossEntropy(Method):
+    """Cross-entropy with the (noisy) one-hot labels: ``-log p_y``."""
+
     name: ClassVar[str] = "ce"
     description: ClassVar[str] = "cross-entropy with one-hot targets (the baseline)"
 
 
 @dataclass(frozen=True)
 class LabelSmoothing(Method):
+    """Label smoothing: cross-entropy with targets ``(1 - r) onehot(y) + r / K`` (Szegedy et al.,
+    CVPR 2016), :func:`smoothlab.losses.label_smoothing_cross_entropy`."""
+
     name: ClassVar[str] = "ls"
     primary: ClassVar[tuple[str, ...]] = ("smoothing",)
     description: ClassVar[str] = (
@@ -136,6 +144,10 @@ class LabelSmoothing(Method):
 
 @dataclass(frozen=True)
 class NegativeSmoothing(LabelSmoothing):
+    """Generalized label smoothing with a negative rate ``r < 0`` (Wei et al., ICML 2022): the
+    same targets, which now push mass away from the other classes. Its loss is unbounded below;
+    the paper warms up with cross-entropy first (``train.switch_epoch``)."""
+
     name: ClassVar[str] = "nls"
     description: ClassVar[str] = (
         "generalized label smoothing with r < 0 (Wei et al. 2022); pair with train.switch_epoch"
@@ -145,6 +157,9 @@ class NegativeSmoothing(LabelSmoothing):
 
 @dataclass(frozen=True)
 class LabelRelaxation(Method):
+    """Label relaxation (Lienen & Hüllermeier, AAAI 2021): zero loss when ``p_y >= 1 - alpha``,
+    else the KL divergence to the credal set, :func:`smoothlab.losses.label_relaxation_loss`."""
+
     name: ClassVar[str] = "lr"
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "label relaxation: zero loss inside a credal set (Lienen 2021)"
@@ -162,6 +177,9 @@ class LabelRelaxation(Method):
 
 @dataclass(frozen=True)
 class ConfidencePenalty(Method):
+    """Confidence penalty (Pereyra et al., 2017): ``-log p_y - beta H(p)``,
+    :func:`smoothlab.losses.confidence_penalty_loss`."""
+
     name: ClassVar[str] = "cp"
     primary: ClassVar[tuple[str, ...]] = ("beta",)
     description: ClassVar[str] = "cross-entropy minus beta x entropy (Pereyra et al. 2017)"
@@ -199,6 +217,9 @@ class _OnlineObjective:
 
 @dataclass(frozen=True)
 class OnlineSmoothing(Method):
+    """Online label smoothing (Zhang et al., IEEE TIP 2021): ``alpha CE + (1 - alpha)`` soft CE
+    towards class-wise soft labels from the last epoch's correct predictions."""
+
     name: ClassVar[str] = "ols"
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "online label smoothing: class-wise soft labels (Zhang 2021)"
@@ -213,6 +234,9 @@ class OnlineSmoothing(Method):
 
 @dataclass(frozen=True)
 class TwoStageSmoothing(Method):
+    """Two-stage label smoothing, TSLA (Xu et al., 2020): smoothing ``r`` before epoch
+    ``drop_at``, cross-entropy after; the schedule is :func:`smoothlab.schedules.two_stage`."""
+
     name: ClassVar[str] = "tsla"
     primary: ClassVar[tuple[str, ...]] = ("smoothing", "drop_at")
     description: ClassVar[str] = "two-stage: smoothing r before epoch drop_at, none after (Xu 2020)"
@@ -233,6 +257,10 @@ class TwoStageSmoothing(Method):
 
 @dataclass(frozen=True)
 class TeacherSmoothing(Method):
+    """Smoothing towards a teacher: targets ``(1 - r) onehot(y) + r q(x)`` with ``q`` the
+    teacher's softmax on each training example (LSR-pre of Xu et al., 2020); ``drop_at > 0``
+    drops it after that epoch (TSLA-pre)."""
+
     name: ClassVar[str] = "ls-teacher"
     primary: ClassVar[tuple[str, ...]] = ("smoothing",)
     description: ClassVar[str] = (
@@ -264,6 +292,9 @@ class TeacherSmoothing(Method):
 
 @dataclass(frozen=True)
 class Ivon(Method):
+    """Cross-entropy trained with IVON (Shen et al., ICML 2024), which Yang et al. (2025) show
+    acts as adaptive, per-example label noise; :class:`smoothlab.optim.IVON`."""
+
     name: ClassVar[str] = "ivon"
     description: ClassVar[str] = "IVON variational learning: adaptive label noise (Yang 2025)"
     optimizer: ClassVar[str] = "ivon"
@@ -284,6 +315,9 @@ class Ivon(Method):
 
 @dataclass(frozen=True)
 class Sam(Method):
+    """Cross-entropy trained with SAM (Foret et al., ICLR 2021; ``adaptive`` = ASAM) around the
+    train config's optimizer; :class:`smoothlab.optim.SAM`."""
+
     name: ClassVar[str] = "sam"
     primary: ClassVar[tuple[str, ...]] = ("rho",)
     description: ClassVar[str] = "sharpness-aware minimisation around the base optimizer (Foret)"

@@ -13,11 +13,14 @@ __all__ = ["PlainProgress", "Progress", "RichProgress", "make_progress"]
 class Progress(Protocol):
     """What the runner reports: epochs of running runs, finished runs, the end."""
 
-    def epoch(self, key: str, done: int, total: int) -> None: ...
+    def epoch(self, key: str, done: int, total: int) -> None:
+        """Run ``key`` has trained ``done`` of ``total`` epochs (called from a relay thread)."""
 
-    def finished(self, key: str, line: str) -> None: ...
+    def finished(self, key: str, line: str) -> None:
+        """Run ``key`` ended; ``line`` summarises it."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop drawing."""
 
 
 class PlainProgress:
