@@ -1,10 +1,17 @@
 """Forward+backward time of each loss relative to ``F.cross_entropy(label_smoothing=0.1)``.
 
 Timings on shared machines are noisy, so every number printed is a ratio measured in this one run:
-for each shape, ours and PyTorch's are interleaved over ``--repeats`` rounds and the medians are
-compared. Usage::
+for each shape, all candidates are interleaved over ``--repeats`` rounds (each on a fresh copy of
+the logits, copied outside the timed region) and the medians are compared. Two tables:
+
+* time relative to PyTorch (lower is faster; 0.33 is "3x faster");
+* time relative to our uniform smoothing at the same shape (the family's 1.2x target).
+
+A third table counts the bytes autograd keeps for the backward pass (saved tensors, measured with
+``torch.autograd.graph.saved_tensors_hooks``) in units of one ``N x C`` logits buffer. Usage::
 
     python benchmarks/bench_losses.py [--threads 2] [--repeats 7] [--shapes 65536x10,8192x1000]
+    python benchmarks/bench_losses.py --large   # adds 8192x32000 and 4096x128000 (~2-4 GB RAM)
 """
 
 from __future__ import annotations
@@ -20,12 +27,19 @@ import torch.nn.functional as F
 import smoothlab
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DEFAULT_SHAPES = "65536x10,8192x1000,2048x32000"
+LARGE_SHAPES = "8192x32000,4096x128000"
+LS = smoothlab.label_smoothing_cross_entropy
 
 LOSSES: dict[str, Loss] = {
-    "ls r=0.1": lambda z, y: smoothlab.label_smoothing_cross_entropy(z, y, 0.1),
-    "nls r=-0.5": lambda z, y: smoothlab.label_smoothing_cross_entropy(z, y, -0.5),
+    "ls r=0.1": lambda z, y: LS(z, y, 0.1),
+    "ls r=0.1 in-place": lambda z, y: LS(z, y, 0.1, inplace_grad=True),
+    "ls r=0.1 ignore_index": lambda z, y: LS(z, y, 0.1, ignore_index=0),
+    "nls r=-0.5": lambda z, y: LS(z, y, -0.5),
     "relaxation a=0.1": lambda z, y: smoothlab.label_relaxation_loss(z, y, 0.1),
     "conf. penalty b=0.1": lambda z, y: smoothlab.confidence_penalty_loss(z, y, 0.1),
+    "conf. penalty tau=1": lambda z, y: smoothlab.confidence_penalty_loss(z, y, 0.1, threshold=1.0),
+    "ls composition": lambda z, y: LS(z, y, 0.1, fused=False),
 }
 
 
@@ -34,13 +48,35 @@ def reference(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def time_once(fn: Loss, logits: torch.Tensor, target: torch.Tensor) -> float:
-    z = logits.detach().requires_grad_()
+    z = logits.clone().requires_grad_()
     start = time.perf_counter()
-    fn(z, target).backward()
-    return time.perf_counter() - start
+    # autograd.grad returns the gradient as computed (backward() on a leaf may copy it into .grad)
+    torch.autograd.grad(fn(z, target), z)
+    elapsed = time.perf_counter() - start
+    del z
+    return elapsed
 
 
-def ratios(shape: tuple[int, int], repeats: int) -> dict[str, float]:
+def saved_buffers(fn: Loss, logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Extra bytes autograd keeps for the backward pass, in units of the logits' size.
+
+    Each saved storage counts once; the logits' own storage (saved by the in-place mode, which
+    writes the gradient there) is not extra.
+    """
+    z = logits.clone().requires_grad_()
+    storages = {z.untyped_storage().data_ptr(): 0}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages.setdefault(storage.data_ptr(), storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(z, target)
+    return sum(storages.values()) / (logits.numel() * logits.element_size())
+
+
+def measure(shape: tuple[int, int], repeats: int) -> dict[str, tuple[float, float, float]]:
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(shape, generator=g)
     target = torch.randint(0, shape[1], (shape[0],), generator=g)
@@ -52,26 +88,42 @@ def ratios(shape: tuple[int, int], repeats: int) -> dict[str, float]:
         for name, fn in fns.items():
             times[name].append(time_once(fn, logits, target))
     base = statistics.median(times["pytorch"])
-    return {name: statistics.median(t) / base for name, t in times.items() if name != "pytorch"}
+    ours = statistics.median(times["ls r=0.1"])
+    small = torch.randn(64, shape[1], generator=g)
+    small_target = torch.randint(0, shape[1], (64,), generator=g)
+    return {
+        name: (
+            statistics.median(t) / base,
+            statistics.median(t) / ours,
+            saved_buffers(fns[name], small, small_target),
+        )
+        for name, t in times.items()
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--shapes", default="65536x10,8192x1000,2048x32000")
+    parser.add_argument("--shapes", default=DEFAULT_SHAPES)
+    parser.add_argument("--large", action="store_true", help=f"also run {LARGE_SHAPES}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    print(
-        f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}; "
-        "ratio = ours / F.cross_entropy(label_smoothing=0.1), forward+backward (lower is better)"
-    )
-    header = f"{'loss':<22}" + "".join(f"{'x'.join(map(str, s)):>14}" for s in shapes)
-    print(header)
-    results = {s: ratios(s, args.repeats) for s in shapes}  # type: ignore[arg-type]
-    for name in LOSSES:
-        print(f"{name:<22}" + "".join(f"{results[s][name]:>14.2f}" for s in shapes))
+    text = args.shapes + ("," + LARGE_SHAPES if args.large else "")
+    shapes = [tuple(int(v) for v in s.split("x")) for s in text.split(",")]
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}")
+    results = {s: measure(s, args.repeats) for s in shapes}  # type: ignore[arg-type]
+    titles = [
+        "time / F.cross_entropy(label_smoothing=0.1), forward+backward (lower is faster)",
+        "time / our uniform smoothing 'ls r=0.1' at the same shape",
+        "extra bytes saved for backward / one N x C logits buffer",
+    ]
+    for column, title in enumerate(titles):
+        print(f"\n{title}")
+        print(f"{'loss':<24}" + "".join(f"{'x'.join(map(str, s)):>14}" for s in shapes))
+        for name in results[shapes[0]]:
+            cells = "".join(f"{results[s][name][column]:>14.2f}" for s in shapes)
+            print(f"{name:<24}{cells}")
 
 
 if __name__ == "__main__":

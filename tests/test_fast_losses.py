@@ -282,3 +282,14 @@ def test_torch_compile_runs_and_matches() -> None:
     lb.backward()
     torch.testing.assert_close(la, lb)
     torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_underflowing_true_class_probability_is_exact(inplace: bool) -> None:
+    """p_y = exp(-5000) underflows: lse comes from logsumexp (or max z - log max p in place)."""
+    z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 5e3], [1.0, 2.0, 3.0]], dtype=torch.float64)
+    y = torch.tensor([0, 2, 1])
+    truth = label_smoothing_cross_entropy(z, y, 0.1, reduction="none", fused=False)
+    x = z.clone().requires_grad_()
+    ours = label_smoothing_cross_entropy(x, y, 0.1, reduction="none", inplace_grad=inplace)
+    torch.testing.assert_close(ours, truth, rtol=1e-12, atol=1e-12)

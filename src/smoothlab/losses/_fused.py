@@ -61,16 +61,21 @@ class Layout:
         """Whether chunks of ``tensor`` are views (no conversion, no copy)."""
         return self.kind != "cols" and tensor.dtype == self.dtype and tensor.is_contiguous()
 
-    def take(self, tensor: Tensor, start: int, stop: int, fresh: bool = False) -> Tensor:
+    def take(self, tensor: Tensor, start: int, stop: int, into: Tensor | None = None) -> Tensor:
         """Rows ``start:stop`` of an ``(N, C, ...)`` tensor as a ``(B, C, S)`` chunk.
 
-        ``fresh=True`` always copies (the kernel may then overwrite the chunk).
+        With ``into`` (a flat buffer), the chunk is always a copy there (the kernel may then
+        overwrite it); otherwise a view where possible.
         """
         view = tensor[start:stop].reshape(stop - start, self.classes, self.inner)
-        if not fresh:
+        if into is None:
             return view.to(self.dtype).contiguous()
-        chunk = torch.empty(view.shape, dtype=self.dtype, device=view.device)
-        return chunk.copy_(view)
+        return self.scratch(into, start, stop).copy_(view)
+
+    def scratch(self, buffer: Tensor, start: int, stop: int) -> Tensor:
+        """The first ``stop - start`` rows of a flat buffer, shaped as a chunk."""
+        size = (stop - start) * self.classes * self.inner
+        return buffer[:size].view(stop - start, self.classes, self.inner)
 
     def put(self, out: Tensor, start: int, stop: int, grad: Tensor) -> None:
         """Write a ``(B, C, S)`` gradient chunk back into rows ``start:stop`` of ``out``."""
@@ -116,12 +121,24 @@ def _sweep(
         layout.num * layout.inner if keep else 0, dtype=layout.dtype, device=device
     )
     total = torch.zeros((), dtype=layout.dtype, device=device)
+    size = min(step, layout.num) * layout.classes * layout.inner
+    # Chunk buffers, allocated once per call: a copy of the logits (when they cannot be viewed)
+    # and a scratch chunk for the kernels' temporaries (or the gradient, forward only).
+    copies = None if direct or out is None else torch.empty(size, dtype=layout.dtype, device=device)
+    spare = None
+    if job.temporaries or out is None:
+        spare = torch.empty(size, dtype=layout.dtype, device=device)
     for start in range(0, layout.num, step):
         stop = min(start + step, layout.num)
-        z = layout.take(logits, start, stop, fresh=out is not None and not direct)
-        g = torch.empty_like(z) if out is None else layout.take(out, start, stop) if direct else z
+        z = layout.take(logits, start, stop, copies)
+        scratch = None if spare is None else layout.scratch(spare, start, stop)
+        if out is None:
+            assert scratch is not None
+            g, scratch = scratch, None
+        else:
+            g = layout.take(out, start, stop) if direct else z
         y = None if job.index is None else layout.positions(job.index, start, stop)
-        loss = job.kernel(Chunk(z, g, y), layout, start, stop, scale)
+        loss = job.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
         if job.valid is not None:
             loss = loss.masked_fill(~layout.positions(job.valid, start, stop), 0.0)
         if keep:

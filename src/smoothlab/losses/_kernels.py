@@ -35,11 +35,13 @@ class Chunk:
         z: ``(B, C, S)`` logits in the compute dtype.
         g: ``(B, C, S)`` gradient buffer (may be ``z``).
         y: ``(B, 1, S)`` int64 class indices (ignored positions hold 0), or ``None``.
+        scratch: a ``(B, C, S)`` buffer for temporaries, when the job asked for one.
     """
 
     z: Tensor
     g: Tensor
     y: Tensor | None
+    scratch: Tensor | None = None
 
 
 def softmax_into(z: Tensor, g: Tensor, y: Tensor | None) -> Tensor:
@@ -52,18 +54,24 @@ def softmax_into(z: Tensor, g: Tensor, y: Tensor | None) -> Tensor:
         total = g.sum(1, keepdim=True)
         g.div_(total)
         return top + total.log()
-    if y is None or g.data_ptr() == z.data_ptr():
+    if y is None:
         top, arg = z.max(1, keepdim=True)
         torch._softmax(z.squeeze(2), 1, False, out=g.squeeze(2))
         return top - g.gather(1, arg).log()
     z_y = z.gather(1, y)
+    aliased = g.data_ptr() == z.data_ptr()
+    peak = z.amax(1, keepdim=True) if aliased else None  # z is overwritten next
     torch._softmax(z.squeeze(2), 1, False, out=g.squeeze(2))
     p_y = g.gather(1, y)
     lse = z_y - p_y.log()
-    # p_y below ~1e-30 loses digits (or is 0): those rows get an exact logsumexp.
+    # p_y below ~1e-30 loses digits (or is 0): those rows get an exact logsumexp, or, when z is
+    # gone, lse = max(z) - log max(p) (exact to rounding: the largest p is exp(0) / sum).
     if not float(p_y.min()) >= 1e-30:
         rows = (~(p_y >= 1e-30)).view(-1).nonzero().view(-1)
-        lse[rows] = torch.logsumexp(z[rows], 1, keepdim=True)
+        if peak is None:
+            lse[rows] = torch.logsumexp(z[rows], 1, keepdim=True)
+        else:
+            lse[rows] = peak[rows] - g[rows].amax(1, keepdim=True).log()
     return lse
 
 
@@ -176,7 +184,10 @@ def penalty_rows(
     """
     z, g, y = chunk.z, chunk.g, chunk.y
     aliased = g.data_ptr() == z.data_ptr()
-    p = torch.empty_like(z) if aliased else g
+    scratch = chunk.scratch
+    if scratch is None and (aliased or scale is not None):
+        scratch = torch.empty_like(z)
+    p = g if not aliased or scratch is None else scratch
     q_total: Coef = 1.0
     if q is None:
         assert y is not None
@@ -205,7 +216,9 @@ def penalty_rows(
     if aliased:  # g is z: turn z into first + second z, then multiply by p
         z.mul_(second).add_(first).mul_(p)
     else:
-        g.mul_(torch.addcmul(first, z, second))
+        g.mul_(
+            torch.addcmul(first, z, second, out=torch.empty_like(z) if scratch is None else scratch)
+        )
     if dead is not None:
         g.masked_fill_(dead, 0.0)
     if q is None:
