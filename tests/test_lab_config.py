@@ -116,6 +116,13 @@ def test_grid_size_and_clean_runs_shared_across_kinds() -> None:
     assert sum(r.noise_kind == "none" for r in runs) == 4 * 3
 
 
+def test_kinds_that_flip_at_rate_zero_keep_their_rate_zero_runs() -> None:
+    raw = {"noise": {"kinds": ["pairflip", "class-dependent"], "rates": [0.0, 0.1]}}
+    settings = {(r.noise_kind, r.noise_rate) for r in expand_grid(config_from_dict(raw))}
+    assert settings == {("none", 0.0), ("pairflip", 0.1), ("class-dependent", 0.0),
+                        ("class-dependent", 0.1)}  # fmt: skip
+
+
 def test_run_key_is_sha256_of_canonical_json() -> None:
     run = expand_grid(config_from_dict({"methods": {"ls": {"smoothing": 0.1}}}))[0]
     expected = hashlib.sha256(canonical_json(run.to_dict()).encode()).hexdigest()

@@ -4,6 +4,7 @@ survive, and the report's CSV, PNGs and HTML hold what they should."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import csv
 import io
 import re
@@ -160,6 +161,10 @@ def test_report_without_sweep_or_ivon_skips_those_figures(tmp_path: Path) -> Non
 
     store = ResultsStore(tmp_path)
     store.add_run(_row("ce", {}, 0.2, 0))
+    # class-dependent noise has rate-0 runs of its own, next to the clean ones
+    for rate in (0.0, 0.2):
+        row = _row("ce", {}, rate, 0)
+        store.add_run(dataclasses.replace(row, key=f"cd-{rate}", noise_kind="class-dependent"))
     store.close()
     folder = write_report(tmp_path, tmp_path / "out").parent
     names = {p.name for p in folder.glob("*.png")}

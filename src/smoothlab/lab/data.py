@@ -9,6 +9,7 @@ training part only. The test set is always clean.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,7 @@ class RunData:
     y_test: Tensor
     num_classes: int
     realised_noise_rate: float
+    unscale: Callable[[Tensor], Tensor]  # standardised features back to the dataset's values
 
 
 @functools.lru_cache(maxsize=2)
@@ -85,4 +87,5 @@ def prepare_data(run: RunConfig, data_seed: int) -> RunData:
         y_test=y_test,
         num_classes=num_classes,
         realised_noise_rate=realised_noise_rate(clean[train], noisy[train]),
+        unscale=scale.inverse,
     )

@@ -29,12 +29,12 @@ hidden = [128]
 epochs = 30
 batch_size = 128
 optimizer = "sgd"
-lr = 0.1
+lr = 0.05
 momentum = 0.9
 nesterov = true
 lr_schedule = "cosine"
 warmup_epochs = 2
-select = "val_nll"
+select = "val_accuracy"
 
 [noise]
 kinds = ["symmetric"]

@@ -23,9 +23,12 @@ from typing import Any
 from smoothlab.lab.config import Config, DataConfig, ModelConfig, TrainConfig
 from smoothlab.lab.methods import Method, make_method
 
-__all__ = ["RunConfig", "canonical_json", "expand_grid", "run_key", "seed_from"]
+__all__ = ["CLEAN_AT_ZERO", "RunConfig", "canonical_json", "expand_grid", "run_key", "seed_from"]
 
 Params = tuple[tuple[str, Any], ...]
+
+# Noise kinds whose rate 0 leaves every label alone (see smoothlab.noise.NOISE_KINDS).
+CLEAN_AT_ZERO = frozenset({"symmetric", "uniform", "pairflip", "asymmetric-cifar10"})
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,13 @@ def _method_variants(name: str, sweep: dict[str, tuple[Any, ...]]) -> list[Param
 def expand_grid(config: Config) -> list[RunConfig]:
     """All runs of ``config``, without duplicates, in a stable order.
 
-    A noise rate of 0 is the same clean data for every kind, so it is kept once, as kind
-    ``"none"``.
+    A noise rate of 0 is the same clean data for every kind whose rate 0 is the identity, so
+    it is kept once, as kind ``"none"``; other kinds (class-dependent and instance noise still
+    flip labels at rate 0) keep their own rate-0 runs.
     """
     noise = sorted(
         {
-            ("none", 0.0) if r == 0 else (k, r)
+            ("none", 0.0) if r == 0 and k in CLEAN_AT_ZERO else (k, r)
             for k in config.noise.kinds
             for r in config.noise.rates
         },

@@ -40,6 +40,17 @@ def _kinds(summary: Sequence[SummaryRow]) -> list[str]:
     return sorted({s.noise_kind for s in summary if s.noise_kind != "none"}) or ["none"]
 
 
+def _series(summary: Sequence[SummaryRow], label: str, kind: str, metric: str) -> dict[float, Any]:
+    """Noise rate -> cell of one method under one kind, the clean runs included at rate 0
+    unless the kind has rate-0 runs of its own (class-dependent noise flips labels at rate 0)."""
+    by_rate = {}
+    for wanted in ("none", kind):
+        for s in summary:
+            if s.label == label and s.noise_kind == wanted:
+                by_rate[s.noise_rate] = s.cells[metric]
+    return by_rate
+
+
 def metric_vs_noise(rows: Sequence[RunRow], metric: str, title: str) -> bytes | None:
     """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind.
 
@@ -53,14 +64,10 @@ def metric_vs_noise(rows: Sequence[RunRow], metric: str, title: str) -> bytes | 
     figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.8), squeeze=False)
     for axis, kind in zip(axes[0], kinds, strict=True):
         for label in dict.fromkeys(s.label for s in summary):
-            points = sorted(
-                (s.noise_rate, s.cells[metric])
-                for s in summary
-                if s.label == label and s.noise_kind in (kind, "none")
-            )
-            if points:
-                xs = [p[0] for p in points]
-                axis.errorbar(xs, [p[1].mean for p in points], [p[1].std for p in points],
+            by_rate = _series(summary, label, kind, metric)
+            if by_rate:
+                xs = sorted(by_rate)
+                axis.errorbar(xs, [by_rate[x].mean for x in xs], [by_rate[x].std for x in xs],
                               marker="o", capsize=3, label=label)  # fmt: skip
         axis.set(xlabel=f"{kind} noise rate", ylabel=title, title=f"{title}: {kind} noise")
         axis.grid(alpha=0.3)
@@ -184,5 +191,6 @@ def noisy_examples_plot(rows: Sequence[RunRow]) -> bytes | None:
             axis.set_xticks([])
             axis.set_yticks([])
         axes[line][0].set_ylabel(f"{name} noisy", fontsize=8)
-    figure.suptitle(f"IVON label noise, {run.noise_kind} {run.noise_rate:g} (top: most)")
+    where = "clean labels" if run.noise_rate == 0 else f"{run.noise_kind} noise {run.noise_rate:g}"
+    figure.suptitle(f"Label noise induced by IVON on training examples ({where})")
     return _png(figure)

@@ -76,7 +76,7 @@ def extreme_examples(model: nn.Module, optimizer: Any, data: Any) -> dict[str, A
 
     The noise of example i is ``softmax(f(x_i; m)) - E_q[softmax(f(x_i; theta))]`` (Yang et al.
     2025, Eq. 16), estimated by :func:`smoothlab.analysis.predictive_label_noise`; examples are
-    ranked by its magnitude. Inputs are kept (as standardised features) so the report can draw them.
+    ranked by its magnitude. Inputs are kept (unstandardised) so the report can draw them.
     """
     from smoothlab.analysis import predictive_label_noise, rank_examples
 
@@ -92,7 +92,7 @@ def extreme_examples(model: nn.Module, optimizer: Any, data: Any) -> dict[str, A
         "shape": list(x.shape[1:]),
         **{
             name: {
-                "x": x[idx].flatten(1).tolist(),
+                "x": data.unscale(x[idx]).flatten(1).tolist(),
                 "label": data.y_train[idx].tolist(),
                 "clean": data.y_train_clean[idx].tolist(),
                 "noise": magnitude[idx].tolist(),
