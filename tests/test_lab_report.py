@@ -4,8 +4,8 @@ survive, and the report's CSV, PNGs and HTML hold what they should."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import csv
+import dataclasses
 import io
 import re
 from pathlib import Path
