@@ -79,12 +79,13 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
         assert text in first.stdout
     assert len(list((out / "weights").glob("*.safetensors"))) == 4
     # in process from here on (same code path, no interpreter start-up): one more noise rate
-    # trains only the two new runs, then the report is written
+    # and a method smoothing towards the ce runs train only the new runs, teachers first
     code = main(["run", str(tmp_path / "tiny.toml"), "--workers", "1", "--out", str(out),
-                 "--no-report", "--set", "noise.rates=[0.0, 0.3, 0.1]"])  # fmt: skip
+                 "--no-report", "--set", "noise.rates=[0.0, 0.3, 0.1]",
+                 "--set", "methods.ls-teacher.smoothing=0.3"])  # fmt: skip
     assert code == 0
-    assert "2 runs trained, 4 already done" in capsys.readouterr().out
-    assert len(set(_keys(out))) == len(_keys(out)) == 6
+    assert "5 runs trained, 4 already done" in capsys.readouterr().out
+    assert len(set(_keys(out))) == len(_keys(out)) == 9
     assert main(["report", str(out)]) == 0
     assert f"report: {out / 'report' / 'index.html'}" in capsys.readouterr().out
     assert (out / "report" / "accuracy_vs_noise.png").is_file()

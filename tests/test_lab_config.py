@@ -172,3 +172,18 @@ def test_there_are_canned_configs_for_every_seed_paper() -> None:
     names = {p.stem for p in CONFIGS}
     assert {"relaxation_mnist", "negative_smoothing_twonorm", "two_stage_fashion_mnist"} <= names
     assert {"ivon_vs_smoothing_sam", "online_smoothing"} <= names
+
+
+def test_teacher_runs_join_the_grid_and_teacher_files_must_exist(tmp_path: Path) -> None:
+    from smoothlab.lab.runner import plan_runs
+
+    config = config_from_dict({"seeds": 2, "methods": {"ls-teacher": {"smoothing": 0.3}}})
+    runs = plan_runs(config)
+    teachers = [r for r in runs if r.method == "ce"]
+    assert len(runs) == 12 and len(teachers) == 6  # one ce teacher per noise setting and seed
+    assert {(t.noise_rate, t.replicate) for t in teachers} == {
+        (r.noise_rate, r.replicate) for r in runs if r.method == "ls-teacher"
+    }
+    missing = {"methods": {"ls-teacher": {"teacher": str(tmp_path / "t.safetensors")}}}
+    with pytest.raises(ConfigError, match=r"`methods.ls-teacher.teacher` file not found: .*t.saf"):
+        plan_runs(config_from_dict(missing))
