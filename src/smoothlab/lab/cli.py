@@ -6,6 +6,7 @@ Bad configs and paths end with one line on stderr and exit code 2; failed runs w
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (ConfigError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
+    except (ConfigError, OSError, sqlite3.DatabaseError, RuntimeError) as error:
         print(f"smoothlab: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
