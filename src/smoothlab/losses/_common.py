@@ -134,8 +134,10 @@ def valid_mask(target: Tensor, num_classes: int, ignore_index: int) -> Tensor | 
     low, high = torch.aminmax(target)
     if int(low) >= 0 and int(high) < num_classes and not 0 <= ignore_index < num_classes:
         return None
-    check_class_indices("target", target, num_classes, ignore_index=ignore_index)
     valid = target != ignore_index
+    low, high = torch.aminmax(torch.where(valid, target, 0))
+    if int(low) < 0 or int(high) >= num_classes:
+        check_class_indices("target", target, num_classes, ignore_index=ignore_index)
     return None if bool(valid.all()) else valid
 
 

@@ -34,7 +34,7 @@ from smoothlab.losses._kernels import Chunk
 
 __all__ = ["CHUNK_BYTES", "GRAIN", "Job", "Layout", "run_fused", "use_fused"]
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20
 GRAIN = 32768
 
 Kernel = Callable[[Chunk, "Layout", int, int, "float | None"], Tensor]

@@ -81,11 +81,9 @@ def _as_tensor(value: Coef, like: Tensor) -> Tensor:
 
 
 def _dot(left: Tensor, right: Tensor) -> Tensor:
-    """``sum_j left_j right_j`` over dim 1, shape ``(B, 1, S)``; a batched product for rows."""
-    if left.shape[2] == 1 and left.shape[0] == right.shape[0]:
-        rows = left.shape[0]
-        return torch.bmm(left.view(rows, 1, -1), right.reshape(rows, -1, 1))
-    return (left * right).sum(1, keepdim=True)
+    """``sum_j left_j right_j`` over dim 1, shape ``(B, 1, S)``, with no elementwise temporary."""
+    dot: Tensor = torch.linalg.vecdot(left, right, dim=1)
+    return dot.unsqueeze(1)
 
 
 def _masked_dot(weights: Tensor, z: Tensor) -> Tensor:
