@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--executor", choices=("local", "ray"), default="local")
         sub.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
         sub.add_argument("--address", default=None, help="address of an existing Ray cluster")
-        sub.add_argument("--out", type=Path, default=Path(out), help=f"results folder ({out})")
+        sub.add_argument("--out", type=Path, default=None, help=f"results folder ({out})")
         sub.add_argument("--no-report", action="store_true", help="skip writing the report")
 
     demo = commands.add_parser("demo", help="run the embedded demo (digits, 3 noise rates)")
@@ -62,7 +62,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from smoothlab.lab.runner import run_experiment
     from smoothlab.lab.store import ResultsStore
 
-    out = args.out if "<" not in str(args.out) else Path("results") / config.name
+    out = args.out or Path("results") / config.name
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"`--workers` must be >= 1, got {args.workers}")
     start = time.perf_counter()
