@@ -6,6 +6,11 @@ its inputs with one message template. Their modules live in :mod:`smoothlab.nn`.
 """
 
 from smoothlab.losses.confidence import confidence_penalty_loss
+from smoothlab.losses.linear import (
+    linear_confidence_penalty_loss,
+    linear_label_relaxation_loss,
+    linear_label_smoothing_cross_entropy,
+)
 from smoothlab.losses.relaxation import label_relaxation_loss, log1mexp
 from smoothlab.losses.smoothing import Weighting, label_smoothing_cross_entropy
 
@@ -14,5 +19,8 @@ __all__ = [
     "confidence_penalty_loss",
     "label_relaxation_loss",
     "label_smoothing_cross_entropy",
+    "linear_confidence_penalty_loss",
+    "linear_label_relaxation_loss",
+    "linear_label_smoothing_cross_entropy",
     "log1mexp",
 ]

@@ -15,7 +15,9 @@ Layouts: ``(N, C)`` logits are processed as ``(N, C, 1)`` rows, ``(N, C, d1, ...
 * at most ``CHUNK_BYTES`` of compute-dtype logits per chunk when a kernel needs temporaries (a
   converted or non-contiguous copy, a per-example prior, soft targets, the entropy term). Without
   temporaries the gradient buffer is the only memory written and the batch needs no splitting.
-  Chunks are large (32 MiB) because every chunk costs a few parallel regions.
+  8 MiB: large enough that few chunks (each costs a few parallel regions) are needed, and below
+  glibc's largest mmap threshold (32 MiB), so chunk buffers freed by one call are reused by the
+  next instead of being mapped and page-faulted again (measured: 30 % of a call at 8192 x 1000).
 """
 
 from __future__ import annotations

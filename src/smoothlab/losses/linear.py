@@ -1,0 +1,266 @@
+"""Vocabulary-scale heads: a linear layer fused with a loss, never materialising ``N x V`` logits.
+
+For a hidden state ``h`` ``(N, H)``, a weight ``W`` ``(V, H)`` and a bias ``b`` ``(V,)``, the
+logits are ``z = h W^T + b``. The functions here loop over chunks of rows: compute the chunk's
+logits, its loss and (in the same buffer) its logit gradient ``G``, then accumulate
+``dh = G W``, ``dW += G^T h`` and ``db += sum G`` right away. Autograd keeps only those
+gradients; peak extra memory is ``dh + dW + db`` plus one chunk (``LINEAR_CHUNK_BYTES``) instead of
+several ``N x V`` buffers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from smoothlab._checks import (
+    check_floating,
+    check_int,
+    check_real,
+    check_reduction,
+    check_tensor,
+    fail,
+)
+from smoothlab.losses._common import Batch, compute_dtype, valid_mask
+from smoothlab.losses._fused import Job, Layout
+from smoothlab.losses._jobs import index_job, penalty_job, relaxation_job
+from smoothlab.losses._kernels import Chunk
+
+__all__ = [
+    "LINEAR_CHUNK_BYTES",
+    "linear_confidence_penalty_loss",
+    "linear_label_relaxation_loss",
+    "linear_label_smoothing_cross_entropy",
+]
+
+#: Logits per chunk, in bytes: 64 MiB is 512 rows of a 32000-word vocabulary in float32, enough
+#: rows for efficient matrix products and few passes over ``dW``.
+LINEAR_CHUNK_BYTES = 64 << 20
+
+
+def _prepare(
+    hidden: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    target: Tensor,
+    ignore_index: int,
+    reduction: str,
+) -> Batch:
+    """Validate the head's inputs; the batch's logits are a placeholder on the meta device."""
+    check_floating("hidden", hidden, min_dim=1)
+    check_floating("weight", weight)
+    check_tensor("target", target)
+    mode = check_reduction(reduction)
+    check_int("ignore_index", ignore_index)
+    if mode == "none":
+        raise fail("reduction", "'mean' or 'sum' for a fused linear head", reduction)
+    size = int(hidden.shape[-1])
+    if weight.dim() != 2 or weight.shape[1] != size or weight.shape[0] < 1:
+        raise fail("weight", f"of shape (V, {size}) with V >= 1", weight)
+    if weight.dtype != hidden.dtype:
+        raise fail("weight", f"of the hidden state's dtype {hidden.dtype}", weight, kind=TypeError)
+    vocab = int(weight.shape[0])
+    if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (vocab,)):
+        raise fail("bias", f"None or a tensor of shape ({vocab},)", bias)
+    if target.is_floating_point() or tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise fail("target", f"class indices of shape {tuple(hidden.shape[:-1])}", target)
+    flat = target.reshape(-1)
+    valid = valid_mask(flat, vocab, ignore_index)
+    index = flat.long() if valid is None else flat.long().masked_fill(~valid, 0)
+    dtype = compute_dtype(hidden.dtype)
+    logits = torch.empty((flat.numel(), vocab), dtype=dtype, device="meta")
+    return Batch(logits, index, None, valid, None, mode, False)
+
+
+class _LinearLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, hidden: Tensor, weight: Tensor, bias: Tensor | None, job: Job
+    ) -> Tensor:
+        wants = ctx.needs_input_grad  # type: ignore[attr-defined]
+        dtype = compute_dtype(hidden.dtype)
+        h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
+        w = weight.to(dtype)
+        b = None if bias is None else bias.to(dtype)
+        rows, vocab = h.shape[0], w.shape[0]
+        layout = Layout("rows", rows, vocab, 1, dtype)
+        step = max(1, min(rows, LINEAR_CHUNK_BYTES // (vocab * h.element_size())))
+        count = job.denominator if job.denominator is not None else rows
+        scale = 0.0 if float(count) == 0 else 1.0 / float(count)
+        scale = scale if job.reduction == "mean" else 1.0
+        grads = _Grads(h, w, b, wants)
+        logits = torch.empty(step * vocab, dtype=dtype, device=h.device)
+        scratch = torch.empty_like(logits) if job.temporaries else None
+        total = torch.zeros((), dtype=dtype, device=h.device)
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            z = layout.scratch(logits, start, stop)
+            spare = None if scratch is None else layout.scratch(scratch, start, stop)
+            z2 = z.view(stop - start, vocab)
+            if b is None:
+                torch.mm(h[start:stop], w.t(), out=z2)
+            else:
+                torch.addmm(b, h[start:stop], w.t(), out=z2)
+            y = None if job.index is None else layout.positions(job.index, start, stop)
+            loss = job.kernel(Chunk(z, z, y, spare), layout, start, stop, scale)
+            if job.valid is not None:
+                loss = loss.masked_fill(~layout.positions(job.valid, start, stop), 0.0)
+            total = total + loss.sum()
+            grads.add(z2, start, stop)
+        ctx.save_for_backward(*grads.saved(hidden, weight, bias))
+        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
+        return total if job.reduction == "sum" else total / count
+
+    @staticmethod
+    def backward(
+        ctx: FunctionCtx, grad_output: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "smoothlab's fused linear heads compute their gradients in the forward pass and "
+                "do not support double backward (create_graph=True)"
+            )
+        saved = list(ctx.saved_tensors)  # type: ignore[attr-defined]
+        one = grad_output.device.type == "cpu" and float(grad_output) == 1.0
+        out = [None if t.numel() == 0 else t if one else t * grad_output for t in saved]
+        if not ctx.has_bias:  # type: ignore[attr-defined]
+            out[2] = None
+        return out[0], out[1], out[2], None
+
+
+class _Grads:
+    """Gradient accumulators of the head (only those autograd asked for)."""
+
+    def __init__(self, h: Tensor, w: Tensor, b: Tensor | None, wants: tuple[bool, ...]) -> None:
+        self.h, self.w = h, w
+        self.dh = torch.empty_like(h) if wants[0] else None
+        self.dw = torch.zeros_like(w) if wants[1] else None
+        self.db = torch.zeros_like(b) if b is not None and wants[2] else None
+
+    def add(self, grad: Tensor, start: int, stop: int) -> None:
+        if self.dh is not None:
+            torch.mm(grad, self.w, out=self.dh[start:stop])
+        if self.dw is not None:
+            self.dw.addmm_(grad.t(), self.h[start:stop])
+        if self.db is not None:
+            self.db.add_(grad.sum(0))
+
+    def saved(self, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> list[Tensor]:
+        empty = hidden.new_empty(0)
+        pairs = [(self.dh, hidden), (self.dw, weight), (self.db, bias)]
+        return [
+            empty if g is None or ref is None else g.view(ref.shape).to(ref.dtype)
+            for g, ref in pairs
+        ]
+
+
+def _run(job: Job, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    loss: Tensor = _LinearLoss.apply(hidden, weight, bias, job)  # type: ignore[no-untyped-call]
+    return loss
+
+
+def linear_label_smoothing_cross_entropy(
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    *,
+    bias: Tensor | None = None,
+    smoothing: float = 0.1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Label-smoothing cross-entropy of a linear head, without the ``N x V`` logits.
+
+    Equals ``label_smoothing_cross_entropy(hidden @ weight.T + bias, target, smoothing)``:
+
+    .. math::
+        z = h W^\top + b, \qquad \ell = -(1 - r) \log p_y - \frac{r}{V} \sum_j \log p_j
+
+    with gradients for ``hidden``, ``weight`` and ``bias`` accumulated chunk by chunk in the
+    forward pass (see the module docstring). Negative ``r`` is negative label smoothing (Wei et
+    al., 2022; unbounded below). Half-precision inputs are computed in float32.
+
+    Args:
+        hidden: ``(N, H)`` or ``(..., H)`` hidden states.
+        weight: ``(V, H)`` output embedding.
+        target: ``(N,)`` or ``(...)`` class indices in ``[0, V)`` or ``ignore_index``.
+        bias: optional ``(V,)``.
+        smoothing: ``r <= 1``.
+        ignore_index: target value whose positions contribute nothing.
+        reduction: ``"mean"`` or ``"sum"`` (``"none"`` would need the backward pass to redo the
+            products; use the unfused composition for it).
+
+    Shape:
+        - output: scalar.
+
+    >>> h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> w = torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> linear_label_smoothing_cross_entropy(h, w, torch.tensor([0, 1]), smoothing=0.1)
+    tensor(0.4773)
+
+    References: Szegedy et al., CVPR 2016; Wei et al., ICML 2022.
+    """
+    rate = check_real("smoothing", smoothing, high=1.0)
+    batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
+    return _run(index_job(batch, rate, None, False, "pytorch"), hidden, weight, bias)
+
+
+def linear_label_relaxation_loss(
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    *,
+    bias: Tensor | None = None,
+    alpha: float = 0.1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Label relaxation (Lienen & Hüllermeier, AAAI 2021) of a linear head, fused.
+
+    Equals ``label_relaxation_loss(hidden @ weight.T + bias, target, alpha)``: zero when
+    :math:`p_y \ge 1 - \alpha`, else
+    :math:`(1-\alpha)\log\frac{1-\alpha}{p_y} + \alpha\log\frac{\alpha}{1-p_y}`.
+    Arguments as :func:`linear_label_smoothing_cross_entropy`, with ``0 < alpha < 1``.
+
+    >>> h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> w = torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> linear_label_relaxation_loss(h, w, torch.tensor([0, 1]), alpha=0.1)
+    tensor(0.1352)
+
+    Reference: J. Lienen and E. Hüllermeier, "From Label Smoothing to Label Relaxation", 2021.
+    """
+    a = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
+    return _run(relaxation_job(batch, a), hidden, weight, bias)
+
+
+def linear_confidence_penalty_loss(
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    *,
+    bias: Tensor | None = None,
+    beta: float = 0.1,
+    threshold: float | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""The confidence penalty (Pereyra et al., 2017) of a linear head, fused.
+
+    Equals ``confidence_penalty_loss(hidden @ weight.T + bias, target, beta, threshold=...)``:
+    :math:`\mathrm{CE} - \beta H(p)`, or :math:`\mathrm{CE} + \beta \max(0, \tau - H(p))`.
+    Arguments as :func:`linear_label_smoothing_cross_entropy`, with ``beta >= 0``.
+
+    >>> h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> w = torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> linear_confidence_penalty_loss(h, w, torch.tensor([0, 1]), beta=0.1)
+    tensor(0.2857)
+
+    Reference: G. Pereyra et al., "Regularizing Neural Networks by Penalizing Confident Output
+    Distributions", ICLR workshop 2017.
+    """
+    b = check_real("beta", beta, low=0.0)
+    tau = None if threshold is None else check_real("threshold", threshold, low=0.0)
+    batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
+    return _run(penalty_job(batch, b, tau), hidden, weight, bias)
