@@ -147,3 +147,20 @@ def test_a_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
     assert resumed.curves == whole.curves
     del resumed.metrics["wall_time"], whole.metrics["wall_time"]
     assert resumed.metrics == whole.metrics
+
+
+def test_center_scaling_subtracts_the_training_mean_and_divides_by_the_largest_value() -> None:
+    from smoothlab.lab.data import prepare_data
+
+    run = _run("ce")
+    centered = dataclasses.replace(run, data=dataclasses.replace(run.data, scaling="center"))
+    data = prepare_data(centered, 0)
+    assert data.x_train.mean(dim=0).abs().max() < 1e-5
+    assert 0.5 < float(data.x_train.abs().max()) <= 1.0  # digits are 0..16: (x - mean) / 16
+    raw = data.unscale(data.x_train)
+    assert torch.allclose(raw, raw.round(), atol=1e-4) and float(raw.max()) == pytest.approx(16)
+    standard = prepare_data(run, 0)
+    assert torch.equal(standard.y_train, data.y_train)  # same labels, same split
+    stds = standard.x_train.std(dim=0, correction=0)
+    varying = stds[stds > 0.01]  # constant corner pixels stay 0
+    assert torch.allclose(varying, torch.ones_like(varying), atol=1e-4)

@@ -10,7 +10,7 @@ Layout of a config file (every section and key is optional; defaults are the dem
     name = "demo"
     seeds = 2
     device = "auto"; checkpoint_every = 0
-    [data]    dataset, root, val_fraction, train_subset, test_subset
+    [data]    dataset, root, val_fraction, train_subset, test_subset, scaling
     [model]   name, hidden
     [train]   epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, lr_schedule,
               lr_milestones, lr_gamma, warmup_epochs, switch_epoch, select, temperature_scaling
@@ -59,6 +59,10 @@ class DataConfig:
     val_fraction: float = 0.1  # held out from the (noisy) training set for model selection
     train_subset: int = 0  # use only this many training examples (0 = all): scales a paper down
     test_subset: int = 0  # likewise for the test set
+    # standardize: per-feature mean and std of the training part; center: subtract the
+    # per-feature training mean and divide by the largest |value| (pixels: x / 255 - mean, the
+    # preprocessing of Lienen & Hüllermeier's supplement A.2.5)
+    scaling: str = "standardize"
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,7 @@ def _check_values(config: Config) -> None:
             shown = got if got is not None else _get(config_to_dict(config), path.split("."))
             raise ConfigError(f"`{path}` must be {expected}, got {shown!r}")
     choices = {
+        "data.scaling": (config.data.scaling, ("standardize", "center")),
         "train.optimizer": (config.train.optimizer, ("sgd", "adamw")),
         "train.lr_schedule": (config.train.lr_schedule, ("constant", "step", "cosine")),
         "train.select": (config.train.select, ("last", "val_nll", "val_accuracy")),

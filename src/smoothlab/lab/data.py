@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,9 +52,19 @@ def _subset(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]
     return x[keep], y[keep]
 
 
+def _fit_scaling(kind: str, x_train: Tensor) -> Any:
+    """The feature transform fitted on the training part: ``standardize`` or ``center``."""
+    from smoothlab.datasets import Affine, fit_standardize
+
+    if kind == "standardize":
+        return fit_standardize(x_train)
+    mean = x_train.mean(dim=0)
+    return Affine(mean, torch.full_like(mean, float(x_train.abs().max().clamp_min(1e-12))))
+
+
 def prepare_data(run: RunConfig, data_seed: int) -> RunData:
     """Build the run's data; every draw comes from a generator seeded with ``data_seed``."""
-    from smoothlab.datasets import fit_standardize, split_indices
+    from smoothlab.datasets import split_indices
     from smoothlab.noise import noise_kind, realised_noise_rate
 
     dataset = load_cached(run.data.dataset, run.data.root)
@@ -76,7 +87,7 @@ def prepare_data(run: RunConfig, data_seed: int) -> RunData:
         train, val = split_indices(noisy, run.data.val_fraction, generator=generator)
     else:
         train, val = torch.arange(len(noisy)), torch.arange(0)
-    scale = fit_standardize(x_all[train].float())
+    scale = _fit_scaling(run.data.scaling, x_all[train].float())
     return RunData(
         x_train=scale(x_all[train].float()),
         y_train=noisy[train],
