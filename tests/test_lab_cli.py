@@ -141,7 +141,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     grid = grid.replace("epochs = 2", "epochs = 30")
     (tmp_path / "grid.toml").write_text(grid)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "smoothlab.lab", "run", "grid.toml", "--workers", "2",
+    args = [sys.executable, "-m", "smoothlab.lab", "run", "grid.toml", "--workers", "1",
             "--out", str(out), "--no-report"]  # fmt: skip
     rng = random.Random(7)
     seen: set[str] = set()
