@@ -3,6 +3,25 @@
 Each function takes PyTorch's ``(input, target)`` with the class dimension at 1, a keyword-only
 hyperparameter, ``weight`` / ``ignore_index`` / ``reduction`` where they make sense, and validates
 its inputs with one message template. Their modules live in :mod:`smoothlab.nn`.
+
+**Fused by default.** Every loss computes its gradient during the forward pass (one softmax
+sweep plus a few row-wise operations, chunked over rows; see :mod:`smoothlab.losses._fused`) and
+autograd keeps only that gradient: one ``N x C`` buffer, and none with ``inplace_grad=True``,
+which writes the gradient into the logits' storage (for callers that no longer need the logits;
+overwriting logits that autograd still needs is detected and raises). Values, gradients and
+errors equal the composition of torch operations, which stays available as ``fused=False`` and
+is what the tests compare against. The composition runs instead when
+
+* ``fused=False`` (needed for double backward, ``create_graph=True``, and forward-mode AD: the
+  fused backward raises a clear error under ``create_graph=True`` rather than returning a
+  gradient that would silently drop the second-order terms);
+* ``torch.compile`` traces the call (the compiler fuses the composition itself, and graphs stay
+  whole);
+* a prior, probability targets or weights require a gradient.
+
+Half-precision inputs are computed and accumulated in float32 chunk by chunk; the gradient is
+returned in the input's dtype. :mod:`smoothlab.losses.linear` fuses the output layer too, for
+vocabulary-scale heads that never materialise the ``N x V`` logits.
 """
 
 from smoothlab.losses.confidence import confidence_penalty_loss

@@ -34,8 +34,9 @@ __all__ = [
     "linear_label_smoothing_cross_entropy",
 ]
 
-#: Logits per chunk, in bytes: 64 MiB is 512 rows of a 32000-word vocabulary in float32, enough
-#: rows for efficient matrix products and few passes over ``dW``.
+#: Chunk buffers, in bytes: 64 MiB of logits is 512 rows of a 32000-word vocabulary in float32,
+#: enough rows for efficient matrix products and few passes over ``dW`` (halved for the confidence
+#: penalty, whose kernel needs a second buffer).
 LINEAR_CHUNK_BYTES = 64 << 20
 
 
@@ -85,7 +86,8 @@ class _LinearLoss(torch.autograd.Function):
         b = None if bias is None else bias.to(dtype)
         rows, vocab = h.shape[0], w.shape[0]
         layout = Layout("rows", rows, vocab, 1, dtype)
-        step = max(1, min(rows, LINEAR_CHUNK_BYTES // (vocab * h.element_size())))
+        budget = LINEAR_CHUNK_BYTES // (2 if job.temporaries else 1)  # scratch: a second chunk
+        step = max(1, min(rows, budget // (vocab * h.element_size())))
         count = job.denominator if job.denominator is not None else rows
         scale = 0.0 if float(count) == 0 else 1.0 / float(count)
         scale = scale if job.reduction == "mean" else 1.0

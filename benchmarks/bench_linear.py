@@ -1,0 +1,128 @@
+"""Fused linear heads against the naive ``F.linear`` + loss: time and peak extra memory.
+
+Time: forward+backward (gradients of hidden, weight and bias), candidates interleaved over
+``--repeats`` rounds, medians, ratios from this one run.
+
+Memory: each candidate runs once in a fresh subprocess; the peak extra memory is the resident-set
+high-water mark at the end of forward+backward (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
+minus the resident set just before it (``/proc/self/statm``, after the inputs are allocated and the
+kernels warmed up on a tiny batch; no earlier transient exceeds that).
+It includes the gradients of hidden, weight and bias, which both candidates produce. (Python's
+``tracemalloc`` does not see torch's allocations, and saved-tensor hooks miss the temporaries of
+the backward pass, so the RSS high-water mark is the honest measure on CPU.) Usage::
+
+    python benchmarks/bench_linear.py [--threads 2] [--repeats 3] [--shape 4096x1024x32000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from smoothlab.losses import (
+    confidence_penalty_loss,
+    label_relaxation_loss,
+    linear_confidence_penalty_loss,
+    linear_label_relaxation_loss,
+    linear_label_smoothing_cross_entropy,
+)
+
+Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+HEADS: dict[str, Head] = {
+    "naive ls": lambda h, w, b, y: F.cross_entropy(F.linear(h, w, b), y, label_smoothing=0.1),
+    "fused ls": lambda h, w, b, y: linear_label_smoothing_cross_entropy(h, w, y, bias=b),
+    "naive relaxation": lambda h, w, b, y: label_relaxation_loss(F.linear(h, w, b), y, 0.1),
+    "fused relaxation": lambda h, w, b, y: linear_label_relaxation_loss(h, w, y, bias=b),
+    "naive conf. penalty": lambda h, w, b, y: confidence_penalty_loss(F.linear(h, w, b), y, 0.1),
+    "fused conf. penalty": lambda h, w, b, y: linear_confidence_penalty_loss(h, w, y, bias=b),
+}
+
+
+def inputs(shape: tuple[int, int, int]) -> tuple[torch.Tensor, ...]:
+    rows, size, vocab = shape
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(rows, size, generator=g).requires_grad_()
+    w = torch.randn(vocab, size, generator=g).div_(size**0.5).requires_grad_()
+    b = torch.zeros(vocab).requires_grad_()
+    y = torch.randint(0, vocab, (rows,), generator=g)
+    return h, w, b, y
+
+
+def run_once(
+    head: Head, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor
+) -> float:
+    start = time.perf_counter()
+    torch.autograd.grad(head(h, w, b, y), (h, w, b))
+    return time.perf_counter() - start
+
+
+def peak_child(name: str, shape: tuple[int, int, int]) -> None:
+    """Subprocess body: print the peak RSS growth (bytes) of one forward+backward."""
+    head = HEADS[name]
+    tiny = inputs((4, shape[1], 16))
+    run_once(head, *tiny)
+    h, w, b, y = inputs(shape)
+    with open("/proc/self/statm") as statm:  # current resident set, in pages
+        before = int(statm.read().split()[1]) * resource.getpagesize()
+    run_once(head, h, w, b, y)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(after - before)
+
+
+def peak(name: str, shape: tuple[int, int, int], threads: int) -> float:
+    text = "x".join(map(str, shape))
+    command = [sys.executable, __file__, "--child", name, "--shape", text]
+    command += ["--threads", str(threads)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--shape", default="4096x1024x32000", help="rows x hidden x vocabulary")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-only", action="store_true", help="skip the timing")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    shape = tuple(int(v) for v in args.shape.split("x"))
+    assert len(shape) == 3
+    if args.child:
+        peak_child(args.child, shape)  # type: ignore[arg-type]
+        return
+    data = inputs(shape)  # type: ignore[arg-type]
+    for head in HEADS.values():  # warm-up
+        run_once(head, *inputs((64, shape[1], 512)))
+    times: dict[str, list[float]] = {name: [] for name in HEADS}
+    for _ in range(0 if args.memory_only else args.repeats):
+        for name, head in HEADS.items():
+            times[name].append(run_once(head, *data))
+    del data
+    memory = {name: peak(name, shape, args.threads) for name in HEADS}  # type: ignore[arg-type]
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}, {args.shape}"
+    )
+    print(
+        f"{'head':<22}{'time (s)':>10}{'fused/naive':>13}{'peak extra MiB':>16}{'fused/naive':>13}"
+    )
+    for name in HEADS:
+        naive = name.replace("fused", "naive")
+        t, m = statistics.median(times[name] or [math.nan]), memory[name]
+        tr = t / statistics.median(times[naive] or [math.nan])
+        mr = m / memory[naive] if memory[naive] > 0 else float("nan")
+        print(f"{name:<22}{t:>10.3f}{tr:>13.2f}{m / 2**20:>16.0f}{mr:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()
