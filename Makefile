@@ -20,7 +20,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.lab
 
 demo: $(VENV)/.lab
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/smoothlab demo
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks examples
