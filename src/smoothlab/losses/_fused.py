@@ -5,8 +5,11 @@ A fused loss computes its gradient while computing its value (one sweep of the k
 returns it (times ``grad_output``). The gradient is the only ``N x C`` buffer; with
 ``inplace_grad=True`` it is written into the logits' own storage, so there is none.
 
-Layouts: ``(N, C)`` logits are processed as ``(N, C, 1)`` rows, ``(N, C, d1, ...)`` logits as
-``(N, C, S)`` (class dimension 1 throughout; a view when the input is contiguous). Chunks:
+Layouts (class dimension 1 throughout): ``(N, C)`` logits are processed as ``(N, C, 1)`` rows
+(a view when contiguous), except with few classes (``C <= SMALL_C``), where each chunk is copied
+transposed to ``(1, C, n)`` so that every reduction over classes vectorises across examples
+(measured at 65536 x 10: row-wise reductions over 10 classes cost more than the two copies);
+``(N, C, d1, ...)`` logits are viewed as ``(N, C, S)``. Chunks:
 
 * at most ``GRAIN`` (ATen's parallel grain) positions per chunk, so that the per-position work
   (gathers, logs, the loss arithmetic) runs serially and only the ``N x C`` sweeps pay for a
@@ -36,9 +39,19 @@ from smoothlab._checks import Reduction, fail
 from smoothlab.losses._common import compute_dtype
 from smoothlab.losses._kernels import Chunk
 
-__all__ = ["CHUNK_BYTES", "GRAIN", "MAX_CHUNKS", "Job", "Layout", "run_fused", "use_fused"]
+__all__ = [
+    "CHUNK_BYTES",
+    "GRAIN",
+    "MAX_CHUNKS",
+    "SMALL_C",
+    "Job",
+    "Layout",
+    "run_fused",
+    "use_fused",
+]
 
 CHUNK_BYTES = 8 << 20
+SMALL_C = 32
 MAX_CHUNKS = 16
 GRAIN = 32768
 
@@ -49,7 +62,7 @@ Kernel = Callable[[Chunk, "Layout", int, int, "float | None"], Tensor]
 class Layout:
     """How ``(N, C, ...)`` tensors map to ``(B, C, S)`` kernel chunks."""
 
-    kind: str  # "rows" or "spatial"
+    kind: str  # "rows", "cols" or "spatial"
     num: int
     classes: int
     inner: int
@@ -59,7 +72,7 @@ class Layout:
     def of(logits: Tensor) -> Layout:
         num, classes = int(logits.shape[0]), int(logits.shape[1])
         inner = math.prod(logits.shape[2:])
-        kind = "spatial" if logits.dim() > 2 else "rows"
+        kind = "spatial" if logits.dim() > 2 else "rows" if classes > SMALL_C else "cols"
         return Layout(kind, num, classes, inner, compute_dtype(logits.dtype))
 
     def direct(self, tensor: Tensor) -> bool:
@@ -72,7 +85,10 @@ class Layout:
         With ``into`` (a flat buffer), the chunk is always a copy there (the kernel may then
         overwrite it); otherwise a view where possible.
         """
-        view = tensor[start:stop].reshape(stop - start, self.classes, self.inner)
+        if self.kind == "cols":
+            view = tensor[start:stop].t().unsqueeze(0)
+        else:
+            view = tensor[start:stop].reshape(stop - start, self.classes, self.inner)
         if into is None:
             return view.to(self.dtype).contiguous()
         return self.scratch(into, start, stop).copy_(view)
@@ -80,15 +96,41 @@ class Layout:
     def scratch(self, buffer: Tensor, start: int, stop: int) -> Tensor:
         """The first ``stop - start`` rows of a flat buffer, shaped as a chunk."""
         size = (stop - start) * self.classes * self.inner
+        if self.kind == "cols":
+            return buffer[:size].view(1, self.classes, stop - start)
         return buffer[:size].view(stop - start, self.classes, self.inner)
+
+    def empty(self, logits: Tensor) -> Tensor:
+        """A gradient buffer for ``(N, C, ...)`` logits; classes-major storage for ``cols``."""
+        if self.kind == "cols":
+            return logits.new_empty((self.classes, self.num)).t()
+        return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+    def target(self, out: Tensor, start: int, stop: int) -> Tensor | None:
+        """A chunk view of the gradient buffer the kernel can write, or ``None`` (copy back)."""
+        if out.dtype != self.dtype:
+            return None
+        if self.kind == "cols":
+            if out.stride() != (1, self.num):
+                return None
+            return out.t()[:, start:stop].unsqueeze(0)
+        if not out.is_contiguous():
+            return None
+        return out[start:stop].view(stop - start, self.classes, self.inner)
 
     def put(self, out: Tensor, start: int, stop: int, grad: Tensor) -> None:
         """Write a ``(B, C, S)`` gradient chunk back into rows ``start:stop`` of ``out``."""
-        out[start:stop].view(stop - start, self.classes, self.inner).copy_(grad)
+        if self.kind == "cols":
+            out[start:stop].copy_(grad[0].t())
+        else:
+            out[start:stop].view(stop - start, self.classes, self.inner).copy_(grad)
 
     def positions(self, vector: Tensor, start: int, stop: int) -> Tensor:
         """The chunk's slice of a flat per-position vector, shaped ``(B, 1, S)``."""
-        return vector[start * self.inner : stop * self.inner].view(stop - start, 1, self.inner)
+        part = vector[start * self.inner : stop * self.inner]
+        if self.kind == "cols":
+            return part.view(1, 1, stop - start)
+        return part.view(stop - start, 1, self.inner)
 
 
 @dataclass(frozen=True)
@@ -130,7 +172,7 @@ def _sweep(
     size = min(step, layout.num) * layout.classes * layout.inner
     # Chunk buffers, allocated once per call: a copy of the logits (when they cannot be viewed)
     # and a scratch chunk for the kernels' temporaries (or the gradient, forward only).
-    copies = None if direct or out is None else torch.empty(size, dtype=layout.dtype, device=device)
+    copies = None if direct else torch.empty(size, dtype=layout.dtype, device=device)
     spare = None
     if job.temporaries or out is None:
         spare = torch.empty(size, dtype=layout.dtype, device=device)
@@ -138,11 +180,12 @@ def _sweep(
         stop = min(start + step, layout.num)
         z = layout.take(logits, start, stop, copies)
         scratch = None if spare is None else layout.scratch(spare, start, stop)
+        view = None if out is None else layout.target(out, start, stop)
         if out is None:
             assert scratch is not None
             g, scratch = scratch, None
         else:
-            g = layout.take(out, start, stop) if direct else z
+            g = z if view is None else view
         y = None if job.index is None else layout.positions(job.index, start, stop)
         loss = job.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
         if job.valid is not None:
@@ -151,7 +194,7 @@ def _sweep(
             losses[start * layout.inner : stop * layout.inner] = loss.reshape(-1)
         else:
             total = total + loss.sum()
-        if out is not None and not direct:
+        if out is not None and view is None:
             layout.put(out, start, stop, g)
     if keep:
         return losses.view(() if job.unbatched else shape)
@@ -173,7 +216,7 @@ class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, logits: Tensor, job: Job, inplace: bool) -> Tensor:
         shape = (int(logits.shape[0]), *logits.shape[2:])
-        out = logits if inplace else torch.empty_like(logits)
+        out = logits if inplace else Layout.of(logits).empty(logits)
         scale = _scale(job, math.prod(shape))
         loss = _sweep(job, logits, out, scale, shape)
         ctx.save_for_backward(out)

@@ -46,8 +46,9 @@ class Chunk:
 
 def softmax_into(z: Tensor, g: Tensor, y: Tensor | None) -> Tensor:
     """Write ``softmax(z)`` over dim 1 into ``g``; return ``lse(z)`` of shape ``(B, 1, S)``."""
-    if z.shape[2] != 1:
-        # Classes not innermost: reductions over dim 1 vectorise across positions.
+    if z.shape[2] != 1 or not g.is_contiguous():
+        # Classes not innermost: reductions over dim 1 vectorise across positions. (ATen's
+        # row softmax also needs a contiguous output.)
         top = z.amax(1, keepdim=True)
         torch.sub(z, top, out=g)
         g.exp_()
