@@ -3,13 +3,13 @@
 Time: forward+backward (gradients of hidden, weight and bias), candidates interleaved over
 ``--repeats`` rounds, medians, ratios from this one run.
 
-Memory: each candidate runs once in a fresh subprocess; the peak extra memory is the resident-set
-high-water mark at the end of forward+backward (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
-minus the resident set just before it (``/proc/self/statm``, after the inputs are allocated and the
-kernels warmed up on a tiny batch; no earlier transient exceeds that).
-It includes the gradients of hidden, weight and bias, which both candidates produce. (Python's
-``tracemalloc`` does not see torch's allocations, and saved-tensor hooks miss the temporaries of
-the backward pass, so the RSS high-water mark is the honest measure on CPU.) Usage::
+Memory: each candidate runs once in a fresh subprocess; the peak extra memory is the peak resident
+set of that process image at the end of forward+backward (``VmHWM`` in ``/proc/self/status``)
+minus its resident set just before (``VmRSS``, after the inputs are allocated and the kernels
+warmed up on a tiny batch). It includes the gradients of hidden, weight and bias, which both
+candidates produce. (``tracemalloc`` does not see torch's allocations, saved-tensor hooks miss the
+temporaries of the backward pass, and ``getrusage``'s ``ru_maxrss`` survives ``exec``, so a child
+would report its parent's peak; ``VmHWM`` is per image.) Linux only. Usage::
 
     python benchmarks/bench_linear.py [--threads 2] [--repeats 3] [--shape 4096x1024x32000]
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -72,11 +71,18 @@ def peak_child(name: str, shape: tuple[int, int, int]) -> None:
     tiny = inputs((4, shape[1], 16))
     run_once(head, *tiny)
     h, w, b, y = inputs(shape)
-    with open("/proc/self/statm") as statm:  # current resident set, in pages
-        before = int(statm.read().split()[1]) * resource.getpagesize()
+    before = status("VmRSS")
     run_once(head, h, w, b, y)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(after - before)
+    print(status("VmHWM") - before)
+
+
+def status(field: str) -> int:
+    """A memory field of ``/proc/self/status`` in bytes (``VmHWM``: this image's peak RSS)."""
+    with open("/proc/self/status") as lines:
+        for line in lines:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def peak(name: str, shape: tuple[int, int, int], threads: int) -> float:
