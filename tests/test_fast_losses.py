@@ -55,7 +55,6 @@ def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     if request.param == "many chunks":
         monkeypatch.setattr(_fused, "CHUNK_BYTES", 64)
         monkeypatch.setattr(_fused, "GRAIN", 3)
-        monkeypatch.setattr(_fused, "MAX_CHUNKS", 10**9)
     return str(request.param)
 
 
