@@ -12,6 +12,9 @@ from smoothlab.losses import (
     confidence_penalty_loss,
     label_relaxation_loss,
     label_smoothing_cross_entropy,
+    linear_confidence_penalty_loss,
+    linear_label_relaxation_loss,
+    linear_label_smoothing_cross_entropy,
 )
 from smoothlab.nn import ConfidencePenaltyLoss, LabelRelaxationLoss, LabelSmoothingCrossEntropyLoss
 from smoothlab.online import OnlineLabelSmoothingLoss
@@ -30,6 +33,9 @@ __all__ = [
     "confidence_penalty_loss",
     "label_relaxation_loss",
     "label_smoothing_cross_entropy",
+    "linear_confidence_penalty_loss",
+    "linear_label_relaxation_loss",
+    "linear_label_smoothing_cross_entropy",
     "metrics",
     "noise",
     "optim",
