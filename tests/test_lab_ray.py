@@ -1,4 +1,5 @@
-"""The Ray executor on a local 2-CPU Ray: the same runs, keys and results as the local executor."""
+"""The Ray executor on a local 2-CPU Ray: the same runs, keys and results as the local executor,
+and the same per-run epoch progress reaching the driver's display."""
 
 from __future__ import annotations
 
@@ -18,6 +19,19 @@ from smoothlab.lab.runner import run_experiment
 from smoothlab.lab.store import ResultsStore
 
 
+class _Recorder(PlainProgress):
+    """Plain lines, plus every event in the order the driver saw it."""
+
+    events: list[tuple[str, ...]]
+
+    def epoch(self, key: str, done: int, total: int) -> None:
+        self.events.append(("epoch", key, str(done), str(total)))
+
+    def finished(self, key: str, line: str) -> None:
+        self.events.append(("finished", key))
+        super().finished(key, line)
+
+
 @pytest.mark.slow
 def test_ray_executor_trains_the_grid_and_only_the_driver_writes(tmp_path: Path) -> None:
     import io
@@ -27,7 +41,7 @@ def test_ray_executor_trains_the_grid_and_only_the_driver_writes(tmp_path: Path)
             "seeds": 2,
             "data": {"dataset": "digits", "train_subset": 200, "test_subset": 100},
             "model": {"hidden": [8]},
-            "train": {"epochs": 1, "batch_size": 100},
+            "train": {"epochs": 2, "batch_size": 100},
             "noise": {"rates": [0.2]},
             "methods": {"ce": {}},
         }
@@ -36,7 +50,8 @@ def test_ray_executor_trains_the_grid_and_only_the_driver_writes(tmp_path: Path)
     log = io.StringIO()
     try:
         runs = expand_grid(config)
-        progress = PlainProgress(len(runs), 0, {}, log)
+        progress = _Recorder(len(runs), 0, {}, log)
+        progress.events = []
         summary = run_experiment(config, tmp_path, executor, progress=progress)
     finally:
         executor.close()
@@ -47,3 +62,12 @@ def test_ray_executor_trains_the_grid_and_only_the_driver_writes(tmp_path: Path)
     assert sorted(r.key for r in rows) == sorted(run_key(r) for r in runs)
     assert all(0 <= r.metrics["accuracy"] <= 1 for r in rows)
     assert "[2/2]" in log.getvalue()
+    # Per-run epoch progress reaches the driver, in order, before the run's finished line.
+    for key in (run_key(r) for r in runs):
+        seen = [e for e in progress.events if e[1] == key]
+        assert seen == [
+            ("epoch", key, "0", "2"),
+            ("epoch", key, "1", "2"),
+            ("epoch", key, "2", "2"),
+            ("finished", key),
+        ]

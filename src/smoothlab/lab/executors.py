@@ -6,7 +6,9 @@ compatible runs (same data and architecture, different seeds or smoothing rates)
 model dimension in one process: it receives the whole batch and may group it as it likes.
 
 - ``local``: a process pool (spawn context; one torch thread per worker; default workers = cores).
-- ``ray``: an existing Ray cluster (``address``) or a local one; Ray is imported lazily.
+- ``ray``: an existing Ray cluster (``address``) or a local one; Ray is imported lazily. Workers
+  push ``(key, done, total)`` epoch events into a Ray queue that the driver drains while it
+  waits, so both executors feed the same progress display.
 
 Workers never touch the results store; only the driver writes.
 """
@@ -128,27 +130,46 @@ class RayExecutor:
                     log_to_driver=False,
                 )
         self.remote = ray.remote(num_cpus=1)(_execute_one_thread)
+        self.messages: Any = None  # the epoch-event queue, an actor made on first use
+
+    def _drain(self, progress: ProgressFn) -> None:
+        count = self.messages.qsize()
+        if count:
+            for event in self.messages.get_nowait_batch(count):
+                progress(*event)
 
     def run_batch(
         self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
     ) -> Iterator[RunResult]:
-        """Submit every task as a Ray task; yield results as they complete."""
-        pending = [self.remote.remote(task) for task in tasks]
+        """Submit every task as a Ray task; relay epoch events; yield results as they complete."""
+        from ray.util.queue import Queue
+
+        if self.messages is None:
+            self.messages = Queue(actor_options={"num_cpus": 0})
+        report = progress or _ignore
+        pending = [self.remote.remote(task, self.messages) for task in tasks]
         while pending:
-            done, pending = self.ray.wait(pending, num_returns=1)
+            done, pending = self.ray.wait(pending, num_returns=1, timeout=0.2)
+            self._drain(report)  # a worker's events are queued before its result is ready
             for ref in done:
                 yield self.ray.get(ref)
+        self._drain(report)
 
     def close(self) -> None:
         """Disconnect from (or stop) the Ray runtime this executor started."""
         self.ray.shutdown()
 
 
-def _execute_one_thread(task: RunTask) -> RunResult:
+def _execute_one_thread(task: RunTask, messages: Any) -> RunResult:
     import torch
 
     torch.set_num_threads(1)
-    return execute(task)
+
+    def report(key: str, done: int, total: int) -> None:
+        messages.put((key, done, total))  # returns once the queue actor holds it
+
+    report(task.key, 0, task.run.train.epochs)
+    return execute(task, report)
 
 
 EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
