@@ -133,6 +133,25 @@ def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert '"epochs": 9' in shown and '"val_fraction": 0.1' in shown
 
 
+def test_list_and_show_config_document_method_schedule_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "its lr, lr_schedule, warmup_epochs replace [train]'s" in listing
+    (tmp_path / "ivon.toml").write_text(TINY + '[methods.ivon]\nlr_schedule = "cosine"\n')
+    warm = ["--set", "train.warmup_epochs=1", "--set", "train.lr_schedule=step"]
+    assert main(["show-config", str(tmp_path / "ivon.toml"), *warm]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    ivon = shown["methods"]["ivon"]
+    assert ivon["lr"] == [0.2] and ivon["lr_schedule"] == ["cosine"]
+    assert ivon["warmup_epochs"] == [1]  # unset: the [train] value it inherits, resolved
+    assert shown["methods"]["ls"] == {"smoothing": [0.2]} and shown["methods"]["ce"] == {}
+    assert shown["train"]["lr_schedule"] == "step"
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     # 12 runs of about half a second each, so that kills land mid-grid

@@ -52,6 +52,14 @@ def _write(tmp_path: Path, text: str) -> Path:
         ({"methods": {"ls": {"smoothing": 1.5}}}, r"`methods.ls.smoothing` must be <= 1"),
         ({"methods": {"lr": {"alpha": [0.1, 1.0]}}}, r"`methods.lr.alpha` must be in \(0, 1\)"),
         ({"methods": {}}, r"`methods` must be a non-empty table"),
+        (
+            {"methods": {"ivon": {"lr_schedule": "cos"}}},
+            r'`methods.ivon.lr_schedule` must be one of "", constant, step, cosine, got .cos.',
+        ),
+        (
+            {"methods": {"ivon": {"warmup_epochs": -2}}},
+            r"`methods.ivon.warmup_epochs` must be >= -1, got -2",
+        ),
         ({"train": 3}, r"`train` must be a table"),
     ],
 )

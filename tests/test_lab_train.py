@@ -108,6 +108,42 @@ def test_lr_schedules() -> None:
     assert lr_schedule(_run("ce"), 0.1, 4)(7) == 0.1
 
 
+def _optimizer_lrs(run: RunConfig, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The learning rate in the optimizer's param groups at every training step of ``run``."""
+    import smoothlab.lab.train as train
+
+    seen: list[float] = []
+    step = train.train_step
+
+    def recording(model, optimizer, loss_fn, batch, epoch):  # type: ignore[no-untyped-def]
+        seen.append(optimizer.param_groups[0]["lr"])
+        return step(model, optimizer, loss_fn, batch, epoch)
+
+    monkeypatch.setattr(train, "train_step", recording)
+    assert execute(_task(run)).error == ""
+    return seen
+
+
+def test_ivon_schedule_overrides_reach_the_optimizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # [train] is step decay (x0.1 after epoch 2); IVON overrides it with lr 0.2, cosine to zero
+    # after a 1-epoch linear warm-up, as Yang et al. (2025, App. C.2) train it.
+    recipe = {"epochs": 3, "lr_schedule": "step", "lr_milestones": [2], "lr_gamma": 0.1}
+    params = {"lr": 0.2, "lr_schedule": "cosine", "warmup_epochs": 1}
+    ivon = _optimizer_lrs(_run("ivon", params, **recipe), monkeypatch)
+    # 300 training examples (400 minus the 25 % validation split) in batches of 100: 3 steps
+    # per epoch, so 3 warm-up steps from 0.2 / 3, then a half cosine over the other 6 steps
+    warm = [0.2 / 3 + (0.2 - 0.2 / 3) * t / 3 for t in range(3)]
+    cos = [0.1 * (1 + math.cos(math.pi * t / 6)) for t in range(6)]
+    assert ivon == pytest.approx(warm + cos, rel=1e-12)
+    assert ivon[2] == pytest.approx(0.2 / 3 + 0.8 / 9) and ivon[-1] == pytest.approx(0.01339746)
+    # unset overrides keep [train]'s schedule, with IVON's own lr
+    inherited = _optimizer_lrs(_run("ivon", {"lr": 0.2}, **recipe), monkeypatch)
+    assert inherited == pytest.approx([0.2] * 6 + [0.02] * 3)
+    # the other methods of the grid keep the [train] recipe
+    sam = _optimizer_lrs(_run("sam", {}, **recipe), monkeypatch)
+    assert sam == pytest.approx([0.1] * 6 + [0.01] * 3)
+
+
 def test_models_shapes_and_sizes() -> None:
     assert set(MODELS) == {"mlp", "cnn", "logreg", "resnet18", "resnet56v2"}
     x = torch.randn(3, 1, 28, 28)

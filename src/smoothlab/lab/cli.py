@@ -98,6 +98,9 @@ def _list() -> None:
     for name, method in METHODS.items():
         params = ", ".join(method_fields(name)) or "-"
         print(f"  {name:<11} {method.description}  [{params}]")
+        if method.overrides:
+            keys = ", ".join(method.overrides)
+            print(f"  {'':<11} its {keys} replace [train]'s (\"\" or -1: keep [train]'s)")
     print("datasets:")
     for name in list_datasets():
         print(f"  {name:<17} {getattr(get_dataset_info(name), 'description', '')}")
@@ -110,9 +113,17 @@ def _list() -> None:
 
 
 def _show(config: Config) -> None:
+    """The resolved config; every method parameter filled in, inherited [train] keys resolved."""
     import json
 
-    print(json.dumps(config_to_dict(config), indent=2))
+    from smoothlab.lab.methods import resolved_parameters
+
+    raw = config_to_dict(config)
+    raw["methods"] = {
+        name: resolved_parameters(name, sweep, config.train)
+        for name, sweep in config.methods.items()
+    }
+    print(json.dumps(raw, indent=2))
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 A method turns into an :class:`Objective` (the training loss, called by the loop with the epoch,
 which the loop owns) and names the optimizer it needs: the train config's own (``default``),
-``ivon`` or ``sam``. The CLI's choices, ``smoothlab list`` and plot legends derive from
-:data:`METHODS`.
+``ivon`` or ``sam``. A method may also train with its own learning rate and schedule, as IVON's
+paper does: parameters listed in its ``overrides`` replace the ``[train]`` key of the same name
+(:meth:`Method.train_config`), unless left unset (``""`` or a negative number). The CLI's
+choices, ``smoothlab list`` and plot legends derive from :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothlab.lab.config import ConfigError
+from smoothlab.lab.config import ConfigError, TrainConfig
 
 __all__ = [
     "METHODS",
@@ -37,6 +39,7 @@ __all__ = [
     "TwoStageSmoothing",
     "make_method",
     "method_fields",
+    "resolved_parameters",
     "teacher_probabilities",
 ]
 
@@ -79,6 +82,11 @@ class _Stateless:
         pass
 
 
+def _is_set(value: object) -> bool:
+    """An override is unset (the ``[train]`` value applies) when ``""`` or a negative number."""
+    return value != "" and not (isinstance(value, int | float) and value < 0)
+
+
 def _check(ok: bool, path: str, expected: str, got: object) -> None:
     if not ok:
         raise ConfigError(f"`{path}` must be {expected}, got {got!r}")
@@ -93,6 +101,14 @@ class Method:
     optimizer: ClassVar[str] = "default"
     needs_teacher: ClassVar[bool] = False
     primary: ClassVar[tuple[str, ...]] = ()  # always shown in labels
+    overrides: ClassVar[
+        tuple[str, ...]
+    ] = ()  # parameters that replace the [train] key of that name
+
+    def train_config(self, train: TrainConfig) -> TrainConfig:
+        """The ``[train]`` recipe this method trains with: ``train`` with its set overrides."""
+        changes = {n: getattr(self, n) for n in self.overrides if _is_set(getattr(self, n))}
+        return dataclasses.replace(train, **changes)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         """The training loss; plain cross-entropy unless a subclass says otherwise."""
@@ -293,17 +309,28 @@ class TeacherSmoothing(Method):
 @dataclass(frozen=True)
 class Ivon(Method):
     """Cross-entropy trained with IVON (Shen et al., ICML 2024), which Yang et al. (2025) show
-    acts as adaptive, per-example label noise; :class:`smoothlab.optim.IVON`."""
+    acts as adaptive, per-example label noise; :class:`smoothlab.optim.IVON`.
+
+    IVON brings its own learning-rate recipe: ``lr`` always replaces ``train.lr``; ``lr_schedule``
+    (constant | step | cosine) and ``warmup_epochs`` replace the ``[train]`` keys of the same
+    name when set (``""`` and ``-1``, the defaults, keep the ``[train]`` values). Yang et al.
+    (2025, App. C.2) train IVON with lr 0.2 annealed to zero by a cosine schedule after a 5-epoch
+    linear warm-up, and SGD, LS and SAM with step decay: ``lr_schedule = "cosine"``,
+    ``warmup_epochs = 5`` here, ``lr_schedule = "step"`` in ``[train]``.
+    """
 
     name: ClassVar[str] = "ivon"
     description: ClassVar[str] = "IVON variational learning: adaptive label noise (Yang 2025)"
     optimizer: ClassVar[str] = "ivon"
+    overrides: ClassVar[tuple[str, ...]] = ("lr", "lr_schedule", "warmup_epochs")
     lr: float = 0.2
     hess_init: float = 0.9
     beta2: float = 0.99999
     weight_decay: float = 1e-4
     ess: float = 0.0  # effective sample size; 0 = the number of training examples
     test_samples: int = 0  # posterior samples averaged at test time; 0 = predict with the mean
+    lr_schedule: str = ""  # constant | step | cosine; "" = train.lr_schedule
+    warmup_epochs: int = -1  # linear warm-up epochs; -1 = train.warmup_epochs
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "methods.ivon.lr", "> 0", self.lr)
@@ -311,6 +338,12 @@ class Ivon(Method):
         _check(0 <= self.beta2 < 1, "methods.ivon.beta2", "in [0, 1)", self.beta2)
         _check(self.ess >= 0 and math.isfinite(self.ess), "methods.ivon.ess", ">= 0", self.ess)
         _check(self.test_samples >= 0, "methods.ivon.test_samples", ">= 0", self.test_samples)
+        schedules = ("", "constant", "step", "cosine")
+        expected = 'one of "", constant, step, cosine'
+        _check(
+            self.lr_schedule in schedules, "methods.ivon.lr_schedule", expected, self.lr_schedule
+        )
+        _check(self.warmup_epochs >= -1, "methods.ivon.warmup_epochs", ">= -1", self.warmup_epochs)
 
 
 @dataclass(frozen=True)
@@ -351,6 +384,21 @@ def method_fields(name: str) -> dict[str, Any]:
     cls = METHODS[name]
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def resolved_parameters(
+    name: str, sweep: Mapping[str, tuple[Any, ...]], train: TrainConfig
+) -> dict[str, list[Any]]:
+    """Every parameter of method ``name`` with its values: the ``sweep`` given, else the default;
+    unset overrides show the ``[train]`` value they inherit (for ``show-config``)."""
+    cls = METHODS[name]
+    resolved = {}
+    for f in dataclasses.fields(cls):
+        values = list(sweep.get(f.name, (f.default,)))
+        if f.name in cls.overrides:
+            values = [v if _is_set(v) else getattr(train, f.name) for v in values]
+        resolved[f.name] = values
+    return resolved
 
 
 def make_method(name: str, params: dict[str, Any] | tuple[tuple[str, Any], ...]) -> Method:

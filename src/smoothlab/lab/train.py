@@ -70,8 +70,12 @@ def select_device(name: str) -> torch.device:
 
 
 def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
-    """The learning rate per optimizer step: optional linear warm-up, then constant/step/cosine."""
-    train = run.train
+    """The learning rate per optimizer step: optional linear warm-up, then constant/step/cosine.
+
+    The schedule and warm-up are the method's recipe (:meth:`Method.train_config`): the
+    ``[train]`` values unless the method overrides them (IVON's ``lr_schedule``, ``warmup_epochs``).
+    """
+    train = run.make_method().train_config(run.train)
     total = train.epochs * steps_per_epoch
     warm = min(train.warmup_epochs * steps_per_epoch, total - 1)
     if train.lr_schedule == "cosine":
@@ -92,7 +96,7 @@ def make_optimizer(
     method: Method, model: nn.Module, run: RunConfig, n_train: int, seed: int = 0
 ) -> Any:
     """The run's optimizer: the train config's SGD/AdamW, IVON, or SAM around the base one."""
-    train = run.train
+    train = method.train_config(run.train)
     if isinstance(method, Ivon):
         from smoothlab.optim import IVON
 
@@ -204,7 +208,7 @@ class _Trainer:
         teacher = self._teacher_probs(shape) if self.method.needs_teacher else None
         self.objective = self.method.objective(data.num_classes, teacher)
         self.batches = math.ceil(len(data.y_train) / self.run.train.batch_size)
-        base_lr = self.method.lr if isinstance(self.method, Ivon) else self.run.train.lr
+        base_lr = self.method.train_config(self.run.train).lr  # IVON brings its own
         self.lr = lr_schedule(self.run, base_lr, self.batches)
         self.generator = torch.Generator().manual_seed(task.seed ^ 0x5EED)
         self.curves: dict[str, list[float]] = {}
