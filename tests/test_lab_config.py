@@ -195,3 +195,114 @@ def test_teacher_runs_join_the_grid_and_teacher_files_must_exist(tmp_path: Path)
     missing = {"methods": {"ls-teacher": {"teacher": str(tmp_path / "t.safetensors")}}}
     with pytest.raises(ConfigError, match=r"`methods.ls-teacher.teacher` file not found: .*t.saf"):
         plan_runs(config_from_dict(missing))
+
+
+STEP = {"lr_schedule": "step", "epochs": 10}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"noise": {"kinds": ["symmetric", "instance"], "exact": True}},
+            r"^`noise.exact` must be false when noise.kinds has `instance` \(its flip rates "
+            r"differ per example\), got true$",
+        ),
+        (
+            {"data": {"dataset": "splice"}, "noise": {"kinds": ["asymmetric-cifar10"]}},
+            r"^`noise.kinds` has `asymmetric-cifar10`, which needs 10 classes, but "
+            r"data.dataset `splice` has 3$",
+        ),
+        (
+            {"noise": {"kinds": ["class-dependent"], "rates": [0.2, 0.6]}},
+            r"^`noise.rates` must be <= 0.5 with noise kind `class-dependent` in noise.kinds "
+            r"\(class K flips with probability rate \+ 0.5\), got 0.6$",
+        ),
+        (
+            {"train": {**STEP, "lr_milestones": [5, 5]}},
+            r"^`train.lr_milestones` must be strictly increasing epochs >= 1 for "
+            r"train.lr_schedule = step, got \[5, 5\]$",
+        ),
+        (
+            {"train": {**STEP, "lr_milestones": [0]}},
+            r"^`train.lr_milestones` must be strictly increasing epochs >= 1",
+        ),
+        (
+            {"train": {**STEP, "lr_milestones": [1, 2, 6], "warmup_epochs": 2}},
+            r"^`train.lr_milestones` must be > train.warmup_epochs = 2 for train.lr_schedule = "
+            r"step \(decay starts after the warm-up\), got \[1, 2, 6\]$",
+        ),
+        (  # IVON's own warm-up against the shared milestones
+            {
+                "train": {**STEP, "lr_milestones": [3, 6]},
+                "methods": {"ce": {}, "ivon": {"warmup_epochs": [0, 3]}},
+            },
+            r"^`train.lr_milestones` must be > methods.ivon.warmup_epochs = 3 for "
+            r"train.lr_schedule = step ",
+        ),
+        (  # IVON's own step schedule against the shared warm-up and milestones
+            {
+                "train": {"lr_milestones": [1, 2], "warmup_epochs": 2},
+                "methods": {"ivon": {"lr_schedule": "step"}},
+            },
+            r"^`train.lr_milestones` must be > train.warmup_epochs = 2 for "
+            r"methods.ivon.lr_schedule = step ",
+        ),
+        (
+            {"train": {"warmup_epochs": -1}},
+            r"^`train.warmup_epochs` must be >= 0, got -1$",
+        ),
+        (
+            {"device": "gpu"},
+            r"^`device` must be auto or a torch device such as cpu, cuda, cuda:1, got 'gpu'$",
+        ),
+    ],
+)
+def test_combinations_that_would_fail_in_a_worker_fail_at_load(
+    raw: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_those_combinations_do_fail_where_the_runs_would_meet_them() -> None:
+    # the reasons behind the load-time checks: the library raises on each, late, in a worker
+    import torch
+
+    from smoothlab.lab.train import lr_schedule
+    from smoothlab.noise import noise_kind
+
+    labels, features = torch.arange(30) % 3, torch.randn(30, 4)
+    with pytest.raises(ValueError, match="`exact` must be False for instance-dependent noise"):
+        noise_kind("instance").build(labels, 0.2, num_classes=3, features=features, exact=True)
+    with pytest.raises(ValueError, match="`num_classes` must be 10 for asymmetric-cifar10"):
+        noise_kind("asymmetric-cifar10").build(labels, 0.2, num_classes=3)
+    with pytest.raises(ValueError, match=r"`kappa \+ beta \* i` must be in \[0, 1\]"):
+        noise_kind("class-dependent").build(labels, 0.6, num_classes=3)
+    run = expand_grid(config_from_dict({"methods": {"ce": {}}}))[0]
+    train = dataclasses.replace(run.train, **STEP, lr_milestones=(1, 2), warmup_epochs=2)
+    with pytest.raises(ValueError, match="`boundaries` must be strictly increasing"):
+        lr_schedule(dataclasses.replace(run, train=train), 0.1, 4)
+
+
+def test_any_noise_kind_that_fails_on_the_grid_fails_at_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import smoothlab.noise
+    import smoothlab.noise.kinds as kinds
+
+    def build(labels: object, rate: float, **kwargs: object) -> object:
+        if rate > 0.3:
+            raise ValueError(f"`rate` must be <= 0.3 for this kind, got {rate}")
+        return labels
+
+    broken = (*kinds.NOISE_KINDS, kinds.NoiseKind("broken", "fails above 0.3", build))
+    monkeypatch.setattr(kinds, "NOISE_KINDS", broken)
+    monkeypatch.setattr(smoothlab.noise, "NOISE_KINDS", broken)
+    config_from_dict({"noise": {"kinds": ["broken"], "rates": [0.1, 0.3]}})
+    message = (
+        r"^noise kind `broken` at rate 0.4 on data.dataset `digits` \(10 classes\) "
+        r"\(noise.kinds, noise.rates\): `rate` must be <= 0.3 for this kind, got 0.4$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"noise": {"kinds": ["broken"], "rates": [0.1, 0.4]}})

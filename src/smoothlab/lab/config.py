@@ -232,6 +232,7 @@ def _check_values(config: Config) -> None:
         (config.train.epochs >= 1, "train.epochs", ">= 1", config.train.epochs),
         (config.train.batch_size >= 1, "train.batch_size", ">= 1", config.train.batch_size),
         (config.train.lr > 0, "train.lr", "> 0", config.train.lr),
+        (config.train.warmup_epochs >= 0, "train.warmup_epochs", ">= 0", None),
         (0 <= config.data.val_fraction < 1, "data.val_fraction", "in [0, 1)", None),
         (bool(config.noise.rates), "noise.rates", "a non-empty list", list(config.noise.rates)),
         (bool(config.noise.kinds), "noise.kinds", "a non-empty list", list(config.noise.kinds)),
@@ -253,6 +254,9 @@ def _check_values(config: Config) -> None:
     if config.train.select != "last" and config.data.val_fraction == 0:
         raise ConfigError(f"`train.select` = {config.train.select!r} needs data.val_fraction > 0")
     _check_names(config)
+    from smoothlab.lab.validate import check_combinations
+
+    check_combinations(config)  # keys that are fine alone but would fail together in a worker
 
 
 def _check_names(config: Config) -> None:

@@ -1,0 +1,135 @@
+"""Checks across keys: combinations each valid alone that would only fail inside a worker.
+
+:func:`smoothlab.lab.config.config_from_dict` calls :func:`check_combinations` after the per-key
+checks, so a bad combination stops the driver at once with one line naming the keys, instead of
+failing every run of the grid minutes later. What is checked:
+
+- ``noise.exact = true`` with the ``instance`` kind (per-example flip rates have no exact count);
+- ``asymmetric-cifar10`` noise on a dataset whose number of classes is not 10;
+- ``class-dependent`` noise at a rate above 0.5 (class ``K`` would flip with probability
+  ``rate + 0.5 > 1``); and, for any kind, building the noise on a few labels of the dataset's
+  ``K`` classes, so a future kind's own check surfaces here too;
+- ``train.lr_milestones`` (step decay) strictly increasing epochs >= 1 and after the warm-up, for
+  ``[train]`` and for every method that overrides the schedule or warm-up (``methods.ivon``);
+- every method variant of the grid builds (parameter ranges), and ``device`` is a torch device.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from smoothlab.lab.config import Config, ConfigError, TrainConfig
+
+__all__ = ["check_combinations"]
+
+
+def check_combinations(config: Config) -> None:
+    """Raise :class:`ConfigError` (one line naming the keys) for a combination that would fail.
+
+    >>> from smoothlab.lab.config import NoiseConfig
+    >>> check_combinations(Config(noise=NoiseConfig(kinds=("instance",), exact=True)))
+    Traceback (most recent call last):
+    ...
+    smoothlab.lab.config.ConfigError: `noise.exact` must be false when noise.kinds has \
+`instance` (its flip rates differ per example), got true
+    """
+    _check_device(config.device)
+    _check_noise(config)
+    _check_schedule(config.train, "train.lr_schedule", "train.warmup_epochs")
+    _check_methods(config)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        expected = "auto or a torch device such as cpu, cuda, cuda:1"
+        raise ConfigError(f"`device` must be {expected}, got {device!r}") from None
+
+
+def _check_noise(config: Config) -> None:
+    from smoothlab.datasets import get_dataset_info
+
+    kinds, rates, dataset = config.noise.kinds, config.noise.rates, config.data.dataset
+    k = int(get_dataset_info(dataset).num_classes)
+    if config.noise.exact and "instance" in kinds:
+        raise ConfigError(
+            "`noise.exact` must be false when noise.kinds has `instance` "
+            "(its flip rates differ per example), got true"
+        )
+    if "asymmetric-cifar10" in kinds and k != 10:
+        raise ConfigError(
+            f"`noise.kinds` has `asymmetric-cifar10`, which needs 10 classes, "
+            f"but data.dataset `{dataset}` has {k}"
+        )
+    if "class-dependent" in kinds and max(rates) > 0.5 + 1e-12:
+        raise ConfigError(
+            "`noise.rates` must be <= 0.5 with noise kind `class-dependent` in noise.kinds "
+            f"(class K flips with probability rate + 0.5), got {max(rates):g}"
+        )
+    for kind, rate in itertools.product(kinds, rates):
+        _probe_noise(kind, rate, k, config.noise.exact, dataset)
+
+
+def _probe_noise(kind: str, rate: float, k: int, exact: bool, dataset: str) -> None:
+    """Build the noise on ``4 K`` labels: any error the worker would hit, raised here."""
+    import torch
+
+    from smoothlab.noise import noise_kind
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(4 * k) % k
+    features = torch.randn(4 * k, 3, generator=generator)
+    try:
+        noise_kind(kind).build(
+            labels, rate, num_classes=k, features=features, generator=generator, exact=exact
+        )
+    except ValueError as error:
+        where = f"noise kind `{kind}` at rate {rate:g} on data.dataset `{dataset}` ({k} classes)"
+        raise ConfigError(f"{where} (noise.kinds, noise.rates): {error}") from None
+
+
+def _check_schedule(train: TrainConfig, schedule_key: str, warmup_key: str) -> None:
+    """Step decay needs strictly increasing milestones >= 1, each after the warm-up."""
+    milestones = list(train.lr_milestones)
+    if train.lr_schedule != "step":
+        return
+    increasing = all(a < b for a, b in itertools.pairwise(milestones))
+    if not increasing or any(m < 1 for m in milestones):
+        raise ConfigError(
+            f"`train.lr_milestones` must be strictly increasing epochs >= 1 for {schedule_key} "
+            f"= step, got {milestones}"
+        )
+    if train.warmup_epochs > 0 and milestones and milestones[0] <= train.warmup_epochs:
+        raise ConfigError(
+            f"`train.lr_milestones` must be > {warmup_key} = {train.warmup_epochs} for "
+            f"{schedule_key} = step (decay starts after the warm-up), got {milestones}"
+        )
+
+
+def _check_methods(config: Config) -> None:
+    """Every variant of every method builds; methods with their own recipe get it checked."""
+    from smoothlab.lab.grid import _method_variants
+    from smoothlab.lab.methods import make_method
+
+    for name, sweep in config.methods.items():
+        for params in _method_variants(name, dict(sweep)):  # builds each: parameter ranges
+            method = make_method(name, params)
+            recipe = method.train_config(config.train)
+            if recipe == config.train:
+                continue
+            own = dict(params)
+            schedule = "lr_schedule" in method.overrides and own.get("lr_schedule") not in (
+                "",
+                None,
+            )
+            warm = "warmup_epochs" in method.overrides and int(own.get("warmup_epochs", -1)) >= 0
+            _check_schedule(
+                recipe,
+                f"methods.{name}.lr_schedule" if schedule else "train.lr_schedule",
+                f"methods.{name}.warmup_epochs" if warm else "train.warmup_epochs",
+            )
