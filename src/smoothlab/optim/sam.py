@@ -120,6 +120,7 @@ class SAM(torch.optim.Optimizer):
             norm = torch.linalg.vector_norm(
                 torch.stack([torch.linalg.vector_norm(self._scaled_grad(p, g)) for p, g in pairs])
             )
+            denominator = float(norm) + 1e-12
         for p, group in pairs:
             state = self.state[p]
             if "old_p" in state:
@@ -131,7 +132,7 @@ class SAM(torch.optim.Optimizer):
             e = self._scaled_grad(p, group)
             if group["adaptive"]:
                 e.mul_(p.detach().abs().add_(group["eta"]))
-            p.add_(e, alpha=group["rho"] / (float(norm) + 1e-12))
+            p.add_(e, alpha=group["rho"] / denominator)
         if zero_grad:
             self.zero_grad()
 
@@ -176,11 +177,11 @@ class SAM(torch.optim.Optimizer):
 
     @staticmethod
     def _scaled_grad(p: Tensor, group: dict[str, Any]) -> Tensor:
-        """:math:`T_w g`, a new tensor."""
+        """:math:`T_w g`: a new tensor for ASAM, the gradient itself (not a copy) for SAM."""
         assert p.grad is not None  # callers pass parameters with gradients only
         if group["adaptive"]:
             return p.detach().abs().add_(group["eta"]).mul_(p.grad)
-        return p.grad.clone()
+        return p.grad
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero (or drop) the gradients of all parameters."""
