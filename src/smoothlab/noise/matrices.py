@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from smoothlab._checks import check_generator, check_int, check_real, check_tensor, fail
+from smoothlab._checks import check_floating, check_generator, check_int, check_real, fail
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -68,9 +68,7 @@ def _with_diagonal(off: Tensor, dtype: object) -> Tensor:
 
 def _check_stochastic(transition: object, *, atol: float, dim: int) -> Tensor:
     """Check a square, finite, non-negative matrix summing to 1 along ``dim`` (1: rows)."""
-    matrix = check_tensor("transition", transition)
-    if not matrix.is_floating_point():
-        raise fail("transition", "a floating-point tensor", matrix, kind=TypeError)
+    matrix = check_floating("transition", transition)
     if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
         raise fail("transition", "a square (K, K) matrix with K >= 1", matrix)
     if not bool(torch.isfinite(matrix).all()):
