@@ -191,11 +191,16 @@ class TemperatureScaling(nn.Module):
         return f"temperature={self.temperature.item():.6g}"
 
 
+def _nll(log_p: Tensor, target: Tensor) -> Tensor:
+    """Mean NLL of the targets under log-probabilities ``log_p``."""
+    return -log_p.gather(1, target.unsqueeze(1)).mean()
+
+
 def _nll_gradient_hessian(z: Tensor, target: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Mean NLL of ``softmax(w * z)`` with its gradient and Hessian in ``w`` (``(C,)``)."""
     log_p = torch.log_softmax(z * w, dim=1)
     n = z.shape[0]
-    value = -log_p.gather(1, target.unsqueeze(1)).mean()
+    value = _nll(log_p, target)
     pz = log_p.exp() * z
     true_z = torch.zeros_like(w).index_add_(0, target, z.gather(1, target.unsqueeze(1))[:, 0])
     gradient = (pz.sum(0) - true_z) / n
@@ -235,7 +240,8 @@ def _fit_inverse_temperatures(
         while step > 1e-12:
             candidate = (w + step * direction).clamp(low, high)
             change = float(gradient @ (candidate - w))
-            new_value = float(_nll_gradient_hessian(z, target, candidate)[0])
+            # Only the value is needed here: the O(N C^2) Hessian waits for the accepted step.
+            new_value = float(_nll(torch.log_softmax(z * candidate, dim=1), target))
             if new_value <= float(value) + 1e-4 * change:
                 break
             step /= 2
