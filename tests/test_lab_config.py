@@ -51,6 +51,10 @@ def _write(tmp_path: Path, text: str) -> Path:
         ({"train": {"optimizer": "adam"}}, r"`train.optimizer` must be one of sgd, adamw"),
         ({"methods": {"ls": {"smoothing": 1.5}}}, r"`methods.ls.smoothing` must be <= 1"),
         ({"methods": {"lr": {"alpha": [0.1, 1.0]}}}, r"`methods.lr.alpha` must be in \(0, 1\)"),
+        (
+            {"methods": {"ls-teacher": {"smoothing": 1.5}}},
+            r"`methods.ls-teacher.smoothing` must be in \[0, 1\], got 1.5",
+        ),
         ({"methods": {}}, r"`methods` must be a non-empty table"),
         (
             {"methods": {"ivon": {"lr_schedule": "cos"}}},

@@ -288,7 +288,9 @@ class TeacherSmoothing(Method):
     drop_at: int = 0  # > 0: no smoothing from this epoch on (two-stage, Xu et al. 2020)
 
     def __post_init__(self) -> None:
-        _check(0 <= self.smoothing <= 1, "methods.ls-teacher.smoothing", "in [0, 1]", None)
+        _check(
+            0 <= self.smoothing <= 1, "methods.ls-teacher.smoothing", "in [0, 1]", self.smoothing
+        )
         _check(self.drop_at >= 0, "methods.ls-teacher.drop_at", ">= 0", self.drop_at)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
