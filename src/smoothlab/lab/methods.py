@@ -1,11 +1,11 @@
 """The methods registry: one frozen dataclass per method, its fields are its sweepable parameters.
 
-A method turns into an :class:`Objective` (the training loss, called by the loop with the epoch,
-which the loop owns) and names the optimizer it needs: the train config's own (``default``),
-``ivon`` or ``sam``. A method may also train with its own learning rate and schedule, as IVON's
-paper does: parameters listed in its ``overrides`` replace the ``[train]`` key of the same name
-(:meth:`Method.train_config`), unless left unset (``""`` or a negative number). The CLI's
-choices, ``smoothlab list`` and plot legends derive from :data:`METHODS`.
+A method turns into an :class:`~smoothlab.lab.objectives.Objective` (the training loss, called by
+the loop with the epoch, which the loop owns) and names the optimizer it needs: the train config's
+own (``default``), ``ivon`` or ``sam``. A method may also train with its own learning rate and
+schedule, as IVON's paper does: parameters listed in its ``overrides`` replace the ``[train]`` key
+of the same name (:meth:`Method.train_config`), unless left unset (``""`` or a negative number).
+The CLI's choices, ``smoothlab list`` and plot legends derive from :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from smoothlab.lab.config import ConfigError, TrainConfig
+from smoothlab.lab.objectives import Objective, OnlineObjective, Stateless, cross_entropy
 
 __all__ = [
     "METHODS",
@@ -32,7 +31,6 @@ __all__ = [
     "LabelSmoothing",
     "Method",
     "NegativeSmoothing",
-    "Objective",
     "OnlineSmoothing",
     "Sam",
     "TeacherSmoothing",
@@ -40,46 +38,7 @@ __all__ = [
     "make_method",
     "method_fields",
     "resolved_parameters",
-    "teacher_probabilities",
 ]
-
-
-class Objective(Protocol):
-    """A training loss: ``objective(logits, target, index, epoch)``, ``end_epoch()`` after each
-    epoch, and its state for checkpoints (online smoothing's soft labels)."""
-
-    def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor: ...
-
-    def end_epoch(self) -> None:
-        """Called by the loop after every epoch trained with this objective."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Tensors to checkpoint (empty for stateless losses)."""
-
-    def load_state_dict(self, state: dict[str, Any]) -> Any:
-        """Restore what :meth:`state_dict` returned."""
-
-
-LossFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
-
-
-class _Stateless:
-    """An :class:`Objective` from a plain function of (logits, target, index, epoch)."""
-
-    def __init__(self, loss: LossFn) -> None:
-        self.loss = loss
-
-    def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
-        return self.loss(logits, target, index, epoch)
-
-    def end_epoch(self) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 def _is_set(value: object) -> bool:
@@ -112,7 +71,7 @@ class Method:
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         """The training loss; plain cross-entropy unless a subclass says otherwise."""
-        return _Stateless(lambda logits, target, index, epoch: F.cross_entropy(logits, target))
+        return Stateless(cross_entropy)
 
     def label(self) -> str:
         """``name(param=value, ...)``: the row label in tables and plot legends.
@@ -155,7 +114,7 @@ class LabelSmoothing(Method):
         from smoothlab.losses import label_smoothing_cross_entropy
 
         r = self.smoothing
-        return _Stateless(lambda x, y, i, e: label_smoothing_cross_entropy(x, y, r))
+        return Stateless(lambda x, y, i, e: label_smoothing_cross_entropy(x, y, r))
 
 
 @dataclass(frozen=True)
@@ -188,7 +147,7 @@ class LabelRelaxation(Method):
         from smoothlab.losses import label_relaxation_loss
 
         alpha = self.alpha
-        return _Stateless(lambda x, y, i, e: label_relaxation_loss(x, y, alpha))
+        return Stateless(lambda x, y, i, e: label_relaxation_loss(x, y, alpha))
 
 
 @dataclass(frozen=True)
@@ -208,27 +167,7 @@ class ConfidencePenalty(Method):
         from smoothlab.losses import confidence_penalty_loss
 
         beta = self.beta
-        return _Stateless(lambda x, y, i, e: confidence_penalty_loss(x, y, beta))
-
-
-class _OnlineObjective:
-    def __init__(self, num_classes: int, alpha: float) -> None:
-        from smoothlab.online import OnlineLabelSmoothingLoss
-
-        self.loss = OnlineLabelSmoothingLoss(num_classes, alpha=alpha)
-
-    def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
-        self.loss.to(logits.device)
-        return self.loss(logits, target)  # type: ignore[no-any-return]
-
-    def end_epoch(self) -> None:
-        self.loss.next_epoch()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.loss.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> Any:
-        return self.loss.load_state_dict(state)
+        return Stateless(lambda x, y, i, e: confidence_penalty_loss(x, y, beta))
 
 
 @dataclass(frozen=True)
@@ -245,7 +184,7 @@ class OnlineSmoothing(Method):
         _check(0 <= self.alpha <= 1, "methods.ols.alpha", "in [0, 1]", self.alpha)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
-        return _OnlineObjective(num_classes, self.alpha)
+        return OnlineObjective(num_classes, self.alpha)
 
 
 @dataclass(frozen=True)
@@ -268,7 +207,7 @@ class TwoStageSmoothing(Method):
         from smoothlab.schedules import two_stage
 
         schedule = two_stage(self.smoothing, self.drop_at)
-        return _Stateless(lambda x, y, i, e: label_smoothing_cross_entropy(x, y, schedule(e)))
+        return Stateless(lambda x, y, i, e: label_smoothing_cross_entropy(x, y, schedule(e)))
 
 
 @dataclass(frozen=True)
@@ -301,7 +240,7 @@ class TeacherSmoothing(Method):
             raise ValueError("`teacher_probs` must be given for ls-teacher, got None")
         probs = teacher_probs
         rate = two_stage(self.smoothing, self.drop_at) if self.drop_at else constant(self.smoothing)
-        return _Stateless(
+        return Stateless(
             lambda x, y, i, e: label_smoothing_cross_entropy(
                 x, y, rate(e), prior=probs[i].to(x.device)
             )
@@ -408,13 +347,3 @@ def make_method(name: str, params: dict[str, Any] | tuple[tuple[str, Any], ...])
     if name not in METHODS:
         raise ConfigError(f"unknown method `{name}` (valid: {', '.join(METHODS)})")
     return METHODS[name](**dict(params))
-
-
-def teacher_probabilities(model: torch.nn.Module, inputs: Tensor, batch: int = 1024) -> Tensor:
-    """Softmax outputs of a trained model on ``inputs`` (the teacher prior of ``ls-teacher``)."""
-    model.eval()
-    with torch.no_grad():
-        parts = [
-            F.softmax(model(inputs[i : i + batch]), dim=1) for i in range(0, len(inputs), batch)
-        ]
-    return torch.cat(parts).float().cpu()

@@ -25,8 +25,9 @@ from torch import Tensor, nn
 from smoothlab.lab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from smoothlab.lab.data import RunData, prepare_data
 from smoothlab.lab.grid import RunConfig
-from smoothlab.lab.methods import Ivon, Method, Sam, teacher_probabilities
+from smoothlab.lab.methods import Ivon, Method, Sam
 from smoothlab.lab.models import build_model
+from smoothlab.lab.objectives import LossFn, cross_entropy, teacher_probabilities
 from smoothlab.lab.scoring import extreme_examples, score_logits
 from smoothlab.schedules import Schedule, constant, cosine, join, linear, step
 
@@ -142,7 +143,7 @@ def _set_lr(optimizer: Any, lr: float) -> None:
 def train_step(
     model: nn.Module,
     optimizer: Any,
-    loss_fn: Callable[[Tensor, Tensor, Tensor, int], Tensor],
+    loss_fn: LossFn,
     batch: tuple[Tensor, Tensor, Tensor],
     epoch: int,
 ) -> float:
@@ -185,10 +186,6 @@ def _ivon_logits(model: nn.Module, optimizer: Any, x: Tensor, samples: int) -> T
     return prediction.predictive.double().cpu().clamp_min(1e-300).log()  # type: ignore[no-any-return]
 
 
-def _ce(logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
-    return F.cross_entropy(logits, target)
-
-
 class _Trainer:
     """The state of one run between epochs: model, optimizer, objective, schedules, curves."""
 
@@ -229,7 +226,7 @@ class _Trainer:
         """Train one epoch, then record curves and the validation-selected model."""
         self.model.train()
         order = torch.randperm(len(self.data.y_train), generator=self.generator)
-        loss_fn = self.objective if epoch >= self.run.train.switch_epoch else _ce
+        loss_fn = self.objective if epoch >= self.run.train.switch_epoch else cross_entropy
         losses = []
         for b in range(self.batches):
             index = order[b * self.run.train.batch_size : (b + 1) * self.run.train.batch_size]
