@@ -45,6 +45,8 @@ from smoothlab.optim._ivon_state import (
 
 __all__ = ["IVON", "PosteriorPrediction"]
 
+_Swap = tuple[Tensor, dict[str, Any], Tensor]  # a sampled parameter, its group, its mean's data
+
 
 class IVON(torch.optim.Optimizer):
     r"""Improved Variational Online Newton (Shen et al., ICML 2024), clean-room from Algorithm 1.
@@ -183,11 +185,11 @@ class IVON(torch.optim.Optimizer):
             self._record(swapped)
 
     @contextmanager
-    def _swapped(self, generator: torch.Generator) -> Iterator[list[Tensor]]:
+    def _swapped(self, generator: torch.Generator) -> Iterator[list[_Swap]]:
         if self._sampling:
             raise RuntimeError("`sampled_params()` must not be nested, got a nested call")
         self._sampling = True
-        swapped: list[tuple[Tensor, Tensor]] = []
+        swapped: list[_Swap] = []
         try:
             with torch.no_grad():
                 for group in self.param_groups:
@@ -195,10 +197,10 @@ class IVON(torch.optim.Optimizer):
                         if p.requires_grad:
                             mean_data = p.data
                             p.data = self._draw(p, group, generator)
-                            swapped.append((p, mean_data))
-            yield [p for p, _ in swapped]
+                            swapped.append((p, group, mean_data))
+            yield swapped
         finally:
-            for p, mean_data in swapped:
+            for p, _, mean_data in swapped:
                 p.data = mean_data
             self._sampling = False
 
@@ -211,15 +213,13 @@ class IVON(torch.optim.Optimizer):
     def _fill_noise(noise: Tensor, generator: torch.Generator) -> None:
         noise.normal_(generator=generator)
 
-    def _record(self, params: list[Tensor]) -> None:
+    def _record(self, swapped: list[_Swap]) -> None:
         # The gradient momentum takes each sample's share at once, (1 - beta1) / mc_samples, so
         # g-hat never needs a buffer of its own; a missing gradient counts as zero.
-        share, sampled = 1.0 / self.mc_samples, {id(p) for p in params}
         with torch.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if id(p) in sampled and p.grad is not None:
-                        self._record_one(p, p.grad, group["beta1"], share)
+            for p, group, _ in swapped:
+                if p.grad is not None:
+                    self._record_one(p, p.grad, group["beta1"], 1.0 / self.mc_samples)
         self._samples += 1
 
     def _record_one(self, p: Tensor, grad: Tensor, beta1: float, share: float) -> None:
@@ -227,7 +227,8 @@ class IVON(torch.optim.Optimizer):
             raise fail("gradients", "dense", "!a sparse gradient", kind=RuntimeError)
         buffers, state = self._buffers[p], self.state[p]
         hess, momentum = state["hess"], state["momentum"]
-        first = self._counts.get(p, 0) == 0
+        count = self._counts.get(p, 0)
+        first = count == 0
         # h_hat = g_hat * (theta - m) / sigma^2 = g_hat * epsilon / sigma; keep h - h_hat
         g_eps = buffers.noise.mul_(grad)
         if first:
@@ -240,7 +241,7 @@ class IVON(torch.optim.Optimizer):
             if first:
                 momentum.mul_(beta1)
             momentum.add_(grad, alpha=(1.0 - beta1) * share)
-        self._counts[p] = self._counts.get(p, 0) + 1
+        self._counts[p] = count + 1
 
     # --------------------------------------------------------------------------------- step
     @torch.no_grad()
