@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_generator, check_real, check_tensor, fail
+from ..noise.corrupt import _largest_remainder
 from ._core import Dataset
 
 __all__ = [
@@ -27,17 +28,6 @@ __all__ = [
 
 FIXED_SPLIT_SEED = 0
 FIXED_TEST_FRACTION = 1 / 3
-
-
-def _holdout_counts(labels: Tensor, fraction: float) -> Tensor:
-    """Per-class held-out counts summing to round(fraction * N) (largest remainder)."""
-    counts = torch.bincount(labels).double()
-    quotas = fraction * counts
-    base = quotas.floor()
-    missing = math.floor(fraction * labels.numel() + 0.5) - int(base.sum())
-    order = torch.sort(base - quotas, stable=True).indices  # largest fractional part first
-    base[order[:missing]] += 1
-    return base.long()
 
 
 def split_indices(
@@ -75,7 +65,7 @@ def split_indices(
     if not stratify:
         held = torch.randperm(labels.numel(), generator=generator)[:total]
     else:
-        counts = _holdout_counts(labels, fraction)
+        counts = _largest_remainder(fraction * torch.bincount(labels).double(), total)
         parts = []
         for cls, count in enumerate(counts.tolist()):
             members = torch.nonzero(labels == cls).flatten()

@@ -31,14 +31,13 @@ def _check_pair(clean: object, noisy: object) -> tuple[Tensor, Tensor]:
     return clean_t, noisy_t
 
 
-def _largest_remainder(total: int, probs: Tensor) -> Tensor:
-    """Whole counts summing to ``total`` closest to ``total * probs`` (Hamilton's method).
+def _largest_remainder(quotas: Tensor, total: int) -> Tensor:
+    """Whole int64 counts summing to ``total`` closest to float64 ``quotas`` (Hamilton's method).
 
     Each class gets the floor of its quota; the remaining units go to the largest fractional
-    parts, ties to the lower class index. ``probs`` is renormalised first so that a row summing to
-    1 within tolerance still yields exactly ``total``.
+    parts, ties to the lower class index. Also the per-class rounding of
+    :func:`smoothlab.datasets.split_indices`.
     """
-    quotas = total * (probs.double() / probs.double().sum())
     counts = quotas.floor()
     leftover = total - int(counts.sum())
     order = torch.argsort(quotas - counts, descending=True, stable=True)
@@ -102,7 +101,8 @@ def corrupt_labels(
         if size == 0:
             continue
         if exact:
-            counts = _largest_remainder(size, rows[label])
+            # Renormalised, so that a row summing to 1 within tolerance still yields ``size``.
+            counts = _largest_remainder(size * (rows[label] / rows[label].sum()), size)
             draws = torch.repeat_interleave(torch.arange(num_classes), counts)
             draws = draws[torch.randperm(size, generator=generator)]
         else:
