@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,14 +115,20 @@ def load_idx_pair(info: DatasetInfo, paths: Mapping[str, Path]) -> Dataset:
     )
 
 
-def load_pmlb(info: DatasetInfo, paths: Mapping[str, Path]) -> Dataset:
-    """A PMLB table with the fixed split; splice's nucleotide codes are one-hot per column."""
+def load_pmlb(
+    info: DatasetInfo,
+    paths: Mapping[str, Path],
+    *,
+    num_features: int,
+    categories: Sequence[int] | None = None,
+) -> Dataset:
+    """A PMLB table of ``num_features`` columns with the fixed split (bind the keywords in the
+    registry row); with ``categories`` every column holds codes, one-hot encoded (splice)."""
     path = paths[info.files[0].filename]
-    num_features = 60 if info.name == "splice" else 20
     x, y = read_pmlb(path, num_features=num_features)
     _check_range(path, y, info.num_classes)
-    if info.name == "splice":
-        x = one_hot_columns(torch.from_numpy(x).long(), categories=SPLICE_CODES).numpy()
+    if categories is not None:
+        x = one_hot_columns(torch.from_numpy(x).long(), categories=categories).numpy()
     return _fixed_split_dataset(info, x, y, _metadata(info, paths))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -11,7 +12,14 @@ from .._checks import fail
 from ._core import DataFile, Dataset, DatasetInfo, NoisyLabels
 from .download import download_file
 from .formats import read_npz_labels
-from .loaders import load_cifar, load_cifar_n, load_digits, load_idx_pair, load_pmlb
+from .loaders import (
+    SPLICE_CODES,
+    load_cifar,
+    load_cifar_n,
+    load_digits,
+    load_idx_pair,
+    load_pmlb,
+)
 from .paths import download_root, find_file, missing_file_error
 
 __all__ = [
@@ -201,7 +209,7 @@ REGISTRY: tuple[DatasetInfo, ...] = (
         "Breiman's twonorm, 20 Gaussian features, PMLB copy of the UCI/Delve data (7400)",
         2,
         (TWONORM_FILE,),
-        load_pmlb,
+        partial(load_pmlb, num_features=20),
         "Breiman, Bias, variance, and arcing classifiers, 1996; via PMLB (Olson et al., 2017)",
         "MIT (PMLB)",
         _FIXED_SPLIT + " (4933 / 2467)",
@@ -212,7 +220,7 @@ REGISTRY: tuple[DatasetInfo, ...] = (
         "UCI splice junctions, 60 nucleotides one-hot per position (3188, 360 features)",
         3,
         (SPLICE_FILE,),
-        load_pmlb,
+        partial(load_pmlb, num_features=60, categories=SPLICE_CODES),
         "Towell, Noordewier & Shavlik, UCI Molecular Biology (Splice-junction Gene Sequences); "
         "via PMLB (Olson et al., 2017)",
         "CC BY 4.0",
