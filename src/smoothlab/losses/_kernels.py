@@ -22,7 +22,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Chunk", "penalty_rows", "relaxation_rows", "smoothing_rows", "soft_rows"]
+__all__ = [
+    "Chunk",
+    "log1mexp",
+    "penalty_rows",
+    "relaxation_rows",
+    "smoothing_rows",
+    "soft_rows",
+]
 
 Coef = float | Tensor
 
@@ -74,6 +81,19 @@ def softmax_into(z: Tensor, g: Tensor, y: Tensor | None) -> Tensor:
         else:
             lse[rows] = peak[rows] - g[rows].amax(1, keepdim=True).log()
     return lse
+
+
+def log1mexp(x: Tensor) -> Tensor:
+    r"""``log(1 - exp(x))`` for ``x <= 0``, accurate near both ends (Mächler, 2012).
+
+    .. math::
+        \log(1 - e^x) = \begin{cases} \log(-\mathrm{expm1}(x)) & x > -\log 2 \\
+        \mathrm{log1p}(-e^x) & \text{otherwise} \end{cases}
+
+    >>> log1mexp(torch.tensor([-1e-10, -50.0]))
+    tensor([-2.3026e+01, -1.9287e-22])
+    """
+    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def _as_tensor(value: Coef, like: Tensor) -> Tensor:
@@ -154,9 +174,7 @@ def relaxation_rows(chunk: Chunk, alpha: float, w: Coef, scale: float | None) ->
     border = math.log1p(-alpha)
     inside = log_p_y >= border
     safe = torch.where(inside, border - 1.0, log_p_y)
-    log_rest = torch.where(
-        safe > -math.log(2.0), torch.log(-torch.expm1(safe)), torch.log1p(-torch.exp(safe))
-    )
+    log_rest = log1mexp(safe)
     kl = (1 - alpha) * (border - safe) + alpha * (math.log(alpha) - log_rest)
     loss = torch.where(inside, 0.0, kl.clamp(min=0.0)) * w
     if scale is None:

@@ -11,21 +11,9 @@ from smoothlab._checks import check_real
 from smoothlab.losses._common import finish, prepare
 from smoothlab.losses._fused import run_fused, use_fused
 from smoothlab.losses._jobs import relaxation_job
+from smoothlab.losses._kernels import log1mexp
 
 __all__ = ["label_relaxation_loss", "log1mexp"]
-
-
-def log1mexp(x: Tensor) -> Tensor:
-    r"""``log(1 - exp(x))`` for ``x <= 0``, accurate near both ends (Mächler, 2012).
-
-    .. math::
-        \log(1 - e^x) = \begin{cases} \log(-\mathrm{expm1}(x)) & x > -\log 2 \\
-        \mathrm{log1p}(-e^x) & \text{otherwise} \end{cases}
-
-    >>> log1mexp(torch.tensor([-1e-10, -50.0]))
-    tensor([-2.3026e+01, -1.9287e-22])
-    """
-    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def label_relaxation_loss(
