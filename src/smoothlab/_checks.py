@@ -16,6 +16,7 @@ from torch import Tensor
 
 __all__ = [
     "Reduction",
+    "check_bool",
     "check_class_indices",
     "check_distribution",
     "check_floating",
@@ -99,6 +100,19 @@ def check_int(name: str, value: object, *, low: int | None = None) -> int:
         raise fail(name, "an integer", value, kind=TypeError)
     if low is not None and value < low:
         raise fail(name, f">= {low}", value)
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool (``0``/``1`` and other truthy values are rejected).
+
+    >>> check_bool("exact", 1)
+    Traceback (most recent call last):
+    ...
+    TypeError: `exact` must be a bool, got 1
+    """
+    if not isinstance(value, bool):
+        raise fail(name, "a bool", value, kind=TypeError)
     return value
 
 

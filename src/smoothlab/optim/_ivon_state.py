@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from smoothlab._checks import check_real, fail
+from smoothlab._checks import check_bool, check_real
 
 __all__ = [
     "Buffers",
@@ -74,8 +74,7 @@ def check_group(group: dict[str, Any]) -> None:
     check_real("weight_decay", group["weight_decay"], low=0.0)
     if group["clip_radius"] != math.inf:
         check_real("clip_radius", group["clip_radius"], low=0.0, low_open=True)
-    if not isinstance(group["rescale_lr"], bool):
-        raise fail("rescale_lr", "a bool", group["rescale_lr"], kind=TypeError)
+    check_bool("rescale_lr", group["rescale_lr"])
 
 
 def keep_saved_dtypes(optimizer: torch.optim.Optimizer, saved: dict[int, dict[str, Any]]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothlab._checks import check_real, fail
+from smoothlab._checks import check_bool, check_real, fail
 
 __all__ = ["SAM", "disable_running_stats"]
 
@@ -109,8 +109,7 @@ class SAM(torch.optim.Optimizer):
         group = self.param_groups[-1]
         check_real("rho", group["rho"], low=0.0)
         check_real("eta", group["eta"], low=0.0)
-        if not isinstance(group["adaptive"], bool):
-            raise fail("adaptive", "a bool", group["adaptive"], kind=TypeError)
+        check_bool("adaptive", group["adaptive"])
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
