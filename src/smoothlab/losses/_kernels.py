@@ -214,7 +214,8 @@ def penalty_rows(
     lse = softmax_into(z, p, y if q is None else None)
     pz = _dot(p, z)
     broken = torch.isnan(pz)  # 0 * (-inf) where p is 0: those rows are summed with a mask
-    if bool(broken.any()):
+    any_broken = bool(broken.any())
+    if any_broken:
         pz = torch.where(broken, torch.where(p > 0, p * z, 0.0).sum(1, keepdim=True), pz)
     entropy = lse - pz
     gamma: Coef = beta
@@ -227,7 +228,7 @@ def penalty_rows(
     if scale is None:
         return loss
     sw = scale * w
-    dead = broken & (p == 0) if bool(broken.any()) else None
+    dead = broken & (p == 0) if any_broken else None
     first = _as_tensor(sw * (q_total + gamma * (entropy - lse)), lse)
     second = _as_tensor(sw * gamma, lse)
     if aliased:  # g is z: turn z into first + second z, then multiply by p
