@@ -23,7 +23,15 @@ from typing import Any
 from smoothlab.lab.config import Config, DataConfig, ModelConfig, TrainConfig
 from smoothlab.lab.methods import Method, make_method
 
-__all__ = ["CLEAN_AT_ZERO", "RunConfig", "canonical_json", "expand_grid", "run_key", "seed_from"]
+__all__ = [
+    "CLEAN_AT_ZERO",
+    "RunConfig",
+    "canonical_json",
+    "expand_grid",
+    "method_variants",
+    "run_key",
+    "seed_from",
+]
 
 Params = tuple[tuple[str, Any], ...]
 
@@ -89,7 +97,13 @@ def seed_from(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16) & (2**63 - 1)
 
 
-def _method_variants(name: str, sweep: dict[str, tuple[Any, ...]]) -> list[Params]:
+def method_variants(name: str, sweep: dict[str, tuple[Any, ...]]) -> list[Params]:
+    """Every combination of the ``sweep`` lists of method ``name``, each checked by building the
+    method and filled in with its defaults: the ``params`` of the grid's runs.
+
+    >>> method_variants("tsla", {"smoothing": (0.1, 0.2)})
+    [(('smoothing', 0.1), ('drop_at', 10)), (('smoothing', 0.2), ('drop_at', 10))]
+    """
     names = sorted(sweep)
     combos = itertools.product(*(sweep[n] for n in names))
     variants = []
@@ -118,7 +132,7 @@ def expand_grid(config: Config) -> list[RunConfig]:
     )
     runs: dict[str, RunConfig] = {}
     for name, sweep in config.methods.items():
-        for params in _method_variants(name, dict(sweep)):
+        for params in method_variants(name, dict(sweep)):
             for (kind, rate), replicate in itertools.product(noise, range(config.seeds)):
                 run = RunConfig(
                     data=config.data,

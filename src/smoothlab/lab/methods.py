@@ -64,10 +64,13 @@ class Method:
         tuple[str, ...]
     ] = ()  # parameters that replace the [train] key of that name
 
+    def set_overrides(self) -> dict[str, Any]:
+        """The ``overrides`` this method sets, by name (unset ones keep the ``[train]`` value)."""
+        return {n: getattr(self, n) for n in self.overrides if _is_set(getattr(self, n))}
+
     def train_config(self, train: TrainConfig) -> TrainConfig:
         """The ``[train]`` recipe this method trains with: ``train`` with its set overrides."""
-        changes = {n: getattr(self, n) for n in self.overrides if _is_set(getattr(self, n))}
-        return dataclasses.replace(train, **changes)
+        return dataclasses.replace(train, **self.set_overrides())
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         """The training loss; plain cross-entropy unless a subclass says otherwise."""

@@ -113,23 +113,18 @@ def _check_schedule(train: TrainConfig, schedule_key: str, warmup_key: str) -> N
 
 def _check_methods(config: Config) -> None:
     """Every variant of every method builds; methods with their own recipe get it checked."""
-    from smoothlab.lab.grid import _method_variants
+    from smoothlab.lab.grid import method_variants
     from smoothlab.lab.methods import make_method
 
     for name, sweep in config.methods.items():
-        for params in _method_variants(name, dict(sweep)):  # builds each: parameter ranges
+        for params in method_variants(name, dict(sweep)):  # builds each: parameter ranges
             method = make_method(name, params)
             recipe = method.train_config(config.train)
             if recipe == config.train:
                 continue
-            own = dict(params)
-            schedule = "lr_schedule" in method.overrides and own.get("lr_schedule") not in (
-                "",
-                None,
+            own = method.set_overrides()  # name the key that set each part of the recipe
+            schedule_key, warmup_key = (
+                f"methods.{name}.{key}" if key in own else f"train.{key}"
+                for key in ("lr_schedule", "warmup_epochs")
             )
-            warm = "warmup_epochs" in method.overrides and int(own.get("warmup_epochs", -1)) >= 0
-            _check_schedule(
-                recipe,
-                f"methods.{name}.lr_schedule" if schedule else "train.lr_schedule",
-                f"methods.{name}.warmup_epochs" if warm else "train.warmup_epochs",
-            )
+            _check_schedule(recipe, schedule_key, warmup_key)
