@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from smoothlab._checks import Reduction, fail
+from smoothlab._checks import Reduction, check_bool, fail
 from smoothlab.losses._common import compute_dtype
 from smoothlab.losses._kernels import Chunk
 
@@ -256,10 +256,8 @@ def use_fused(fused: object, inplace_grad: object, *others: object) -> bool:
     compiler fuses the composition itself), and when a tensor other than the logits (a prior,
     probability targets, weights) requires a gradient, which the fused kernels do not compute.
     """
-    if not isinstance(fused, bool):
-        raise fail("fused", "a bool", fused, kind=TypeError)
-    if not isinstance(inplace_grad, bool):
-        raise fail("inplace_grad", "a bool", inplace_grad, kind=TypeError)
+    check_bool("fused", fused)
+    check_bool("inplace_grad", inplace_grad)
     if inplace_grad and not fused:
         raise fail("inplace_grad", "False when fused=False", inplace_grad)
     if not fused or torch.compiler.is_compiling():
