@@ -226,33 +226,34 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 
 def _check_values(config: Config) -> None:
     """Range checks that the types alone do not express, then registry names."""
+    train, data = config.train, config.data
+    rates, kinds = list(config.noise.rates), list(config.noise.kinds)
     checks = [
         (config.seeds >= 1, "seeds", ">= 1", config.seeds),
         (config.checkpoint_every >= 0, "checkpoint_every", ">= 0", config.checkpoint_every),
-        (config.train.epochs >= 1, "train.epochs", ">= 1", config.train.epochs),
-        (config.train.batch_size >= 1, "train.batch_size", ">= 1", config.train.batch_size),
-        (config.train.lr > 0, "train.lr", "> 0", config.train.lr),
-        (config.train.warmup_epochs >= 0, "train.warmup_epochs", ">= 0", None),
-        (0 <= config.data.val_fraction < 1, "data.val_fraction", "in [0, 1)", None),
-        (bool(config.noise.rates), "noise.rates", "a non-empty list", list(config.noise.rates)),
-        (bool(config.noise.kinds), "noise.kinds", "a non-empty list", list(config.noise.kinds)),
-        (all(0 <= r < 1 for r in config.noise.rates), "noise.rates", "in [0, 1)", None),
+        (train.epochs >= 1, "train.epochs", ">= 1", train.epochs),
+        (train.batch_size >= 1, "train.batch_size", ">= 1", train.batch_size),
+        (train.lr > 0, "train.lr", "> 0", train.lr),
+        (train.warmup_epochs >= 0, "train.warmup_epochs", ">= 0", train.warmup_epochs),
+        (0 <= data.val_fraction < 1, "data.val_fraction", "in [0, 1)", data.val_fraction),
+        (bool(rates), "noise.rates", "a non-empty list", rates),
+        (bool(kinds), "noise.kinds", "a non-empty list", kinds),
+        (all(0 <= r < 1 for r in rates), "noise.rates", "in [0, 1)", rates),
     ]
     for ok, path, expected, got in checks:
         if not ok:
-            shown = got if got is not None else _get(config_to_dict(config), path.split("."))
-            raise ConfigError(f"`{path}` must be {expected}, got {shown!r}")
+            raise ConfigError(f"`{path}` must be {expected}, got {got!r}")
     choices = {
-        "data.scaling": (config.data.scaling, ("standardize", "center")),
-        "train.optimizer": (config.train.optimizer, ("sgd", "adamw")),
-        "train.lr_schedule": (config.train.lr_schedule, ("constant", "step", "cosine")),
-        "train.select": (config.train.select, ("last", "val_nll", "val_accuracy")),
+        "data.scaling": (data.scaling, ("standardize", "center")),
+        "train.optimizer": (train.optimizer, ("sgd", "adamw")),
+        "train.lr_schedule": (train.lr_schedule, ("constant", "step", "cosine")),
+        "train.select": (train.select, ("last", "val_nll", "val_accuracy")),
     }
     for path, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"`{path}` must be one of {', '.join(allowed)}, got {value!r}")
-    if config.train.select != "last" and config.data.val_fraction == 0:
-        raise ConfigError(f"`train.select` = {config.train.select!r} needs data.val_fraction > 0")
+    if train.select != "last" and data.val_fraction == 0:
+        raise ConfigError(f"`train.select` = {train.select!r} needs data.val_fraction > 0")
     _check_names(config)
     from smoothlab.lab.validate import check_combinations
 
@@ -274,12 +275,6 @@ def _check_names(config: Config) -> None:
         for value in values:
             if value not in valid:
                 raise ConfigError(f"unknown {what} `{value}` in {path}{_nearest(value, valid)}")
-
-
-def _get(raw: Mapping[str, Any], parts: Sequence[str]) -> Any:
-    for part in parts:
-        raw = raw[part]
-    return raw
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
