@@ -253,6 +253,11 @@ STEP = {"lr_schedule": "step", "epochs": 10}
             r"methods.ivon.lr_schedule = step ",
         ),
         (
+            {"data": {"val_fraction": 0}, "train": {"select": "val_nll"}},
+            r"^`data.val_fraction` must be > 0 for train.select = 'val_nll' \(it selects on the "
+            r"validation split\), got 0.0$",
+        ),
+        (
             {"train": {"warmup_epochs": -1}},
             r"^`train.warmup_epochs` must be >= 0, got -1$",
         ),

@@ -253,7 +253,10 @@ def _check_values(config: Config) -> None:
         if value not in allowed:
             raise ConfigError(f"`{path}` must be one of {', '.join(allowed)}, got {value!r}")
     if train.select != "last" and data.val_fraction == 0:
-        raise ConfigError(f"`train.select` = {train.select!r} needs data.val_fraction > 0")
+        raise ConfigError(
+            f"`data.val_fraction` must be > 0 for train.select = {train.select!r} "
+            f"(it selects on the validation split), got {data.val_fraction!r}"
+        )
     _check_names(config)
     from smoothlab.lab.validate import check_combinations
 
