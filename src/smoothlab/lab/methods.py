@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from smoothlab._checks import fail
 from smoothlab.lab.config import ConfigError, TrainConfig
 from smoothlab.lab.objectives import Objective, OnlineObjective, Stateless, cross_entropy
 
@@ -48,7 +49,7 @@ def _is_set(value: object) -> bool:
 
 def _check(ok: bool, path: str, expected: str, got: object) -> None:
     if not ok:
-        raise ConfigError(f"`{path}` must be {expected}, got {got!r}")
+        raise fail(path, expected, got, kind=ConfigError)
 
 
 @dataclass(frozen=True)
