@@ -24,7 +24,7 @@ from torch import Tensor
 
 from smoothlab._checks import fail
 from smoothlab.losses._common import Batch, compute_dtype
-from smoothlab.losses._fused import Job, Layout
+from smoothlab.losses._fused import Job, Kernel, Layout
 from smoothlab.losses._kernels import (
     Chunk,
     Coef,
@@ -37,7 +37,10 @@ from smoothlab.losses._kernels import (
 __all__ = ["index_job", "penalty_job", "relaxation_job", "soft_job"]
 
 
-def _flat(batch: Batch) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+Flat = tuple[Tensor | None, Tensor | None, Tensor | None]
+
+
+def _flat(batch: Batch) -> Flat:
     """Flat ``(index, valid, w_y)``; ``w_y`` is the target weight times the valid mask."""
     index = None if batch.index is None else batch.index.reshape(-1)
     valid = None if batch.valid is None else batch.valid.reshape(-1)
@@ -51,12 +54,21 @@ def _mask(value: Coef, valid: Tensor | None, dtype: torch.dtype) -> Coef:
     return valid.to(dtype) * value
 
 
-def _job(batch: Batch, kernel: object, temporaries: bool, weighted: bool) -> Job:
-    index, valid, w_y = _flat(batch)
-    denominator = w_y.sum() if weighted and w_y is not None else None
+def _example_weight(flat: Flat, dtype: torch.dtype) -> Coef:
+    """Each position's weight: ``w_y``, else the valid mask, else 1."""
+    _, valid, w_y = flat
+    if w_y is not None:
+        return w_y
+    return 1.0 if valid is None else valid.to(dtype)
+
+
+def _job(batch: Batch, flat: Flat, kernel: Kernel, temporaries: bool) -> Job:
+    """A mean divides by the total target weight (``w_y``, 0 at ignored positions, or the count)."""
+    index, valid, w_y = flat
+    denominator = None if w_y is None else w_y.sum()
     if denominator is None and valid is not None:
         denominator = valid.sum().to(compute_dtype(batch.logits.dtype))
-    return Job(kernel, index, valid, batch.reduction, denominator, batch.unbatched, temporaries)  # type: ignore[arg-type]
+    return Job(kernel, index, valid, batch.reduction, denominator, batch.unbatched, temporaries)
 
 
 def _slice(value: Coef, layout: Layout, start: int, stop: int) -> Coef:
@@ -67,8 +79,8 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
     """Smoothed cross-entropy with class-index targets (``pi``: ``(1, C, 1...)`` or per example)."""
     assert batch.index is not None
     dtype = compute_dtype(batch.logits.dtype)
-    index, valid, w_y = _flat(batch)
-    assert index is not None
+    flat = _flat(batch)
+    _, valid, w_y = flat
     a: Coef = 1.0 - rate
     b: Coef = rate
     if exclusive:
@@ -110,7 +122,7 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
         a_c, b_c = _slice(a, layout, start, stop), _slice(b, layout, start, stop)
         return smoothing_rows(chunk, a_c, b_c, prior, total, scale)
 
-    return _job(batch, kernel, full is not None, weighted=True)
+    return _job(batch, flat, kernel, full is not None)
 
 
 def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
@@ -133,30 +145,24 @@ def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
             q.mul_(weight.view(1, -1, 1))
         return soft_rows(chunk, q, scale)
 
-    return _job(batch, kernel, True, weighted=False)
+    return _job(batch, _flat(batch), kernel, True)
 
 
 def relaxation_job(batch: Batch, alpha: float) -> Job:
     """Label relaxation, weighted by ``w_y``."""
-    _, valid, w_y = _flat(batch)
-    dtype = compute_dtype(batch.logits.dtype)
-    w: Coef = w_y if w_y is not None else 1.0
-    if w_y is None and valid is not None:
-        w = valid.to(dtype)
+    flat = _flat(batch)
+    w = _example_weight(flat, compute_dtype(batch.logits.dtype))
 
     def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
         return relaxation_rows(chunk, alpha, _slice(w, layout, start, stop), scale)
 
-    return _job(batch, kernel, False, weighted=True)
+    return _job(batch, flat, kernel, False)
 
 
 def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
     """The confidence penalty: ``w_y`` (index targets) or PyTorch's weighted soft CE."""
-    _, valid, w_y = _flat(batch)
-    dtype = compute_dtype(batch.logits.dtype)
-    w: Coef = w_y if w_y is not None else 1.0
-    if w_y is None and valid is not None:
-        w = valid.to(dtype)
+    flat = _flat(batch)
+    w = _example_weight(flat, compute_dtype(batch.logits.dtype))
     probs, weight = batch.probs, batch.weight
 
     def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
@@ -167,4 +173,4 @@ def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
         w_c = _slice(w, layout, start, stop)
         return penalty_rows(chunk, beta, threshold, w_c, q, scale)
 
-    return _job(batch, kernel, True, weighted=probs is None)
+    return _job(batch, flat, kernel, True)
