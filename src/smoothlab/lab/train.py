@@ -9,7 +9,6 @@ clean test set, before and after temperature scaling fitted on the validation sp
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import traceback
@@ -251,10 +250,12 @@ class _Trainer:
             points["val_accuracy"] = float((val.argmax(1) == self.data.y_val).double().mean())
         for name, value in points.items():
             self.curves.setdefault(name, []).append(value)
-        select = self.run.train.select
-        score = {"last": 0.0, "val_nll": points.get("val_nll", 0.0)}.get(
-            select, -points.get("val_accuracy", 0.0)
-        )
+        # lower is better; with "last" every epoch ties and the latest one wins (<=)
+        score = {
+            "last": 0.0,
+            "val_nll": points.get("val_nll", 0.0),
+            "val_accuracy": -points.get("val_accuracy", 0.0),
+        }[self.run.train.select]
         if self.best is None or score <= self.best[0]:
             state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.best = (score, epoch, state)
@@ -306,7 +307,7 @@ class _Trainer:
         metrics["selected_epoch"] = float(self.best[1] + 1)
         if isinstance(self.method, Ivon):
             extras["noisy_examples"] = extreme_examples(self.model, self.optimizer, self.data)
-        weights = {k: v.detach().cpu().contiguous() for k, v in copy.copy(self.best[2]).items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.best[2].items()}
         return RunResult(self.task.key, metrics, self.curves, extras, save_weights(weights))
 
 
@@ -326,8 +327,8 @@ def execute(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             if progress is not None:
                 progress(task.key, epoch + 1, epochs)
         result = trainer.finish()
-    except Exception as error:  # a failed run is reported, the grid goes on
-        del error  # the full traceback travels back; the driver prints its last line
+    except Exception:  # a failed run is reported, the grid goes on
+        # the full traceback travels back; the driver prints its last line
         return RunResult(
             task.key, error=traceback.format_exc(), wall_time=time.perf_counter() - start
         )
