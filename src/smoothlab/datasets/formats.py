@@ -12,7 +12,7 @@ import io
 import os
 import tarfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, cast
 
@@ -21,12 +21,12 @@ import numpy as np
 from .._checks import fail
 
 __all__ = [
+    "cifar_records",
     "open_maybe_gzip",
-    "read_cifar_binary",
     "read_idx",
     "read_npz_labels",
     "read_pmlb",
-    "read_text_member",
+    "read_tar_members",
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -134,34 +134,51 @@ def read_pmlb(path: PathLike, *, num_features: int) -> tuple[np.ndarray, np.ndar
     return table[:, :-1], target.astype(np.int64)
 
 
-def _member(tar: tarfile.TarFile, path: PathLike, name: str) -> bytes:
+def read_tar_members(path: PathLike, names: Sequence[str]) -> dict[str, bytes]:
+    """The bytes of the members ``names`` of a tar archive (any compression), in one pass.
+
+    The archive is walked once in its own order, so a ``.tar.gz`` is decompressed once however
+    many members are read (looking members up by name would decompress it again for each).
+
+    >>> import io, pathlib, tarfile, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.tar.gz"
+    >>> with tarfile.open(path, "w:gz") as tar:
+    ...     info = tarfile.TarInfo("b/names.txt"); info.size = 4
+    ...     tar.addfile(info, io.BytesIO(b"cat\\n"))
+    >>> read_tar_members(path, ["b/names.txt"])
+    {'b/names.txt': b'cat\\n'}
+    """
+    wanted = set(names)
+    found: dict[str, bytes] = {}
     try:
-        stream = tar.extractfile(name)
-    except KeyError:
-        stream = None
-    if stream is None:
-        raise fail(str(path), f"an archive containing {name}", "!an archive without it")
-    return stream.read()
+        with tarfile.open(path, "r:*") as tar:
+            for info in tar:
+                stream = tar.extractfile(info) if info.name in wanted else None
+                if stream is not None:
+                    found[info.name] = stream.read()
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile) as error:
+        raise fail(str(path), "a complete tar archive", f"!a damaged one ({error})") from error
+    for name in names:
+        if name not in found:
+            raise fail(str(path), f"an archive containing {name}", "!an archive without it")
+    return found
 
 
-def read_cifar_binary(
-    path: PathLike, members: Sequence[str], *, label_bytes: int
+def cifar_records(
+    path: PathLike, members: Mapping[str, bytes], names: Sequence[str], *, label_bytes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read records of CIFAR's binary format from members of its ``.tar.gz``, without extracting.
+    """Parse the records of CIFAR's binary format held in ``members[name]`` for ``names``, in order.
 
     Each record is ``label_bytes`` label bytes (CIFAR-10: the class; CIFAR-100: coarse then fine)
-    then 3072 pixel bytes: the red, green and blue 32x32 planes, rows in order.
+    then 3072 pixel bytes: the red, green and blue 32x32 planes, rows in order. ``members`` comes
+    from :func:`read_tar_members`; ``path`` names the archive in errors.
 
     Returns:
         ``(images, labels)``: uint8 ``(N, 3, 32, 32)`` and uint8 ``(N, label_bytes)``.
 
-    >>> import io, pathlib, tarfile, tempfile
     >>> record = bytes([7]) + bytes(range(256)) * 12  # label 7, then 3072 pixel bytes
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.tar.gz"
-    >>> with tarfile.open(path, "w:gz") as tar:
-    ...     info = tarfile.TarInfo("b/test_batch.bin"); info.size = len(record)
-    ...     tar.addfile(info, io.BytesIO(record))
-    >>> images, labels = read_cifar_binary(path, ["b/test_batch.bin"], label_bytes=1)
+    >>> images, labels = cifar_records("c.tar.gz", {"b/test_batch.bin": record},
+    ...                                ["b/test_batch.bin"], label_bytes=1)
     >>> images.shape, labels.tolist(), int(images[0, 1, 0, 3])  # green plane, byte 1024 + 3
     ((1, 3, 32, 32), [[7]], 3)
 
@@ -169,26 +186,14 @@ def read_cifar_binary(
     """
     record = label_bytes + _CIFAR_PIXELS
     chunks = []
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for name in members:
-                raw = _member(tar, path, name)
-                if len(raw) == 0 or len(raw) % record:
-                    size = f"a multiple of {record} bytes"
-                    raise fail(f"{path}:{name}", size, f"!{len(raw)} bytes")
-                chunks.append(np.frombuffer(raw, dtype=np.uint8).reshape(-1, record))
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile) as error:
-        raise fail(str(path), "a complete tar archive", f"!a damaged one ({error})") from error
+    for name in names:
+        raw = members[name]
+        if len(raw) == 0 or len(raw) % record:
+            raise fail(f"{path}:{name}", f"a multiple of {record} bytes", f"!{len(raw)} bytes")
+        chunks.append(np.frombuffer(raw, dtype=np.uint8).reshape(-1, record))
     table = np.concatenate(chunks)
     images = table[:, label_bytes:].reshape(-1, 3, 32, 32)
     return images, table[:, :label_bytes]
-
-
-def read_text_member(path: PathLike, name: str) -> tuple[str, ...]:
-    """The non-empty lines of a text member of a tar archive (CIFAR's class-name files)."""
-    with tarfile.open(path, "r:*") as tar:
-        text = _member(tar, path, name).decode("utf-8", errors="replace")
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def read_npz_labels(path: PathLike, keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._checks import fail
 from ._core import Dataset, DatasetInfo
-from .formats import read_cifar_binary, read_idx, read_npz_labels, read_pmlb, read_text_member
+from .formats import cifar_records, read_idx, read_npz_labels, read_pmlb, read_tar_members
 from .preprocess import one_hot_columns
 from .split import fixed_split
 
@@ -137,9 +137,11 @@ def _cifar_arrays(info: DatasetInfo, path: Path) -> tuple[np.ndarray, ...]:
     hundred = info.num_classes == 100
     members = CIFAR100_ARCHIVE_MEMBERS if hundred else CIFAR10_ARCHIVE_MEMBERS
     label_bytes = 2 if hundred else 1
-    x_train, y_train = read_cifar_binary(path, members[:-2], label_bytes=label_bytes)
-    x_test, y_test = read_cifar_binary(path, members[-2:-1], label_bytes=label_bytes)
-    names = read_text_member(path, members[-1])
+    raw = read_tar_members(path, members)  # one pass over the archive for all of them
+    x_train, y_train = cifar_records(path, raw, members[:-2], label_bytes=label_bytes)
+    x_test, y_test = cifar_records(path, raw, members[-2:-1], label_bytes=label_bytes)
+    text = raw[members[-1]].decode("utf-8", errors="replace")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != info.num_classes:
         raise fail(f"{path}:{members[-1]}", f"{info.num_classes} class names", f"!{len(names)}")
     # The last label byte is the class (CIFAR-100: the fine label, after the coarse one).
