@@ -76,17 +76,17 @@ def metric_vs_noise(rows: Sequence[RunRow], metric: str, title: str) -> bytes | 
 
 
 def _pooled_bins(members: Sequence[RunRow], key: str) -> tuple[list[float], list[float]] | None:
-    """Reliability bins pooled over seeds: count-weighted confidence and accuracy per bin."""
+    """Reliability bins pooled over seeds: the bin edges and the count-weighted accuracy per bin."""
     bins = [row.extras[key] for row in members if key in row.extras]
     if not bins:
         return None
     edges = bins[0]["edges"]
-    acc, conf = [], []
+    accuracy = []
     for b in range(len(edges) - 1):
         count = sum(x["count"][b] for x in bins)
-        acc.append(sum(x["accuracy"][b] * x["count"][b] for x in bins) / count if count else 0.0)
-        conf.append(sum(x["confidence"][b] * x["count"][b] for x in bins) / count if count else 0.0)
-    return acc, conf
+        pooled = sum(x["accuracy"][b] * x["count"][b] for x in bins)
+        accuracy.append(pooled / count if count else 0.0)
+    return edges, accuracy
 
 
 def reliability_plot(rows: Sequence[RunRow]) -> bytes | None:
@@ -109,9 +109,9 @@ def reliability_plot(rows: Sequence[RunRow]) -> bytes | None:
         pooled = _pooled_bins(members, "reliability")
         if pooled is None:
             continue
-        edges = members[0].extras["reliability"]["edges"]
+        edges, accuracy = pooled
         width = edges[1] - edges[0]
-        axis.bar(edges[:-1], pooled[0], width=width, align="edge", alpha=0.7, label="accuracy")
+        axis.bar(edges[:-1], accuracy, width=width, align="edge", alpha=0.7, label="accuracy")
         axis.plot([0, 1], [0, 1], "k--", lw=1)
         axis.set(xlim=(0, 1), ylim=(0, 1), title=label, xlabel="confidence", ylabel="accuracy")
         axis.title.set_fontsize(8)
