@@ -126,20 +126,21 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
 
 
 def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
-    """Cross-entropy against ``w * ((1 - r) t + r pi)`` for probability targets ``t``."""
+    """Cross-entropy against ``w * ((1 - r) t + r pi)`` for probability targets ``t``.
+
+    ``pi`` (``(1, C, 1...)`` or per example) is in the compute dtype.
+    """
     probs = batch.probs
     assert probs is not None
-    dtype = compute_dtype(batch.logits.dtype)
-    prior = None if pi is None else pi.to(dtype)
-    vector = prior is not None and prior.numel() == batch.num_classes
+    vector = pi is not None and pi.numel() == batch.num_classes
     weight = batch.weight
 
     def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
         q = layout.take(probs, start, stop) * (1.0 - rate)
-        if rate != 0.0 and prior is None:
+        if rate != 0.0 and pi is None:
             q.add_(rate / layout.classes)
-        elif rate != 0.0 and prior is not None:
-            part = prior.reshape(1, -1, 1) if vector else layout.take(prior, start, stop)
+        elif rate != 0.0 and pi is not None:
+            part = pi.reshape(1, -1, 1) if vector else layout.take(pi, start, stop)
             q.add_(part, alpha=rate)
         if weight is not None:
             q.mul_(weight.view(1, -1, 1))

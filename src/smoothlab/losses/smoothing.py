@@ -101,17 +101,9 @@ def label_smoothing_cross_entropy(
     batch = prepare(
         input, target, weight=weight, ignore_index=ignore_index, reduction=reduction, upcast=False
     )
-    dtype = compute_dtype(batch.logits.dtype)
-    pi = None if prior is None else check_prior(prior, batch.num_classes, tuple(batch.logits.shape))
+    rate, pi = _resolve(batch, rate, prior, exclusive, weighting)
     if batch.probs is not None:
-        if weighting == "example":
-            raise fail("weighting", "'pytorch' with probability targets", weighting)
-        if exclusive:
-            raise fail("target", "class indices when exclusive=True", batch.probs, kind=TypeError)
         return run_fused(soft_job(batch, rate, pi), batch.logits, inplace_grad)
-    pi = None if pi is None else pi.to(dtype)
-    if exclusive and pi is None:
-        rate = rate * batch.num_classes / (batch.num_classes - 1)
     job = index_job(batch, rate, pi, exclusive and pi is not None, weighting)
     return run_fused(job, batch.logits, inplace_grad)
 
@@ -129,21 +121,34 @@ def _reference(
 ) -> Tensor:
     """The composition of differentiable torch operations (the specification of the fused path)."""
     batch = prepare(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
-    pi = None if prior is None else check_prior(prior, batch.num_classes, tuple(batch.logits.shape))
-    pi = None if pi is None else pi.to(batch.logits.dtype)
+    rate, pi = _resolve(batch, rate, prior, exclusive, weighting)
     log_p = torch.log_softmax(batch.logits, dim=1)
+    if batch.probs is not None:
+        return _soft_target_loss(batch, log_p, rate, pi)
+    if exclusive and pi is not None:
+        pi = _exclusive(batch, pi)
+    return _index_target_loss(batch, log_p, rate, pi, weighting)
+
+
+def _resolve(
+    batch: Batch, rate: float, prior: Tensor | None, exclusive: bool, weighting: Weighting
+) -> tuple[float, Tensor | None]:
+    """Check the prior and the options against the targets (both paths); return rate and prior.
+
+    The prior comes back in the compute dtype, broadcastable against the logits.
+    """
+    num_classes = batch.num_classes
+    pi = None if prior is None else check_prior(prior, num_classes, tuple(batch.logits.shape))
+    pi = None if pi is None else pi.to(compute_dtype(batch.logits.dtype))
     if batch.probs is not None:
         if weighting == "example":
             raise fail("weighting", "'pytorch' with probability targets", weighting)
         if exclusive:
             raise fail("target", "class indices when exclusive=True", batch.probs, kind=TypeError)
-        return _soft_target_loss(batch, log_p, rate, pi)
-    if exclusive and pi is None:
+    elif exclusive and pi is None:
         # r / (K - 1) on each other class is the uniform form with rate r K / (K - 1).
-        rate = rate * batch.num_classes / (batch.num_classes - 1)
-    elif exclusive and pi is not None:
-        pi = _exclusive(batch, pi)
-    return _index_target_loss(batch, log_p, rate, pi, weighting)
+        rate = rate * num_classes / (num_classes - 1)
+    return rate, pi
 
 
 def _index_target_loss(
