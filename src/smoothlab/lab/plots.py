@@ -89,12 +89,17 @@ def _pooled_bins(members: Sequence[RunRow], key: str) -> tuple[list[float], list
     return edges, accuracy
 
 
+def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
+    """The highest (noise rate, kind) setting of ``rows`` (not empty) and the runs under it."""
+    rate, kind = max((r.noise_rate, r.noise_kind) for r in rows)
+    return rate, kind, [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind)]
+
+
 def reliability_plot(rows: Sequence[RunRow]) -> bytes | None:
     """Reliability diagrams per method at the highest noise setting, pooled over seeds."""
     if not rows:
         return None
-    rate, kind = max((r.noise_rate, r.noise_kind) for r in rows)
-    chosen = [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind)]
+    rate, kind, chosen = _highest_noise(rows)
     labels = list(dict.fromkeys(r.label for r in chosen))
     plt = _pyplot()
     columns = min(4, len(labels))
@@ -151,8 +156,8 @@ def curves_plot(rows: Sequence[RunRow], curve: str = "test_accuracy") -> bytes |
     """Per-epoch ``curve`` of every method at the highest noise setting, first seed."""
     if not rows:
         return None
-    rate, kind = max((r.noise_rate, r.noise_kind) for r in rows)
-    chosen = [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind) and curve in r.curves]
+    rate, kind, at_highest = _highest_noise(rows)
+    chosen = [r for r in at_highest if curve in r.curves]
     if not chosen:
         return None
     plt = _pyplot()
