@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from smoothlab._checks import check_class_indices, check_generator, check_int, check_tensor, fail
+from smoothlab._checks import (
+    check_bool,
+    check_class_indices,
+    check_generator,
+    check_int,
+    check_tensor,
+    fail,
+)
 from smoothlab.noise.matrices import _check_dtype, check_transition
 
 __all__ = ["corrupt_labels", "estimate_transition", "realised_noise_rate"]
@@ -89,8 +96,7 @@ def corrupt_labels(
     matrix = check_transition(transition)
     num_classes = matrix.shape[0]
     check_class_indices("labels", clean, num_classes)
-    if not isinstance(exact, bool):
-        raise fail("exact", "a bool", exact, kind=TypeError)
+    check_bool("exact", exact)
     generator = check_generator(generator)
     flat = clean.reshape(-1)
     noisy = flat.clone()
