@@ -145,6 +145,36 @@ class Job:
     unbatched: bool
     temporaries: bool
 
+    def losses(
+        self,
+        layout: Layout,
+        start: int,
+        stop: int,
+        scale: float | None,
+        z: Tensor,
+        g: Tensor,
+        scratch: Tensor | None,
+    ) -> Tensor:
+        """Run the kernel on rows ``start:stop`` (see :class:`Chunk`); 0 at ignored positions."""
+        y = None if self.index is None else layout.positions(self.index, start, stop)
+        loss = self.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
+        if self.valid is not None:
+            loss = loss.masked_fill(~layout.positions(self.valid, start, stop), 0.0)
+        return loss
+
+    def reduce(self, total: Tensor, count: int) -> Tensor:
+        """A ``sum`` or ``mean`` of the summed losses over ``count`` positions."""
+        if self.reduction == "sum":
+            return total
+        return total / (count if self.denominator is None else self.denominator)
+
+    def grad_scale(self, count: int) -> float:
+        """d reduced / d summed loss over ``count`` positions (0 for a mean over nothing)."""
+        if self.reduction != "mean":
+            return 1.0
+        total = float(count if self.denominator is None else self.denominator)
+        return 0.0 if total == 0 else 1.0 / total
+
 
 def _steps(job: Job, layout: Layout, direct: bool, grad: bool) -> int:
     """Rows per chunk: bounded by ``GRAIN`` positions and ``CHUNK_BYTES`` of temporaries."""
@@ -185,10 +215,7 @@ def _sweep(
             g, scratch = scratch, None
         else:
             g = z if view is None else view
-        y = None if job.index is None else layout.positions(job.index, start, stop)
-        loss = job.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
-        if job.valid is not None:
-            loss = loss.masked_fill(~layout.positions(job.valid, start, stop), 0.0)
+        loss = job.losses(layout, start, stop, scale, z, g, scratch)
         if keep:
             losses[start * layout.inner : stop * layout.inner] = loss.reshape(-1)
         else:
@@ -197,18 +224,7 @@ def _sweep(
             layout.put(out, start, stop, g)
     if keep:
         return losses.view(() if job.unbatched else shape)
-    if job.reduction == "sum":
-        return total
-    if job.denominator is None:
-        return total / math.prod(shape)
-    return total / job.denominator
-
-
-def _scale(job: Job, count: int) -> float:
-    if job.reduction != "mean":
-        return 1.0
-    total = float(count if job.denominator is None else job.denominator)
-    return 0.0 if total == 0 else 1.0 / total
+    return job.reduce(total, math.prod(shape))
 
 
 class _FusedLoss(torch.autograd.Function):
@@ -216,7 +232,7 @@ class _FusedLoss(torch.autograd.Function):
     def forward(ctx: FunctionCtx, logits: Tensor, job: Job, inplace: bool) -> Tensor:
         shape = (int(logits.shape[0]), *logits.shape[2:])
         out = logits if inplace else Layout.of(logits).empty(logits)
-        scale = _scale(job, math.prod(shape))
+        scale = job.grad_scale(math.prod(shape))
         loss = _sweep(job, logits, out, scale, shape)
         ctx.save_for_backward(out)
         ctx.reduction = job.reduction  # type: ignore[attr-defined]

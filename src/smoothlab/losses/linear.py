@@ -25,7 +25,6 @@ from smoothlab._checks import (
 from smoothlab.losses._common import Batch, compute_dtype, valid_mask
 from smoothlab.losses._fused import Job, Layout
 from smoothlab.losses._jobs import index_job, penalty_job, relaxation_job
-from smoothlab.losses._kernels import Chunk
 
 __all__ = [
     "LINEAR_CHUNK_BYTES",
@@ -88,9 +87,7 @@ class _LinearLoss(torch.autograd.Function):
         layout = Layout("rows", rows, vocab, 1, dtype)
         budget = LINEAR_CHUNK_BYTES // (2 if job.temporaries else 1)  # scratch: a second chunk
         step = max(1, min(rows, budget // (vocab * h.element_size())))
-        count = job.denominator if job.denominator is not None else rows
-        scale = 0.0 if float(count) == 0 else 1.0 / float(count)
-        scale = scale if job.reduction == "mean" else 1.0
+        scale = job.grad_scale(rows)
         grads = _Grads(h, w, b, wants)
         logits = torch.empty(step * vocab, dtype=dtype, device=h.device)
         scratch = torch.empty_like(logits) if job.temporaries else None
@@ -104,15 +101,11 @@ class _LinearLoss(torch.autograd.Function):
                 torch.mm(h[start:stop], w.t(), out=z2)
             else:
                 torch.addmm(b, h[start:stop], w.t(), out=z2)
-            y = None if job.index is None else layout.positions(job.index, start, stop)
-            loss = job.kernel(Chunk(z, z, y, spare), layout, start, stop, scale)
-            if job.valid is not None:
-                loss = loss.masked_fill(~layout.positions(job.valid, start, stop), 0.0)
-            total = total + loss.sum()
+            total = total + job.losses(layout, start, stop, scale, z, z, spare).sum()
             grads.add(z2, start, stop)
         ctx.save_for_backward(*grads.saved(hidden, weight, bias))
         ctx.has_bias = bias is not None  # type: ignore[attr-defined]
-        return total if job.reduction == "sum" else total / count
+        return job.reduce(total, rows)
 
     @staticmethod
     def backward(
