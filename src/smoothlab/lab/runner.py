@@ -34,10 +34,20 @@ class RunSummary:
 
 
 def _teacher_of(run: RunConfig) -> RunConfig | None:
-    params = dict(run.params)
-    if params.get("teacher") != "ce":
+    """The ``ce`` run that ``run`` smooths towards; None when its teacher is a weights file."""
+    if dict(run.params).get("teacher") != "ce":
         return None
     return dataclasses.replace(run, method="ce", params=())
+
+
+def _teacher_file(run: RunConfig) -> Path:
+    """The weights file named by ``run``'s ``teacher`` parameter."""
+    return Path(str(dict(run.params)["teacher"]))
+
+
+def _last_line(error: str) -> str:
+    """The line of a failed run's traceback that says what went wrong."""
+    return error.strip().splitlines()[-1]
 
 
 def plan_runs(config: Config) -> list[RunConfig]:
@@ -49,7 +59,7 @@ def plan_runs(config: Config) -> list[RunConfig]:
             continue
         teacher = _teacher_of(run)
         if teacher is None:
-            path = Path(str(dict(run.params)["teacher"]))
+            path = _teacher_file(run)
             if not path.is_file():
                 raise ConfigError(f"`methods.ls-teacher.teacher` file not found: {path}")
         elif run_key(teacher) not in keys:
@@ -63,11 +73,7 @@ def _task(run: RunConfig, config: Config, store: ResultsStore) -> RunTask:
     teacher_weights = None
     if run.make_method().needs_teacher:
         teacher = _teacher_of(run)
-        path = (
-            store.weights_path(run_key(teacher))
-            if teacher
-            else Path(str(dict(run.params)["teacher"]))
-        )
+        path = store.weights_path(run_key(teacher)) if teacher else _teacher_file(run)
         teacher_weights = path.read_bytes() if path.is_file() else None
     data_seed = seed_from(canonical_json(run.data_dict()))
     every = config.checkpoint_every
@@ -80,7 +86,7 @@ def _task(run: RunConfig, config: Config, store: ResultsStore) -> RunTask:
 def _line(run: RunConfig, result: RunResult) -> str:
     where = f"{run.label()} {run.noise_kind} {run.noise_rate:g} seed {run.replicate}"
     if result.error:
-        return f"FAILED {where}: {result.error.strip().splitlines()[-1]}"
+        return f"FAILED {where}: {_last_line(result.error)}"
     m = result.metrics
     return f"{where}: accuracy {m['accuracy']:.3f}, ECE {m['ece']:.3f} ({result.wall_time:.1f} s)"
 
@@ -115,7 +121,7 @@ def _run_phase(
     for result in executor.run_batch(tasks, progress.epoch):
         run = by_key[result.key]
         if result.error:
-            summary.failed.append((run.label(), result.error.strip().splitlines()[-1]))
+            summary.failed.append((run.label(), _last_line(result.error)))
         else:
             _store(store, config, run, result)
             summary.finished += 1
