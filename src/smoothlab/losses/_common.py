@@ -24,7 +24,15 @@ from smoothlab._checks import (
     reduce_loss,
 )
 
-__all__ = ["Batch", "check_pair", "compute_dtype", "finish", "prepare", "valid_mask"]
+__all__ = [
+    "Batch",
+    "check_pair",
+    "class_index",
+    "compute_dtype",
+    "finish",
+    "prepare",
+    "valid_mask",
+]
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,15 @@ def valid_mask(target: Tensor, num_classes: int, ignore_index: int) -> Tensor | 
     return None if bool(valid.all()) else valid
 
 
+def class_index(
+    target: Tensor, num_classes: int, ignore_index: int
+) -> tuple[Tensor, Tensor | None]:
+    """Checked int64 class indices (0 at ignored positions) and :func:`valid_mask`'s mask."""
+    valid = valid_mask(target, num_classes, ignore_index)
+    index = target.long()
+    return (index if valid is None else index.masked_fill(~valid, 0)), valid
+
+
 def prepare(
     input: Tensor,
     target: Tensor,
@@ -171,10 +188,7 @@ def prepare(
     if target.is_floating_point():
         probs = target.to(dtype) if upcast else target
         return Batch(logits, None, probs, None, weight, mode, unbatched)
-    valid = valid_mask(target, int(logits.shape[1]), ignore_index)
-    index = target.long()
-    if valid is not None:
-        index = index.masked_fill(~valid, 0)
+    index, valid = class_index(target, int(logits.shape[1]), ignore_index)
     return Batch(logits, index, None, valid, weight, mode, unbatched)
 
 

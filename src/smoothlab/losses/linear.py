@@ -22,7 +22,7 @@ from smoothlab._checks import (
     check_tensor,
     fail,
 )
-from smoothlab.losses._common import Batch, compute_dtype, valid_mask
+from smoothlab.losses._common import Batch, class_index, compute_dtype
 from smoothlab.losses._fused import Job, Layout
 from smoothlab.losses._jobs import index_job, penalty_job, relaxation_job
 
@@ -65,11 +65,9 @@ def _prepare(
         raise fail("bias", f"None or a tensor of shape ({vocab},)", bias)
     if target.is_floating_point() or tuple(target.shape) != tuple(hidden.shape[:-1]):
         raise fail("target", f"class indices of shape {tuple(hidden.shape[:-1])}", target)
-    flat = target.reshape(-1)
-    valid = valid_mask(flat, vocab, ignore_index)
-    index = flat.long() if valid is None else flat.long().masked_fill(~valid, 0)
+    index, valid = class_index(target.reshape(-1), vocab, ignore_index)
     dtype = compute_dtype(hidden.dtype)
-    logits = torch.empty((flat.numel(), vocab), dtype=dtype, device="meta")
+    logits = torch.empty((index.numel(), vocab), dtype=dtype, device="meta")
     return Batch(logits, index, None, valid, None, mode, False)
 
 
