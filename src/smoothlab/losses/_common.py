@@ -30,6 +30,7 @@ __all__ = [
     "class_index",
     "compute_dtype",
     "finish",
+    "finish_weighted",
     "prepare",
     "valid_mask",
 ]
@@ -204,3 +205,11 @@ def finish(batch: Batch, loss: Tensor, denominator: Tensor | None) -> Tensor:
     if batch.reduction == "none" and batch.unbatched:
         loss = loss.squeeze(0)
     return reduce_loss(loss, batch.reduction, denominator)
+
+
+def finish_weighted(batch: Batch, loss: Tensor) -> Tensor:
+    """Scale each position's loss by ``weight[y]``, then reduce; a mean divides by their sum."""
+    w_y = batch.target_weight()
+    if w_y is None:
+        return finish(batch, loss, None)
+    return finish(batch, w_y * loss, w_y.sum())

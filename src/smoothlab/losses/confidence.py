@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import finish, prepare
+from smoothlab.losses._common import finish, finish_weighted, prepare
 from smoothlab.losses._fused import run_fused, use_fused
 from smoothlab.losses._jobs import penalty_job
 
@@ -94,7 +94,4 @@ def confidence_penalty_loss(
         ce = -torch.where(q != 0, q * log_p, 0.0).sum(dim=1)
         return finish(batch, ce + b * penalty, None)
     loss = -batch.gather(log_p) + b * penalty
-    w_y = batch.target_weight()
-    if w_y is not None:
-        loss = w_y * loss
-    return finish(batch, loss, None if w_y is None else w_y.sum())
+    return finish_weighted(batch, loss)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import finish, prepare
+from smoothlab.losses._common import finish_weighted, prepare
 from smoothlab.losses._fused import run_fused, use_fused
 from smoothlab.losses._jobs import relaxation_job
 from smoothlab.losses._kernels import log1mexp
@@ -91,7 +91,4 @@ def label_relaxation_loss(
     kl = (1 - a) * (border - safe) + a * (math.log(a) - log1mexp(safe))
     # KL >= 0; rounding can leave -1e-17 a hair outside the border.
     loss = torch.where(inside, torch.zeros_like(kl), kl.clamp(min=0.0))
-    w_y = batch.target_weight()
-    if w_y is not None:
-        loss = w_y * loss
-    return finish(batch, loss, None if w_y is None else w_y.sum())
+    return finish_weighted(batch, loss)
