@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smoothlab.lab.config import Config, ConfigError, config_to_dict, load_config
+from smoothlab.lab.executors import EXECUTORS
 
 __all__ = ["main"]
 
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config value, e.g. --set train.epochs=5",
         )
-        sub.add_argument("--executor", choices=("local", "ray"), default="local")
+        sub.add_argument("--executor", choices=tuple(EXECUTORS), default="local")
         sub.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
         sub.add_argument("--address", default=None, help="address of an existing Ray cluster")
         sub.add_argument("--out", type=Path, default=None, help=f"results folder ({out})")
