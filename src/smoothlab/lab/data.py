@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from smoothlab.lab.grid import RunConfig
+
+if TYPE_CHECKING:
+    from smoothlab.datasets import Affine, Dataset
 
 __all__ = ["RunData", "load_cached", "prepare_data"]
 
@@ -38,7 +41,7 @@ class RunData:
 
 
 @functools.lru_cache(maxsize=2)
-def load_cached(name: str, root: str) -> object:
+def load_cached(name: str, root: str) -> Dataset:
     """Load a dataset once per process (workers run many runs on the same data)."""
     from smoothlab.datasets import load_dataset
 
@@ -52,7 +55,7 @@ def _subset(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]
     return x[keep], y[keep]
 
 
-def _fit_scaling(kind: str, x_train: Tensor) -> Any:
+def _fit_scaling(kind: str, x_train: Tensor) -> Affine:
     """The feature transform fitted on the training part: ``standardize`` or ``center``."""
     from smoothlab.datasets import Affine, fit_standardize
 
@@ -68,10 +71,10 @@ def prepare_data(run: RunConfig, data_seed: int) -> RunData:
     from smoothlab.noise import noise_kind, realised_noise_rate
 
     dataset = load_cached(run.data.dataset, run.data.root)
-    num_classes: int = dataset.num_classes  # type: ignore[attr-defined]
+    num_classes = dataset.num_classes
     # Subsets are fixed per dataset (seed 0), so every run of a grid trains on the same examples.
-    x_all, clean = _subset(dataset.x_train, dataset.y_train, run.data.train_subset, 0)  # type: ignore[attr-defined]
-    x_test, y_test = _subset(dataset.x_test, dataset.y_test, run.data.test_subset, 0)  # type: ignore[attr-defined]
+    x_all, clean = _subset(dataset.x_train, dataset.y_train, run.data.train_subset, 0)
+    x_test, y_test = _subset(dataset.x_test, dataset.y_test, run.data.test_subset, 0)
     generator = torch.Generator().manual_seed(data_seed)
     noisy = clean
     if run.noise_kind != "none":  # the clean data: any kind at rate 0
