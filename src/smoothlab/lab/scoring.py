@@ -6,11 +6,14 @@ reported as separate ``*_ts`` metrics, never mixed into the raw ones.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from smoothlab.lab.data import RunData
 
 __all__ = ["extreme_examples", "score_logits"]
 
@@ -71,7 +74,7 @@ def score_logits(
     return metrics, extras
 
 
-def extreme_examples(model: nn.Module, optimizer: Any, data: Any) -> dict[str, Any]:
+def extreme_examples(model: nn.Module, optimizer: Any, data: RunData) -> dict[str, Any]:
     """The training examples with the largest and smallest IVON-induced label noise.
 
     The noise of example i is ``softmax(f(x_i; m)) - E_q[softmax(f(x_i; theta))]`` (Yang et al.
