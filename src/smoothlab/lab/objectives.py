@@ -46,7 +46,12 @@ LossFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
 
 
 def cross_entropy(logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
-    """Plain cross-entropy with the (noisy) one-hot labels, as a :data:`LossFn`."""
+    """Plain cross-entropy with the (noisy) one-hot labels, ``mean_n -log softmax(z_n)[y_n]``,
+    as a :data:`LossFn` (``index`` and ``epoch`` are unused).
+
+    >>> cross_entropy(torch.tensor([[2.0, 0.0]]), torch.tensor([0]), torch.tensor([0]), 0)
+    tensor(0.1269)
+    """
     return F.cross_entropy(logits, target)
 
 
@@ -93,7 +98,15 @@ class OnlineObjective:
 
 
 def teacher_probabilities(model: torch.nn.Module, inputs: Tensor, batch: int = 1024) -> Tensor:
-    """Softmax outputs of a trained model on ``inputs`` (the teacher prior of ``ls-teacher``)."""
+    """Softmax outputs of a trained model on ``inputs`` (the teacher prior of ``ls-teacher``),
+    ``(N, K)`` float32 on the CPU, computed in eval mode in batches of ``batch``.
+
+    >>> model = torch.nn.Linear(2, 3)
+    >>> _ = torch.nn.init.zeros_(model.weight), torch.nn.init.zeros_(model.bias)
+    >>> teacher_probabilities(model, torch.ones(2, 2))
+    tensor([[0.3333, 0.3333, 0.3333],
+            [0.3333, 0.3333, 0.3333]])
+    """
     model.eval()
     with torch.no_grad():
         parts = [
