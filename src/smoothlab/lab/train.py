@@ -108,9 +108,8 @@ def make_optimizer(
             beta1=train.momentum,
             beta2=method.beta2,
             weight_decay=method.weight_decay,
-            generator=torch.Generator(_device(model)).manual_seed(
-                seed
-            ),  # weight noise, from the key
+            # IVON's weight noise, seeded from the run's key
+            generator=torch.Generator(_device(model)).manual_seed(seed),
         )
     if train.optimizer == "adamw":
         base: type[torch.optim.Optimizer] = torch.optim.AdamW
