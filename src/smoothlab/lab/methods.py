@@ -61,9 +61,8 @@ class Method:
     optimizer: ClassVar[str] = "default"
     needs_teacher: ClassVar[bool] = False
     primary: ClassVar[tuple[str, ...]] = ()  # always shown in labels
-    overrides: ClassVar[
-        tuple[str, ...]
-    ] = ()  # parameters that replace the [train] key of that name
+    # parameters that replace the [train] key of that name (see set_overrides)
+    overrides: ClassVar[tuple[str, ...]] = ()
 
     def set_overrides(self) -> dict[str, Any]:
         """The ``overrides`` this method sets, by name (unset ones keep the ``[train]`` value)."""
