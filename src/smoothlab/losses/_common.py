@@ -32,6 +32,7 @@ __all__ = [
     "finish",
     "finish_weighted",
     "prepare",
+    "true_class_prior",
     "valid_mask",
 ]
 
@@ -191,6 +192,14 @@ def prepare(
         return Batch(logits, None, probs, None, weight, mode, unbatched)
     index, valid = class_index(target, int(logits.shape[1]), ignore_index)
     return Batch(logits, index, None, valid, weight, mode, unbatched)
+
+
+def true_class_prior(batch: Batch, pi: Tensor) -> Tensor:
+    """``pi[n, y_n, ...]``, checked below 1: exclusive smoothing divides by ``1 - pi_y``."""
+    pi_y = batch.gather(pi.expand(batch.logits.shape))
+    if bool((pi_y >= 1).any()):
+        raise fail("prior", "below 1 on the true class when exclusive=True", "!a prior of 1 there")
+    return pi_y
 
 
 def finish(batch: Batch, loss: Tensor, denominator: Tensor | None) -> Tensor:

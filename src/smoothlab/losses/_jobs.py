@@ -22,8 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from smoothlab._checks import fail
-from smoothlab.losses._common import Batch, compute_dtype
+from smoothlab.losses._common import Batch, compute_dtype, true_class_prior
 from smoothlab.losses._fused import Job, Kernel, Layout
 from smoothlab.losses._kernels import (
     Chunk,
@@ -85,11 +84,7 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
     b: Coef = rate
     if exclusive:
         assert pi is not None
-        pi_y = batch.gather(pi.expand(batch.logits.shape)).reshape(-1).to(dtype)
-        if bool((pi_y >= 1).any()):
-            raise fail(
-                "prior", "below 1 on the true class when exclusive=True", "!a prior of 1 there"
-            )
+        pi_y = true_class_prior(batch, pi).reshape(-1)
         b = rate / (1 - pi_y)
         a = (1.0 - rate) - b * pi_y
     class_w = batch.weight if weighting == "pytorch" else None

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real, fail
-from smoothlab.losses._common import Batch, compute_dtype, finish, prepare
+from smoothlab.losses._common import Batch, compute_dtype, finish, prepare, true_class_prior
 from smoothlab.losses._fused import run_fused, use_fused
 from smoothlab.losses._jobs import index_job, soft_job
 from smoothlab.targets import check_prior
@@ -195,9 +195,7 @@ def _soft_target_loss(batch: Batch, log_p: Tensor, rate: float, pi: Tensor | Non
 def _exclusive(batch: Batch, pi: Tensor) -> Tensor:
     """Per-example prior ``pi_j / (1 - pi_y)`` on the classes other than ``y``, 0 on ``y``."""
     pi = pi.expand_as(batch.logits)
-    pi_y = batch.gather(pi).unsqueeze(1)
-    if bool((pi_y >= 1).any()):
-        raise fail("prior", "below 1 on the true class when exclusive=True", "!a prior of 1 there")
+    pi_y = true_class_prior(batch, pi).unsqueeze(1)
     assert batch.index is not None
     others = pi.scatter(1, batch.index.unsqueeze(1), 0.0)
     return others / (1 - pi_y)
