@@ -95,10 +95,8 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
         a, b = _mask(a, valid, dtype), _mask(b, valid, dtype)
     per_example = pi is not None and pi.numel() != batch.num_classes
     vector = None if pi is None or per_example else pi.reshape(-1)
-    if vector is None and class_w is not None and pi is None:
-        vector = class_w / batch.num_classes
-    if vector is not None and class_w is not None and pi is not None:
-        vector = vector * class_w
+    if class_w is not None and not per_example:
+        vector = class_w / batch.num_classes if vector is None else vector * class_w
     if rate == 0.0:
         vector, b, per_example = None, 0.0, False
     full = pi if per_example else None
