@@ -32,6 +32,7 @@ __all__ = [
     "finish",
     "finish_weighted",
     "prepare",
+    "soft_cross_entropy",
     "true_class_prior",
     "valid_mask",
 ]
@@ -192,6 +193,13 @@ def prepare(
         return Batch(logits, None, probs, None, weight, mode, unbatched)
     index, valid = class_index(target, int(logits.shape[1]), ignore_index)
     return Batch(logits, index, None, valid, weight, mode, unbatched)
+
+
+def soft_cross_entropy(batch: Batch, q: Tensor, log_p: Tensor) -> Tensor:
+    """``-sum_j w_j q_j log p_j`` over dim 1 (PyTorch's class weights), 0 where ``w_j q_j = 0``."""
+    if batch.weight is not None:
+        q = q * batch.class_view(batch.weight)
+    return -torch.where(q != 0, q * log_p, 0.0).sum(dim=1)
 
 
 def true_class_prior(batch: Batch, pi: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import finish, finish_weighted, prepare
+from smoothlab.losses._common import finish, finish_weighted, prepare, soft_cross_entropy
 from smoothlab.losses._fused import run_fused, use_fused
 from smoothlab.losses._jobs import penalty_job
 
@@ -90,8 +90,7 @@ def confidence_penalty_loss(
     entropy = -(p * torch.where(p > 0, log_p, 0.0)).sum(dim=1)
     penalty = -entropy if tau is None else torch.clamp(tau - entropy, min=0.0)
     if batch.probs is not None:
-        q = batch.probs if batch.weight is None else batch.probs * batch.class_view(batch.weight)
-        ce = -torch.where(q != 0, q * log_p, 0.0).sum(dim=1)
+        ce = soft_cross_entropy(batch, batch.probs, log_p)
         return finish(batch, ce + b * penalty, None)
     loss = -batch.gather(log_p) + b * penalty
     return finish_weighted(batch, loss)

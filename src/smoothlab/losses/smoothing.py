@@ -8,7 +8,14 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real, fail
-from smoothlab.losses._common import Batch, compute_dtype, finish, prepare, true_class_prior
+from smoothlab.losses._common import (
+    Batch,
+    compute_dtype,
+    finish,
+    prepare,
+    soft_cross_entropy,
+    true_class_prior,
+)
 from smoothlab.losses._fused import run_fused, use_fused
 from smoothlab.losses._jobs import index_job, soft_job
 from smoothlab.targets import check_prior
@@ -187,9 +194,7 @@ def _soft_target_loss(batch: Batch, log_p: Tensor, rate: float, pi: Tensor | Non
     if rate != 0.0:
         prior = pi if pi is not None else torch.full_like(q[:1], 1.0 / batch.num_classes)
         q = (1.0 - rate) * q + rate * prior
-    if batch.weight is not None:
-        q = q * batch.class_view(batch.weight)
-    return finish(batch, -torch.where(q != 0, q * log_p, 0.0).sum(dim=1), None)
+    return finish(batch, soft_cross_entropy(batch, q, log_p), None)
 
 
 def _exclusive(batch: Batch, pi: Tensor) -> Tensor:
