@@ -103,11 +103,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.shape.split("x"))
-    assert len(shape) == 3
+    if len(shape) != 3:
+        parser.error(f"--shape must be rows x hidden x vocabulary, got {args.shape!r}")
     if args.child:
-        peak_child(args.child, shape)  # type: ignore[arg-type]
+        peak_child(args.child, shape)
         return
-    data = inputs(shape)  # type: ignore[arg-type]
+    data = inputs(shape)
     for head in HEADS.values():  # warm-up
         run_once(head, *inputs((64, shape[1], 512)))
     times: dict[str, list[float]] = {name: [] for name in HEADS}
@@ -115,7 +116,7 @@ def main() -> None:
         for name, head in HEADS.items():
             times[name].append(run_once(head, *data))
     del data
-    memory = {name: peak(name, shape, args.threads) for name in HEADS}  # type: ignore[arg-type]
+    memory = {name: peak(name, shape, args.threads) for name in HEADS}
     print(
         f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}, {args.shape}"
     )
