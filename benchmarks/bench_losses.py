@@ -46,6 +46,11 @@ LOSSES: dict[str, Loss] = {
 }
 
 
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """``"65536x10,8192x1000"`` -> ``[(65536, 10), (8192, 1000)]``."""
+    return [(int(rows), int(classes)) for rows, classes in (s.split("x") for s in text.split(","))]
+
+
 def reference(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(z, y, label_smoothing=0.1)
 
@@ -118,10 +123,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     text = args.shapes + ("," + LARGE_SHAPES if args.large else "")
-    shapes = [tuple(int(v) for v in s.split("x")) for s in text.split(",")]
+    shapes = parse_shapes(text)
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}")
-    large = {tuple(int(v) for v in s.split("x")) for s in LARGE_SHAPES.split(",")}
-    results = {s: measure(s, args.repeats, s in large) for s in shapes}  # type: ignore[arg-type]
+    large = set(parse_shapes(LARGE_SHAPES))
+    results = {s: measure(s, args.repeats, s in large) for s in shapes}
     titles = [
         "time / F.cross_entropy(label_smoothing=0.1), forward+backward (lower is faster)",
         "time / our uniform smoothing 'ls r=0.1' at the same shape",
