@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "smoothlab"
 # Top-level module (or package) name -> layer. A module may import its own layer or lower.
 LAYERS = {
     "_checks": 0,
+    "_native": 0,
     "targets": 1,
     "losses": 1,
     "schedules": 1,

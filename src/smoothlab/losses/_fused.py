@@ -40,6 +40,7 @@ from torch.autograd.function import FunctionCtx
 from smoothlab._checks import Reduction, check_bool, fail
 from smoothlab.losses._common import compute_dtype
 from smoothlab.losses._kernels import Chunk
+from smoothlab.losses._native_rows import NativeRows, kernels
 
 __all__ = [
     "CHUNK_BYTES",
@@ -69,10 +70,12 @@ class Layout:
     dtype: torch.dtype
 
     @staticmethod
-    def of(logits: Tensor) -> Layout:
+    def of(logits: Tensor, native: bool = False) -> Layout:
+        """The layout of ``logits``; ``native``: rows for every class count (the C kernels)."""
         num, classes = int(logits.shape[0]), int(logits.shape[1])
         inner = math.prod(logits.shape[2:])
-        kind = "spatial" if logits.dim() > 2 else "rows" if classes > SMALL_C else "cols"
+        wide = classes > SMALL_C or native
+        kind = "spatial" if logits.dim() > 2 else "rows" if wide else "cols"
         return Layout(kind, num, classes, inner, compute_dtype(logits.dtype))
 
     def direct(self, tensor: Tensor) -> bool:
@@ -144,6 +147,11 @@ class Job:
     denominator: Tensor | None  # total weight of a mean (None: number of positions)
     unbatched: bool
     temporaries: bool
+    native: NativeRows | None = None
+
+    def runs_native(self, logits: Tensor) -> bool:
+        """Whether the compiled kernels take these ``(N, C, ...)`` logits (see ``NativeRows``)."""
+        return self.native is not None and NativeRows.usable(logits, compute_dtype(logits.dtype))
 
     def losses(
         self,
@@ -157,7 +165,13 @@ class Job:
     ) -> Tensor:
         """Run the kernel on rows ``start:stop`` (see :class:`Chunk`); 0 at ignored positions."""
         y = None if self.index is None else layout.positions(self.index, start, stop)
-        loss = self.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
+        native = self.native is not None and y is not None and z.shape[2] == 1
+        native = native and z.dtype == torch.float32 and z.is_contiguous() and g.is_contiguous()
+        if native and kernels() is not None:
+            assert self.native is not None and y is not None
+            loss = self.native.run(z, g, y, start, stop, scale)
+        else:
+            loss = self.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
         if self.valid is not None:
             loss = loss.masked_fill(~layout.positions(self.valid, start, stop), 0.0)
         return loss
@@ -176,8 +190,14 @@ class Job:
         return 0.0 if total == 0 else 1.0 / total
 
 
-def _steps(job: Job, layout: Layout, direct: bool, grad: bool) -> int:
-    """Rows per chunk: bounded by ``GRAIN`` positions and ``CHUNK_BYTES`` of temporaries."""
+def _steps(job: Job, layout: Layout, direct: bool, grad: bool, native: bool) -> int:
+    """Rows per chunk: bounded by ``GRAIN`` positions and ``CHUNK_BYTES`` of temporaries.
+
+    The native kernels need neither (they split the rows over threads themselves): one chunk,
+    unless the logits need a float32 copy.
+    """
+    if native and direct:
+        return max(1, layout.num)
     step = max(1, GRAIN // max(layout.inner, 1))
     if job.temporaries or not direct or not grad:
         row_bytes = layout.classes * layout.inner * torch.finfo(layout.dtype).bits // 8
@@ -189,9 +209,10 @@ def _sweep(
     job: Job, logits: Tensor, out: Tensor | None, scale: float | None, shape: tuple[int, ...]
 ) -> Tensor:
     """Run the kernel over all chunks, fill ``out`` with the scaled gradient, reduce the loss."""
-    layout = Layout.of(logits)
+    native = job.runs_native(logits)
+    layout = Layout.of(logits, native)
     direct = layout.direct(logits)
-    step = _steps(job, layout, direct, out is not None)
+    step = _steps(job, layout, direct, out is not None, native)
     keep = job.reduction == "none"
     device = logits.device
     losses = torch.empty(
@@ -203,16 +224,15 @@ def _sweep(
     # and a scratch chunk for the kernels' temporaries (or the gradient, forward only).
     copies = None if direct else torch.empty(size, dtype=layout.dtype, device=device)
     spare = None
-    if job.temporaries or out is None:
+    if (job.temporaries or out is None) and not native:
         spare = torch.empty(size, dtype=layout.dtype, device=device)
     for start in range(0, layout.num, step):
         stop = min(start + step, layout.num)
         z = layout.take(logits, start, stop, copies)
         scratch = None if spare is None else layout.scratch(spare, start, stop)
         view = None if out is None else layout.target(out, start, stop)
-        if out is None:
-            assert scratch is not None
-            g, scratch = scratch, None
+        if out is None:  # forward only: the torch kernels use scratch as g, the native none
+            g, scratch = z if scratch is None else scratch, None
         else:
             g = z if view is None else view
         loss = job.losses(layout, start, stop, scale, z, g, scratch)
@@ -231,7 +251,7 @@ class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, logits: Tensor, job: Job, inplace: bool) -> Tensor:
         shape = (int(logits.shape[0]), *logits.shape[2:])
-        out = logits if inplace else Layout.of(logits).empty(logits)
+        out = logits if inplace else Layout.of(logits, job.runs_native(logits)).empty(logits)
         scale = job.grad_scale(math.prod(shape))
         loss = _sweep(job, logits, out, scale, shape)
         ctx.save_for_backward(out)

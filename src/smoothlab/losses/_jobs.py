@@ -19,6 +19,8 @@ and ignored positions get ``a = b = 0``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -32,6 +34,7 @@ from smoothlab.losses._kernels import (
     smoothing_rows,
     soft_rows,
 )
+from smoothlab.losses._native_rows import PENALTY, RELAX, SMOOTH, NativeRows
 
 __all__ = ["index_job", "penalty_job", "relaxation_job", "soft_job"]
 
@@ -61,13 +64,17 @@ def _example_weight(flat: Flat, dtype: torch.dtype) -> Coef:
     return 1.0 if valid is None else valid.to(dtype)
 
 
-def _job(batch: Batch, flat: Flat, kernel: Kernel, temporaries: bool) -> Job:
+def _job(
+    batch: Batch, flat: Flat, kernel: Kernel, temporaries: bool, native: NativeRows | None = None
+) -> Job:
     """A mean divides by the total target weight (``w_y``, 0 at ignored positions, or the count)."""
     index, valid, w_y = flat
     denominator = None if w_y is None else w_y.sum()
     if denominator is None and valid is not None:
         denominator = valid.sum().to(compute_dtype(batch.logits.dtype))
-    return Job(kernel, index, valid, batch.reduction, denominator, batch.unbatched, temporaries)
+    return Job(
+        kernel, index, valid, batch.reduction, denominator, batch.unbatched, temporaries, native
+    )
 
 
 def _slice(value: Coef, layout: Layout, start: int, stop: int) -> Coef:
@@ -115,7 +122,8 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
         a_c, b_c = _slice(a, layout, start, stop), _slice(b, layout, start, stop)
         return smoothing_rows(chunk, a_c, b_c, prior, total, scale)
 
-    return _job(batch, flat, kernel, full is not None)
+    native = None if full is not None else NativeRows(SMOOTH, a, b, vector, vector_sum)
+    return _job(batch, flat, kernel, full is not None, native)
 
 
 def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
@@ -150,7 +158,7 @@ def relaxation_job(batch: Batch, alpha: float) -> Job:
     def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
         return relaxation_rows(chunk, alpha, _slice(w, layout, start, stop), scale)
 
-    return _job(batch, flat, kernel, False)
+    return _job(batch, flat, kernel, False, NativeRows(RELAX, w, h1=alpha))
 
 
 def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
@@ -167,4 +175,6 @@ def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
         w_c = _slice(w, layout, start, stop)
         return penalty_rows(chunk, beta, threshold, w_c, q, scale)
 
-    return _job(batch, flat, kernel, True)
+    tau = math.nan if threshold is None else threshold
+    native = None if probs is not None else NativeRows(PENALTY, w, h1=beta, h2=tau)
+    return _job(batch, flat, kernel, True, native)

@@ -1,0 +1,211 @@
+"""Optional compiled kernels: C sources beside this file, built on first use, loaded with ctypes.
+
+Some of smoothlab's hot loops (the loss family's row kernels for float32 logits, IVON's sampling
+and update) run several times faster as one C loop than as a sequence of PyTorch operations:
+each PyTorch call is a separate sweep over memory and, on CPU, a separate parallel region. The C
+sources here are plain C11 with no Python or PyTorch headers, so building one takes well under a
+second with the system's C compiler (``$CC``, else ``cc``); nothing is compiled at install time.
+
+* The shared library is cached under ``$SMOOTHLAB_CACHE_DIR/native`` (default
+  ``$XDG_CACHE_HOME/smoothlab`` or ``~/.cache/smoothlab``), named by a hash of the source, the
+  compiler's version, the flags and the CPU (the code is built with ``-march=native``), and
+  written atomically (a temporary file renamed into place), so concurrent processes are safe.
+* Without a compiler, or with ``SMOOTHLAB_NATIVE=0`` in the environment, or when a build fails,
+  :func:`library` returns ``None`` and every caller runs its PyTorch implementation, which
+  computes the same numbers (the tests compare the two). :func:`status` says which happened.
+* Kernels take raw pointers (``Tensor.data_ptr()``) of contiguous CPU tensors; ctypes releases
+  the GIL during a call, so :func:`parallel` splits work over a thread pool of
+  ``torch.get_num_threads()`` threads.
+
+The compiler flags keep IEEE semantics for infinities and NaNs (no ``-ffast-math``);
+``-fno-math-errno -fno-trapping-math`` let loops with conversions and selects vectorise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+__all__ = ["FLAGS", "cache_dir", "disabled", "library", "parallel", "status"]
+
+#: Flags of every build (``-march=native`` is dropped and the build retried if it fails).
+FLAGS = (
+    "-std=c11",
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fopenmp-simd",
+    "-fPIC",
+    "-shared",
+)
+_SOURCES = Path(__file__).resolve().parent
+_LOCK = threading.Lock()
+_LOADED: dict[str, ctypes.CDLL | None] = {}
+_STATUS: dict[str, str] = {}
+# (owner pid, workers, pool): a forked child inherits the list but not the threads.
+_POOL: list[tuple[int, int, ThreadPoolExecutor]] = []
+_DISABLED = threading.local()
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: ``$SMOOTHLAB_CACHE_DIR/native`` or the user cache."""
+    root = os.environ.get("SMOOTHLAB_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(xdg) / "smoothlab")
+    return Path(root) / "native"
+
+
+def _enabled() -> bool:
+    if getattr(_DISABLED, "depth", 0):
+        return False
+    return os.environ.get("SMOOTHLAB_NATIVE", "1").strip().lower() not in {
+        "0",
+        "false",
+        "no",
+        "off",
+    }
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run the PyTorch implementations inside the ``with`` block (this thread only).
+
+    >>> with disabled():
+    ...     library("losses") is None
+    True
+    """
+    _DISABLED.depth = getattr(_DISABLED, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _DISABLED.depth -= 1
+
+
+def _cpu_signature() -> str:
+    """The machine and its CPU feature flags, so that a ``-march=native`` build is never reused
+    on a CPU that lacks its instructions (a shared home directory on a cluster)."""
+    flags = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    return f"{platform.machine()} {platform.system()} {flags}"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def _build(name: str) -> Path:
+    """Compile ``name.c`` into the cache (if not already there) and return the library's path."""
+    source = (_SOURCES / f"{name}.c").read_bytes()
+    compiler = _compiler()
+    if compiler is None:
+        raise OSError("no C compiler found (set CC or install cc)")
+    version = subprocess.run(
+        [compiler, "--version"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    suffix = ".dll" if os.name == "nt" else ".so"
+    errors = []
+    for flags in (FLAGS, tuple(f for f in FLAGS if f != "-march=native")):
+        key = hashlib.sha256(
+            b"\0".join(
+                [source, version.encode(), " ".join(flags).encode(), _cpu_signature().encode()]
+            )
+        ).hexdigest()[:16]
+        target = cache_dir() / f"{name}-{key}{suffix}"
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=suffix, dir=target.parent)
+        os.close(fd)
+        command = [compiler, *flags, str(_SOURCES / f"{name}.c"), "-o", tmp, "-lm"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode == 0:
+            os.replace(tmp, target)
+            return target
+        os.unlink(tmp)
+        errors.append(done.stderr.strip()[-2000:])
+    raise OSError(f"building {name}.c failed: {errors[-1]}")
+
+
+def library(name: str) -> ctypes.CDLL | None:
+    """The compiled library ``name`` (from ``name.c`` beside this module), or ``None``.
+
+    ``None`` when native kernels are disabled (``SMOOTHLAB_NATIVE=0``, :func:`disabled`) or the
+    build failed; :func:`status` then says why. A library is built and loaded once per process.
+    """
+    if not _enabled():
+        return None
+    if name in _LOADED:
+        return _LOADED[name]
+    with _LOCK:
+        if name not in _LOADED:
+            try:
+                path = _build(name)
+                _LOADED[name] = ctypes.CDLL(str(path))
+                _STATUS[name] = f"loaded {path}"
+            except (OSError, subprocess.SubprocessError) as error:
+                _LOADED[name] = None
+                _STATUS[name] = f"unavailable: {error}"
+    return _LOADED[name]
+
+
+def status() -> dict[str, str]:
+    """Each native library's state: ``"loaded <path>"``, ``"unavailable: <why>"`` or disabled.
+
+    Builds every library first, so that the answer is about this machine, not this process's
+    history.
+    """
+    out = {}
+    for source in sorted(_SOURCES.glob("*.c")):
+        name = source.stem
+        if not _enabled():
+            out[name] = "disabled (SMOOTHLAB_NATIVE=0 or smoothlab._native.disabled())"
+        else:
+            library(name)
+            out[name] = _STATUS[name]
+    return out
+
+
+def parallel(work: Callable[[int, int], None], total: int, *, grain: int) -> None:
+    """Call ``work(start, stop)`` over ``[0, total)`` split into at most one range per thread.
+
+    Ranges hold at least ``grain`` items; with one range (or one torch thread) ``work`` runs in
+    the calling thread. ``work`` should spend its time in a ctypes call, which releases the GIL.
+
+    >>> seen = []
+    >>> parallel(lambda a, b: seen.append((a, b)), 10, grain=100)
+    >>> seen
+    [(0, 10)]
+    """
+    parts = max(1, min(torch.get_num_threads(), total // max(grain, 1)))
+    if parts == 1:
+        work(0, total)
+        return
+    with _LOCK:
+        if not _POOL or _POOL[0][0] != os.getpid() or _POOL[0][1] < parts - 1:
+            if _POOL and _POOL[0][0] == os.getpid():
+                _POOL[0][2].shutdown(wait=False)
+            _POOL[:] = [(os.getpid(), parts - 1, ThreadPoolExecutor(parts - 1, "smoothlab-native"))]
+        pool = _POOL[0][2]
+    cuts = [total * k // parts for k in range(parts + 1)]
+    futures = [pool.submit(work, cuts[k], cuts[k + 1]) for k in range(1, parts)]
+    work(cuts[0], cuts[1])  # the calling thread takes the first range
+    for future in futures:
+        future.result()

@@ -1,0 +1,308 @@
+/* Row kernels of smoothlab's loss family for float32 logits: loss and gradient in one call.
+ *
+ * Every loss of the family has, per row, a gradient of the form
+ *
+ *     g_j = u e_j + v e_j z_j - c pi_j   (pi_j = 1 when no prior is given),   g_y -= t,
+ *
+ * where e_j = exp(z_j - max z) and u, v, c, t are per-row numbers that depend on the row's
+ * statistics S = sum_j e_j (so lse = max z + log S), D = sum_j pi_j z_j (masked where
+ * pi_j = 0) and E = sum_j e_j z_j (masked where e_j = 0). The kernels make one sweep for the
+ * maximum, one for the statistics (storing e_j in g), then the row arithmetic in double, then
+ * one sweep writing g. smoothlab/losses/_kernels.py holds the same algebra in PyTorch, and the
+ * tests compare the two.
+ *
+ * Kinds: SMOOTH  q = a e_y + b pi (a, b per row), loss = Q lse - a z_y - b D, Q = a + b sum(pi)
+ *        RELAX   label relaxation with alpha = h1, per-row weight a
+ *        PENALTY cross-entropy minus h1 H(p), hinged at h2 unless h2 is NaN, per-row weight a
+ *
+ * Rows with few classes (C <= SMALL_C) are transposed in blocks of LANES rows, so that every
+ * sweep runs across rows (SIMD over examples) instead of across ten classes.
+ *
+ * Compiled with -fno-math-errno -fno-trapping-math and without -ffast-math: infinities and NaNs
+ * keep their IEEE meaning (a row with a NaN logit gets NaN loss and gradient, as in PyTorch).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { SMOOTH = 0, RELAX = 1, PENALTY = 2 };
+enum { SMALL_C = 32, LANES = 64 };
+
+typedef union { float f; int32_t i; } bits32;
+
+/* exp(x) for x <= 88, within 1 ulp; 0 for x < -104 (so exp(-inf) = 0), NaN for NaN.
+ * Cody-Waite reduction x = n log 2 + r, |r| <= log(2)/2, degree-7 Taylor polynomial, and the
+ * scale 2^n applied as two halves so that n down to -150 (subnormal results) stays exact. */
+static inline float sl_exp(float x) {
+    x = x < -104.0f ? -104.0f : x;
+    float n = x * 1.44269504088896341f + 12582912.0f;
+    n = n - 12582912.0f;
+    int32_t ni = (int32_t)n;
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t half = ni >> 1;
+    bits32 hi, lo;
+    hi.i = (half + 127) << 23;
+    lo.i = (ni - half + 127) << 23;
+    return p * hi.f * lo.f;
+}
+
+/* log(x) for float x within 2 ulp: x = 2^k f with f in [sqrt(1/2), sqrt(2)), and
+ * log f = 2 atanh(t) = 2 (t + t^3/3 + ... + t^9/9), t = (f - 1) / (f + 1), |t| <= 0.172.
+ * log(0) = -inf, log(inf) = inf, log(x < 0) = NaN, NaN stays NaN; subnormals are rescaled. */
+static inline float sl_log(float x) {
+    bits32 b;
+    int tiny = x < 1.17549435e-38f;
+    b.f = tiny ? x * 8388608.0f : x;
+    int32_t k = ((b.i >> 23) & 0xff) - 127;
+    b.i = (b.i & 0x007fffff) | 0x3f800000; /* f in [1, 2) */
+    float f = b.f;
+    int big = f > 1.41421356f;
+    f = big ? f * 0.5f : f;
+    k = big ? k + 1 : k;
+    float t = (f - 1.0f) / (f + 1.0f), t2 = t * t;
+    float p = 1.0f / 9.0f;
+    p = p * t2 + 1.0f / 7.0f;
+    p = p * t2 + 1.0f / 5.0f;
+    p = p * t2 + 1.0f / 3.0f;
+    p = p * t2 + 1.0f;
+    float kf = (float)k - (tiny ? 23.0f : 0.0f);
+    float r = kf * 0.693145751953125f + (kf * 1.428606765330187045e-06f + 2.0f * t * p);
+    r = x == 0.0f ? -INFINITY : r;
+    r = x < 0.0f ? NAN : r;
+    return x == INFINITY || x != x ? x : r;
+}
+
+/* Per-row statistics in, per-row loss and gradient terms out, for n rows (SIMD across rows). */
+typedef struct {
+    float *m, *s, *d, *e, *zy, *ey;     /* max, sum of e_j, sum pi_j z_j, sum e_j z_j, z_y, e_y */
+    float *loss, *u, *v, *c, *t;        /* g_j = u e_j + v e_j z_j - c pi_j, g_y -= t */
+} lanes_t;
+
+typedef struct {
+    int kind;
+    const float *a, *b, *pi; /* per-row coefficients; class prior or NULL (uniform) */
+    float pi_sum, h1, h2, scale;
+    int64_t classes;
+    int grad;
+} spec_t;
+
+static void smooth_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
+    const float *a = sp->a + row0, *b = sp->b + row0;
+    const float per = sp->pi ? sp->scale : sp->scale / (float)sp->classes;
+#pragma omp simd
+    for (int64_t l = 0; l < n; l++) {
+        float q = a[l] + b[l] * sp->pi_sum, lse = L.m[l] + sl_log(L.s[l]);
+        float loss = q * lse - (a[l] != 0.0f ? a[l] * L.zy[l] : 0.0f);
+        L.loss[l] = loss - (b[l] != 0.0f ? b[l] * L.d[l] : 0.0f);
+        L.u[l] = sp->scale * q / L.s[l];
+        L.v[l] = 0.0f;
+        L.c[l] = per * b[l];
+        L.t[l] = sp->scale * a[l];
+    }
+}
+
+/* Label relaxation (Lienen & Hüllermeier, Eq. 5): zero inside the set p_y >= 1 - alpha, else
+ * (1 - alpha) log((1 - alpha) / p_y) + alpha log(alpha / (1 - p_y)), gradient kappa (p - e_y). */
+static void relax_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
+    const float *w = sp->a + row0, alpha = sp->h1;
+    const float keep = 1.0f - alpha, border = (float)log1p(-(double)alpha);
+    const float log_alpha = (float)log((double)alpha);
+#pragma omp simd
+    for (int64_t l = 0; l < n; l++) {
+        float log_p_y = L.zy[l] - (L.m[l] + sl_log(L.s[l]));
+        float p_y = L.ey[l] / L.s[l], rest = 1.0f - p_y;
+        int inside = log_p_y >= border;
+        float kl = keep * (border - log_p_y) + alpha * (log_alpha - sl_log(rest));
+        float coef = (keep - p_y) / rest * sp->scale * w[l];
+        L.loss[l] = inside ? 0.0f : (kl > 0.0f ? kl : 0.0f) * w[l];
+        L.u[l] = inside ? 0.0f : coef / L.s[l];
+        L.v[l] = L.c[l] = 0.0f;
+        L.t[l] = inside ? 0.0f : coef;
+    }
+}
+
+/* The confidence penalty (Pereyra et al.): CE - beta H(p), or CE + beta max(0, tau - H(p)). */
+static void penalty_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
+    const float *w = sp->a + row0, beta = sp->h1, tau = sp->h2;
+    const int hinge = !isnan(tau);
+#pragma omp simd
+    for (int64_t l = 0; l < n; l++) {
+        float lse = L.m[l] + sl_log(L.s[l]), entropy = lse - L.e[l] / L.s[l];
+        float gamma = beta, penalty = -entropy;
+        if (hinge) {
+            penalty = tau - entropy > 0.0f ? tau - entropy : 0.0f;
+            gamma = entropy < tau ? beta : 0.0f;
+        }
+        float sw = sp->scale * w[l];
+        L.loss[l] = w[l] * (lse - L.zy[l] + beta * penalty);
+        L.u[l] = sw * (1.0f + gamma * (entropy - lse)) / L.s[l];
+        L.v[l] = sw * gamma / L.s[l];
+        L.c[l] = 0.0f;
+        L.t[l] = sw;
+    }
+}
+
+static void row_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
+    if (sp->kind == SMOOTH) smooth_math(sp, row0, n, L);
+    else if (sp->kind == RELAX) relax_math(sp, row0, n, L);
+    else penalty_math(sp, row0, n, L);
+}
+
+/* One row of many classes. With g == z (in place) the penalty recomputes e_j in the last sweep
+ * instead of storing it, because that sweep still needs z_j. Sums are accumulated in double. */
+static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int64_t y, float *loss) {
+    const int64_t C = sp->classes;
+    float m = z[0], d = 0.0f, zy = z[y], sf, ef, ey, u, v, c, t;
+    int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+    for (int64_t j = 0; j < C; j++) {
+        m = z[j] > m ? z[j] : m;
+        nan |= z[j] != z[j];
+    }
+    m = nan ? NAN : m;
+    if (sp->kind == SMOOTH && sp->b[i] != 0.0f) {
+        double sum = 0.0;
+        if (sp->pi) {
+            const float *pi = sp->pi;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < C; j++) sum += pi[j] != 0.0f ? (double)(pi[j] * z[j]) : 0.0;
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < C; j++) sum += z[j];
+            sum /= (double)C;
+        }
+        d = (float)sum;
+    }
+    const int store = g != 0 && !(sp->kind == PENALTY && g == z);
+    double s = 0.0, e = 0.0;
+    if (sp->kind == PENALTY) {
+#pragma omp simd reduction(+ : s, e)
+        for (int64_t j = 0; j < C; j++) {
+            float ej = sl_exp(z[j] - m);
+            s += ej;
+            e += ej > 0.0f ? (double)(ej * z[j]) : 0.0;
+            if (store) g[j] = ej;
+        }
+    } else if (store) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < C; j++) {
+            float ej = sl_exp(z[j] - m);
+            g[j] = ej;
+            s += ej;
+        }
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < C; j++) s += sl_exp(z[j] - m);
+    }
+    sf = (float)s;
+    ef = (float)e;
+    ey = store ? g[y] : sl_exp(zy - m);
+    lanes_t L = {&m, &sf, &d, &ef, &zy, &ey, loss, &u, &v, &c, &t};
+    row_math(sp, i, 1, L);
+    if (!sp->grad || g == 0) return;
+    if (sp->kind == PENALTY && !store) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) {
+            float ej = sl_exp(z[j] - m);
+            g[j] = ej > 0.0f ? ej * (u + v * z[j]) : 0.0f;
+        }
+    } else if (sp->kind == PENALTY) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) g[j] = g[j] > 0.0f ? g[j] * (u + v * z[j]) : 0.0f;
+    } else if (sp->pi && c != 0.0f) {
+        const float *pi = sp->pi;
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) g[j] = u * g[j] - c * pi[j];
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) g[j] = u * g[j] - c;
+    }
+    g[y] -= t;
+}
+
+/* LANES rows of few classes at once, transposed so that every loop runs across rows. */
+static void narrow_block(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
+                         const int64_t *y, float *loss) {
+    const int64_t C = sp->classes;
+    float zt[SMALL_C * LANES], et[SMALL_C * LANES];
+    float m[LANES], s[LANES], d[LANES], e[LANES], zy[LANES], ey[LANES];
+    float u[LANES], v[LANES], c[LANES], t[LANES];
+    int nan[LANES];
+    for (int64_t j = 0; j < C; j++)
+        for (int64_t l = 0; l < LANES; l++) zt[j * LANES + l] = l < n ? z[l * C + j] : 0.0f;
+#pragma omp simd
+    for (int64_t l = 0; l < LANES; l++) {
+        m[l] = zt[l];
+        nan[l] = 0;
+        s[l] = d[l] = e[l] = 0.0f;
+    }
+    for (int64_t j = 0; j < C; j++) {
+        const float *zj = zt + j * LANES;
+        const float pj = sp->pi ? sp->pi[j] : 1.0f / (float)C;
+#pragma omp simd
+        for (int64_t l = 0; l < LANES; l++) {
+            m[l] = zj[l] > m[l] ? zj[l] : m[l];
+            nan[l] |= zj[l] != zj[l];
+            d[l] += pj != 0.0f ? pj * zj[l] : 0.0f;
+        }
+    }
+#pragma omp simd
+    for (int64_t l = 0; l < LANES; l++) m[l] = nan[l] ? NAN : m[l];
+    for (int64_t j = 0; j < C; j++) {
+        const float *zj = zt + j * LANES;
+        float *ej = et + j * LANES;
+#pragma omp simd
+        for (int64_t l = 0; l < LANES; l++) {
+            float x = sl_exp(zj[l] - m[l]);
+            ej[l] = x;
+            s[l] += x;
+            e[l] += x > 0.0f ? x * zj[l] : 0.0f;
+        }
+    }
+    for (int64_t l = 0; l < n; l++) {
+        zy[l] = zt[y[l] * LANES + l];
+        ey[l] = et[y[l] * LANES + l];
+    }
+    lanes_t L = {m, s, d, e, zy, ey, loss, u, v, c, t};
+    row_math(sp, row0, n, L);
+    if (!sp->grad || g == 0) return;
+    for (int64_t j = 0; j < C; j++) {
+        const float *zj = zt + j * LANES;
+        float *ej = et + j * LANES;
+        const float pj = sp->pi ? sp->pi[j] : 1.0f;
+#pragma omp simd
+        for (int64_t l = 0; l < n; l++)
+            ej[l] = (ej[l] > 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f) - c[l] * pj;
+    }
+    for (int64_t l = 0; l < n; l++) et[y[l] * LANES + l] -= t[l];
+    for (int64_t l = 0; l < n; l++)
+        for (int64_t j = 0; j < C; j++) g[l * C + j] = et[j * LANES + l];
+}
+
+/* Loss (and, with grad, scale times the gradient) of rows [0, rows) of a (rows, C) float32
+ * matrix with class indices y; g may be z (in place) or NULL (forward only). a, b, pi: see
+ * spec_t; h1, h2: alpha (RELAX) or beta and the threshold (PENALTY, NaN for none). Returns 0. */
+int sl_rows(int kind, const float *z, float *g, const int64_t *y, int64_t rows, int64_t classes,
+            const float *a, const float *b, const float *pi, double pi_sum, double h1, double h2,
+            double scale, int grad, float *loss) {
+    spec_t sp = {kind, a, b, pi, (float)pi_sum, (float)h1, (float)h2, (float)scale, classes, grad};
+    if (classes <= SMALL_C) {
+        for (int64_t i = 0; i < rows; i += LANES) {
+            int64_t n = rows - i < LANES ? rows - i : LANES;
+            narrow_block(&sp, z + i * classes, g ? g + i * classes : 0, i, n, y + i, loss + i);
+        }
+        return 0;
+    }
+    for (int64_t i = 0; i < rows; i++)
+        wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y[i], loss + i);
+    return 0;
+}

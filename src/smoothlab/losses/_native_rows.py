@@ -1,0 +1,123 @@
+"""The compiled row kernels of the loss family (``smoothlab/_native/losses.c``), for float32 rows.
+
+A job whose loss has a native form carries a :class:`NativeRows`: the loss kind and its per-row
+coefficients, in the same terms as :mod:`smoothlab.losses._kernels` (``q = a e_y + b pi`` for
+smoothing; the weight ``w`` as ``a`` for relaxation and the confidence penalty). The fused path
+hands it ``(B, C, 1)`` float32 chunks; anything else (other dtypes after conversion, spatial
+positions, per-example priors, soft targets, or no compiler: see :mod:`smoothlab._native`) runs
+the PyTorch kernels, which compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from smoothlab import _native
+
+__all__ = ["PENALTY", "RELAX", "SMOOTH", "NativeRows", "kernels"]
+
+SMOOTH, RELAX, PENALTY = 0, 1, 2
+#: Elements per thread below which a call runs in one thread (a thread hand-off costs ~50 us).
+GRAIN_ELEMENTS = 1 << 18
+
+_P, _I64, _D, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+_SIGNATURE: list[Any] = [_INT, _P, _P, _P, _I64, _I64, _P, _P, _P, _D, _D, _D, _D, _INT, _P]
+
+
+_TYPED: list[ctypes.CDLL] = []  # libraries whose signatures are set
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The loaded ``losses`` library with its signature set, or ``None`` (use PyTorch)."""
+    lib = _native.library("losses")
+    if lib is not None and not any(lib is done for done in _TYPED):
+        lib.sl_rows.argtypes = _SIGNATURE
+        lib.sl_rows.restype = _INT
+        _TYPED.append(lib)
+    return lib
+
+
+def _rows(value: float | Tensor, start: int, stop: int) -> Tensor:
+    """A per-row coefficient as a contiguous float32 vector for rows ``start:stop``."""
+    if isinstance(value, Tensor):
+        return value[start:stop].to(torch.float32).contiguous()
+    return torch.full((stop - start,), value, dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class NativeRows:
+    """A loss in the native kernel's terms (see the header of ``losses.c``).
+
+    Attributes:
+        kind: ``SMOOTH``, ``RELAX`` or ``PENALTY``.
+        a: per-row ``a`` (smoothing) or weight ``w`` (the others): a float or a flat ``(N,)``
+            tensor.
+        b: per-row ``b`` (smoothing only).
+        pi: ``(C,)`` class prior (times class weights), or ``None`` for uniform ``1 / C``.
+        pi_sum: total mass of ``pi`` (1 for uniform).
+        h1: ``alpha`` (relaxation) or ``beta`` (penalty).
+        h2: the penalty's entropy threshold, NaN for none.
+    """
+
+    kind: int
+    a: float | Tensor
+    b: float | Tensor = 0.0
+    pi: Tensor | None = None
+    pi_sum: float = 1.0
+    h1: float = 0.0
+    h2: float = math.nan
+
+    @staticmethod
+    def usable(logits: Tensor, compute: torch.dtype) -> bool:
+        """Whether ``(N, C)`` logits (computed in ``compute``) can take the native kernels."""
+        return (
+            logits.dim() == 2
+            and logits.device.type == "cpu"
+            and compute == torch.float32
+            and kernels() is not None
+        )
+
+    def run(
+        self, z: Tensor, g: Tensor | None, y: Tensor, start: int, stop: int, scale: float | None
+    ) -> Tensor:
+        """Loss of the ``(B, C, 1)`` chunk ``z`` of rows ``start:stop``; gradient into ``g``.
+
+        ``g`` (contiguous, may be ``z``) receives ``scale`` times the gradient unless ``scale``
+        is ``None``. Returns the losses shaped ``(B, 1, 1)``.
+        """
+        lib = kernels()
+        assert lib is not None and z.is_contiguous() and z.dtype == torch.float32
+        rows, classes = int(z.shape[0]), int(z.shape[1])
+        a, b = _rows(self.a, start, stop), _rows(self.b, start, stop)
+        pi = None if self.pi is None else self.pi.to(torch.float32).contiguous()
+        labels = y.reshape(-1).contiguous()
+        loss = torch.empty(rows, dtype=torch.float32)
+        grad = scale is not None and g is not None
+        if grad:
+            assert g is not None and g.is_contiguous() and g.dtype == torch.float32
+        pointers = (
+            z.data_ptr(),
+            g.data_ptr() if grad and g is not None else 0,
+            labels.data_ptr(),
+            a.data_ptr(),
+            b.data_ptr(),
+            loss.data_ptr(),
+        )
+        hyper = (self.pi_sum, self.h1, self.h2, 0.0 if scale is None else scale)
+
+        def work(lo: int, hi: int) -> None:
+            zp, gp, yp, ap, bp, lp = pointers
+            lib.sl_rows(
+                self.kind, zp + 4 * lo * classes, gp + 4 * lo * classes if gp else None,
+                yp + 8 * lo, hi - lo, classes, ap + 4 * lo, bp + 4 * lo,
+                None if pi is None else pi.data_ptr(), *hyper, int(grad), lp + 4 * lo,
+            )  # fmt: skip
+
+        _native.parallel(work, rows, grain=max(1, GRAIN_ELEMENTS // classes))
+        return loss.view(rows, 1, 1)
