@@ -91,6 +91,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 def _list() -> None:
     from smoothlab.datasets import get_dataset_info, list_datasets
+    from smoothlab.lab.inputs import dataset_inputs
     from smoothlab.lab.methods import METHODS, method_fields
     from smoothlab.lab.models import MODELS
     from smoothlab.noise import NOISE_KINDS
@@ -104,10 +105,11 @@ def _list() -> None:
             print(f"  {'':<11} its {keys} replace [train]'s (\"\" or -1: keep [train]'s)")
     print("datasets:")
     for name in list_datasets():
-        print(f"  {name:<17} {getattr(get_dataset_info(name), 'description', '')}")
+        print(f"  {name:<17} {get_dataset_info(name).description}")
+        print(f"  {'':<17} inputs: {dataset_inputs(name).describe()}")
     print("models:")
     for spec in MODELS.values():
-        print(f"  {spec.name:<11} {spec.description}")
+        print(f"  {spec.name:<11} {spec.description} (inputs: {', '.join(spec.inputs)})")
     print("noise kinds:")
     for kind in NOISE_KINDS:
         print(f"  {kind.name:<19} {kind.description}")

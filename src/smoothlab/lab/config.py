@@ -16,18 +16,24 @@ Layout of a config file (every section and key is optional; defaults are the dem
               lr_milestones, lr_gamma, warmup_epochs, switch_epoch, select, temperature_scaling
     [noise]   kinds, rates, exact
     [methods.NAME]  the method's parameters; a list is a sweep
+
+Every number must be finite: TOML's ``inf``, ``-inf`` and ``nan`` are rejected at load for every
+field (no field of the lab gives infinity a meaning, so none is exempt).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from smoothlab._checks import fail
 
 __all__ = [
     "Config",
@@ -149,7 +155,17 @@ def _type_name(tp: object) -> str:
 
 
 def coerce(path: str, value: object, tp: object) -> Any:
-    """Check ``value`` against the field type ``tp``; ints become floats where floats are asked."""
+    """Check ``value`` against the field type ``tp``; ints become floats where floats are asked.
+
+    Numbers must be finite: TOML's ``inf``, ``-inf`` and ``nan`` are rejected for every field.
+
+    >>> coerce("train.lr", 1, float)
+    1.0
+    >>> coerce("train.lr", float("inf"), float)
+    Traceback (most recent call last):
+    ...
+    smoothlab.lab.config.ConfigError: `train.lr` must be a finite number, got inf
+    """
     if typing.get_origin(tp) is tuple:
         if not isinstance(value, list | tuple):
             value = [value]
@@ -163,7 +179,12 @@ def coerce(path: str, value: object, tp: object) -> Any:
     )
     if not ok:
         raise ConfigError(f"`{path}` must be {_type_name(tp)}, got {value!r}")
-    return float(value) if tp is float else value  # type: ignore[arg-type]
+    if tp is float:
+        number = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(number):  # TOML's inf, -inf and nan: no field gives them a meaning
+            raise fail(path, "a finite number", number, kind=ConfigError)
+        return number
+    return value
 
 
 def _section(name: str, cls: type, raw: object) -> Any:

@@ -174,23 +174,41 @@ Builder = Callable[[Sequence[int], int, Sequence[int]], nn.Module]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry: name, one-line description, and ``build(input_shape, K, hidden)``."""
+    """A registry entry: name, one-line description, ``build(input_shape, K, hidden)``, and the
+    input kinds it accepts (:data:`smoothlab.lab.inputs.DATASET_INPUTS`: ``image``, ``table``)."""
 
     name: str
     description: str
     build: Builder
+    inputs: tuple[str, ...]
 
+
+_ANY = ("table", "image")  # flattening models take images too
+_IMAGES = ("image",)  # convolutions need (C, H, W): a table's features have no neighbours
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            "mlp", "ReLU MLP of widths model.hidden", lambda s, k, h: MLP(math.prod(s), k, h)
+            "mlp",
+            "ReLU MLP of widths model.hidden",
+            lambda s, k, h: MLP(math.prod(s), k, h),
+            _ANY,
         ),
-        ModelSpec("cnn", "two conv layers + one hidden layer", lambda s, k, h: SmallCNN(s, k, h)),
-        ModelSpec("logreg", "logistic regression", lambda s, k, h: MLP(math.prod(s), k, ())),
-        ModelSpec("resnet18", "CIFAR ResNet-18 (GPU)", lambda s, k, h: ResNet18(s, k)),
-        ModelSpec("resnet56v2", "pre-activation ResNet-56 (GPU)", lambda s, k, h: ResNetV2(s, k)),
+        ModelSpec(
+            "cnn",
+            "two conv layers + one hidden layer",
+            lambda s, k, h: SmallCNN(s, k, h),
+            _IMAGES,
+        ),
+        ModelSpec("logreg", "logistic regression", lambda s, k, h: MLP(math.prod(s), k, ()), _ANY),
+        ModelSpec("resnet18", "CIFAR ResNet-18 (GPU)", lambda s, k, h: ResNet18(s, k), _IMAGES),
+        ModelSpec(
+            "resnet56v2",
+            "pre-activation ResNet-56 (GPU)",
+            lambda s, k, h: ResNetV2(s, k),
+            _IMAGES,
+        ),
     )
 }
 

@@ -11,7 +11,9 @@ failing every run of the grid minutes later. What is checked:
   ``K`` classes, so a future kind's own check surfaces here too;
 - ``train.lr_milestones`` (step decay) strictly increasing epochs >= 1 and after the warm-up, for
   ``[train]`` and for every method that overrides the schedule or warm-up (``methods.ivon``);
-- every method variant of the grid builds (parameter ranges), and ``device`` is a torch device.
+- every method variant of the grid builds (parameter ranges), and ``device`` is a torch device;
+- ``model.name`` accepts the inputs of ``data.dataset`` (no image model on a table:
+  :mod:`smoothlab.lab.inputs`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def check_combinations(config: Config) -> None:
 `instance` (its flip rates differ per example), got true
     """
     _check_device(config.device)
+    _check_model(config.model.name, config.data.dataset)
     _check_noise(config)
     _check_schedule(config.train, "train.lr_schedule", "train.warmup_epochs")
     _check_methods(config)
@@ -49,6 +52,19 @@ def _check_device(device: str) -> None:
     except (RuntimeError, ValueError):
         expected = "auto or a torch device such as cpu, cuda, cuda:1"
         raise ConfigError(f"`device` must be {expected}, got {device!r}") from None
+
+
+def _check_model(model: str, dataset: str) -> None:
+    """The model must accept the dataset's input kind (an image model on a table fails)."""
+    from smoothlab.lab.inputs import dataset_inputs, models_for
+
+    valid = models_for(dataset)
+    if model not in valid:
+        inputs = dataset_inputs(dataset).describe()
+        raise ConfigError(
+            f"`model.name` must be one of {', '.join(valid)} for data.dataset `{dataset}` "
+            f"({inputs}; {model} needs images), got {model!r}"
+        )
 
 
 def _check_noise(config: Config) -> None:
