@@ -194,6 +194,24 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "`target` must be class indices when exclusive=True, got a torch.float32 tensor of shape (4, 3)",
     ),
     (
+        "exclusive one class",
+        lambda: LS(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), exclusive=True),
+        ValueError,
+        "`input` must be at least 2 classes when exclusive=True, got a torch.float32 tensor of shape (4, 1)",
+    ),
+    (
+        "exclusive one class composition",
+        lambda: LS(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), exclusive=True, fused=False),
+        ValueError,
+        "`input` must be at least 2 classes when exclusive=True, got a torch.float32 tensor of shape (4, 1)",
+    ),
+    (
+        "exclusive not bool",
+        lambda: LS(Z, Y, exclusive=1),
+        TypeError,
+        "`exclusive` must be a bool, got 1",
+    ),
+    (
         "exclusive prior one-hot",
         lambda: LS(Z, Y, exclusive=True, prior=torch.tensor([1.0, 0.0, 0.0])),
         ValueError,
@@ -216,6 +234,12 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         lambda: smooth_targets(Y, 2, 0.1),
         ValueError,
         "`target` must be class indices in [0, 1], got 2",
+    ),
+    (
+        "smooth_targets exclusive not bool",
+        lambda: smooth_targets(Y, 3, 0.1, exclusive="yes"),
+        TypeError,
+        "`exclusive` must be a bool, got 'yes'",
     ),
     (
         "module smoothing",

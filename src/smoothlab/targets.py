@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import (
+    check_bool,
     check_class_indices,
     check_distribution,
     check_int,
@@ -91,6 +92,7 @@ def smooth_targets(
     """
     check_int("num_classes", num_classes, low=2)
     rate = check_real("smoothing", smoothing, high=1.0)
+    check_bool("exclusive", exclusive)
     check_tensor("target", target)
     if dtype is None and isinstance(prior, Tensor) and prior.is_floating_point():
         dtype = prior.dtype

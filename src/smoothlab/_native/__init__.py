@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FLAGS", "cache_dir", "disabled", "library", "parallel", "status"]
+__all__ = ["FLAGS", "MAX_PARTS", "cache_dir", "disabled", "library", "parallel", "status"]
 
 #: Flags of every build (``-march=native`` is dropped and the build retried if it fails).
 FLAGS = (
@@ -183,20 +183,25 @@ def status() -> dict[str, str]:
     return out
 
 
-def parallel(work: Callable[[int, int], None], total: int, *, grain: int) -> None:
-    """Call ``work(start, stop)`` over ``[0, total)`` split into at most one range per thread.
+#: Most ranges :func:`parallel` makes (so callers can size per-range outputs).
+MAX_PARTS = 64
 
-    Ranges hold at least ``grain`` items; with one range (or one torch thread) ``work`` runs in
-    the calling thread. ``work`` should spend its time in a ctypes call, which releases the GIL.
+
+def parallel(work: Callable[[int, int, int], None], total: int, *, grain: int) -> None:
+    """Call ``work(start, stop, part)`` over ``[0, total)`` split into at most one range per thread.
+
+    Ranges hold at least ``grain`` items and are numbered ``part = 0, 1, ...`` (fewer than
+    :data:`MAX_PARTS`); with one range (or one torch thread) ``work`` runs in the calling thread.
+    ``work`` should spend its time in a ctypes call, which releases the GIL.
 
     >>> seen = []
-    >>> parallel(lambda a, b: seen.append((a, b)), 10, grain=100)
+    >>> parallel(lambda a, b, k: seen.append((a, b, k)), 10, grain=100)
     >>> seen
-    [(0, 10)]
+    [(0, 10, 0)]
     """
-    parts = max(1, min(torch.get_num_threads(), total // max(grain, 1)))
+    parts = max(1, min(torch.get_num_threads(), total // max(grain, 1), MAX_PARTS))
     if parts == 1:
-        work(0, total)
+        work(0, total, 0)
         return
     with _LOCK:
         if not _POOL or _POOL[0][0] != os.getpid() or _POOL[0][1] < parts - 1:
@@ -205,7 +210,7 @@ def parallel(work: Callable[[int, int], None], total: int, *, grain: int) -> Non
             _POOL[:] = [(os.getpid(), parts - 1, ThreadPoolExecutor(parts - 1, "smoothlab-native"))]
         pool = _POOL[0][2]
     cuts = [total * k // parts for k in range(parts + 1)]
-    futures = [pool.submit(work, cuts[k], cuts[k + 1]) for k in range(1, parts)]
-    work(cuts[0], cuts[1])  # the calling thread takes the first range
+    futures = [pool.submit(work, cuts[k], cuts[k + 1], k) for k in range(1, parts)]
+    work(cuts[0], cuts[1], 0)  # the calling thread takes the first range
     for future in futures:
         future.result()

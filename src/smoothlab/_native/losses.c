@@ -24,13 +24,16 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 enum { SMOOTH = 0, RELAX = 1, PENALTY = 2 };
 enum { SMALL_C = 32, LANES = 64 };
 
 typedef union { float f; int32_t i; } bits32;
 
-/* exp(x) for x <= 88, within 1 ulp; 0 for x < -104 (so exp(-inf) = 0), NaN for NaN.
+/* exp(x) for x <= 88, within 2 ulp; 0 for x < -104 (so exp(-inf) = 0), NaN for NaN.
  * Cody-Waite reduction x = n log 2 + r, |r| <= log(2)/2, degree-7 Taylor polynomial, and the
  * scale 2^n applied as two halves so that n down to -150 (subnormal results) stays exact. */
 static inline float sl_exp(float x) {
@@ -55,7 +58,7 @@ static inline float sl_exp(float x) {
     return p * hi.f * lo.f;
 }
 
-/* log(x) for float x within 2 ulp: x = 2^k f with f in [sqrt(1/2), sqrt(2)), and
+/* log(x) for float x within 3 ulp: x = 2^k f with f in [sqrt(1/2), sqrt(2)), and
  * log f = 2 atanh(t) = 2 (t + t^3/3 + ... + t^9/9), t = (f - 1) / (f + 1), |t| <= 0.172.
  * log(0) = -inf, log(inf) = inf, log(x < 0) = NaN, NaN stays NaN; subnormals are rescaled. */
 static inline float sl_log(float x) {
@@ -83,20 +86,22 @@ static inline float sl_log(float x) {
 
 /* Per-row statistics in, per-row loss and gradient terms out, for n rows (SIMD across rows). */
 typedef struct {
-    float *m, *s, *d, *e, *zy, *ey;     /* max, sum of e_j, sum pi_j z_j, sum e_j z_j, z_y, e_y */
-    float *loss, *u, *v, *c, *t;        /* g_j = u e_j + v e_j z_j - c pi_j, g_y -= t */
+    const float *a, *b;             /* the rows' coefficients (a is the weight w for RELAX, PENALTY) */
+    float *m, *s, *d, *e, *zy, *ey; /* max, sum of e_j, sum pi_j z_j, sum e_j z_j, z_y, e_y */
+    float *loss, *u, *v, *c, *t;    /* g_j = u e_j + v e_j z_j - c pi_j, g_y -= t */
 } lanes_t;
 
 typedef struct {
     int kind;
-    const float *a, *b, *pi; /* per-row coefficients; class prior or NULL (uniform) */
-    float pi_sum, h1, h2, scale;
+    const float *a, *b, *pi; /* per-row coefficients (NULL: a0, b0 for all); prior or NULL */
+    float a0, b0, pi_sum, h1, h2, scale;
     int64_t classes;
     int grad;
+    const uint8_t *valid; /* per-row: 0 = ignored (loss 0), or NULL */
 } spec_t;
 
-static void smooth_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
-    const float *a = sp->a + row0, *b = sp->b + row0;
+static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
+    const float *a = L.a, *b = L.b;
     const float per = sp->pi ? sp->scale : sp->scale / (float)sp->classes;
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
@@ -112,8 +117,8 @@ static void smooth_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
 
 /* Label relaxation (Lienen & Hüllermeier, Eq. 5): zero inside the set p_y >= 1 - alpha, else
  * (1 - alpha) log((1 - alpha) / p_y) + alpha log(alpha / (1 - p_y)), gradient kappa (p - e_y). */
-static void relax_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
-    const float *w = sp->a + row0, alpha = sp->h1;
+static void relax_math(const spec_t *sp, int64_t n, lanes_t L) {
+    const float *w = L.a, alpha = sp->h1;
     const float keep = 1.0f - alpha, border = (float)log1p(-(double)alpha);
     const float log_alpha = (float)log((double)alpha);
 #pragma omp simd
@@ -123,7 +128,7 @@ static void relax_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
         int inside = log_p_y >= border;
         float kl = keep * (border - log_p_y) + alpha * (log_alpha - sl_log(rest));
         float coef = (keep - p_y) / rest * sp->scale * w[l];
-        L.loss[l] = inside ? 0.0f : (kl > 0.0f ? kl : 0.0f) * w[l];
+        L.loss[l] = inside ? 0.0f : (kl < 0.0f ? 0.0f : kl) * w[l]; /* NaN stays NaN */
         L.u[l] = inside ? 0.0f : coef / L.s[l];
         L.v[l] = L.c[l] = 0.0f;
         L.t[l] = inside ? 0.0f : coef;
@@ -131,15 +136,15 @@ static void relax_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
 }
 
 /* The confidence penalty (Pereyra et al.): CE - beta H(p), or CE + beta max(0, tau - H(p)). */
-static void penalty_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
-    const float *w = sp->a + row0, beta = sp->h1, tau = sp->h2;
+static void penalty_math(const spec_t *sp, int64_t n, lanes_t L) {
+    const float *w = L.a, beta = sp->h1, tau = sp->h2;
     const int hinge = !isnan(tau);
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
         float lse = L.m[l] + sl_log(L.s[l]), entropy = lse - L.e[l] / L.s[l];
         float gamma = beta, penalty = -entropy;
         if (hinge) {
-            penalty = tau - entropy > 0.0f ? tau - entropy : 0.0f;
+            penalty = entropy > tau ? 0.0f : tau - entropy;
             gamma = entropy < tau ? beta : 0.0f;
         }
         float sw = sp->scale * w[l];
@@ -151,16 +156,21 @@ static void penalty_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
     }
 }
 
-static void row_math(const spec_t *sp, int64_t row0, int64_t n, lanes_t L) {
-    if (sp->kind == SMOOTH) smooth_math(sp, row0, n, L);
-    else if (sp->kind == RELAX) relax_math(sp, row0, n, L);
-    else penalty_math(sp, row0, n, L);
+static void row_math(const spec_t *sp, int64_t n, lanes_t L) {
+    if (sp->kind == SMOOTH) smooth_math(sp, n, L);
+    else if (sp->kind == RELAX) relax_math(sp, n, L);
+    else penalty_math(sp, n, L);
 }
 
+/* Sums over a row in float SIMD lanes per block of BLOCK classes, blocks added in double: as
+ * accurate as pairwise summation for a 256k-class row, at the speed of float arithmetic. */
+enum { BLOCK = 1024 };
+
 /* One row of many classes. With g == z (in place) the penalty recomputes e_j in the last sweep
- * instead of storing it, because that sweep still needs z_j. Sums are accumulated in double. */
+ * instead of storing it, because that sweep still needs z_j. */
 static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int64_t y, float *loss) {
     const int64_t C = sp->classes;
+    float a = sp->a ? sp->a[i] : sp->a0, b = sp->b ? sp->b[i] : sp->b0;
     float m = z[0], d = 0.0f, zy = z[y], sf, ef, ey, u, v, c, t;
     int nan = 0;
 #pragma omp simd reduction(max : m) reduction(| : nan)
@@ -169,57 +179,68 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
         nan |= z[j] != z[j];
     }
     m = nan ? NAN : m;
-    if (sp->kind == SMOOTH && sp->b[i] != 0.0f) {
-        double sum = 0.0;
-        if (sp->pi) {
-            const float *pi = sp->pi;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < C; j++) sum += pi[j] != 0.0f ? (double)(pi[j] * z[j]) : 0.0;
-        } else {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < C; j++) sum += z[j];
-            sum /= (double)C;
-        }
-        d = (float)sum;
-    }
+    const float *pi = sp->pi;
     const int store = g != 0 && !(sp->kind == PENALTY && g == z);
-    double s = 0.0, e = 0.0;
-    if (sp->kind == PENALTY) {
-#pragma omp simd reduction(+ : s, e)
-        for (int64_t j = 0; j < C; j++) {
-            float ej = sl_exp(z[j] - m);
-            s += ej;
-            e += ej > 0.0f ? (double)(ej * z[j]) : 0.0;
-            if (store) g[j] = ej;
+    const int dot = sp->kind == SMOOTH && b != 0.0f, penalty = sp->kind == PENALTY;
+    double s = 0.0, e = 0.0, sum = 0.0;
+    for (int64_t j0 = 0; j0 < C; j0 += BLOCK) {
+        const int64_t j1 = C - j0 < BLOCK ? C : j0 + BLOCK;
+        float bs = 0.0f, be = 0.0f, bd = 0.0f;
+        if (dot && pi) {
+#pragma omp simd reduction(+ : bd)
+            for (int64_t j = j0; j < j1; j++) bd += pi[j] != 0.0f ? pi[j] * z[j] : 0.0f;
+        } else if (dot) {
+#pragma omp simd reduction(+ : bd)
+            for (int64_t j = j0; j < j1; j++) bd += z[j];
         }
-    } else if (store) {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < C; j++) {
-            float ej = sl_exp(z[j] - m);
-            g[j] = ej;
-            s += ej;
+        if (penalty && store) {
+#pragma omp simd reduction(+ : bs, be)
+            for (int64_t j = j0; j < j1; j++) {
+                float ej = sl_exp(z[j] - m);
+                g[j] = ej;
+                bs += ej;
+                be += ej != 0.0f ? ej * z[j] : 0.0f;
+            }
+        } else if (penalty) {
+#pragma omp simd reduction(+ : bs, be)
+            for (int64_t j = j0; j < j1; j++) {
+                float ej = sl_exp(z[j] - m);
+                bs += ej;
+                be += ej != 0.0f ? ej * z[j] : 0.0f;
+            }
+        } else if (store) {
+#pragma omp simd reduction(+ : bs)
+            for (int64_t j = j0; j < j1; j++) {
+                float ej = sl_exp(z[j] - m);
+                g[j] = ej;
+                bs += ej;
+            }
+        } else {
+#pragma omp simd reduction(+ : bs)
+            for (int64_t j = j0; j < j1; j++) bs += sl_exp(z[j] - m);
         }
-    } else {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < C; j++) s += sl_exp(z[j] - m);
+        s += bs;
+        e += be;
+        sum += bd;
     }
+    d = (float)(pi ? sum : sum / (double)C);
     sf = (float)s;
     ef = (float)e;
     ey = store ? g[y] : sl_exp(zy - m);
-    lanes_t L = {&m, &sf, &d, &ef, &zy, &ey, loss, &u, &v, &c, &t};
-    row_math(sp, i, 1, L);
+    lanes_t L = {&a, &b, &m, &sf, &d, &ef, &zy, &ey, loss, &u, &v, &c, &t};
+    row_math(sp, 1, L);
+    if (sp->valid && !sp->valid[i]) *loss = 0.0f;
     if (!sp->grad || g == 0) return;
-    if (sp->kind == PENALTY && !store) {
+    if (penalty && !store) {
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) {
             float ej = sl_exp(z[j] - m);
-            g[j] = ej > 0.0f ? ej * (u + v * z[j]) : 0.0f;
+            g[j] = ej != 0.0f ? ej * (u + v * z[j]) : 0.0f;
         }
-    } else if (sp->kind == PENALTY) {
+    } else if (penalty) {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) g[j] = g[j] > 0.0f ? g[j] * (u + v * z[j]) : 0.0f;
-    } else if (sp->pi && c != 0.0f) {
-        const float *pi = sp->pi;
+        for (int64_t j = 0; j < C; j++) g[j] = g[j] != 0.0f ? g[j] * (u + v * z[j]) : 0.0f;
+    } else if (pi && c != 0.0f) {
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) g[j] = u * g[j] - c * pi[j];
     } else {
@@ -229,21 +250,100 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
     g[y] -= t;
 }
 
-/* LANES rows of few classes at once, transposed so that every loop runs across rows. */
-static void narrow_block(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
-                         const int64_t *y, float *loss) {
-    const int64_t C = sp->classes;
-    float zt[SMALL_C * LANES], et[SMALL_C * LANES];
-    float m[LANES], s[LANES], d[LANES], e[LANES], zy[LANES], ey[LANES];
-    float u[LANES], v[LANES], c[LANES], t[LANES];
-    int nan[LANES];
+/* Block transposes between row-major z (n rows of C) and class-major zt[j * LANES + l]. With
+ * AVX, full blocks move as 8 x 8 tiles in registers (masked loads and stores for the last,
+ * partial tile, so nothing outside the rows is touched); otherwise, and for the last partial
+ * block, one float at a time. */
+#if defined(__AVX__)
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+    }
+}
+
+#endif
+
+/* Move one 8 x 8 tile; columns past C (the last tile of a row) go through a small buffer, so
+ * that nothing outside the rows is read or written (masked AVX moves are slow on some CPUs). */
+static void to_lanes(const float *z, float *zt, int64_t n, int64_t C) {
+#if defined(__AVX__)
+    if (n == LANES) {
+        for (int64_t l0 = 0; l0 < LANES; l0 += 8)
+            for (int64_t j0 = 0; j0 < C; j0 += 8) {
+                const int64_t w = C - j0 < 8 ? C - j0 : 8;
+                __m256 r[8];
+                for (int k = 0; k < 8; k++) {
+                    const float *row = z + (l0 + k) * C + j0;
+                    float part[8] = {0};
+                    if (w < 8) memcpy(part, row, (size_t)w * sizeof(float));
+                    r[k] = _mm256_loadu_ps(w < 8 ? part : row);
+                }
+                transpose8(r);
+                for (int64_t k = 0; k < w; k++) _mm256_storeu_ps(zt + (j0 + k) * LANES + l0, r[k]);
+            }
+        return;
+    }
+#endif
     for (int64_t j = 0; j < C; j++)
         for (int64_t l = 0; l < LANES; l++) zt[j * LANES + l] = l < n ? z[l * C + j] : 0.0f;
+}
+
+static void from_lanes(const float *et, float *g, int64_t n, int64_t C) {
+#if defined(__AVX__)
+    if (n == LANES) {
+        for (int64_t l0 = 0; l0 < LANES; l0 += 8)
+            for (int64_t j0 = 0; j0 < C; j0 += 8) {
+                const int64_t w = C - j0 < 8 ? C - j0 : 8;
+                __m256 r[8];
+                for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(et + (j0 + k) * LANES + l0);
+                transpose8(r);
+                for (int k = 0; k < 8; k++) {
+                    float *row = g + (l0 + k) * C + j0;
+                    if (w == 8) {
+                        _mm256_storeu_ps(row, r[k]);
+                    } else {
+                        float part[8];
+                        _mm256_storeu_ps(part, r[k]);
+                        memcpy(row, part, (size_t)w * sizeof(float));
+                    }
+                }
+            }
+        return;
+    }
+#endif
+    for (int64_t l = 0; l < n; l++)
+        for (int64_t j = 0; j < C; j++) g[l * C + j] = et[j * LANES + l];
+}
+
+/* LANES rows of few classes at once, transposed so that every loop runs across rows. */
+static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
+                           const int64_t *y, float *loss) {
+    const int64_t C = sp->classes;
+    /* 8 spare class rows: the AVX transpose reads whole 8 x 8 tiles */
+    float zt[(SMALL_C + 8) * LANES], et[(SMALL_C + 8) * LANES];
+    float m[LANES], s[LANES], d[LANES], e[LANES], zy[LANES], ey[LANES];
+    float a[LANES], b[LANES], u[LANES], v[LANES], c[LANES], t[LANES];
+    int nan[LANES];
+    to_lanes(z, zt, n, C);
 #pragma omp simd
     for (int64_t l = 0; l < LANES; l++) {
         m[l] = zt[l];
         nan[l] = 0;
         s[l] = d[l] = e[l] = 0.0f;
+        a[l] = sp->a && l < n ? sp->a[row0 + l] : sp->a0;
+        b[l] = sp->b && l < n ? sp->b[row0 + l] : sp->b0;
     }
     for (int64_t j = 0; j < C; j++) {
         const float *zj = zt + j * LANES;
@@ -265,44 +365,68 @@ static void narrow_block(const spec_t *sp, const float *z, float *g, int64_t row
             float x = sl_exp(zj[l] - m[l]);
             ej[l] = x;
             s[l] += x;
-            e[l] += x > 0.0f ? x * zj[l] : 0.0f;
+            e[l] += x != 0.0f ? x * zj[l] : 0.0f;
         }
     }
     for (int64_t l = 0; l < n; l++) {
         zy[l] = zt[y[l] * LANES + l];
         ey[l] = et[y[l] * LANES + l];
     }
-    lanes_t L = {m, s, d, e, zy, ey, loss, u, v, c, t};
-    row_math(sp, row0, n, L);
-    if (!sp->grad || g == 0) return;
+    lanes_t L = {a, b, m, s, d, e, zy, ey, loss, u, v, c, t};
+    row_math(sp, n, L);
+    double total = 0.0;
+    for (int64_t l = 0; l < n; l++) {
+        loss[l] = sp->valid && !sp->valid[row0 + l] ? 0.0f : loss[l];
+        total += loss[l];
+    }
+    if (!sp->grad || g == 0) return total;
     for (int64_t j = 0; j < C; j++) {
         const float *zj = zt + j * LANES;
         float *ej = et + j * LANES;
         const float pj = sp->pi ? sp->pi[j] : 1.0f;
 #pragma omp simd
         for (int64_t l = 0; l < n; l++)
-            ej[l] = (ej[l] > 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f) - c[l] * pj;
+            ej[l] = (ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f) - c[l] * pj;
     }
     for (int64_t l = 0; l < n; l++) et[y[l] * LANES + l] -= t[l];
-    for (int64_t l = 0; l < n; l++)
-        for (int64_t j = 0; j < C; j++) g[l * C + j] = et[j * LANES + l];
+    from_lanes(et, g, n, C);
+    return total;
 }
 
 /* Loss (and, with grad, scale times the gradient) of rows [0, rows) of a (rows, C) float32
- * matrix with class indices y; g may be z (in place) or NULL (forward only). a, b, pi: see
- * spec_t; h1, h2: alpha (RELAX) or beta and the threshold (PENALTY, NaN for none). Returns 0. */
+ * matrix with class indices y; g may be z (in place) or NULL (forward only). a, b: per-row
+ * coefficients, or NULL for the constants a0, b0; pi, h1, h2: see spec_t and the header.
+ * Rows with valid[i] == 0 (valid may be NULL) get loss 0; *total receives the sum of the losses
+ * (in double). Returns 0. */
 int sl_rows(int kind, const float *z, float *g, const int64_t *y, int64_t rows, int64_t classes,
-            const float *a, const float *b, const float *pi, double pi_sum, double h1, double h2,
-            double scale, int grad, float *loss) {
-    spec_t sp = {kind, a, b, pi, (float)pi_sum, (float)h1, (float)h2, (float)scale, classes, grad};
+            const float *a, const float *b, double a0, double b0, const float *pi, double pi_sum,
+            double h1, double h2, double scale, int grad, float *loss, const uint8_t *valid,
+            double *total) {
+    spec_t sp = {kind, a, b, pi, (float)a0, (float)b0, (float)pi_sum, (float)h1, (float)h2,
+                 (float)scale, classes, grad, valid};
+    double sum = 0.0;
     if (classes <= SMALL_C) {
         for (int64_t i = 0; i < rows; i += LANES) {
             int64_t n = rows - i < LANES ? rows - i : LANES;
-            narrow_block(&sp, z + i * classes, g ? g + i * classes : 0, i, n, y + i, loss + i);
+            sum += narrow_block(&sp, z + i * classes, g ? g + i * classes : 0, i, n, y + i, loss + i);
         }
-        return 0;
+    } else {
+        for (int64_t i = 0; i < rows; i++) {
+            wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y[i], loss + i);
+            sum += loss[i];
+        }
     }
-    for (int64_t i = 0; i < rows; i++)
-        wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y[i], loss + i);
+    *total = sum;
     return 0;
+}
+
+/* Test entry points: the elementwise exp and log above, over n floats. */
+void sl_exp_n(const float *x, float *out, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) out[i] = sl_exp(x[i]);
+}
+
+void sl_log_n(const float *x, float *out, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) out[i] = sl_log(x[i]);
 }

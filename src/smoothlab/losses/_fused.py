@@ -162,19 +162,20 @@ class Job:
         z: Tensor,
         g: Tensor,
         scratch: Tensor | None,
-    ) -> Tensor:
-        """Run the kernel on rows ``start:stop`` (see :class:`Chunk`); 0 at ignored positions."""
+    ) -> tuple[Tensor, Tensor]:
+        """Run the kernel on rows ``start:stop`` (see :class:`Chunk`): the ``(B, 1, S)`` losses,
+        0 at ignored positions, and their sum."""
         y = None if self.index is None else layout.positions(self.index, start, stop)
+        valid = None if self.valid is None else layout.positions(self.valid, start, stop)
         native = self.native is not None and y is not None and z.shape[2] == 1
         native = native and z.dtype == torch.float32 and z.is_contiguous() and g.is_contiguous()
         if native and kernels() is not None:
             assert self.native is not None and y is not None
-            loss = self.native.run(z, g, y, start, stop, scale)
-        else:
-            loss = self.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
-        if self.valid is not None:
-            loss = loss.masked_fill(~layout.positions(self.valid, start, stop), 0.0)
-        return loss
+            return self.native.run(z, g, y, valid, start, stop, scale)
+        loss = self.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
+        if valid is not None:
+            loss = loss.masked_fill(~valid, 0.0)
+        return loss, loss.sum()
 
     def reduce(self, total: Tensor, count: int) -> Tensor:
         """A ``sum`` or ``mean`` of the summed losses over ``count`` positions."""
@@ -235,11 +236,11 @@ def _sweep(
             g, scratch = z if scratch is None else scratch, None
         else:
             g = z if view is None else view
-        loss = job.losses(layout, start, stop, scale, z, g, scratch)
+        loss, subtotal = job.losses(layout, start, stop, scale, z, g, scratch)
         if keep:
             losses[start * layout.inner : stop * layout.inner] = loss.reshape(-1)
         else:
-            total = total + loss.sum()
+            total = total + subtotal
         if out is not None and view is None:
             layout.put(out, start, stop, g)
     if keep:

@@ -27,7 +27,9 @@ SMOOTH, RELAX, PENALTY = 0, 1, 2
 GRAIN_ELEMENTS = 1 << 18
 
 _P, _I64, _D, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
-_SIGNATURE: list[Any] = [_INT, _P, _P, _P, _I64, _I64, _P, _P, _P, _D, _D, _D, _D, _INT, _P]
+_SIGNATURE: list[Any] = [
+    *(_INT, _P, _P, _P, _I64, _I64, _P, _P, _D, _D, _P, _D, _D, _D, _D, _INT, _P, _P, _P)
+]
 
 
 _TYPED: list[ctypes.CDLL] = []  # libraries whose signatures are set
@@ -43,11 +45,11 @@ def kernels() -> ctypes.CDLL | None:
     return lib
 
 
-def _rows(value: float | Tensor, start: int, stop: int) -> Tensor:
-    """A per-row coefficient as a contiguous float32 vector for rows ``start:stop``."""
+def _rows(value: float | Tensor, start: int, stop: int) -> tuple[Tensor | None, float]:
+    """A per-row coefficient for rows ``start:stop``: a float32 vector, or a constant."""
     if isinstance(value, Tensor):
-        return value[start:stop].to(torch.float32).contiguous()
-    return torch.full((stop - start,), value, dtype=torch.float32)
+        return value[start:stop].to(torch.float32).contiguous(), 0.0
+    return None, float(value)
 
 
 @dataclass(frozen=True)
@@ -84,40 +86,46 @@ class NativeRows:
         )
 
     def run(
-        self, z: Tensor, g: Tensor | None, y: Tensor, start: int, stop: int, scale: float | None
-    ) -> Tensor:
-        """Loss of the ``(B, C, 1)`` chunk ``z`` of rows ``start:stop``; gradient into ``g``.
+        self,
+        z: Tensor,
+        g: Tensor | None,
+        y: Tensor,
+        valid: Tensor | None,
+        start: int,
+        stop: int,
+        scale: float | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Losses of the ``(B, C, 1)`` chunk ``z`` of rows ``start:stop``; gradient into ``g``.
 
         ``g`` (contiguous, may be ``z``) receives ``scale`` times the gradient unless ``scale``
-        is ``None``. Returns the losses shaped ``(B, 1, 1)``.
+        is ``None``. Returns the losses shaped ``(B, 1, 1)``, 0 where ``valid`` (a bool
+        ``(B, 1, 1)`` mask, or ``None``) is false, and their sum (accumulated in float64).
         """
         lib = kernels()
         assert lib is not None and z.is_contiguous() and z.dtype == torch.float32
         rows, classes = int(z.shape[0]), int(z.shape[1])
-        a, b = _rows(self.a, start, stop), _rows(self.b, start, stop)
+        (a, a0), (b, b0) = _rows(self.a, start, stop), _rows(self.b, start, stop)
         pi = None if self.pi is None else self.pi.to(torch.float32).contiguous()
         labels = y.reshape(-1).contiguous()
+        mask = None if valid is None else valid.reshape(-1).contiguous()
         loss = torch.empty(rows, dtype=torch.float32)
         grad = scale is not None and g is not None
-        if grad:
-            assert g is not None and g.is_contiguous() and g.dtype == torch.float32
-        pointers = (
-            z.data_ptr(),
-            g.data_ptr() if grad and g is not None else 0,
-            labels.data_ptr(),
-            a.data_ptr(),
-            b.data_ptr(),
-            loss.data_ptr(),
-        )
-        hyper = (self.pi_sum, self.h1, self.h2, 0.0 if scale is None else scale)
+        assert not grad or (g is not None and g.is_contiguous() and g.dtype == torch.float32)
+        parts = torch.zeros(_native.MAX_PARTS, dtype=torch.float64)
+        pointers = [0 if t is None else t.data_ptr() for t in (g if grad else None, a, b, mask)]
+        fixed = (
+            a0, b0, None if pi is None else pi.data_ptr(), self.pi_sum, self.h1, self.h2,
+            0.0 if scale is None else scale, int(grad),
+        )  # fmt: skip
 
-        def work(lo: int, hi: int) -> None:
-            zp, gp, yp, ap, bp, lp = pointers
+        def work(lo: int, hi: int, part: int) -> None:
+            gp, ap, bp, vp = pointers
             lib.sl_rows(
-                self.kind, zp + 4 * lo * classes, gp + 4 * lo * classes if gp else None,
-                yp + 8 * lo, hi - lo, classes, ap + 4 * lo, bp + 4 * lo,
-                None if pi is None else pi.data_ptr(), *hyper, int(grad), lp + 4 * lo,
+                self.kind, z.data_ptr() + 4 * lo * classes, gp + 4 * lo * classes if gp else None,
+                labels.data_ptr() + 8 * lo, hi - lo, classes, ap + 4 * lo if ap else None,
+                bp + 4 * lo if bp else None, *fixed, loss.data_ptr() + 4 * lo,
+                vp + lo if vp else None, parts.data_ptr() + 8 * part,
             )  # fmt: skip
 
         _native.parallel(work, rows, grain=max(1, GRAIN_ELEMENTS // classes))
-        return loss.view(rows, 1, 1)
+        return loss.view(rows, 1, 1), parts.sum().to(torch.float32)

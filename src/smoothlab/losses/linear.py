@@ -99,7 +99,7 @@ class _LinearLoss(torch.autograd.Function):
                 torch.mm(h[start:stop], w.t(), out=z2)
             else:
                 torch.addmm(b, h[start:stop], w.t(), out=z2)
-            total = total + job.losses(layout, start, stop, scale, z, z, spare).sum()
+            total = total + job.losses(layout, start, stop, scale, z, z, spare)[1]
             grads.add(z2, start, stop)
         ctx.save_for_backward(*grads.saved(hidden, weight, bias))
         ctx.has_bias = bias is not None  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from smoothlab._checks import check_real, fail
+from smoothlab._checks import check_bool, check_real, fail
 from smoothlab.losses._common import (
     Batch,
     compute_dtype,
@@ -145,6 +145,7 @@ def _resolve(
     The prior comes back in the compute dtype, broadcastable against the logits.
     """
     num_classes = batch.num_classes
+    check_bool("exclusive", exclusive)
     pi = None if prior is None else check_prior(prior, num_classes, tuple(batch.logits.shape))
     pi = None if pi is None else pi.to(compute_dtype(batch.logits.dtype))
     if batch.probs is not None:
@@ -153,6 +154,8 @@ def _resolve(
         if exclusive:
             raise fail("target", "class indices when exclusive=True", batch.probs, kind=TypeError)
     elif exclusive and pi is None:
+        if num_classes < 2:  # there is no other class to put r on
+            raise fail("input", "at least 2 classes when exclusive=True", batch.logits)
         # r / (K - 1) on each other class is the uniform form with rate r K / (K - 1).
         rate = rate * num_classes / (num_classes - 1)
     return rate, pi
