@@ -151,7 +151,8 @@ class Job:
 
     def runs_native(self, logits: Tensor) -> bool:
         """Whether the compiled kernels take these ``(N, C, ...)`` logits (see ``NativeRows``)."""
-        return self.native is not None and NativeRows.usable(logits, compute_dtype(logits.dtype))
+        compute = compute_dtype(logits.dtype)
+        return self.native is not None and NativeRows.usable(logits.device, compute, logits.dim())
 
     def losses(
         self,

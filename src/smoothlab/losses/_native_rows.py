@@ -76,13 +76,10 @@ class NativeRows:
     h2: float = math.nan
 
     @staticmethod
-    def usable(logits: Tensor, compute: torch.dtype) -> bool:
-        """Whether ``(N, C)`` logits (computed in ``compute``) can take the native kernels."""
+    def usable(device: torch.device, compute: torch.dtype, dim: int = 2) -> bool:
+        """Whether ``dim``-D logits on ``device``, computed in ``compute``, can run natively."""
         return (
-            logits.dim() == 2
-            and logits.device.type == "cpu"
-            and compute == torch.float32
-            and kernels() is not None
+            dim == 2 and device.type == "cpu" and compute == torch.float32 and kernels() is not None
         )
 
     def run(

@@ -25,6 +25,7 @@ from smoothlab._checks import (
 from smoothlab.losses._common import Batch, class_index, compute_dtype
 from smoothlab.losses._fused import Job, Layout
 from smoothlab.losses._jobs import index_job, penalty_job, relaxation_job
+from smoothlab.losses._native_rows import NativeRows
 
 __all__ = [
     "LINEAR_CHUNK_BYTES",
@@ -35,7 +36,7 @@ __all__ = [
 
 #: Chunk buffers, in bytes: 64 MiB of logits is 512 rows of a 32000-word vocabulary in float32,
 #: enough rows for efficient matrix products and few passes over ``dW`` (halved for the confidence
-#: penalty, whose kernel needs a second buffer).
+#: penalty when its PyTorch kernel, which needs a second buffer, runs instead of the native one).
 LINEAR_CHUNK_BYTES = 64 << 20
 
 
@@ -83,12 +84,15 @@ class _LinearLoss(torch.autograd.Function):
         b = None if bias is None else bias.to(dtype)
         rows, vocab = h.shape[0], w.shape[0]
         layout = Layout("rows", rows, vocab, 1, dtype)
-        budget = LINEAR_CHUNK_BYTES // (2 if job.temporaries else 1)  # scratch: a second chunk
+        # The torch kernels of some losses need a second chunk as scratch; the native ones none.
+        native = job.native is not None and NativeRows.usable(h.device, dtype)
+        temporaries = job.temporaries and not native
+        budget = LINEAR_CHUNK_BYTES // (2 if temporaries else 1)
         step = max(1, min(rows, budget // (vocab * h.element_size())))
         scale = job.grad_scale(rows)
         grads = _Grads(h, w, b, wants)
         logits = torch.empty(step * vocab, dtype=dtype, device=h.device)
-        scratch = torch.empty_like(logits) if job.temporaries else None
+        scratch = torch.empty_like(logits) if temporaries else None
         total = torch.zeros((), dtype=dtype, device=h.device)
         for start in range(0, rows, step):
             stop = min(start + step, rows)
