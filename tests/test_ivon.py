@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,8 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from smoothlab import _native
 from smoothlab.optim import IVON
 from smoothlab.optim._ivon_kernels import hessian_update_
+
+
+@pytest.fixture(params=["native", "pytorch"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test with the compiled kernels (when they build) and with PyTorch alone."""
+    if request.param == "pytorch":
+        with _native.disabled():
+            yield request.param
+    else:
+        yield request.param
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -100,7 +112,7 @@ def test_sigma_at_init_per_group() -> None:
     torch.testing.assert_close(sig_b, torch.full((2, 2), 1 / math.sqrt(9 * 3.01)))
 
 
-def test_samples_have_the_posterior_scale() -> None:
+def test_samples_have_the_posterior_scale(backend: str) -> None:
     w = nn.Parameter(torch.full((40_000,), 0.5))
     opt = IVON([w], lr=0.1, ess=25.0, hess_init=0.2, weight_decay=0.0, generator=_gen())
     with opt.sampled_params():
@@ -111,7 +123,7 @@ def test_samples_have_the_posterior_scale() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_sampled_params_restores_bitwise(dtype: torch.dtype) -> None:
+def test_sampled_params_restores_bitwise(dtype: torch.dtype, backend: str) -> None:
     model = _mlp(dtype)
     opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen())
     before = [p.detach().clone() for p in model.parameters()]
@@ -125,7 +137,7 @@ def test_sampled_params_restores_bitwise(dtype: torch.dtype) -> None:
     assert opt._samples == 1  # the failed body recorded nothing
 
 
-def test_resume_is_bitwise() -> None:
+def test_resume_is_bitwise(backend: str) -> None:
     def fresh() -> tuple[nn.Module, IVON]:
         model = _mlp()
         return model, IVON(model.parameters(), lr=0.1, ess=20.0, beta2=0.99, mc_samples=2)
@@ -151,7 +163,7 @@ def test_resume_is_bitwise() -> None:
     assert torch.equal(opt.generator.get_state(), opt2.generator.get_state())
 
 
-def test_low_precision_parameters_keep_float32_state_across_resume() -> None:
+def test_low_precision_parameters_keep_float32_state_across_resume(backend: str) -> None:
     model = _mlp(torch.bfloat16)
     opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen())
     _train(model, opt, 2)
@@ -164,7 +176,7 @@ def test_low_precision_parameters_keep_float32_state_across_resume() -> None:
         assert torch.equal(p.detach(), opt.state[p]["mean"].to(torch.bfloat16))
 
 
-def test_parameters_without_gradient_are_skipped() -> None:
+def test_parameters_without_gradient_are_skipped(backend: str) -> None:
     used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(2))
     frozen = nn.Parameter(torch.ones(2), requires_grad=False)
     opt = IVON([used, unused, frozen], lr=0.1, ess=10.0, generator=_gen())
@@ -178,7 +190,7 @@ def test_parameters_without_gradient_are_skipped() -> None:
     assert torch.equal(opt.state[unused]["hess"], torch.ones(2))
 
 
-def test_closure_protocol_equals_the_explicit_loop() -> None:
+def test_closure_protocol_equals_the_explicit_loop(backend: str) -> None:
     x, y = _data()
     results = []
     for use_closure in (False, True):
@@ -202,7 +214,7 @@ def test_closure_protocol_equals_the_explicit_loop() -> None:
         assert torch.equal(a, b)
 
 
-def test_clip_radius_bounds_the_update() -> None:
+def test_clip_radius_bounds_the_update(backend: str) -> None:
     w = nn.Parameter(torch.tensor([0.0, 0.0]))
     opt = IVON([w], lr=1.0, ess=1e6, weight_decay=0.0, clip_radius=0.1, beta1=0.0,
                rescale_lr=False, generator=_gen())  # fmt: skip
@@ -261,7 +273,7 @@ def test_hessian_update_keeps_the_precision_positive(h, h_hat, wd, beta2) -> Non
         assert new > 0
 
 
-def test_predict_averages_softmax_over_samples() -> None:
+def test_predict_averages_softmax_over_samples(backend: str) -> None:
     model = _mlp()
     x, _ = _data()
     opt = IVON(model.parameters(), lr=0.1, ess=1.0, generator=_gen())
@@ -291,7 +303,7 @@ def _oracle_update(ivon_module, kw):
 
 
 @pytest.mark.parametrize("rescale_lr", [True, False])
-def test_one_update_agrees_with_the_official_package(rescale_lr: bool) -> None:
+def test_one_update_agrees_with_the_official_package(rescale_lr: bool, backend: str) -> None:
     ivon_module = pytest.importorskip("ivon")  # dev-only oracle, never imported by smoothlab
     kw = {"lr": 0.1, "ess": 10.0, "hess_init": 0.5, "weight_decay": 1e-2, "beta1": 0.8,
           "beta2": 0.9, "rescale_lr": rescale_lr}  # fmt: skip
@@ -356,7 +368,7 @@ def test_usage_errors() -> None:
         opt.predict(nn.Identity(), torch.zeros(1, 2), n_samples=0)
 
 
-def test_groups_behave_like_separate_optimizers() -> None:
+def test_groups_behave_like_separate_optimizers(backend: str) -> None:
     def zero_noise(buffer: torch.Tensor, generator: torch.Generator) -> None:
         buffer.zero_()  # theta = m: deterministic, so the comparison can be bitwise
 
@@ -377,7 +389,7 @@ def test_groups_behave_like_separate_optimizers() -> None:
     assert torch.equal(b, b2)
 
 
-def test_beta2_one_keeps_the_hessian_fixed() -> None:  # Yang et al., Fig. 6 ablation
+def test_beta2_one_keeps_the_hessian_fixed(backend: str) -> None:  # Yang et al., Fig. 6 ablation
     model = _mlp()
     opt = IVON(model.parameters(), lr=0.1, ess=10.0, beta2=1.0, hess_init=0.3, generator=_gen())
     sigma = opt.posterior_std()

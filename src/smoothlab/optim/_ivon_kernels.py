@@ -13,7 +13,53 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["hessian_update_", "mean_update_", "refresh_scale_"]
+__all__ = ["hessian_update_", "mean_update_", "record_", "refresh_scale_", "update_"]
+
+
+def record_(
+    grad: Tensor,
+    noise: Tensor,
+    sigma: Tensor,
+    hess: Tensor,
+    momentum: Tensor,
+    diff: Tensor,
+    *,
+    beta1: float,
+    share: float,
+    first: bool,
+) -> None:
+    r"""Record one Monte Carlo sample's gradient (Algorithm 1, lines 3-4, one sample's part).
+
+    .. math::
+        \hat h = \hat g\, \epsilon / \sigma, \qquad D \mathrel{(+)=} h - \hat h, \qquad
+        g \leftarrow \beta_1 g + s\,(1 - \beta_1) \hat g \ \text{(first sample)},
+        \quad g \leftarrow g + s\,(1 - \beta_1)\hat g \ \text{(later ones)}
+
+    with the share :math:`s = 1/S` for :math:`S` samples per step, so that :math:`\hat g`
+    needs no buffer of its own. The first sample of a step assigns :math:`D`, later ones add.
+
+    Args:
+        grad: :math:`\hat g`; noise: :math:`\epsilon` (overwritten with scratch); sigma:
+            :math:`\sigma`; hess: :math:`h`; momentum: :math:`g`, updated; diff: :math:`D`.
+        beta1: :math:`\beta_1`; share: :math:`s`; first: whether this is the step's first sample.
+
+    >>> g, d = torch.tensor([0.0]), torch.empty(1)
+    >>> record_(torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([0.25]), torch.tensor([3.0]),
+    ...         g, d, beta1=0.5, share=1.0, first=True)
+    >>> g, d  # h_hat = 2 * 0.5 / 0.25 = 4
+    (tensor([1.]), tensor([-1.]))
+    """
+    g_eps = noise.mul_(grad)
+    if first:
+        torch.addcdiv(hess, g_eps, sigma, value=-1.0, out=diff)
+    else:
+        diff.add_(torch.addcdiv(hess, g_eps, sigma, value=-1.0, out=g_eps))
+    if first and share == 1.0 and grad.dtype == momentum.dtype:  # one pass
+        momentum.lerp_(grad, 1.0 - beta1)
+    else:
+        if first:
+            momentum.mul_(beta1)
+        momentum.add_(grad, alpha=(1.0 - beta1) * share)
 
 
 def hessian_update_(
@@ -112,3 +158,49 @@ def refresh_scale_(
     offset = torch.tensor(ess * weight_decay, dtype=hess.dtype, device=hess.device)
     torch.add(offset, hess, alpha=ess, out=precision)
     torch.rsqrt(precision, out=sigma)
+
+
+def update_(
+    mean: Tensor,
+    hess: Tensor,
+    momentum: Tensor,
+    diff: Tensor,
+    precision: Tensor,
+    sigma: Tensor,
+    scratch: Tensor,
+    *,
+    ess: float,
+    weight_decay: float,
+    beta2: float,
+    lr: float,
+    debias: float,
+    clip_radius: float,
+    missing: int,
+    samples: int,
+) -> None:
+    r"""One posterior update from the recorded samples (Algorithm 1, lines 5-8).
+
+    :math:`D = \sum_s (h - \hat h_s)` over the ``samples - missing`` samples that had a gradient
+    (the others count :math:`\hat h = 0`) becomes the mean :math:`(D + \text{missing}\, h) / S`,
+    then :func:`hessian_update_`, :func:`refresh_scale_` and :func:`mean_update_` run in turn.
+
+    Args:
+        mean, hess, momentum: :math:`m, h, g`; diff: :math:`D` (overwritten); precision,
+            sigma: :math:`P` and :math:`\sigma` for the current :math:`h` (refreshed);
+            scratch: a buffer. Keywords as in the three functions; samples: :math:`S`.
+
+    >>> m, h, d = torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([-2.0])
+    >>> p, s = torch.tensor([2.0]), torch.empty(1)
+    >>> update_(m, h, torch.tensor([0.5]), d, p, s, torch.empty(1), ess=2.0, weight_decay=0.0,
+    ...         beta2=0.5, lr=0.1, debias=2.0, clip_radius=math.inf, missing=1, samples=2)
+    >>> h, m  # D / S = (-2 + 1) / 2, so h_hat = 1.5 and h = 0.5 + 0.75 + 0.5 * 0.25 * 0.25 / 1
+    (tensor([1.2812]), tensor([0.9220]))
+    """
+    if missing:
+        diff.add_(hess, alpha=missing)
+    if samples > 1:
+        diff.div_(samples)
+    hessian_update_(hess, diff, precision, beta2=beta2, ess=ess)
+    refresh_scale_(hess, precision, sigma, ess=ess, weight_decay=weight_decay)
+    mean_update_(mean, momentum, precision, scratch, lr=lr, debias=debias,
+                 weight_decay=weight_decay, ess=ess, clip_radius=clip_radius)  # fmt: skip

@@ -10,12 +10,14 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_bool, check_real
+from smoothlab.optim._ivon_kernels import refresh_scale_
 
 __all__ = [
     "Buffers",
     "PosteriorPrediction",
     "check_group",
     "default_generator",
+    "fresh_scale",
     "keep_saved_dtypes",
     "state_dtype",
 ]
@@ -41,14 +43,46 @@ class PosteriorPrediction:
 
 @dataclass
 class Buffers:
-    """Per-parameter scratch that is not part of the state: rebuilt after ``load_state_dict``."""
+    r"""Per-parameter scratch that is not part of the state: rebuilt after ``load_state_dict``.
+
+    ``precision`` and ``sigma`` are allocated on first use by the PyTorch path only (the native
+    kernels recompute :math:`\sigma` from :math:`h` as they go); ``key`` records the
+    ``(weight_decay, ess)`` they were computed with, NaN when :math:`h` changed since.
+    """
 
     noise: Tensor  # epsilon of the current sample, later scratch
     sample: Tensor  # theta = m + sigma * epsilon in the parameter's dtype; swapped into the param
     diff_sum: Tensor  # sum over this step's samples of h - h_hat
-    precision: Tensor  # ess * (h + weight_decay)
-    sigma: Tensor  # 1 / sqrt(precision)
-    key: tuple[float, float]  # (weight_decay, ess) that precision and sigma were computed with
+    precision: Tensor | None = None  # ess * (h + weight_decay)
+    sigma: Tensor | None = None  # 1 / sqrt(precision)
+    key: tuple[float, float] = (math.nan, math.nan)
+
+    @classmethod
+    def like(cls, p: Tensor, hess: Tensor) -> Buffers:
+        """Fresh buffers for parameter ``p`` with Hessian state ``hess``."""
+        return cls(torch.empty_like(hess), torch.empty_like(p), torch.empty_like(hess))
+
+    def scale(self, hess: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        r""":math:`P = \lambda (h + \delta)` and :math:`\sigma`, recomputed if out of date."""
+        key = (float(group["weight_decay"]), float(group["ess"]))
+        if self.precision is None or self.sigma is None:
+            self.precision, self.sigma = torch.empty_like(hess), torch.empty_like(hess)
+            self.key = (math.nan, math.nan)
+        if self.key != key:  # new, resumed, h changed natively, or weight_decay / ess changed
+            refresh_scale_(hess, self.precision, self.sigma, ess=key[1], weight_decay=key[0])
+            self.key = key
+        return self.precision, self.sigma
+
+    def stale(self) -> None:
+        """Mark ``precision`` and ``sigma`` out of date (:math:`h` changed elsewhere)."""
+        self.key = (math.nan, math.nan)
+
+
+def fresh_scale(hess: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """New tensors :math:`P` and :math:`\\sigma` for ``hess`` under the group's ess and decay."""
+    precision, sigma = torch.empty_like(hess), torch.empty_like(hess)
+    refresh_scale_(hess, precision, sigma, ess=group["ess"], weight_decay=group["weight_decay"])
+    return precision, sigma
 
 
 def state_dtype(p: Tensor) -> torch.dtype:

@@ -33,12 +33,15 @@ import torch
 from torch import Tensor, nn
 
 from smoothlab._checks import check_generator, check_int, fail
-from smoothlab.optim._ivon_kernels import hessian_update_, mean_update_, refresh_scale_
+from smoothlab.optim import _ivon_native
+from smoothlab.optim._ivon_kernels import record_, update_
+from smoothlab.optim._ivon_native import NoiseSource
 from smoothlab.optim._ivon_state import (
     Buffers,
     PosteriorPrediction,
     check_group,
     default_generator,
+    fresh_scale,
     keep_saved_dtypes,
     state_dtype,
 )
@@ -89,9 +92,19 @@ class IVON(torch.optim.Optimizer):
     gradient in any sample are skipped in that step (a gradient missing from some of the
     samples counts as zero). The state (``momentum``, ``hess``, a per-parameter ``step`` count,
     and a float32 ``mean`` for bfloat16/float16 parameters, which then hold the rounded mean)
-    is kept in float32, or float64 for float64 parameters. Besides the state, IVON keeps five
-    parameter-sized scratch buffers (the noise, the sample, :math:`h - \hat h`,
-    :math:`\lambda (h + \delta)` and :math:`\sigma`), so that a step allocates nothing.
+    is kept in float32, or float64 for float64 parameters. Besides the state, IVON keeps three
+    parameter-sized scratch buffers (the noise, the sample, :math:`h - \hat h`; two more,
+    :math:`\lambda (h + \delta)` and :math:`\sigma`, on the PyTorch path), so that a step
+    allocates nothing.
+
+    **Backends.** Contiguous float32 CPU parameters run compiled kernels
+    (:mod:`smoothlab._native`, built on first use): three fused passes per step and noise from
+    a Philox4x32-10 counter-based generator (Box-Muller normals) keyed by two words drawn from
+    :attr:`generator` per sample, so seeds, ``state_dict`` resumes and thread counts keep runs
+    bitwise repeatable. Other parameters (float64, bfloat16, float16, CUDA), machines without a
+    C compiler, ``SMOOTHLAB_NATIVE=0`` and ``with smoothlab._native.disabled():`` run the PyTorch
+    implementation, whose noise is ``Tensor.normal_`` from the same generator: the two backends
+    compute the same update but draw different (identically distributed) noise.
 
     >>> w = nn.Parameter(torch.tensor([2.0, -1.0]))
     >>> opt = IVON([w], lr=0.5, ess=10_000.0, generator=torch.Generator().manual_seed(0))
@@ -102,8 +115,8 @@ class IVON(torch.optim.Optimizer):
     ...         opt.zero_grad()
     ...         (w**2).sum().backward()
     ...     _ = opt.step()
-    >>> w.data
-    tensor([0.0004, 0.0063])
+    >>> bool(w.data.abs().max() < 0.01)  # near the minimum, within the posterior noise
+    True
 
     Reference: Shen et al., "Variational Learning is Effective for Large Deep Networks", ICML
     2024, Algorithm 1 (reprinted by Yang et al., 2025, App. A.2).
@@ -190,28 +203,41 @@ class IVON(torch.optim.Optimizer):
             raise RuntimeError("`sampled_params()` must not be nested, got a nested call")
         self._sampling = True
         swapped: list[_Swap] = []
+        noise = _ivon_native.NoiseSource(generator, native=self._native_noise())
         try:
             with torch.no_grad():
-                for group in self.param_groups:
-                    for p in group["params"]:
-                        if p.requires_grad:
-                            mean_data = p.data
-                            p.data = self._draw(p, group, generator)
-                            swapped.append((p, group, mean_data))
+                params = ((g, p) for g in self.param_groups for p in g["params"])
+                for stream, (group, p) in enumerate(params):
+                    if p.requires_grad:
+                        mean_data = p.data
+                        p.data = self._draw(p, group, noise, stream)
+                        swapped.append((p, group, mean_data))
             yield swapped
         finally:
             for p, _, mean_data in swapped:
                 p.data = mean_data
             self._sampling = False
 
-    def _draw(self, p: Tensor, group: dict[str, Any], generator: torch.Generator) -> Tensor:
-        buffers = self._buffers_for(p, group)
-        self._fill_noise(buffers.noise, generator)
-        return torch.addcmul(self._mean(p), buffers.sigma, buffers.noise, out=buffers.sample)
+    def _draw(self, p: Tensor, group: dict[str, Any], noise: NoiseSource, stream: int) -> Tensor:
+        buffers, state = self._buffers_for(p), self.state[p]
+        if noise.native and _ivon_native.usable(p, state):
+            _ivon_native.sample_(p.data, state["hess"], buffers.sample, buffers.noise,
+                                 key=noise.key(), stream=stream, ess=group["ess"],
+                                 weight_decay=group["weight_decay"])  # fmt: skip
+            return buffers.sample
+        _, sigma = buffers.scale(state["hess"], group)
+        self._fill_noise(buffers.noise, noise.generator)
+        return torch.addcmul(self._mean(p), sigma, buffers.noise, out=buffers.sample)
 
     @staticmethod
     def _fill_noise(noise: Tensor, generator: torch.Generator) -> None:
+        """The PyTorch path's noise. Overriding it (on a subclass or an instance, as the tests
+        do to inject noise) makes every parameter take the PyTorch sampling path."""
         noise.normal_(generator=generator)
+
+    def _native_noise(self) -> bool:
+        overridden = type(self)._fill_noise is not IVON._fill_noise or "_fill_noise" in vars(self)
+        return not overridden and _ivon_native.kernels() is not None
 
     def _record(self, swapped: list[_Swap]) -> None:
         # The gradient momentum takes each sample's share at once, (1 - beta1) / mc_samples, so
@@ -219,28 +245,24 @@ class IVON(torch.optim.Optimizer):
         with torch.no_grad():
             for p, group, _ in swapped:
                 if p.grad is not None:
-                    self._record_one(p, p.grad, group["beta1"], 1.0 / self.mc_samples)
+                    self._record_one(p, p.grad, group, 1.0 / self.mc_samples)
         self._samples += 1
 
-    def _record_one(self, p: Tensor, grad: Tensor, beta1: float, share: float) -> None:
+    def _record_one(self, p: Tensor, grad: Tensor, group: dict[str, Any], share: float) -> None:
+        # h_hat = g_hat * (theta - m) / sigma^2 = g_hat * epsilon / sigma; keep h - h_hat
         if grad.is_sparse:
             raise fail("gradients", "dense", "!a sparse gradient", kind=RuntimeError)
         buffers, state = self._buffers[p], self.state[p]
-        hess, momentum = state["hess"], state["momentum"]
         count = self._counts.get(p, 0)
-        first = count == 0
-        # h_hat = g_hat * (theta - m) / sigma^2 = g_hat * epsilon / sigma; keep h - h_hat
-        g_eps = buffers.noise.mul_(grad)
-        if first:
-            torch.addcdiv(hess, g_eps, buffers.sigma, value=-1.0, out=buffers.diff_sum)
+        hyper = {"beta1": group["beta1"], "share": share, "first": count == 0}
+        if _ivon_native.usable(p, state) and grad.dtype == torch.float32:
+            _ivon_native.record_(grad, buffers.noise, state["hess"], state["momentum"],
+                                 buffers.diff_sum, ess=group["ess"],
+                                 weight_decay=group["weight_decay"], **hyper)  # fmt: skip
         else:
-            buffers.diff_sum.add_(torch.addcdiv(hess, g_eps, buffers.sigma, value=-1.0, out=g_eps))
-        if first and share == 1.0 and grad.dtype == momentum.dtype:  # one pass
-            momentum.lerp_(grad, 1.0 - beta1)
-        else:
-            if first:
-                momentum.mul_(beta1)
-            momentum.add_(grad, alpha=(1.0 - beta1) * share)
+            _, sigma = buffers.scale(state["hess"], group)
+            record_(grad, buffers.noise, sigma, state["hess"], state["momentum"],
+                    buffers.diff_sum, **hyper)  # fmt: skip
         self._counts[p] = count + 1
 
     # --------------------------------------------------------------------------------- step
@@ -277,49 +299,33 @@ class IVON(torch.optim.Optimizer):
         return loss
 
     def _update_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        wd, ess, n = group["weight_decay"], group["ess"], self.mc_samples
+        wd, n = group["weight_decay"], self.mc_samples
         lr = group["lr"] * ((group["hess_init"] + wd) if group["rescale_lr"] else 1.0)
+        hyper: dict[str, Any] = {"ess": group["ess"], "weight_decay": wd, "lr": lr, "samples": n}
+        hyper.update(beta2=group["beta2"], clip_radius=group["clip_radius"])
         for p in params:
             buf, state = self._buffers[p], self.state[p]
-            diff, missing = buf.diff_sum, n - self._counts[p]
-            if missing:  # samples without a gradient have h_hat = 0
-                diff.add_(state["hess"], alpha=missing)
-            if n > 1:
-                diff.div_(n)
             state["step"] += 1
-            hessian_update_(state["hess"], diff, buf.precision, beta2=group["beta2"], ess=ess)
-            refresh_scale_(state["hess"], buf.precision, buf.sigma, ess=ess, weight_decay=wd)
-            debias = 1.0 / (1.0 - group["beta1"] ** state["step"])
-            mean_update_(
-                self._mean(p), state["momentum"], buf.precision, buf.noise,
-                lr=lr, debias=debias, weight_decay=wd, ess=ess, clip_radius=group["clip_radius"],
-            )  # fmt: skip
-            if "mean" in state:
-                p.copy_(state["mean"])
+            hyper["debias"] = 1.0 / (1.0 - group["beta1"] ** state["step"])
+            hyper["missing"] = n - self._counts[p]  # samples without a gradient: h_hat = 0
+            tensors = (self._mean(p), state["hess"], state["momentum"], buf.diff_sum)
+            if _ivon_native.usable(p, state):
+                _ivon_native.update_(*tensors, **hyper)
+                buf.stale()
+            else:
+                update_(*tensors, *buf.scale(state["hess"], group), buf.noise, **hyper)
+                if "mean" in state:
+                    p.copy_(state["mean"])
 
     # ------------------------------------------------------------------------------ helpers
     def _mean(self, p: Tensor) -> Tensor:
         mean: Tensor = self.state[p].get("mean", p.data)
         return mean
 
-    def _buffers_for(self, p: Tensor, group: dict[str, Any]) -> Buffers:
-        key = (float(group["weight_decay"]), float(group["ess"]))
+    def _buffers_for(self, p: Tensor) -> Buffers:
         buffers = self._buffers.get(p)
         if buffers is None:
-            hess = self.state[p]["hess"]
-            buffers = Buffers(
-                noise=torch.empty_like(hess),
-                sample=torch.empty_like(p),
-                diff_sum=torch.empty_like(hess),
-                precision=torch.empty_like(hess),
-                sigma=torch.empty_like(hess),
-                key=(math.nan, math.nan),
-            )
-            self._buffers[p] = buffers
-        if buffers.key != key:  # new, resumed, or weight_decay / ess changed by the user
-            refresh_scale_(self.state[p]["hess"], buffers.precision, buffers.sigma, ess=key[1],
-                           weight_decay=key[0])  # fmt: skip
-            buffers.key = key
+            buffers = self._buffers[p] = Buffers.like(p, self.state[p]["hess"])
         return buffers
 
     def posterior_std(self) -> list[Tensor]:
@@ -332,15 +338,8 @@ class IVON(torch.optim.Optimizer):
         >>> [tuple(s.shape) for s in opt.posterior_std()], opt.posterior_std()[1]
         ([(1, 2), (1,)], tensor([1.]))
         """
-        out = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                hess = self.state[p]["hess"]
-                precision, sigma = torch.empty_like(hess), torch.empty_like(hess)
-                refresh_scale_(hess, precision, sigma, ess=group["ess"],
-                               weight_decay=group["weight_decay"])  # fmt: skip
-                out.append(sigma)
-        return out
+        groups = self.param_groups
+        return [fresh_scale(self.state[p]["hess"], g)[1] for g in groups for p in g["params"]]
 
     @torch.no_grad()
     def predict(
