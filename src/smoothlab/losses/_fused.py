@@ -5,8 +5,16 @@ A fused loss computes its gradient while computing its value (one sweep of the k
 returns it (times ``grad_output``). The gradient is the only ``N x C`` buffer; with
 ``inplace_grad=True`` it is written into the logits' own storage, so there is none.
 
+Kernels: float32 ``(N, C)`` logits (and half-precision ones, through float32 chunk copies) with
+class-index targets run the compiled row kernels of :mod:`smoothlab.losses._native_rows` when
+:mod:`smoothlab._native` could build them: one chunk, rows split over threads, the loss sum
+taken in the kernel. Everything else (spatial positions, per-example priors, soft targets,
+float64, no compiler, ``SMOOTHLAB_NATIVE=0``) runs the PyTorch kernels of
+:mod:`smoothlab.losses._kernels` in the chunks described below; both compute the same numbers.
+
 Layouts (class dimension 1 throughout): ``(N, C)`` logits are processed as ``(N, C, 1)`` rows
-(a view when contiguous), except with few classes (``C <= SMALL_C``), where each chunk is copied
+(a view when contiguous), except with few classes (``C <= SMALL_C``) on the PyTorch kernels,
+where each chunk is copied
 transposed to ``(1, C, n)`` so that every reduction over classes vectorises across examples
 (measured at 65536 x 10: row-wise reductions over 10 classes cost more than the two copies);
 ``(N, C, d1, ...)`` logits are viewed as ``(N, C, S)``. Chunks:
