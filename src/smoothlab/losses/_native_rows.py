@@ -23,8 +23,12 @@ from smoothlab import _native
 __all__ = ["PENALTY", "RELAX", "SMOOTH", "NativeRows", "kernels"]
 
 SMOOTH, RELAX, PENALTY = 0, 1, 2
-#: Elements per thread below which a call runs in one thread (a thread hand-off costs ~50 us).
-GRAIN_ELEMENTS = 1 << 18
+#: Logits per thread below which a call runs in the calling thread only. A second thread costs
+#: more than a hand-off: right after any parallel PyTorch operation (the class-index check
+#: before the kernel is one), PyTorch's OpenMP workers keep spinning on the other core for up to
+#: milliseconds. Measured on the 2-core machine: 65536 x 10 (0.65M logits) is faster in one
+#: thread, 8192 x 1000 (8M) faster in two.
+GRAIN_ELEMENTS = 1 << 21
 
 _P, _I64, _D, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
 _SIGNATURE: list[Any] = [
