@@ -165,8 +165,9 @@ def test_nan_stays_in_its_row(c: int) -> None:
             assert torch.isnan(loss[7]) and torch.isfinite(loss[others]).all()
 
 
-def test_threads_split_rows_without_changing_them() -> None:
-    z, y = _logits(4096, 300, seed=11)  # 1.2M logits: several ranges with 2 threads
+def test_threads_split_rows_without_changing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_native_rows, "GRAIN_ELEMENTS", 1 << 14)  # split small problems too
+    z, y = _logits(4096, 300, seed=11)
     before = torch.get_num_threads()
     try:
         out = []
