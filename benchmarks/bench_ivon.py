@@ -9,7 +9,12 @@ numbers per optimizer, each the median over repeats of timed blocks of steps:
   weight sample and restoring the mean (``sampled_params(train=True)``), ``mc_samples=1``;
 - **optimizer only**: the optimizer's own work per step. For AdamW that is ``step()``; for IVON
   it is drawing the sample, recording the gradient on exit, and ``step()`` (the forward and
-  backward are left out). A third line gives the Gaussian noise draw alone.
+  backward are left out).
+
+IVON runs as users get it: the compiled kernels of ``smoothlab._native`` for its float32
+parameters when a C compiler is available. Two more lines time the PyTorch implementation
+(``smoothlab._native.disabled()``, also what runs without a compiler), and the Gaussian draw
+alone: torch's ``normal_`` against the native Philox + Box-Muller stream.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from smoothlab.optim import IVON
+from smoothlab import _native
+from smoothlab.optim import IVON, _ivon_native
 
 
 def make_model() -> nn.Module:
@@ -99,23 +105,39 @@ def main() -> None:
     noise = torch.empty(n_params)
     generator = torch.Generator().manual_seed(0)
 
-    def draw_noise() -> None:
+    def torch_noise() -> None:
         noise.normal_(generator=generator)
 
+    def native_noise() -> None:
+        _ivon_native.normal_(noise, (1, 2), 0)
+
+    def pytorch_path(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            with _native.disabled():
+                fn()
+
+        return run
+
     reps = {"steps": args.steps, "repeats": args.repeats}
-    adam_full_ms, ivon_full_ms, full_ratio = compare(adam_full, ivon_full, **reps)
-    adam_step_ms, ivon_step_ms, step_ratio = compare(adamw.step, ivon_optimizer_only, **reps)
-    _, noise_ms, noise_ratio = compare(adam_full, draw_noise, **reps)
+    backend = "native" if _ivon_native.kernels() is not None else "pytorch (no native kernels)"
+    rows = [
+        (f"full step, IVON {backend}", compare(adam_full, ivon_full, **reps)),
+        (f"optimizer only, IVON {backend}", compare(adamw.step, ivon_optimizer_only, **reps)),
+        ("full step, IVON pytorch", compare(adam_full, pytorch_path(ivon_full), **reps)),
+        ("optimizer only, IVON pytorch",
+         compare(adamw.step, pytorch_path(ivon_optimizer_only), **reps)),
+    ]  # fmt: skip
 
     setup = f"batch 128, 1 thread, torch {torch.__version__}"
     print(f"MLP 784-2048-2048-10, {n_params:,} parameters, {setup}; "
           f"medians of {args.repeats} rounds x {args.steps} steps")  # fmt: skip
-    print(f"full step      AdamW({kind}) {adam_full_ms:7.1f} ms   IVON {ivon_full_ms:7.1f} ms"
-          f"   ratio {full_ratio:.2f}x")  # fmt: skip
-    print(f"optimizer only AdamW({kind}) {adam_step_ms:7.1f} ms   IVON {ivon_step_ms:7.1f} ms"
-          f"   ratio {step_ratio:.2f}x")  # fmt: skip
-    print(f"Gaussian draw of {n_params:,} floats (torch normal_): {noise_ms:.1f} ms"
-          f" = {noise_ratio:.2f}x an AdamW full step")  # fmt: skip
+    for name, (adam_ms, ivon_ms, ratio) in rows:
+        print(f"{name:32} AdamW({kind}) {adam_ms:7.1f} ms   IVON {ivon_ms:7.1f} ms"
+              f"   ratio {ratio:.2f}x")  # fmt: skip
+    if _ivon_native.kernels() is not None:
+        torch_ms, native_ms, speedup = compare(torch_noise, native_noise, **reps)
+        print(f"Gaussian draw of {n_params:,} floats: torch normal_ {torch_ms:.1f} ms, native "
+              f"Philox + Box-Muller {native_ms:.1f} ms ({1 / speedup:.1f}x faster)")  # fmt: skip
     if args.official:
         official_full(adam_full, x, y, **reps)
 
@@ -139,8 +161,8 @@ def official_full(
         optimizer.step()
 
     adam_ms, official_ms, ratio = compare(adam_full, step, steps=steps, repeats=repeats)
-    print(f"full step      AdamW         {adam_ms:7.1f} ms   ivon-opt {official_ms:7.1f} ms"
-          f"   ratio {ratio:.2f}x")  # fmt: skip
+    print(f"{'full step, official ivon-opt':32} AdamW         {adam_ms:7.1f} ms   "
+          f"IVON {official_ms:7.1f} ms   ratio {ratio:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

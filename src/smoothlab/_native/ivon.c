@@ -36,6 +36,13 @@ enum { LANES = 64, CHUNK = 4 * LANES, ROUNDS = 10 };
 
 typedef union { float f; int32_t i; } pun32;
 
+/* a b + c, fused where the CPU has FMA (the polynomials below are latency-bound chains) */
+#if defined(__FMA__)
+#define MADD(a, b, c) fmaf(a, b, c)
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* One Philox4x32-10 block: the counter words in x[0..3] are replaced by the output words. */
 static inline void philox(uint32_t *x0, uint32_t *x1, uint32_t *x2, uint32_t *x3, uint32_t k0,
                           uint32_t k1) {
@@ -59,8 +66,8 @@ static inline float unit(uint32_t x) {
 }
 
 /* -2 ln(u) for u in (0, 1] (a normal float): u = 2^e f with f in [sqrt(1/2), sqrt(2)), and
- * ln f = 2 atanh(t) = 2 t (1 + t^2/3 + t^4/5 + t^6/7 + t^8/9 + ...), t = (f - 1)/(f + 1),
- * |t| < 0.172, so the terms left out are below 2e-8 relative. */
+ * ln f = 2 atanh(t) = 2 t (1 + t^2/3 + t^4/5 + t^6/7 + t^8/9), t = (f - 1)/(f + 1),
+ * |t| < 0.172, so the term left out is below 3e-9 relative. */
 static inline float minus_two_log(float u) {
     pun32 b;
     b.f = u;
@@ -71,38 +78,31 @@ static inline float minus_two_log(float u) {
     f = over ? 0.5f * f : f;
     e = over ? e + 1 : e;
     float t = (f - 1.0f) / (f + 1.0f), t2 = t * t;
-    float s = 1.0f / 11.0f;
-    s = s * t2 + 1.0f / 9.0f;
-    s = s * t2 + 1.0f / 7.0f;
-    s = s * t2 + 1.0f / 5.0f;
-    s = s * t2 + 1.0f / 3.0f;
-    s = s * t2 + 1.0f;
+    float s = MADD(1.0f / 9.0f, t2, 1.0f / 7.0f);
+    s = MADD(s, t2, 1.0f / 5.0f);
+    s = MADD(s, t2, 1.0f / 3.0f);
+    s = MADD(s, t2, 1.0f);
     float ef = (float)e;
     /* ln 2 split so that e * hi is exact */
-    return -2.0f * (ef * 0.693145751953125f + (ef * 1.428606765330187045e-06f + 2.0f * t * s));
+    return -2.0f * MADD(ef, 0.693145751953125f, MADD(ef, 1.428606765330187045e-06f, 2.0f * t * s));
 }
 
 /* sin(2 pi v) and cos(2 pi v) for v in [-1/2, 1/2]: 4 v = q + r with integer q and
- * |r| <= 1/2, x = r pi/2 in [-pi/4, pi/4], Taylor series to x^11 / x^12 (error < 2e-9), and
- * the quadrant q rotates (sin x, cos x) by q quarter turns. */
+ * |r| <= 1/2, x = r pi/2 in [-pi/4, pi/4], Taylor series to x^9 / x^8 (errors below 3e-7 and
+ * 3e-8), and the quadrant q rotates (sin x, cos x) by q quarter turns. */
 static inline void sincos_turn(float v, float *sin_out, float *cos_out) {
     float w = 4.0f * v;
     float qf = (w + 12582912.0f) - 12582912.0f; /* nearest integer, |w| <= 2 */
     int32_t q = (int32_t)qf & 3;
     float x = (w - qf) * 1.57079632679489662f, x2 = x * x;
-    float s = -1.0f / 39916800.0f;
-    s = s * x2 + 1.0f / 362880.0f;
-    s = s * x2 - 1.0f / 5040.0f;
-    s = s * x2 + 1.0f / 120.0f;
-    s = s * x2 - 1.0f / 6.0f;
-    s = x + x * x2 * s;
-    float c = 1.0f / 479001600.0f;
-    c = c * x2 - 1.0f / 3628800.0f;
-    c = c * x2 + 1.0f / 40320.0f;
-    c = c * x2 - 1.0f / 720.0f;
-    c = c * x2 + 1.0f / 24.0f;
-    c = c * x2 - 0.5f;
-    c = 1.0f + x2 * c;
+    float s = MADD(1.0f / 362880.0f, x2, -1.0f / 5040.0f);
+    s = MADD(s, x2, 1.0f / 120.0f);
+    s = MADD(s, x2, -1.0f / 6.0f);
+    s = MADD(x * x2, s, x);
+    float c = MADD(1.0f / 40320.0f, x2, -1.0f / 720.0f);
+    c = MADD(c, x2, 1.0f / 24.0f);
+    c = MADD(c, x2, -0.5f);
+    c = MADD(x2, c, 1.0f);
     /* q = 0: (s, c); 1: (c, -s); 2: (-s, -c); 3: (-c, s) */
     float sn = (q & 1) ? c : s, cs = (q & 1) ? s : c;
     *sin_out = (q == 2 || q == 3) ? -sn : sn;
