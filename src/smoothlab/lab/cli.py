@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(config: Config, args: argparse.Namespace) -> int:
     from smoothlab.lab.executors import make_executor
+    from smoothlab.lab.order import RunOrder
     from smoothlab.lab.report import write_report
     from smoothlab.lab.results import print_table, summarize
     from smoothlab.lab.runner import run_experiment
@@ -77,7 +78,9 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         rows = list(store.runs(set(summary.keys)))
     finally:
         store.close()
-    print_table(summarize(rows), sys.stdout, title=f"{config.name}: test metrics over seeds")
+    order = RunOrder.from_configs([config_to_dict(config)])
+    title = f"{config.name}: test metrics over seeds"
+    print_table(summarize(rows, order), sys.stdout, title=title)
     if not args.no_report:
         print(f"report: {write_report(out)}")
     print(

@@ -1,5 +1,8 @@
 """Report figures (matplotlib, Agg backend): each function takes stored runs, returns a PNG's bytes
-or None when the grid has nothing to show for that figure."""
+or None when the grid has nothing to show for that figure.
+
+Each sorts its runs with ``order`` (:class:`~smoothlab.lab.order.RunOrder`) first, so legends,
+panels and pooled numbers never depend on the order in which the runs finished."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from smoothlab.lab.order import RunOrder
 from smoothlab.lab.results import SummaryRow, summarize
 from smoothlab.lab.store import RunRow
 
@@ -36,8 +40,9 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _kinds(summary: Sequence[SummaryRow]) -> list[str]:
-    return sorted({s.noise_kind for s in summary if s.noise_kind != "none"}) or ["none"]
+def _kinds(summary: Sequence[SummaryRow], order: RunOrder) -> list[str]:
+    kinds = {s.noise_kind for s in summary if s.noise_kind != "none"}
+    return sorted(kinds, key=lambda k: (order.kind_rank(k), k)) or ["none"]
 
 
 def _series(summary: Sequence[SummaryRow], label: str, kind: str, metric: str) -> dict[float, Any]:
@@ -51,16 +56,19 @@ def _series(summary: Sequence[SummaryRow], label: str, kind: str, metric: str) -
     return by_rate
 
 
-def metric_vs_noise(rows: Sequence[RunRow], metric: str, title: str) -> bytes | None:
+def metric_vs_noise(
+    rows: Sequence[RunRow], metric: str, title: str, order: RunOrder | None = None
+) -> bytes | None:
     """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind.
 
     Clean runs (kind ``none``, rate 0) appear at rate 0 in every panel.
     """
-    summary = [s for s in summarize(rows) if metric in s.cells]
+    order = order or RunOrder()
+    summary = [s for s in summarize(rows, order) if metric in s.cells]
     if not summary:
         return None
     plt = _pyplot()
-    kinds = _kinds(summary)
+    kinds = _kinds(summary, order)
     figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.8), squeeze=False)
     for axis, kind in zip(axes[0], kinds, strict=True):
         for label in dict.fromkeys(s.label for s in summary):
@@ -95,10 +103,11 @@ def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
     return rate, kind, [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind)]
 
 
-def reliability_plot(rows: Sequence[RunRow]) -> bytes | None:
+def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> bytes | None:
     """Reliability diagrams per method at the highest noise setting, pooled over seeds."""
     if not rows:
         return None
+    rows = (order or RunOrder()).sort(rows)
     rate, kind, chosen = _highest_noise(rows)
     labels = list(dict.fromkeys(r.label for r in chosen))
     plt = _pyplot()
@@ -124,16 +133,22 @@ def reliability_plot(rows: Sequence[RunRow]) -> bytes | None:
     return _png(figure)
 
 
-def smoothing_sweep(rows: Sequence[RunRow], metric: str = "accuracy") -> bytes | None:
+def smoothing_sweep(
+    rows: Sequence[RunRow], metric: str = "accuracy", order: RunOrder | None = None
+) -> bytes | None:
     """``metric`` against the smoothing rate (ls and nls pooled: r from negative to positive),
     one line per noise setting; None unless at least three rates were run."""
-    swept = [r for r in rows if r.method in ("ls", "nls", "ce")]
+    order = order or RunOrder()
+    swept = [r for r in order.sort(rows) if r.method in ("ls", "nls", "ce")]
     rates = {r.config["params"].get("smoothing", 0.0) for r in swept}
     if len(rates) < 3:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
-    settings = sorted({(r.noise_kind, r.noise_rate) for r in swept}, key=lambda s: (s[1], s[0]))
+    settings = sorted(
+        {(r.noise_kind, r.noise_rate) for r in swept},
+        key=lambda s: (order.kind_rank(s[0]), s[0], s[1]),
+    )
     for kind, noise in settings:
         by_rate: dict[float, list[float]] = {}
         for r in swept:
@@ -152,10 +167,13 @@ def smoothing_sweep(rows: Sequence[RunRow], metric: str = "accuracy") -> bytes |
     return _png(figure)
 
 
-def curves_plot(rows: Sequence[RunRow], curve: str = "test_accuracy") -> bytes | None:
+def curves_plot(
+    rows: Sequence[RunRow], curve: str = "test_accuracy", order: RunOrder | None = None
+) -> bytes | None:
     """Per-epoch ``curve`` of every method at the highest noise setting, first seed."""
     if not rows:
         return None
+    rows = (order or RunOrder()).sort(rows)
     rate, kind, at_highest = _highest_noise(rows)
     chosen = [r for r in at_highest if curve in r.curves]
     if not chosen:
@@ -171,10 +189,10 @@ def curves_plot(rows: Sequence[RunRow], curve: str = "test_accuracy") -> bytes |
     return _png(figure)
 
 
-def noisy_examples_plot(rows: Sequence[RunRow]) -> bytes | None:
+def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> bytes | None:
     """The training examples with the most and least IVON-induced label noise (Yang et al. 2025,
     Fig. 3), from the IVON run with the lowest noise rate; None without an IVON run."""
-    found = [r for r in rows if "noisy_examples" in r.extras]
+    found = [r for r in (order or RunOrder()).sort(rows) if "noisy_examples" in r.extras]
     if not found:
         return None
     run = min(found, key=lambda r: (r.noise_rate, r.replicate))

@@ -9,9 +9,10 @@ import base64
 import csv
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from smoothlab.lab.order import RunOrder
 from smoothlab.lab.plots import (
     curves_plot,
     metric_vs_noise,
@@ -66,27 +67,36 @@ def _summary_csv(path: Path, summary: Sequence[SummaryRow]) -> None:
     _write_csv(path, header, lines)
 
 
-def _figures(rows: Sequence[RunRow]) -> dict[str, tuple[str, bytes | None]]:
+def _figures(rows: Sequence[RunRow], order: RunOrder) -> dict[str, tuple[str, bytes | None]]:
     """File name -> (caption, PNG bytes or None)."""
     return {
         "accuracy_vs_noise.png": (
             "Test accuracy against the noise rate (mean ± std over seeds)",
-            metric_vs_noise(rows, "accuracy", "test accuracy"),
+            metric_vs_noise(rows, "accuracy", "test accuracy", order),
         ),
         "ece_vs_noise.png": (
             "Expected calibration error (15 bins) against the noise rate",
-            metric_vs_noise(rows, "ece", "ECE"),
+            metric_vs_noise(rows, "ece", "ECE", order),
         ),
         "ece_ts_vs_noise.png": (
             "ECE after temperature scaling fitted on the validation split",
-            metric_vs_noise(rows, "ece_ts", "ECE after TS"),
+            metric_vs_noise(rows, "ece_ts", "ECE after TS", order),
         ),
-        "reliability.png": ("Reliability diagrams at the highest noise", reliability_plot(rows)),
-        "smoothing_sweep.png": ("Accuracy against the smoothing rate", smoothing_sweep(rows)),
-        "curves.png": ("Test accuracy per epoch at the highest noise", curves_plot(rows)),
+        "reliability.png": (
+            "Reliability diagrams at the highest noise",
+            reliability_plot(rows, order),
+        ),
+        "smoothing_sweep.png": (
+            "Accuracy against the smoothing rate",
+            smoothing_sweep(rows, order=order),
+        ),
+        "curves.png": (
+            "Test accuracy per epoch at the highest noise",
+            curves_plot(rows, order=order),
+        ),
         "noisy_examples.png": (
             "Training examples with the most and least IVON-induced label noise",
-            noisy_examples_plot(rows),
+            noisy_examples_plot(rows, order),
         ),
     }
 
@@ -116,7 +126,7 @@ def _html(
     title: str,
     summary: Sequence[SummaryRow],
     images: dict[str, tuple[str, bytes]],
-    configs: dict[str, object],
+    configs: Mapping[str, object],
 ) -> str:
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -134,22 +144,27 @@ def _html(
 
 
 def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``runs.csv``, ``summary.csv``, the PNGs and ``index.html``; return the HTML's path."""
+    """Write ``runs.csv``, ``summary.csv``, the PNGs and ``index.html``; return the HTML's path.
+
+    Every table, CSV line and legend follows :class:`~smoothlab.lab.order.RunOrder` built from
+    the stored configs, so the same results give the same files byte for byte.
+    """
     folder = Path(folder)
     if not (folder / DB_NAME).is_file():
         raise FileNotFoundError(f"no results in {folder} (expected {folder / DB_NAME})")
     store = ResultsStore(folder)
     try:
-        rows = list(store.runs())
-        configs: dict[str, object] = dict(store.experiments())
+        configs = store.experiments()
+        order = RunOrder.from_configs(configs.values())
+        rows = order.sort(store.runs())  # never the order the runs finished in
     finally:
         store.close()
     target = Path(out) if out is not None else folder / "report"
-    summary = summarize(rows)
+    summary = summarize(rows, order)
     _runs_csv(target / "runs.csv", rows)
     _summary_csv(target / "summary.csv", summary)
     images = {}
-    for name, (caption, png) in _figures(rows).items():
+    for name, (caption, png) in _figures(rows, order).items():
         if png is not None:
             atomic_write(target / name, png)
             images[name] = (caption, png)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from smoothlab.lab.order import GroupKey, RunOrder
 from smoothlab.lab.store import RunRow
 
 __all__ = ["SUMMARY_METRICS", "Cell", "SummaryRow", "print_table", "summarize"]
@@ -52,24 +53,41 @@ def _cell(values: Sequence[float]) -> Cell:
     return Cell(mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)))
 
 
-def summarize(rows: Iterable[RunRow]) -> list[SummaryRow]:
+def summarize(rows: Iterable[RunRow], order: RunOrder | None = None) -> list[SummaryRow]:
     """Group runs by (method variant, noise kind, noise rate); average every metric over seeds.
 
-    Rows come out in the registry order of methods as first seen, then by noise rate.
+    Rows come out in the display ``order`` (:class:`~smoothlab.lab.order.RunOrder`; by default
+    the methods registry's order), never in the order the runs finished; seeds are averaged in
+    replicate order, so the numbers do not depend on it either.
+
+    >>> from smoothlab.lab.store import RunRow
+    >>> def run(method, rate, seed, accuracy):
+    ...     return RunRow(f"{method}{rate}{seed}", "x", method, method, "symmetric", rate, seed,
+    ...                   {}, {"accuracy": accuracy}, {}, {}, 1.0)
+    >>> rows = [run("ls", 0.2, 0, 0.8), run("ce", 0.2, 1, 0.7), run("ce", 0.2, 0, 0.6)]
+    >>> for s in summarize(rows, RunOrder(methods=("ls", "ce"))):
+    ...     print(s.label, s.noise_rate, s.seeds, s.cells["accuracy"])
+    ls 0.2 1 0.800 ± 0.000
+    ce 0.2 2 0.650 ± 0.071
     """
-    groups: dict[tuple[str, str, float], list[RunRow]] = {}
-    for row in rows:
-        groups.setdefault((row.label, row.noise_kind, row.noise_rate), []).append(row)
-    order = {label: i for i, (label, _, _) in enumerate(groups)}
+    order = order or RunOrder()
+    groups: dict[GroupKey, list[RunRow]] = {}
+    for row in order.sort(rows):
+        groups.setdefault(order.group_key(row), []).append(row)
     summary = []
-    for (label, kind, rate), members in groups.items():
+    for members in groups.values():
+        first = members[0]
         names = sorted({m for row in members for m in row.metrics})
         cells = {
             name: _cell([row.metrics[name] for row in members if name in row.metrics])
             for name in names
         }
-        summary.append(SummaryRow(members[0].method, label, kind, rate, len(members), cells))
-    return sorted(summary, key=lambda s: (order[s.label], s.noise_rate, s.noise_kind))
+        summary.append(
+            SummaryRow(
+                first.method, first.label, first.noise_kind, first.noise_rate, len(members), cells
+            )
+        )
+    return summary
 
 
 def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "") -> None:

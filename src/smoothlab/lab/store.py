@@ -113,16 +113,20 @@ class ResultsStore:
         return self.folder / "checkpoints" / key
 
     def save_experiment(self, name: str, config: dict[str, Any]) -> None:
-        """Store the resolved config of an experiment (replacing an older one of that name)."""
+        """Store the resolved config of an experiment (replacing an older one of that name).
+
+        Keys keep their order (not sorted): the order of ``[methods.NAME]`` tables is the order
+        of the report's tables and legends (:class:`~smoothlab.lab.order.RunOrder`).
+        """
         with self.db:
             self.db.execute(
                 "INSERT OR REPLACE INTO experiments VALUES (?, ?, ?)",
-                (name, json.dumps(config, sort_keys=True), time.time()),
+                (name, json.dumps(config), time.time()),
             )
 
     def experiments(self) -> dict[str, dict[str, Any]]:
-        """Experiment name -> resolved config."""
-        rows = self.db.execute("SELECT name, config FROM experiments ORDER BY updated_at")
+        """Experiment name -> resolved config, by name."""
+        rows = self.db.execute("SELECT name, config FROM experiments ORDER BY name")
         return {name: json.loads(config) for name, config in rows}
 
     def finished_keys(self) -> set[str]:
