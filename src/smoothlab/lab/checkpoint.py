@@ -51,7 +51,22 @@ def save_checkpoint(folder: Path, checkpoint: Checkpoint) -> None:
 
 
 def load_checkpoint(folder: Path) -> Checkpoint | None:
-    """The checkpoint in ``folder``, or None when there is none."""
+    """The checkpoint in ``folder``, or None when there is none.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> print(load_checkpoint(folder))
+    None
+    >>> weights = {"w": torch.ones(2)}
+    >>> save_checkpoint(folder, Checkpoint(0, weights, weights, {"step": 7}))
+    >>> save_checkpoint(folder, Checkpoint(1, weights, weights, {"step": 14}))
+    >>> sorted(p.name for p in folder.iterdir())  # the previous epoch's files are gone
+    ['best-1.safetensors', 'model-1.safetensors', 'state.pt']
+    >>> back = load_checkpoint(folder)
+    >>> back.epoch, back.state, back.model["w"].tolist()
+    (1, {'step': 14}, [1.0, 1.0])
+    >>> import shutil; shutil.rmtree(folder)
+    """
     from safetensors.torch import load_file
 
     if not (folder / "state.pt").is_file():

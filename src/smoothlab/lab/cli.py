@@ -151,7 +151,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``smoothlab`` console script; returns the exit code."""
+    """Entry point of the ``smoothlab`` console script; returns the exit code.
+
+    A bad config, argument or path is one line on stderr and exit code 2, before anything runs:
+
+    >>> import contextlib, io
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     main(["demo", "--workers", "0"]), main(["run", "no-such.toml"])
+    (2, 2)
+    >>> print(err.getvalue(), end="")
+    smoothlab: error: `--workers` must be >= 1, got 0
+    smoothlab: error: config file not found: no-such.toml
+    """
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -176,7 +176,13 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": 
 
 
 def make_executor(name: str, workers: int | None = None, address: str | None = None) -> Executor:
-    """Build the executor ``name`` (``local`` or ``ray``)."""
+    """Build the executor ``name`` (``local`` or ``ray``).
+
+    >>> make_executor("slurm")
+    Traceback (most recent call last):
+    ...
+    ValueError: `executor` must be one of local, ray, got 'slurm'
+    """
     if name == "ray":
         return RayExecutor(workers, address)
     if name == "local":

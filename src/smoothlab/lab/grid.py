@@ -84,7 +84,16 @@ def canonical_json(data: Any) -> str:
 
 
 def run_key(run: RunConfig) -> str:
-    """SHA-256 hex digest of the run's canonical JSON: its primary key in the results store."""
+    """SHA-256 hex digest of the run's canonical JSON: its primary key in the results store.
+
+    >>> from smoothlab.lab.config import Config
+    >>> run = expand_grid(Config())[0]
+    >>> key = run_key(run)
+    >>> len(key), key == hashlib.sha256(canonical_json(run.to_dict()).encode()).hexdigest()
+    (64, True)
+    >>> run_key(dataclasses.replace(run, replicate=1)) == key
+    False
+    """
     return hashlib.sha256(canonical_json(run.to_dict()).encode()).hexdigest()
 
 

@@ -88,7 +88,16 @@ class RichProgress:
 def make_progress(
     total: int, done: int, labels: dict[str, str], *, stream: TextIO | None = None
 ) -> Progress:
-    """Rich bars on a terminal, plain lines otherwise."""
+    """Rich bars on a terminal, plain lines otherwise.
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> progress = make_progress(12, 10, {}, stream=out)
+    >>> progress.finished("key", "ce symmetric 0.2 seed 1: accuracy 0.912")
+    >>> print(out.getvalue(), end="")
+    resuming: 10 of 12 runs already finished
+    [11/12] ce symmetric 0.2 seed 1: accuracy 0.912
+    """
     stream = stream or sys.stderr
     if stream.isatty():
         return RichProgress(total, done, labels, stream)

@@ -91,7 +91,20 @@ def summarize(rows: Iterable[RunRow], order: RunOrder | None = None) -> list[Sum
 
 
 def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "") -> None:
-    """Print the summary as a rich table (plain box characters when not a terminal)."""
+    """Print the summary as a rich table (plain box characters when not a terminal).
+
+    >>> import io
+    >>> cells = {"accuracy": Cell(0.912, 0.004), "ece": Cell(0.031, 0.002)}
+    >>> out = io.StringIO()
+    >>> print_table([SummaryRow("ls", "ls(smoothing=0.2)", "symmetric", 0.2, 2, cells)], out)
+    >>> for line in out.getvalue().splitlines()[1:]:  # the first is a blank border
+    ...     print(line.rstrip())
+     method              noise       rate   seeds        accuracy             ECE   ECE (TS)   NLL
+    ───────────────────────────────────────────────────────────────────────────────────────────────
+     ls(smoothing=0.2)   symmetric    0.2       2   0.912 ± 0.004   0.031 ± 0.002          -     -
+    <BLANKLINE>
+    mean ± std over seeds; TS = after temperature scaling on the validation split
+    """
     from rich import box
     from rich.console import Console
     from rich.table import Table

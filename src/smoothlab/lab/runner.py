@@ -46,12 +46,28 @@ def _teacher_file(run: RunConfig) -> Path:
 
 
 def _last_line(error: str) -> str:
-    """The line of a failed run's traceback that says what went wrong."""
+    r"""The line of a failed run's traceback that says what went wrong.
+
+    >>> _last_line("Traceback (most recent call last):\n  ...\nValueError: bad\n")
+    'ValueError: bad'
+    """
     return error.strip().splitlines()[-1]
 
 
 def plan_runs(config: Config) -> list[RunConfig]:
-    """The grid plus the ``ce`` teachers it needs; checks teacher files exist."""
+    """The grid plus the ``ce`` teachers it needs; checks teacher files exist.
+
+    Two seeds x three clean-or-noisy settings of ``ls-teacher``, plus their ``ce`` teachers:
+
+    >>> from smoothlab.lab.config import config_from_dict
+    >>> runs = plan_runs(config_from_dict({"methods": {"ls-teacher": {}}}))
+    >>> len(runs), sorted({r.method for r in runs})
+    (12, ['ce', 'ls-teacher'])
+    >>> plan_runs(config_from_dict({"methods": {"ls-teacher": {"teacher": "t.safetensors"}}}))
+    Traceback (most recent call last):
+    ...
+    smoothlab.lab.config.ConfigError: `methods.ls-teacher.teacher` file not found: t.safetensors
+    """
     runs = expand_grid(config)
     keys = {run_key(r) for r in runs}
     for run in list(runs):

@@ -49,7 +49,14 @@ CREATE TABLE IF NOT EXISTS experiments (
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, rename.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     atomic_write(Path(folder) / "sub" / "w.bin", b"123")
+    ...     print(sorted(p.name for p in Path(folder, "sub").iterdir()))
+    ['w.bin']
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
@@ -88,7 +95,22 @@ class RunRow:
 
 
 class ResultsStore:
-    """A results folder: ``results.sqlite``, ``weights/<key>.safetensors``, ``checkpoints/``."""
+    """A results folder: ``results.sqlite``, ``weights/<key>.safetensors``, ``checkpoints/``.
+
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = ResultsStore(folder.name)
+    >>> row = RunRow("k1", "demo", "ce", "ce", "none", 0.0, 0, {}, {"accuracy": 0.9}, {}, {}, 1.5)
+    >>> store.add_run(row, b"weights")
+    >>> store.add_run(row)  # the same key again: ignored
+    >>> store.finished_keys(), [r.metrics for r in store.runs()]
+    ({'k1'}, [{'accuracy': 0.9}])
+    >>> store.weights_path("k1").relative_to(folder.name).as_posix()
+    'weights/k1.safetensors'
+    >>> store.checkpoint_dir("k1").relative_to(folder.name).as_posix()
+    'checkpoints/k1'
+    >>> store.close(); folder.cleanup()
+    """
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
