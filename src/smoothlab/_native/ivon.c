@@ -27,7 +27,9 @@
  *             c2 = a^2 ess / 2;  m <- m - lr clip((debias momentum + wd m) / (h + wd), r)
  *
  * Compiled with -fno-math-errno -fno-trapping-math and without -ffast-math; log, sin and cos
- * are small polynomials below because the libm calls do not vectorise.
+ * are small polynomials below because the libm calls do not vectorise. The Philox words are the
+ * same on every machine; the normals differ in the last bit between builds with and without
+ * FMA (the polynomials use it where the CPU has it), so runs repeat bitwise on one machine.
  */
 #include <math.h>
 #include <stdint.h>

@@ -8,11 +8,11 @@ memory, and torch's Mersenne-Twister ``normal_``): :func:`sample_` draws
 :math:`\sigma` refresh (implicitly: :math:`\sigma` is recomputed from :math:`h` when sampling)
 and the mean update. The header of ``ivon.c`` states the maths and the noise layout.
 
-The noise of one ``sampled_params`` call is fixed by a 64-bit Philox key drawn from the
-optimizer's ``torch.Generator`` (:class:`NoiseSource`) and, per parameter, its position in the
-optimizer (the stream), so runs repeat from a seed, resume bitwise from a state dict, and do not
-depend on the number of threads. The noise differs from the PyTorch path's (identically
-distributed) noise. Without a compiler, with ``SMOOTHLAB_NATIVE=0`` or inside
+The noise of one ``sampled_params`` call is fixed by a 64-bit Philox key drawn from the optimizer's
+``torch.Generator`` (:class:`NoiseSource`) and, per parameter, its position in the optimizer (the
+stream), so runs repeat from a seed, resume bitwise from a state dict, and do not depend on the
+number of threads (on one machine: see ``ivon.c`` about FMA). The noise differs from the PyTorch
+path's (identically distributed) noise. Without a compiler, with ``SMOOTHLAB_NATIVE=0`` or inside
 :func:`smoothlab._native.disabled`, :func:`kernels` is ``None`` and IVON runs in PyTorch.
 
 Reference: J. K. Salmon, M. A. Moraes, R. O. Dror, D. E. Shaw, "Parallel random numbers: as easy

@@ -97,12 +97,12 @@ class IVON(torch.optim.Optimizer):
     :math:`\lambda (h + \delta)` and :math:`\sigma`, on the PyTorch path), so that a step
     allocates nothing.
 
-    **Backends.** Contiguous float32 CPU parameters run compiled kernels
-    (:mod:`smoothlab._native`, built on first use): three fused passes per step and noise from
-    a Philox4x32-10 counter-based generator (Box-Muller normals) keyed by two words drawn from
-    :attr:`generator` per sample, so seeds, ``state_dict`` resumes and thread counts keep runs
-    bitwise repeatable. Other parameters (float64, bfloat16, float16, CUDA), machines without a
-    C compiler, ``SMOOTHLAB_NATIVE=0`` and ``with smoothlab._native.disabled():`` run the PyTorch
+    **Backends.** Contiguous float32 CPU parameters run compiled kernels (:mod:`smoothlab._native`,
+    built on first use): three fused passes per step and noise from a Philox4x32-10 counter-based
+    generator (Box-Muller normals) keyed by two words drawn from :attr:`generator` per sample, so
+    seeds, ``state_dict`` resumes and thread counts keep runs bitwise repeatable on one machine.
+    Other parameters (float64, bfloat16, float16, CUDA), machines without a C compiler,
+    ``SMOOTHLAB_NATIVE=0`` and ``with smoothlab._native.disabled():`` run the PyTorch
     implementation, whose noise is ``Tensor.normal_`` from the same generator: the two backends
     compute the same update but draw different (identically distributed) noise.
 
