@@ -7,10 +7,12 @@
  *     (c0, c1, c2, c3) <- (hi(B c2) ^ c1 ^ k0, lo(B c2), hi(A c0) ^ c3 ^ k1, lo(A c0)),
  *
  * A = 0xD2511F53, B = 0xCD9E8D57, with the key bumped by (0x9E3779B9, 0xBB67AE85) between
- * rounds. Words x become uniforms u = (x >> 8) 2^-24 + 2^-25 in (0, 1), never 0 or 1, and each
- * pair of uniforms two standard normals by Box-Muller,
+ * rounds. Words x become uniforms u = (x >> 8) 2^-24 + 2^-25 in (0, 1), never 0 or 1, and the
+ * pairs (u0, u1), (u2, u3) two standard normals each by Box-Muller,
  *
- *     z0 = R cos(2 pi v), z1 = R sin(2 pi v),   R = sqrt(-2 ln u0),   v = u1 - 1/2.
+ *     z0 = R cos(2 pi v), z1 = R sin(2 pi v),   R = sqrt(-2 ln u0),   v = u1 - 1/2
+ *
+ * (z2, z3 likewise from u2, u3).
  *
  * Element j of a stream s (one parameter tensor) under key k lies in chunk q = j / 256 at lane
  * i = j % 64 and word w = (j % 256) / 64: it is z_w of the block with counter
