@@ -93,11 +93,11 @@ def test_normals_follow_the_documented_layout() -> None:
 
 
 def test_normals_do_not_depend_on_the_split_or_the_thread_count() -> None:
-    n, lib = 300_001, _ivon_native.kernels()
+    n, lib = 2 * _ivon_native.GRAIN_ELEMENTS + 1, _ivon_native.kernels()
     assert lib is not None
     whole = _normals(n)
     pieces = torch.empty(n)
-    cuts = [0, 1, 255, 256, 1000, 77_777, 200_000, n]
+    cuts = [0, 1, 255, 256, 1000, 77_777, 200_000, n - 3, n]
     for lo, hi in itertools.pairwise(cuts):
         lib.sl_ivon_normal(1, 2, 0, lo, hi, pieces.data_ptr())
     assert torch.equal(whole, pieces)
@@ -242,9 +242,8 @@ def test_switching_backends_keeps_sigma_current() -> None:
 def test_resume_is_bitwise_and_thread_independent() -> None:
     def fresh() -> tuple[nn.Module, IVON]:
         torch.manual_seed(0)
-        model = nn.Sequential(
-            nn.Linear(5, 30_000), nn.Tanh(), nn.Linear(30_000, 3), nn.Linear(3, 3)
-        )
+        width = 2 * _ivon_native.GRAIN_ELEMENTS // 5 + 64  # the first layer splits over 2 threads
+        model = nn.Sequential(nn.Linear(5, width), nn.Tanh(), nn.Linear(width, 3), nn.Linear(3, 3))
         return model, IVON(model.parameters(), lr=0.1, ess=20.0, beta2=0.99, mc_samples=2)
 
     model, opt = fresh()
@@ -256,7 +255,7 @@ def test_resume_is_bitwise_and_thread_independent() -> None:
     saved = torch.load(buffer, weights_only=True)
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)  # the 150,000-weight layer splits over two threads
+        torch.set_num_threads(2)
         model2, opt2 = fresh()
         model2.load_state_dict(saved["model"])
         opt2.load_state_dict(copy.deepcopy(saved["opt"]))

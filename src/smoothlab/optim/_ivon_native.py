@@ -42,8 +42,10 @@ __all__ = [
     "usable",
 ]
 
-#: Elements per thread below which a call runs in one thread (a thread hand-off costs ~50 us).
-GRAIN_ELEMENTS = 1 << 16
+#: Elements per thread below which a call runs in the calling thread only: a quarter of a
+#: millisecond of memory-bound work per thread, well above a thread hand-off (~50 us) and the
+#: time PyTorch's OpenMP workers keep spinning after the backward pass.
+GRAIN_ELEMENTS = 1 << 18
 
 _P, _I64, _U32, _F, _INT = (
     ctypes.c_void_p,
