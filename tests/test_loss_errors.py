@@ -201,7 +201,9 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ),
     (
         "exclusive one class composition",
-        lambda: LS(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), exclusive=True, fused=False),
+        lambda: LS(
+            torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), exclusive=True, fused=False
+        ),
         ValueError,
         "`input` must be at least 2 classes when exclusive=True, got a torch.float32 tensor of shape (4, 1)",
     ),
