@@ -294,5 +294,8 @@ def test_other_parameters_take_the_pytorch_path(make) -> None:
     p = make()
     opt = IVON([p], lr=0.1, ess=10.0)
     assert not _ivon_native.usable(p, opt.state[p])
+    mixed = nn.Parameter(torch.zeros(4))  # float64 state from a foreign state dict
+    state = IVON([mixed], lr=0.1, ess=10.0).state[mixed]
+    assert not _ivon_native.usable(mixed, state | {"hess": state["hess"].double()})
     plain = nn.Parameter(torch.zeros(4))
     assert _ivon_native.usable(plain, IVON([plain], lr=0.1, ess=10.0).state[plain])

@@ -77,15 +77,13 @@ def kernels() -> ctypes.CDLL | None:
 
 
 def usable(p: Tensor, state: dict[str, Any]) -> bool:
-    """Whether parameter ``p`` (holding its mean) and its state can take the native kernels."""
-    return (
-        p.dtype == torch.float32
-        and p.device.type == "cpu"
-        and p.is_contiguous()
-        and state["hess"].is_contiguous()
-        and state["momentum"].is_contiguous()
-        and kernels() is not None
-    )
+    """Whether parameter ``p`` (holding its mean) and its state can take the native kernels:
+    float32, CPU, contiguous and of one shape (a state dict loaded from elsewhere may not be)."""
+    return kernels() is not None and all(
+        t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
+        and t.shape == p.shape
+        for t in (p, state["hess"], state["momentum"])
+    )  # fmt: skip
 
 
 class NoiseSource:
