@@ -78,6 +78,10 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
     for text in ("ce", "ls(smoothing=0.2)", "symmetric", "accuracy", "ECE (TS)", "±"):
         assert text in first.stdout
     assert len(list((out / "weights").glob("*.safetensors"))) == 4
+    # a checkpoint left by a kill between storing a run and removing it goes on the next start
+    stale = out / "checkpoints" / _keys(out)[0]
+    stale.mkdir(parents=True)
+    (stale / "model-1.safetensors").write_bytes(b"")
     # in process from here on (same code path, no interpreter start-up): one more noise rate
     # and a method smoothing towards the ce runs train only the new runs, teachers first
     code = main(["run", str(tmp_path / "tiny.toml"), "--workers", "1", "--out", str(out),
@@ -86,6 +90,7 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
     assert code == 0
     assert "5 runs trained, 4 already done" in capsys.readouterr().out
     assert len(set(_keys(out))) == len(_keys(out)) == 9
+    assert not stale.exists()
     assert main(["report", str(out)]) == 0
     assert f"report: {out / 'report' / 'index.html'}" in capsys.readouterr().out
     assert (out / "report" / "accuracy_vs_noise.png").is_file()

@@ -126,6 +126,16 @@ def _store(store: ResultsStore, config: Config, run: RunConfig, result: RunResul
     shutil.rmtree(store.checkpoint_dir(result.key), ignore_errors=True)
 
 
+def _drop_stale_checkpoints(store: ResultsStore, done: set[str]) -> None:
+    """Remove checkpoints of stored runs: a kill between storing a run and removing its
+    checkpoint (in :func:`_store`) leaves one behind, and nothing would ever resume it."""
+    folder = store.checkpoint_dir("x").parent
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name in done:
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def _run_phase(
     runs: Sequence[RunConfig],
     context: tuple[Config, ResultsStore, Executor, Progress],
@@ -153,6 +163,7 @@ def run_experiment(
     try:
         store.save_experiment(config.name, config_to_dict(config))
         done = store.finished_keys()
+        _drop_stale_checkpoints(store, done)
         keys = [run_key(r) for r in runs]
         summary = RunSummary(keys=keys, skipped=sum(k in done for k in keys))
         todo = [r for r in runs if run_key(r) not in done]
