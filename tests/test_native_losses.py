@@ -3,8 +3,9 @@
 Every case runs twice: with the native kernels (the default on float32 ``(N, C)`` logits when a
 C compiler exists) and inside ``smoothlab._native.disabled()``, which runs the PyTorch fused
 kernels that ``tests/test_fast_losses.py`` checks against the composition. Class counts cross
-both kernel shapes (``C <= 32``: 64-row transposed blocks, partial last blocks; wide rows, with
-sums over blocks of 1024 classes) and row counts cross the block size.
+both kernel shapes (``C <= 64``: 64-row blocks transposed in 8 x 8 tiles, with masked tile loads
+below 8 classes, an overlapping last tile when 8 does not divide ``C``, and partial last blocks;
+wide rows, with sums over blocks of 1024 classes) and row counts cross the block size.
 """
 
 from __future__ import annotations
@@ -99,7 +100,23 @@ def _logits(n: int, c: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("n", "c"), [(1, 1), (3, 2), (70, 3), (64, 10), (200, 10), (65, 32), (130, 33), (9, 2500)]
+    ("n", "c"),
+    [
+        (1, 1),
+        (3, 2),
+        (130, 2),
+        (70, 3),
+        (128, 7),
+        (129, 8),
+        (64, 10),
+        (200, 10),
+        (192, 17),
+        (65, 32),
+        (130, 33),
+        (64, 64),
+        (70, 65),
+        (9, 2500),
+    ],
 )
 def test_native_equals_torch_kernels(n: int, c: int) -> None:
     z, y = _logits(n, c, seed=n * 1000 + c)

@@ -24,33 +24,39 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
 enum { SMOOTH = 0, RELAX = 1, PENALTY = 2 };
-enum { SMALL_C = 32, LANES = 64 };
+enum { SMALL_C = 64, LANES = 64 };
 
 typedef union { float f; int32_t i; } bits32;
+
+/* a b + c, fused where the CPU has FMA (GCC does not contract a * b + c in ISO C mode) */
+#if defined(__FMA__)
+#define MADD(a, b, c) fmaf(a, b, c)
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
 
 /* exp(x) for x <= 88, within 2 ulp; 0 for x < -104 (so exp(-inf) = 0), NaN for NaN.
  * Cody-Waite reduction x = n log 2 + r, |r| <= log(2)/2, degree-7 Taylor polynomial, and the
  * scale 2^n applied as two halves so that n down to -150 (subnormal results) stays exact. */
 static inline float sl_exp(float x) {
     x = x < -104.0f ? -104.0f : x;
-    float n = x * 1.44269504088896341f + 12582912.0f;
-    n = n - 12582912.0f;
+    float n = MADD(x, 1.44269504088896341f, 12582912.0f) - 12582912.0f;
     int32_t ni = (int32_t)n;
-    float r = x - n * 0.693145751953125f;
-    r = r - n * 1.428606765330187045e-06f;
+    float r = MADD(n, -0.693145751953125f, x);
+    r = MADD(n, -1.428606765330187045e-06f, r);
     float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    p = MADD(p, r, 1.0f / 720.0f);
+    p = MADD(p, r, 1.0f / 120.0f);
+    p = MADD(p, r, 1.0f / 24.0f);
+    p = MADD(p, r, 1.0f / 6.0f);
+    p = MADD(p, r, 0.5f);
+    p = MADD(p, r, 1.0f);
+    p = MADD(p, r, 1.0f);
     int32_t half = ni >> 1;
     bits32 hi, lo;
     hi.i = (half + 127) << 23;
@@ -73,12 +79,12 @@ static inline float sl_log(float x) {
     k = big ? k + 1 : k;
     float t = (f - 1.0f) / (f + 1.0f), t2 = t * t;
     float p = 1.0f / 9.0f;
-    p = p * t2 + 1.0f / 7.0f;
-    p = p * t2 + 1.0f / 5.0f;
-    p = p * t2 + 1.0f / 3.0f;
-    p = p * t2 + 1.0f;
+    p = MADD(p, t2, 1.0f / 7.0f);
+    p = MADD(p, t2, 1.0f / 5.0f);
+    p = MADD(p, t2, 1.0f / 3.0f);
+    p = MADD(p, t2, 1.0f);
     float kf = (float)k - (tiny ? 23.0f : 0.0f);
-    float r = kf * 0.693145751953125f + (kf * 1.428606765330187045e-06f + 2.0f * t * p);
+    float r = MADD(kf, 0.693145751953125f, MADD(kf, 1.428606765330187045e-06f, 2.0f * t * p));
     r = x == 0.0f ? -INFINITY : r;
     r = x < 0.0f ? NAN : r;
     return x == INFINITY || x != x ? x : r;
@@ -102,23 +108,24 @@ typedef struct {
 
 static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
     const float *a = L.a, *b = L.b;
-    const float per = sp->pi ? sp->scale : sp->scale / (float)sp->classes;
+    const float scale = sp->scale, pi_sum = sp->pi_sum;
+    const float per = sp->pi ? scale : scale / (float)sp->classes;
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
-        float q = a[l] + b[l] * sp->pi_sum, lse = L.m[l] + sl_log(L.s[l]);
+        float q = a[l] + b[l] * pi_sum, lse = L.m[l] + sl_log(L.s[l]);
         float loss = q * lse - (a[l] != 0.0f ? a[l] * L.zy[l] : 0.0f);
         L.loss[l] = loss - (b[l] != 0.0f ? b[l] * L.d[l] : 0.0f);
-        L.u[l] = sp->scale * q / L.s[l];
+        L.u[l] = scale * q / L.s[l];
         L.v[l] = 0.0f;
         L.c[l] = per * b[l];
-        L.t[l] = sp->scale * a[l];
+        L.t[l] = scale * a[l];
     }
 }
 
 /* Label relaxation (Lienen & Hüllermeier, Eq. 5): zero inside the set p_y >= 1 - alpha, else
  * (1 - alpha) log((1 - alpha) / p_y) + alpha log(alpha / (1 - p_y)), gradient kappa (p - e_y). */
 static void relax_math(const spec_t *sp, int64_t n, lanes_t L) {
-    const float *w = L.a, alpha = sp->h1;
+    const float *w = L.a, alpha = sp->h1, scale = sp->scale;
     const float keep = 1.0f - alpha, border = (float)log1p(-(double)alpha);
     const float log_alpha = (float)log((double)alpha);
 #pragma omp simd
@@ -127,7 +134,7 @@ static void relax_math(const spec_t *sp, int64_t n, lanes_t L) {
         float p_y = L.ey[l] / L.s[l], rest = 1.0f - p_y;
         int inside = log_p_y >= border;
         float kl = keep * (border - log_p_y) + alpha * (log_alpha - sl_log(rest));
-        float coef = (keep - p_y) / rest * sp->scale * w[l];
+        float coef = (keep - p_y) / rest * scale * w[l];
         L.loss[l] = inside ? 0.0f : (kl < 0.0f ? 0.0f : kl) * w[l]; /* NaN stays NaN */
         L.u[l] = inside ? 0.0f : coef / L.s[l];
         L.v[l] = L.c[l] = 0.0f;
@@ -137,7 +144,7 @@ static void relax_math(const spec_t *sp, int64_t n, lanes_t L) {
 
 /* The confidence penalty (Pereyra et al.): CE - beta H(p), or CE + beta max(0, tau - H(p)). */
 static void penalty_math(const spec_t *sp, int64_t n, lanes_t L) {
-    const float *w = L.a, beta = sp->h1, tau = sp->h2;
+    const float *w = L.a, beta = sp->h1, tau = sp->h2, scale = sp->scale;
     const int hinge = !isnan(tau);
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
@@ -147,7 +154,7 @@ static void penalty_math(const spec_t *sp, int64_t n, lanes_t L) {
             penalty = entropy > tau ? 0.0f : tau - entropy;
             gamma = entropy < tau ? beta : 0.0f;
         }
-        float sw = sp->scale * w[l];
+        float sw = scale * w[l];
         L.loss[l] = w[l] * (lse - L.zy[l] + beta * penalty);
         L.u[l] = sw * (1.0f + gamma * (entropy - lse)) / L.s[l];
         L.v[l] = sw * gamma / L.s[l];
@@ -250,11 +257,8 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
     g[y] -= t;
 }
 
-/* Block transposes between row-major z (n rows of C) and class-major zt[j * LANES + l]. With
- * AVX, full blocks move as 8 x 8 tiles in registers (masked loads and stores for the last,
- * partial tile, so nothing outside the rows is touched); otherwise, and for the last partial
- * block, one float at a time. */
-#if defined(__AVX__)
+/* An 8 x 8 transpose in registers (AVX2 builds). */
+#if defined(__AVX2__)
 static inline void transpose8(__m256 r[8]) {
     __m256 t[8], u[8];
     for (int k = 0; k < 8; k += 2) {
@@ -275,24 +279,39 @@ static inline void transpose8(__m256 r[8]) {
 
 #endif
 
-/* Move one 8 x 8 tile; columns past C (the last tile of a row) go through a small buffer, so
- * that nothing outside the rows is read or written (masked AVX moves are slow on some CPUs). */
+#if defined(__GNUC__)
+#define SL_INLINE static inline __attribute__((always_inline))
+#else
+#define SL_INLINE static inline
+#endif
+
+/* Row-major z (n rows of C) to class-major zt[j * LANES + l], and back. A full block with
+ * C >= 8 moves as 8 x 8 tiles in registers; the last tile of a row starts at C - 8, overlapping
+ * the one before it, so that every load and store is a whole unaligned vector inside the row.
+ * With C < 8 the tiles are read with masked loads (fast on every AVX2 CPU, unlike masked
+ * stores) and written back one float at a time, as are partial blocks. */
 static void to_lanes(const float *z, float *zt, int64_t n, int64_t C) {
-#if defined(__AVX__)
+#if defined(__AVX2__)
     if (n == LANES) {
-        for (int64_t l0 = 0; l0 < LANES; l0 += 8)
-            for (int64_t j0 = 0; j0 < C; j0 += 8) {
-                const int64_t w = C - j0 < 8 ? C - j0 : 8;
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)C),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (int64_t l0 = 0; l0 < LANES; l0 += 8) {
+            if (C < 8) {
                 __m256 r[8];
-                for (int k = 0; k < 8; k++) {
-                    const float *row = z + (l0 + k) * C + j0;
-                    float part[8] = {0};
-                    if (w < 8) memcpy(part, row, (size_t)w * sizeof(float));
-                    r[k] = _mm256_loadu_ps(w < 8 ? part : row);
-                }
+                for (int k = 0; k < 8; k++) r[k] = _mm256_maskload_ps(z + (l0 + k) * C, mask);
                 transpose8(r);
-                for (int64_t k = 0; k < w; k++) _mm256_storeu_ps(zt + (j0 + k) * LANES + l0, r[k]);
+                for (int64_t k = 0; k < C; k++) _mm256_storeu_ps(zt + k * LANES + l0, r[k]);
+                continue;
             }
+            for (int64_t j0 = 0;; j0 += 8) {
+                const int64_t j = j0 + 8 <= C ? j0 : C - 8;
+                __m256 r[8];
+                for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(z + (l0 + k) * C + j);
+                transpose8(r);
+                for (int k = 0; k < 8; k++) _mm256_storeu_ps(zt + (j + k) * LANES + l0, r[k]);
+                if (j0 + 8 >= C) break;
+            }
+        }
         return;
     }
 #endif
@@ -301,24 +320,16 @@ static void to_lanes(const float *z, float *zt, int64_t n, int64_t C) {
 }
 
 static void from_lanes(const float *et, float *g, int64_t n, int64_t C) {
-#if defined(__AVX__)
-    if (n == LANES) {
+#if defined(__AVX2__)
+    if (n == LANES && C >= 8) {
         for (int64_t l0 = 0; l0 < LANES; l0 += 8)
-            for (int64_t j0 = 0; j0 < C; j0 += 8) {
-                const int64_t w = C - j0 < 8 ? C - j0 : 8;
+            for (int64_t j0 = 0;; j0 += 8) {
+                const int64_t j = j0 + 8 <= C ? j0 : C - 8;
                 __m256 r[8];
-                for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(et + (j0 + k) * LANES + l0);
+                for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(et + (j + k) * LANES + l0);
                 transpose8(r);
-                for (int k = 0; k < 8; k++) {
-                    float *row = g + (l0 + k) * C + j0;
-                    if (w == 8) {
-                        _mm256_storeu_ps(row, r[k]);
-                    } else {
-                        float part[8];
-                        _mm256_storeu_ps(part, r[k]);
-                        memcpy(row, part, (size_t)w * sizeof(float));
-                    }
-                }
+                for (int k = 0; k < 8; k++) _mm256_storeu_ps(g + (l0 + k) * C + j, r[k]);
+                if (j0 + 8 >= C) break;
             }
         return;
     }
@@ -327,45 +338,60 @@ static void from_lanes(const float *et, float *g, int64_t n, int64_t C) {
         for (int64_t j = 0; j < C; j++) g[l * C + j] = et[j * LANES + l];
 }
 
-/* LANES rows of few classes at once, transposed so that every loop runs across rows. */
-static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
-                           const int64_t *y, float *loss) {
+/* LANES rows of few classes at once, transposed so that every loop runs across rows; inlined
+ * once per kind (and prior or not), so that each sweep computes only what its kind needs.
+ * A NaN logit needs no flag here: exp(NaN - m) makes the row's sum S, and with it the loss and
+ * every gradient entry, NaN (and a NaN maximum makes every exp NaN). */
+SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
+                             const int64_t *y, float *loss, const int kind, const int prior) {
     const int64_t C = sp->classes;
-    /* 8 spare class rows: the AVX transpose reads whole 8 x 8 tiles */
-    float zt[(SMALL_C + 8) * LANES], et[(SMALL_C + 8) * LANES];
+    float zt[SMALL_C * LANES], et[SMALL_C * LANES];
     float m[LANES], s[LANES], d[LANES], e[LANES], zy[LANES], ey[LANES];
     float a[LANES], b[LANES], u[LANES], v[LANES], c[LANES], t[LANES];
-    int nan[LANES];
     to_lanes(z, zt, n, C);
+    for (int64_t l = 0; l < LANES; l++) {
+        a[l] = sp->a0;
+        b[l] = sp->b0;
+    }
+    if (sp->a) memcpy(a, sp->a + row0, (size_t)n * sizeof(float));
+    if (sp->b) memcpy(b, sp->b + row0, (size_t)n * sizeof(float));
 #pragma omp simd
     for (int64_t l = 0; l < LANES; l++) {
         m[l] = zt[l];
-        nan[l] = 0;
         s[l] = d[l] = e[l] = 0.0f;
-        a[l] = sp->a && l < n ? sp->a[row0 + l] : sp->a0;
-        b[l] = sp->b && l < n ? sp->b[row0 + l] : sp->b0;
     }
     for (int64_t j = 0; j < C; j++) {
         const float *zj = zt + j * LANES;
-        const float pj = sp->pi ? sp->pi[j] : 1.0f / (float)C;
+        const float pj = prior ? sp->pi[j] : 1.0f / (float)C;
+        if (kind == SMOOTH) {
 #pragma omp simd
-        for (int64_t l = 0; l < LANES; l++) {
-            m[l] = zj[l] > m[l] ? zj[l] : m[l];
-            nan[l] |= zj[l] != zj[l];
-            d[l] += pj != 0.0f ? pj * zj[l] : 0.0f;
+            for (int64_t l = 0; l < LANES; l++) {
+                m[l] = zj[l] > m[l] ? zj[l] : m[l];
+                d[l] += prior && pj == 0.0f ? 0.0f : pj * zj[l];
+            }
+        } else {
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++) m[l] = zj[l] > m[l] ? zj[l] : m[l];
         }
     }
-#pragma omp simd
-    for (int64_t l = 0; l < LANES; l++) m[l] = nan[l] ? NAN : m[l];
     for (int64_t j = 0; j < C; j++) {
         const float *zj = zt + j * LANES;
         float *ej = et + j * LANES;
+        if (kind == PENALTY) {
 #pragma omp simd
-        for (int64_t l = 0; l < LANES; l++) {
-            float x = sl_exp(zj[l] - m[l]);
-            ej[l] = x;
-            s[l] += x;
-            e[l] += x != 0.0f ? x * zj[l] : 0.0f;
+            for (int64_t l = 0; l < LANES; l++) {
+                float x = sl_exp(zj[l] - m[l]);
+                ej[l] = x;
+                s[l] += x;
+                e[l] += x != 0.0f ? x * zj[l] : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++) {
+                float x = sl_exp(zj[l] - m[l]);
+                ej[l] = x;
+                s[l] += x;
+            }
         }
     }
     for (int64_t l = 0; l < n; l++) {
@@ -373,24 +399,42 @@ static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t r
         ey[l] = et[y[l] * LANES + l];
     }
     lanes_t L = {a, b, m, s, d, e, zy, ey, loss, u, v, c, t};
-    row_math(sp, n, L);
+    if (kind == SMOOTH) smooth_math(sp, n, L);
+    else if (kind == RELAX) relax_math(sp, n, L);
+    else penalty_math(sp, n, L);
+    if (sp->valid)
+        for (int64_t l = 0; l < n; l++) loss[l] = sp->valid[row0 + l] ? loss[l] : 0.0f;
     double total = 0.0;
-    for (int64_t l = 0; l < n; l++) {
-        loss[l] = sp->valid && !sp->valid[row0 + l] ? 0.0f : loss[l];
-        total += loss[l];
-    }
+#pragma omp simd reduction(+ : total)
+    for (int64_t l = 0; l < n; l++) total += loss[l];
     if (!sp->grad || g == 0) return total;
     for (int64_t j = 0; j < C; j++) {
         const float *zj = zt + j * LANES;
         float *ej = et + j * LANES;
-        const float pj = sp->pi ? sp->pi[j] : 1.0f;
+        const float pj = prior ? sp->pi[j] : 1.0f;
+        if (kind == PENALTY) {
 #pragma omp simd
-        for (int64_t l = 0; l < n; l++)
-            ej[l] = (ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f) - c[l] * pj;
+            for (int64_t l = 0; l < LANES; l++)
+                ej[l] = ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f;
+        } else if (kind == SMOOTH) {
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l] - c[l] * pj;
+        } else {
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l];
+        }
     }
     for (int64_t l = 0; l < n; l++) et[y[l] * LANES + l] -= t[l];
     from_lanes(et, g, n, C);
     return total;
+}
+
+static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
+                           const int64_t *y, float *loss) {
+    if (sp->kind == SMOOTH && sp->pi) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 1);
+    if (sp->kind == SMOOTH) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0);
+    if (sp->kind == RELAX) return narrow_kind(sp, z, g, row0, n, y, loss, RELAX, 0);
+    return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0);
 }
 
 /* Loss (and, with grad, scale times the gradient) of rows [0, rows) of a (rows, C) float32
