@@ -12,6 +12,10 @@ temporaries of the backward pass, and ``getrusage``'s ``ru_maxrss`` survives ``e
 would report its parent's peak; ``VmHWM`` is per image.) Linux only. Usage::
 
     python benchmarks/bench_linear.py [--threads 2] [--repeats 3] [--shape 4096x1024x32000]
+    python benchmarks/bench_linear.py --ignored 0.25   # a quarter of the targets are padding
+
+``--ignored`` sets that fraction of the targets (random positions) to ``ignore_index``, as the
+padding of a language-model batch: the fused heads skip those rows in every matrix product.
 """
 
 from __future__ import annotations
@@ -47,13 +51,14 @@ HEADS: dict[str, Head] = {
 }
 
 
-def inputs(shape: tuple[int, int, int]) -> tuple[torch.Tensor, ...]:
+def inputs(shape: tuple[int, int, int], ignored: float = 0.0) -> tuple[torch.Tensor, ...]:
     rows, size, vocab = shape
     g = torch.Generator().manual_seed(0)
     h = torch.randn(rows, size, generator=g).requires_grad_()
     w = torch.randn(vocab, size, generator=g).div_(size**0.5).requires_grad_()
     b = torch.zeros(vocab).requires_grad_()
     y = torch.randint(0, vocab, (rows,), generator=g)
+    y[torch.randperm(rows, generator=g)[: round(ignored * rows)]] = -100
     return h, w, b, y
 
 
@@ -65,12 +70,12 @@ def run_once(
     return time.perf_counter() - start
 
 
-def peak_child(name: str, shape: tuple[int, int, int]) -> None:
+def peak_child(name: str, shape: tuple[int, int, int], ignored: float) -> None:
     """Subprocess body: print the peak RSS growth (bytes) of one forward+backward."""
     head = HEADS[name]
     tiny = inputs((4, shape[1], 16))
     run_once(head, *tiny)
-    h, w, b, y = inputs(shape)
+    h, w, b, y = inputs(shape, ignored)
     before = status("VmRSS")
     run_once(head, h, w, b, y)
     print(status("VmHWM") - before)
@@ -85,10 +90,10 @@ def status(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def peak(name: str, shape: tuple[int, int, int], threads: int) -> float:
+def peak(name: str, shape: tuple[int, int, int], threads: int, ignored: float) -> float:
     text = "x".join(map(str, shape))
     command = [sys.executable, __file__, "--child", name, "--shape", text]
-    command += ["--threads", str(threads)]
+    command += ["--threads", str(threads), "--ignored", str(ignored)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -100,15 +105,16 @@ def main() -> None:
     parser.add_argument("--shape", default="4096x1024x32000", help="rows x hidden x vocabulary")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help="skip the timing")
+    parser.add_argument("--ignored", type=float, default=0.0, help="fraction of ignored targets")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.shape.split("x"))
     if len(shape) != 3:
         parser.error(f"--shape must be rows x hidden x vocabulary, got {args.shape!r}")
     if args.child:
-        peak_child(args.child, shape)
+        peak_child(args.child, shape, args.ignored)
         return
-    data = inputs(shape)
+    data = inputs(shape, args.ignored)
     for head in HEADS.values():  # warm-up
         run_once(head, *inputs((64, shape[1], 512)))
     times: dict[str, list[float]] = {name: [] for name in HEADS}
@@ -116,9 +122,10 @@ def main() -> None:
         for name, head in HEADS.items():
             times[name].append(run_once(head, *data))
     del data
-    memory = {name: peak(name, shape, args.threads) for name in HEADS}
+    memory = {name: peak(name, shape, args.threads, args.ignored) for name in HEADS}
     print(
-        f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}, {args.shape}"
+        f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}, "
+        f"{args.shape}, {args.ignored:.0%} of targets ignored"
     )
     print(
         f"{'head':<22}{'time (s)':>10}{'fused/naive':>13}{'peak extra MiB':>16}{'fused/naive':>13}"

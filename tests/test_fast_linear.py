@@ -108,6 +108,49 @@ def test_double_backward_raises() -> None:
         torch.autograd.grad(loss, h, create_graph=True)
 
 
+@pytest.mark.parametrize("pair", PAIRS)
+@pytest.mark.parametrize("case", ["no rows", "all ignored"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_nothing_to_compute(pair, case: str, reduction: str) -> None:  # type: ignore[no-untyped-def]
+    """No rows (or only ignored ones): the naive loss (NaN mean, 0 sum) and zero gradients."""
+    fused, loss = pair
+    rows = 0 if case == "no rows" else 4
+    h = torch.randn(rows, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    y = torch.full((rows,), -100)
+    ours = fused(h, w, y, bias=b, reduction=reduction)
+    truth = loss(h.detach() @ w.detach().T + b.detach(), y, reduction=reduction, fused=False)
+    torch.testing.assert_close(ours, truth, equal_nan=True)
+    for grad, like in zip(torch.autograd.grad(ours, (h, w, b)), (h, w, b), strict=True):
+        assert torch.equal(grad, torch.zeros_like(like))
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_ignored_rows_are_never_computed(pair, chunking: str) -> None:  # type: ignore[no-untyped-def]
+    """Ignored rows skip the matrix products: NaN hidden states there (padding that was never
+    written) leave the loss and every gradient finite, where the naive head's weight gradient
+    would be NaN (``0 * NaN`` in ``G^T h``); the kept rows' numbers are unchanged."""
+    fused, _ = pair
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(9, 6, generator=g, dtype=torch.float64)
+    w = torch.randn(13, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 13, (9,), generator=g)
+    y[1::2] = -100
+    padded = h.clone()
+    padded[1::2] = float("nan")
+    padded.requires_grad_()
+    kept = h[::2].clone().requires_grad_()
+    ours = fused(padded, w, y)
+    (dh, dw) = torch.autograd.grad(ours, (padded, w))
+    truth = fused(kept, w, y[::2])
+    (true_dh, true_dw) = torch.autograd.grad(truth, (kept, w))
+    torch.testing.assert_close(ours, truth, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dw, true_dw, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dh[::2], true_dh, rtol=1e-12, atol=1e-12)
+    assert torch.equal(dh[1::2], torch.zeros(4, 6, dtype=torch.float64))
+
+
 H = torch.zeros(3, 2)
 W = torch.zeros(4, 2)
 Y = torch.tensor([0, 1, 2])

@@ -5,7 +5,9 @@ logits are ``z = h W^T + b``. The functions here loop over chunks of rows: compu
 logits, its loss and (in the same buffer) its logit gradient ``G``, then accumulate
 ``dh = G W``, ``dW += G^T h`` and ``db += sum G`` right away. Autograd keeps only those
 gradients; peak extra memory is ``dh + dW + db`` plus one chunk (``LINEAR_CHUNK_BYTES``) instead of
-several ``N x V`` buffers.
+several ``N x V`` buffers. Rows whose target is ``ignore_index`` are dropped before any product
+(their loss and gradients are zero), so padding costs nothing; unlike the naive head, whose
+``dW = G^T h`` turns a NaN in an ignored row of ``h`` into a NaN weight gradient (``0 * NaN``).
 """
 
 from __future__ import annotations
@@ -47,8 +49,15 @@ def _prepare(
     target: Tensor,
     ignore_index: int,
     reduction: str,
-) -> Batch:
-    """Validate the head's inputs; the batch's logits are a placeholder on the meta device."""
+) -> tuple[Tensor, Batch]:
+    """Validate the head's inputs: the ``(M, H)`` rows to compute and their batch.
+
+    Positions whose target is ``ignore_index`` add nothing to the loss or to any gradient, so
+    they are dropped here (``index_select``, whose backward puts zeros in their rows of the
+    hidden gradient) and skip their share of all three matrix products: the padding of a
+    language-model batch costs nothing. A mean over the kept rows is the mean over the
+    non-ignored positions. The batch's logits are a placeholder on the meta device.
+    """
     check_floating("hidden", hidden, min_dim=1)
     check_floating("weight", weight)
     check_tensor("target", target)
@@ -67,9 +76,13 @@ def _prepare(
     if target.is_floating_point() or tuple(target.shape) != tuple(hidden.shape[:-1]):
         raise fail("target", f"class indices of shape {tuple(hidden.shape[:-1])}", target)
     index, valid = class_index(target.reshape(-1), vocab, ignore_index)
+    rows = hidden.reshape(-1, size)
+    if valid is not None:  # drop the ignored rows (see _prepare's docstring)
+        keep = valid.nonzero().squeeze(1)
+        rows, index = rows.index_select(0, keep), index.index_select(0, keep)
     dtype = compute_dtype(hidden.dtype)
     logits = torch.empty((index.numel(), vocab), dtype=dtype, device="meta")
-    return Batch(logits, index, None, valid, None, mode, False)
+    return rows, Batch(logits, index, None, None, None, mode, False)
 
 
 class _LinearLoss(torch.autograd.Function):
@@ -105,8 +118,9 @@ class _LinearLoss(torch.autograd.Function):
                 torch.addmm(b, h[start:stop], w.t(), out=z2)
             total = total + job.losses(layout, start, stop, scale, z, z, spare)[1]
             grads.add(z2, start, stop)
-        ctx.save_for_backward(*grads.saved(hidden, weight, bias))
-        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
+        saved = grads.saved(hidden, weight, bias)
+        ctx.save_for_backward(*(g for g in saved if g is not None))
+        ctx.present = tuple(g is not None for g in saved)  # type: ignore[attr-defined]
         return job.reduce(total, rows)
 
     @staticmethod
@@ -118,36 +132,50 @@ class _LinearLoss(torch.autograd.Function):
                 "smoothlab's fused linear heads compute their gradients in the forward pass and "
                 "do not support double backward (create_graph=True)"
             )
-        saved = list(ctx.saved_tensors)  # type: ignore[attr-defined]
+        saved = iter(ctx.saved_tensors)  # type: ignore[attr-defined]
         one = grad_output.device.type == "cpu" and float(grad_output) == 1.0
-        out = [None if t.numel() == 0 else t if one else t * grad_output for t in saved]
-        if not ctx.has_bias:  # type: ignore[attr-defined]
-            out[2] = None
+        out = [next(saved) if present else None for present in ctx.present]  # type: ignore[attr-defined]
+        out = [t if t is None or one else t * grad_output for t in out]
         return out[0], out[1], out[2], None
 
 
 class _Grads:
-    """Gradient accumulators of the head (only those autograd asked for)."""
+    """Gradient accumulators of the head (only those autograd asked for).
+
+    The first chunk writes ``dW`` and ``db`` (``beta = 0``) instead of adding to zeros: one pass
+    less over the ``V x H`` weight gradient, which is the largest buffer of the head.
+    """
 
     def __init__(self, h: Tensor, w: Tensor, b: Tensor | None, wants: tuple[bool, ...]) -> None:
         self.h, self.w = h, w
         self.dh = torch.empty_like(h) if wants[0] else None
-        self.dw = torch.zeros_like(w) if wants[1] else None
-        self.db = torch.zeros_like(b) if b is not None and wants[2] else None
+        self.dw = torch.empty_like(w) if wants[1] else None
+        self.db = torch.empty_like(b) if b is not None and wants[2] else None
+        self.first = True
 
     def add(self, grad: Tensor, start: int, stop: int) -> None:
         if self.dh is not None:
             torch.mm(grad, self.w, out=self.dh[start:stop])
         if self.dw is not None:
-            self.dw.addmm_(grad.t(), self.h[start:stop])
+            if self.first:
+                torch.mm(grad.t(), self.h[start:stop], out=self.dw)
+            else:
+                self.dw.addmm_(grad.t(), self.h[start:stop])
         if self.db is not None:
-            self.db.add_(grad.sum(0))
+            if self.first:
+                torch.sum(grad, 0, out=self.db)
+            else:
+                self.db.add_(grad.sum(0))
+        self.first = False
 
-    def saved(self, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> list[Tensor]:
-        empty = hidden.new_empty(0)
+    def saved(self, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> list[Tensor | None]:
+        if self.first:  # no rows: nothing was written
+            for grad in (self.dw, self.db):
+                if grad is not None:
+                    grad.zero_()
         pairs = [(self.dh, hidden), (self.dw, weight), (self.db, bias)]
         return [
-            empty if g is None or ref is None else g.view(ref.shape).to(ref.dtype)
+            None if g is None or ref is None else g.view(ref.shape).to(ref.dtype)
             for g, ref in pairs
         ]
 
@@ -199,8 +227,8 @@ def linear_label_smoothing_cross_entropy(
     References: Szegedy et al., CVPR 2016; Wei et al., ICML 2022.
     """
     rate = check_real("smoothing", smoothing, high=1.0)
-    batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
-    return _run(index_job(batch, rate, None, False, "pytorch"), hidden, weight, bias)
+    rows, batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
+    return _run(index_job(batch, rate, None, False, "pytorch"), rows, weight, bias)
 
 
 def linear_label_relaxation_loss(
@@ -228,8 +256,8 @@ def linear_label_relaxation_loss(
     Reference: J. Lienen and E. Hüllermeier, "From Label Smoothing to Label Relaxation", 2021.
     """
     a = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
-    batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
-    return _run(relaxation_job(batch, a), hidden, weight, bias)
+    rows, batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
+    return _run(relaxation_job(batch, a), rows, weight, bias)
 
 
 def linear_confidence_penalty_loss(
@@ -259,5 +287,5 @@ def linear_confidence_penalty_loss(
     """
     b = check_real("beta", beta, low=0.0)
     tau = None if threshold is None else check_real("threshold", threshold, low=0.0)
-    batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
-    return _run(penalty_job(batch, b, tau), hidden, weight, bias)
+    rows, batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
+    return _run(penalty_job(batch, b, tau), rows, weight, bias)
