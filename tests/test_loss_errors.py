@@ -182,6 +182,30 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "`prior` must be finite probabilities, got a tensor containing NaN or inf",
     ),
     (
+        "prior -inf among finite rows",
+        lambda: LS(Z, Y, prior=torch.tensor([[1.0, 0.0, 0.0]] * 3 + [[-math.inf, 1.0, 1.0]])),
+        ValueError,
+        "`prior` must be finite probabilities, got a tensor containing NaN or inf",
+    ),
+    (
+        "prior +inf and -inf in one row (a NaN sum)",
+        lambda: LS(Z, Y, prior=torch.tensor([math.inf, -math.inf, 1.0])),
+        ValueError,
+        "`prior` must be finite probabilities, got a tensor containing NaN or inf",
+    ),
+    (
+        "prior finite but its sum overflows float32",
+        lambda: LS(Z, Y, prior=torch.tensor([3e38, 3e38, 0.0])),
+        ValueError,
+        "`prior` must be a distribution summing to 1 along dim 0, got sums off by inf",
+    ),
+    (
+        "prior half precision, exact sums",
+        lambda: LS(Z.half(), Y, prior=torch.tensor([0.5, 0.25, 0.2], dtype=torch.float16)),
+        ValueError,
+        "`prior` must be a distribution summing to 1 along dim 0, got sums off by 0.05",
+    ),
+    (
         "prior int",
         lambda: LS(Z, Y, prior=torch.tensor([1, 0, 0])),
         TypeError,

@@ -162,19 +162,26 @@ def check_class_indices(
 
 
 def check_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float = 1e-4) -> None:
-    """Check that ``probs`` is non-negative, finite and sums to 1 along ``dim``."""
+    """Check that ``probs`` is non-negative, finite and sums to 1 along ``dim``.
+
+    Two passes over ``probs`` (its sums and its minimum): a NaN or an infinity makes its sum
+    non-finite, and only then is the element-wise finiteness test run (a finite row whose sum
+    overflows is reported as off by inf). Float32 and float64 sums accumulate in their own
+    type, half precision in float32.
+    """
     if not probs.is_floating_point():
         raise fail(name, "a floating-point tensor of probabilities", probs, kind=TypeError)
     if probs.numel() == 0:
         return
     probs = probs.detach()
-    if not bool(torch.isfinite(probs).all()):
+    wide = probs if probs.dtype in (torch.float32, torch.float64) else probs.float()
+    sums = wide.sum(dim=dim)
+    if not bool(torch.isfinite(sums).all()) and not bool(torch.isfinite(probs).all()):
         raise fail(name, "finite probabilities", "!a tensor containing NaN or inf")
     low = float(probs.min())
     if low < 0:
         raise fail(name, "non-negative probabilities", f"!a minimum of {low:.4g}")
-    sums = probs.sum(dim=dim, dtype=torch.float64)
-    worst = float((sums - 1).abs().max())
+    worst = float((sums.double() - 1).abs().max())
     if worst > atol:
         raise fail(
             name, f"a distribution summing to 1 along dim {dim}", f"!sums off by {worst:.3g}"
