@@ -24,6 +24,7 @@ import torch
 
 from smoothlab import _native
 from smoothlab.losses import (
+    _fused,
     _native_rows,
     confidence_penalty_loss,
     label_relaxation_loss,
@@ -46,8 +47,20 @@ def _weight(c: int) -> torch.Tensor:
     return torch.rand(c, generator=torch.Generator().manual_seed(c + 1)) + 0.1
 
 
+def _rows_of_probs(n: int, c: int, seed: int) -> torch.Tensor:
+    """Per-example distributions with exact zeros (so ``q_j z_j`` with ``z_j = -inf`` is 0)."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.softmax(2 * torch.randn(n, c, generator=g), 1)
+    if c > 2:
+        q[:, 1] = 0.0
+        q = q / q.sum(1, keepdim=True)
+    return q
+
+
 def _cases(c: int, y: torch.Tensor) -> dict[str, Loss]:
     w, pi = _weight(c), _prior(c)
+    n = int(y.shape[0])
+    teacher, soft = _rows_of_probs(n, c, 1), _rows_of_probs(n, c, 2)
     ls, lr, cp = label_smoothing_cross_entropy, label_relaxation_loss, confidence_penalty_loss
     cases: dict[str, Loss] = {
         "ls": lambda z: ls(z, y, smoothing=0.1),
@@ -56,6 +69,14 @@ def _cases(c: int, y: torch.Tensor) -> dict[str, Loss]:
         "ls-weight-example": lambda z: ls(z, y, smoothing=0.3, weight=w, weighting="example"),
         "ls-prior-sum": lambda z: ls(z, y, smoothing=0.2, prior=pi, reduction="sum"),
         "ls-exclusive": lambda z: ls(z, y, smoothing=0.3, prior=pi, exclusive=True),
+        "ls-teacher": lambda z: ls(z, y, smoothing=0.4, prior=teacher),
+        "ls-teacher-weight-none": lambda z: ls(
+            z, y, smoothing=0.4, prior=teacher, weight=w, reduction="none"
+        ),
+        "soft": lambda z: ls(z, soft, smoothing=0.0),
+        "soft-ls-weight-sum": lambda z: ls(z, soft, smoothing=0.2, weight=w, reduction="sum"),
+        "soft-prior": lambda z: ls(z, soft, smoothing=0.3, prior=pi),
+        "soft-teacher-none": lambda z: ls(z, soft, smoothing=0.3, prior=teacher, reduction="none"),
         "ce": lambda z: ls(z, y, smoothing=0.0),
         "lr": lambda z: lr(z, y, alpha=0.1),
         "lr-weight-none": lambda z: lr(z, y, alpha=0.4, weight=w, reduction="none"),
@@ -65,6 +86,10 @@ def _cases(c: int, y: torch.Tensor) -> dict[str, Loss]:
     }
     if c == 1:  # exclusive smoothing needs a prior below 1 on the true class
         del cases["ls-exclusive"]
+    if c > 2:  # an exclusive teacher: the true class's own share (0 at class 1) is moved away
+        cases["ls-teacher-exclusive"] = lambda z: ls(
+            z, y, smoothing=0.3, prior=teacher, exclusive=True
+        )
     return cases
 
 
@@ -194,6 +219,30 @@ def test_threads_split_rows_without_changing_them(monkeypatch: pytest.MonkeyPatc
                 _run(lambda x: confidence_penalty_loss(x, y, reduction="none"), z, native=True)
             )
         assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_prior_rows_follow_chunks_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-example priors and probability targets built per call (weights, mixing) run in
+    chunks of rows, each split over threads: every piece must read its own prior rows."""
+    monkeypatch.setattr(_fused, "GRAIN_ELEMENTS", 1 << 12)  # chunks of about 220 rows
+    monkeypatch.setattr(_native_rows, "GRAIN_ELEMENTS", 1 << 10)  # about 27 rows per thread
+    z, y = _logits(1000, 37, seed=12)
+    before = torch.get_num_threads()
+    cases = _cases(37, y)
+    try:
+        torch.set_num_threads(2)
+        for name in (
+            "ls-teacher",
+            "ls-teacher-weight-none",
+            "soft-ls-weight-sum",
+            "soft-teacher-none",
+        ):
+            loss, grad = _run(cases[name], z, native=True)
+            ref_loss, ref_grad = _run(cases[name], z, native=False)
+            _close(loss, ref_loss, name, floor=1.0)
+            _close(grad, ref_grad, name)
     finally:
         torch.set_num_threads(before)
 

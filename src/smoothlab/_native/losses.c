@@ -2,16 +2,20 @@
  *
  * Every loss of the family has, per row, a gradient of the form
  *
- *     g_j = u e_j + v e_j z_j - c pi_j   (pi_j = 1 when no prior is given),   g_y -= t,
+ *     g_j = u e_j + v e_j z_j - c pi_j - cr w_j T_ij   (pi_j = 1 when no prior is given),
+ *     g_y -= t,
  *
- * where e_j = exp(z_j - max z) and u, v, c, t are per-row numbers that depend on the row's
+ * where e_j = exp(z_j - max z) and u, v, c, cr, t are per-row numbers that depend on the row's
  * statistics S = sum_j e_j (so lse = max z + log S), D = sum_j pi_j z_j (masked where
- * pi_j = 0) and E = sum_j e_j z_j (masked where e_j = 0). The kernels make one sweep for the
- * maximum, one for the statistics (storing e_j in g), then the row arithmetic in double, then
- * one sweep writing g. smoothlab/losses/_kernels.py holds the same algebra in PyTorch, and the
- * tests compare the two.
+ * pi_j = 0), R = sum_j w_j T_ij z_j (likewise) and E = sum_j e_j z_j (masked where e_j = 0).
+ * The kernels make one sweep for the maximum, one for the sums (storing e_j in g), then the row
+ * arithmetic, then one sweep writing g. smoothlab/losses/_kernels.py holds the same algebra in
+ * PyTorch, and the tests compare the two.
  *
- * Kinds: SMOOTH  q = a e_y + b pi (a, b per row), loss = Q lse - a z_y - b D, Q = a + b sum(pi)
+ * Kinds: SMOOTH  q = a e_y + b pi + r (w . T_i) (a, b, r per row): pi is a (C,) vector (1/C
+ *                when absent), T_i the row's own distribution (per-example priors, or
+ *                probability targets with a = 0 and no class indices) with optional class
+ *                weights w; loss = Q lse - a z_y - b D - r R, Q = a + b sum(pi) + r sum(w T_i)
  *        RELAX   label relaxation with alpha = h1, per-row weight a
  *        PENALTY cross-entropy minus h1 H(p), hinged at h2 unless h2 is NaN, per-row weight a
  *
@@ -92,9 +96,11 @@ static inline float sl_log(float x) {
 
 /* Per-row statistics in, per-row loss and gradient terms out, for n rows (SIMD across rows). */
 typedef struct {
-    const float *a, *b;             /* the rows' coefficients (a is the weight w for RELAX, PENALTY) */
+    const float *a, *b, *r;         /* the rows' coefficients (a is the weight w for RELAX, PENALTY) */
     float *m, *s, *d, *e, *zy, *ey; /* max, sum of e_j, sum pi_j z_j, sum e_j z_j, z_y, e_y */
-    float *loss, *u, *v, *c, *t;    /* g_j = u e_j + v e_j z_j - c pi_j, g_y -= t */
+    float *dr, *mr;                 /* sum_j w_j T_ij z_j and sum_j w_j T_ij (SMOOTH with T) */
+    float *loss, *u, *v, *c, *t;    /* g_j = u e_j + v e_j z_j - c pi_j - cr w_j T_ij, g_y -= t */
+    float *cr;
 } lanes_t;
 
 typedef struct {
@@ -104,20 +110,24 @@ typedef struct {
     int64_t classes;
     int grad;
     const uint8_t *valid; /* per-row: 0 = ignored (loss 0), or NULL */
+    const float *tr, *rw, *r; /* the rows T (or NULL), their class weights, per-row r (or r0) */
+    float r0;
 } spec_t;
 
 static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
-    const float *a = L.a, *b = L.b;
+    const float *a = L.a, *b = L.b, *r = L.r;
     const float scale = sp->scale, pi_sum = sp->pi_sum;
     const float per = sp->pi ? scale : scale / (float)sp->classes;
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
-        float q = a[l] + b[l] * pi_sum, lse = L.m[l] + sl_log(L.s[l]);
+        float q = a[l] + b[l] * pi_sum + r[l] * L.mr[l], lse = L.m[l] + sl_log(L.s[l]);
         float loss = q * lse - (a[l] != 0.0f ? a[l] * L.zy[l] : 0.0f);
-        L.loss[l] = loss - (b[l] != 0.0f ? b[l] * L.d[l] : 0.0f);
+        loss -= b[l] != 0.0f ? b[l] * L.d[l] : 0.0f;
+        L.loss[l] = loss - (r[l] != 0.0f ? r[l] * L.dr[l] : 0.0f);
         L.u[l] = scale * q / L.s[l];
         L.v[l] = 0.0f;
         L.c[l] = per * b[l];
+        L.cr[l] = scale * r[l];
         L.t[l] = scale * a[l];
     }
 }
@@ -178,7 +188,8 @@ enum { BLOCK = 1024 };
 static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int64_t y, float *loss) {
     const int64_t C = sp->classes;
     float a = sp->a ? sp->a[i] : sp->a0, b = sp->b ? sp->b[i] : sp->b0;
-    float m = z[0], d = 0.0f, zy = z[y], sf, ef, ey, u, v, c, t;
+    float r = sp->r ? sp->r[i] : sp->r0, dr, mr, cr = 0.0f;
+    float m = z[0], d = 0.0f, zy = y < 0 ? 0.0f : z[y], sf, ef, ey, u, v, c, t;
     int nan = 0;
 #pragma omp simd reduction(max : m) reduction(| : nan)
     for (int64_t j = 0; j < C; j++) {
@@ -186,13 +197,28 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
         nan |= z[j] != z[j];
     }
     m = nan ? NAN : m;
-    const float *pi = sp->pi;
+    const float *pi = sp->pi, *tr = sp->tr ? sp->tr + i * C : 0, *rw = sp->rw;
     const int store = g != 0 && !(sp->kind == PENALTY && g == z);
     const int dot = sp->kind == SMOOTH && b != 0.0f, penalty = sp->kind == PENALTY;
-    double s = 0.0, e = 0.0, sum = 0.0;
+    const int rdot = sp->kind == SMOOTH && tr && r != 0.0f;
+    double s = 0.0, e = 0.0, sum = 0.0, rsum = 0.0, mass = 0.0;
     for (int64_t j0 = 0; j0 < C; j0 += BLOCK) {
         const int64_t j1 = C - j0 < BLOCK ? C : j0 + BLOCK;
-        float bs = 0.0f, be = 0.0f, bd = 0.0f;
+        float bs = 0.0f, be = 0.0f, bd = 0.0f, br = 0.0f, bm = 0.0f;
+        if (rdot && rw) {
+#pragma omp simd reduction(+ : br, bm)
+            for (int64_t j = j0; j < j1; j++) {
+                float q = rw[j] * tr[j];
+                br += q != 0.0f ? q * z[j] : 0.0f;
+                bm += q;
+            }
+        } else if (rdot) {
+#pragma omp simd reduction(+ : br, bm)
+            for (int64_t j = j0; j < j1; j++) {
+                br += tr[j] != 0.0f ? tr[j] * z[j] : 0.0f;
+                bm += tr[j];
+            }
+        }
         if (dot && pi) {
 #pragma omp simd reduction(+ : bd)
             for (int64_t j = j0; j < j1; j++) bd += pi[j] != 0.0f ? pi[j] * z[j] : 0.0f;
@@ -229,12 +255,16 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
         s += bs;
         e += be;
         sum += bd;
+        rsum += br;
+        mass += bm;
     }
     d = (float)(pi ? sum : sum / (double)C);
+    dr = (float)rsum;
+    mr = (float)mass;
     sf = (float)s;
     ef = (float)e;
-    ey = store ? g[y] : sl_exp(zy - m);
-    lanes_t L = {&a, &b, &m, &sf, &d, &ef, &zy, &ey, loss, &u, &v, &c, &t};
+    ey = y < 0 ? 0.0f : store ? g[y] : sl_exp(zy - m);
+    lanes_t L = {&a, &b, &r, &m, &sf, &d, &ef, &zy, &ey, &dr, &mr, loss, &u, &v, &c, &t, &cr};
     row_math(sp, 1, L);
     if (sp->valid && !sp->valid[i]) *loss = 0.0f;
     if (!sp->grad || g == 0) return;
@@ -254,7 +284,14 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) g[j] = u * g[j] - c;
     }
-    g[y] -= t;
+    if (rdot && rw) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) g[j] -= cr * (rw[j] * tr[j]);
+    } else if (rdot) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) g[j] -= cr * tr[j];
+    }
+    if (y >= 0) g[y] -= t;
 }
 
 /* An 8 x 8 transpose in registers (AVX2 builds). */
@@ -339,35 +376,51 @@ static void from_lanes(const float *et, float *g, int64_t n, int64_t C) {
 }
 
 /* LANES rows of few classes at once, transposed so that every loop runs across rows; inlined
- * once per kind (and prior or not), so that each sweep computes only what its kind needs.
+ * once per kind, prior vector (or uniform) and rows term T (transposed like z, times its class
+ * weights), so that each sweep computes only what its kind needs.
  * A NaN logit needs no flag here: exp(NaN - m) makes the row's sum S, and with it the loss and
  * every gradient entry, NaN (and a NaN maximum makes every exp NaN). */
 SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
-                             const int64_t *y, float *loss, const int kind, const int prior) {
+                             const int64_t *y, float *loss, const int kind, const int vector,
+                             const int rows) {
     const int64_t C = sp->classes;
-    float zt[SMALL_C * LANES], et[SMALL_C * LANES];
-    float m[LANES], s[LANES], d[LANES], e[LANES], zy[LANES], ey[LANES];
-    float a[LANES], b[LANES], u[LANES], v[LANES], c[LANES], t[LANES];
+    float zt[SMALL_C * LANES], et[SMALL_C * LANES], pt[SMALL_C * LANES];
+    float m[LANES], s[LANES], d[LANES], e[LANES], zy[LANES], ey[LANES], dr[LANES], mr[LANES];
+    float a[LANES], b[LANES], r[LANES], u[LANES], v[LANES], c[LANES], t[LANES], cr[LANES];
     to_lanes(z, zt, n, C);
+    if (rows) {
+        to_lanes(sp->tr + row0 * C, pt, n, C);
+        for (int64_t j = 0; sp->rw && j < C; j++) {
+            const float w = sp->rw[j];
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++) pt[j * LANES + l] *= w;
+        }
+    }
     for (int64_t l = 0; l < LANES; l++) {
         a[l] = sp->a0;
         b[l] = sp->b0;
+        r[l] = sp->r0;
     }
     if (sp->a) memcpy(a, sp->a + row0, (size_t)n * sizeof(float));
     if (sp->b) memcpy(b, sp->b + row0, (size_t)n * sizeof(float));
+    if (sp->r) memcpy(r, sp->r + row0, (size_t)n * sizeof(float));
 #pragma omp simd
     for (int64_t l = 0; l < LANES; l++) {
         m[l] = zt[l];
-        s[l] = d[l] = e[l] = 0.0f;
+        s[l] = d[l] = e[l] = zy[l] = ey[l] = dr[l] = mr[l] = 0.0f;
     }
     for (int64_t j = 0; j < C; j++) {
-        const float *zj = zt + j * LANES;
-        const float pj = prior ? sp->pi[j] : 1.0f / (float)C;
+        const float *zj = zt + j * LANES, *pl = pt + j * LANES;
+        const float pj = vector ? sp->pi[j] : 1.0f / (float)C;
         if (kind == SMOOTH) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++) {
                 m[l] = zj[l] > m[l] ? zj[l] : m[l];
-                d[l] += prior && pj == 0.0f ? 0.0f : pj * zj[l];
+                d[l] += vector && pj == 0.0f ? 0.0f : pj * zj[l];
+                if (rows) {
+                    dr[l] += pl[l] == 0.0f ? 0.0f : pl[l] * zj[l];
+                    mr[l] += pl[l];
+                }
             }
         } else {
 #pragma omp simd
@@ -394,11 +447,11 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
             }
         }
     }
-    for (int64_t l = 0; l < n; l++) {
+    for (int64_t l = 0; y && l < n; l++) {
         zy[l] = zt[y[l] * LANES + l];
         ey[l] = et[y[l] * LANES + l];
     }
-    lanes_t L = {a, b, m, s, d, e, zy, ey, loss, u, v, c, t};
+    lanes_t L = {a, b, r, m, s, d, e, zy, ey, dr, mr, loss, u, v, c, t, cr};
     if (kind == SMOOTH) smooth_math(sp, n, L);
     else if (kind == RELAX) relax_math(sp, n, L);
     else penalty_math(sp, n, L);
@@ -409,13 +462,16 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
     for (int64_t l = 0; l < n; l++) total += loss[l];
     if (!sp->grad || g == 0) return total;
     for (int64_t j = 0; j < C; j++) {
-        const float *zj = zt + j * LANES;
+        const float *zj = zt + j * LANES, *pl = pt + j * LANES;
         float *ej = et + j * LANES;
-        const float pj = prior ? sp->pi[j] : 1.0f;
+        const float pj = vector ? sp->pi[j] : 1.0f;
         if (kind == PENALTY) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++)
                 ej[l] = ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f;
+        } else if (kind == SMOOTH && rows) {
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l] - c[l] * pj - cr[l] * pl[l];
         } else if (kind == SMOOTH) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l] - c[l] * pj;
@@ -424,39 +480,46 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
             for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l];
         }
     }
-    for (int64_t l = 0; l < n; l++) et[y[l] * LANES + l] -= t[l];
+    for (int64_t l = 0; y && l < n; l++) et[y[l] * LANES + l] -= t[l];
     from_lanes(et, g, n, C);
     return total;
 }
 
 static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
                            const int64_t *y, float *loss) {
-    if (sp->kind == SMOOTH && sp->pi) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 1);
-    if (sp->kind == SMOOTH) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0);
-    if (sp->kind == RELAX) return narrow_kind(sp, z, g, row0, n, y, loss, RELAX, 0);
-    return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0);
+    const int vector = sp->pi != 0, rows = sp->tr != 0;
+    if (sp->kind == SMOOTH && vector && rows)
+        return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 1, 1);
+    if (sp->kind == SMOOTH && rows) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0, 1);
+    if (sp->kind == SMOOTH && vector) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 1, 0);
+    if (sp->kind == SMOOTH) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0, 0);
+    if (sp->kind == RELAX) return narrow_kind(sp, z, g, row0, n, y, loss, RELAX, 0, 0);
+    return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0, 0);
 }
 
 /* Loss (and, with grad, scale times the gradient) of rows [0, rows) of a (rows, C) float32
- * matrix with class indices y; g may be z (in place) or NULL (forward only). a, b: per-row
- * coefficients, or NULL for the constants a0, b0; pi, h1, h2: see spec_t and the header.
- * Rows with valid[i] == 0 (valid may be NULL) get loss 0; *total receives the sum of the losses
- * (in double). Returns 0. */
+ * matrix with class indices y (NULL when a = 0: probability targets as the rows T); g may be z
+ * (in place) or NULL (forward only). a, b, r: per-row coefficients, or NULL for the constants
+ * a0, b0, r0; pi: a (C,) vector with total mass pi_sum, or NULL for 1/C; tr: the (rows, C)
+ * matrix T or NULL, rw: its (C,) class weights or NULL; h1, h2: see spec_t and the header. Rows
+ * with valid[i] == 0 (valid may be NULL) get loss 0; *total receives the sum of the losses (in
+ * double). Returns 0. */
 int sl_rows(int kind, const float *z, float *g, const int64_t *y, int64_t rows, int64_t classes,
             const float *a, const float *b, double a0, double b0, const float *pi, double pi_sum,
-            double h1, double h2, double scale, int grad, float *loss, const uint8_t *valid,
-            double *total) {
+            const float *tr, const float *rw, const float *r, double r0, double h1, double h2,
+            double scale, int grad, float *loss, const uint8_t *valid, double *total) {
     spec_t sp = {kind, a, b, pi, (float)a0, (float)b0, (float)pi_sum, (float)h1, (float)h2,
-                 (float)scale, classes, grad, valid};
+                 (float)scale, classes, grad, valid, tr, rw, r, (float)r0};
     double sum = 0.0;
     if (classes <= SMALL_C) {
         for (int64_t i = 0; i < rows; i += LANES) {
             int64_t n = rows - i < LANES ? rows - i : LANES;
-            sum += narrow_block(&sp, z + i * classes, g ? g + i * classes : 0, i, n, y + i, loss + i);
+            sum += narrow_block(&sp, z + i * classes, g ? g + i * classes : 0, i, n, y ? y + i : 0,
+                                loss + i);
         }
     } else {
         for (int64_t i = 0; i < rows; i++) {
-            wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y[i], loss + i);
+            wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y ? y[i] : -1, loss + i);
             sum += loss[i];
         }
     }

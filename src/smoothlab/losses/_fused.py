@@ -5,12 +5,14 @@ A fused loss computes its gradient while computing its value (one sweep of the k
 returns it (times ``grad_output``). The gradient is the only ``N x C`` buffer; with
 ``inplace_grad=True`` it is written into the logits' own storage, so there is none.
 
-Kernels: float32 ``(N, C)`` logits (and half-precision ones, through float32 chunk copies) with
-class-index targets run the compiled row kernels of :mod:`smoothlab.losses._native_rows` when
-:mod:`smoothlab._native` could build them: one chunk, rows split over threads, the loss sum
-taken in the kernel. Everything else (spatial positions, per-example priors, soft targets,
-float64, no compiler, ``SMOOTHLAB_NATIVE=0``) runs the PyTorch kernels of
-:mod:`smoothlab.losses._kernels` in the chunks described below; both compute the same numbers.
+Kernels: float32 ``(N, C)`` logits (and half-precision ones, through float32 chunk copies) run
+the compiled row kernels of :mod:`smoothlab.losses._native_rows` when :mod:`smoothlab._native`
+could build them: one chunk, rows split over threads, the loss sum taken in the kernel (or,
+when the logits or the prior rows are converted per call, chunks of ``GRAIN_ELEMENTS`` logits
+that stay in the L3 cache between the conversion and the kernel). Everything else (spatial
+positions, the confidence penalty with probability targets, float64, no compiler,
+``SMOOTHLAB_NATIVE=0``) runs the PyTorch kernels of :mod:`smoothlab.losses._kernels` in the
+chunks described below; both compute the same numbers.
 
 Layouts (class dimension 1 throughout): ``(N, C)`` logits are processed as ``(N, C, 1)`` rows
 (a view when contiguous), except with few classes (``C <= SMALL_C``) on the PyTorch kernels,
@@ -48,7 +50,7 @@ from torch.autograd.function import FunctionCtx
 from smoothlab._checks import Reduction, check_bool, fail
 from smoothlab.losses._common import compute_dtype
 from smoothlab.losses._kernels import Chunk
-from smoothlab.losses._native_rows import NativeRows, kernels
+from smoothlab.losses._native_rows import GRAIN_ELEMENTS, NativeRows, kernels
 
 __all__ = [
     "CHUNK_BYTES",
@@ -176,10 +178,10 @@ class Job:
         0 at ignored positions, and their sum."""
         y = None if self.index is None else layout.positions(self.index, start, stop)
         valid = None if self.valid is None else layout.positions(self.valid, start, stop)
-        native = self.native is not None and y is not None and z.shape[2] == 1
-        native = native and z.dtype == torch.float32 and z.is_contiguous() and g.is_contiguous()
-        if native and kernels() is not None:
-            assert self.native is not None and y is not None
+        native = self.native is not None and (y is not None or not self.native.indexed)
+        native = native and z.shape[2] == 1 and z.dtype == torch.float32
+        if native and z.is_contiguous() and g.is_contiguous() and kernels() is not None:
+            assert self.native is not None
             return self.native.run(z, g, y, valid, start, stop, scale)
         loss = self.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
         if valid is not None:
@@ -204,10 +206,15 @@ def _steps(job: Job, layout: Layout, direct: bool, grad: bool, native: bool) -> 
     """Rows per chunk: bounded by ``GRAIN`` positions and ``CHUNK_BYTES`` of temporaries.
 
     The native kernels need neither (they split the rows over threads themselves): one chunk,
-    unless the logits need a float32 copy.
+    unless the logits or the prior rows need a float32 copy; then chunks of ``GRAIN_ELEMENTS``
+    logits (8 MiB, read back from the L3 cache; the copy is the parallel part, the kernel runs
+    in one thread per chunk).
     """
-    if native and direct:
-        return max(1, layout.num)
+    if native:
+        assert job.native is not None
+        if direct and not job.native.scratch:
+            return max(1, layout.num)
+        return max(1, GRAIN_ELEMENTS // layout.classes)
     step = max(1, GRAIN // max(layout.inner, 1))
     if job.temporaries or not direct or not grad:
         row_bytes = layout.classes * layout.inner * torch.finfo(layout.dtype).bits // 8

@@ -20,6 +20,8 @@ and ignored positions get ``a = b = 0``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -122,8 +124,22 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
         a_c, b_c = _slice(a, layout, start, stop), _slice(b, layout, start, stop)
         return smoothing_rows(chunk, a_c, b_c, prior, total, scale)
 
-    native = None if full is not None else NativeRows(SMOOTH, a, b, vector, vector_sum)
+    native = NativeRows(SMOOTH, a, b, vector, vector_sum)
+    if full is not None:  # the prior's rows as the second term, b as its coefficient
+        rows = _rows_of(full.reshape(batch.logits.shape[0], -1))
+        native = NativeRows(SMOOTH, a, 0.0, rows=rows, rows_weight=class_w, r=b)
+        native = replace(native, scratch=not _float32_rows(full))
     return _job(batch, flat, kernel, full is not None, native)
+
+
+def _float32_rows(tensor: Tensor) -> bool:
+    """Whether the rows of an ``(N, C)`` tensor reach the native kernel as views."""
+    return tensor.dtype == torch.float32 and tensor.is_contiguous()
+
+
+def _rows_of(matrix: Tensor) -> Callable[[int, int], Tensor]:
+    """Rows ``start:stop`` of an ``(N, C)`` matrix."""
+    return lambda start, stop: matrix[start:stop]
 
 
 def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
@@ -147,7 +163,25 @@ def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
             q.mul_(weight.view(1, -1, 1))
         return soft_rows(chunk, q, scale)
 
-    return _job(batch, _flat(batch), kernel, True)
+    # Natively, q = (1 - r) (w . t) + r (w . pi): t as the rows term, pi (or 1/C) as the vector;
+    # a per-example pi is mixed into t chunk by chunk.
+    target = probs.reshape(probs.shape[0], -1)
+    if pi is None or vector:
+        prior = None if pi is None else pi.reshape(-1)
+        if weight is not None:
+            prior = weight / batch.num_classes if prior is None else prior * weight
+        mass = 1.0 if prior is None else float(prior.sum())
+        native = NativeRows(SMOOTH, 0.0, rate, prior, mass, rows=_rows_of(target), r=1.0 - rate)
+        native = replace(native, scratch=not _float32_rows(probs))
+    else:
+        mixed = pi.reshape(target.shape)
+
+        def rows(start: int, stop: int) -> Tensor:
+            return torch.lerp(target[start:stop], mixed[start:stop], rate)
+
+        native = NativeRows(SMOOTH, 0.0, 0.0, rows=rows, r=1.0, scratch=True)
+    native = replace(native, rows_weight=weight, indexed=False)
+    return _job(batch, _flat(batch), kernel, True, native)
 
 
 def relaxation_job(batch: Batch, alpha: float) -> Job:
