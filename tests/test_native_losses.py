@@ -86,7 +86,7 @@ def _cases(c: int, y: torch.Tensor) -> dict[str, Loss]:
     }
     if c == 1:  # exclusive smoothing needs a prior below 1 on the true class
         del cases["ls-exclusive"]
-    if c > 2:  # an exclusive teacher: the true class's own share (0 at class 1) is moved away
+    if c > 2:  # exclusive smoothing with a per-example prior (every pi_y < 1 here)
         cases["ls-teacher-exclusive"] = lambda z: ls(
             z, y, smoothing=0.3, prior=teacher, exclusive=True
         )
@@ -224,8 +224,9 @@ def test_threads_split_rows_without_changing_them(monkeypatch: pytest.MonkeyPatc
 
 
 def test_prior_rows_follow_chunks_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Per-example priors and probability targets built per call (weights, mixing) run in
-    chunks of rows, each split over threads: every piece must read its own prior rows."""
+    """Per-example priors and probability targets are read in place by rows split over threads;
+    a per-example prior on probability targets is mixed into them chunk by chunk. Every piece
+    must read its own rows."""
     monkeypatch.setattr(_fused, "GRAIN_ELEMENTS", 1 << 12)  # chunks of about 220 rows
     monkeypatch.setattr(_native_rows, "GRAIN_ELEMENTS", 1 << 10)  # about 27 rows per thread
     z, y = _logits(1000, 37, seed=12)
