@@ -83,6 +83,10 @@ def _cases(c: int, y: torch.Tensor) -> dict[str, Loss]:
         "cp": lambda z: cp(z, y, beta=0.1),
         "cp-hinge-weight": lambda z: cp(z, y, beta=0.5, threshold=1.0, weight=w),
         "cp-none": lambda z: cp(z, y, beta=2.0, reduction="none"),
+        "cp-soft": lambda z: cp(z, soft, beta=0.3),
+        "cp-soft-hinge-weight-none": lambda z: cp(
+            z, soft, beta=0.5, threshold=1.0, weight=w, reduction="none"
+        ),
     }
     if c == 1:  # exclusive smoothing needs a prior below 1 on the true class
         del cases["ls-exclusive"]
@@ -239,6 +243,7 @@ def test_prior_rows_follow_chunks_and_threads(monkeypatch: pytest.MonkeyPatch) -
             "ls-teacher-weight-none",
             "soft-ls-weight-sum",
             "soft-teacher-none",
+            "cp-soft-hinge-weight-none",
         ):
             loss, grad = _run(cases[name], z, native=True)
             ref_loss, ref_grad = _run(cases[name], z, native=False)

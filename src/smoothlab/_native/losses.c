@@ -17,7 +17,8 @@
  *                probability targets with a = 0 and no class indices) with optional class
  *                weights w; loss = Q lse - a z_y - b D - r R, Q = a + b sum(pi) + r sum(w T_i)
  *        RELAX   label relaxation with alpha = h1, per-row weight a
- *        PENALTY cross-entropy minus h1 H(p), hinged at h2 unless h2 is NaN, per-row weight a
+ *        PENALTY cross-entropy minus h1 H(p), hinged at h2 unless h2 is NaN, per-row weight a;
+ *                the cross-entropy is against class indices or against the rows w . T
  *
  * Rows with few classes (C <= SMALL_C) are transposed in blocks of LANES rows, so that every
  * sweep runs across rows (SIMD over examples) instead of across ten classes.
@@ -152,10 +153,12 @@ static void relax_math(const spec_t *sp, int64_t n, lanes_t L) {
     }
 }
 
-/* The confidence penalty (Pereyra et al.): CE - beta H(p), or CE + beta max(0, tau - H(p)). */
+/* The confidence penalty (Pereyra et al.): CE - beta H(p), or CE + beta max(0, tau - H(p)).
+ * CE is lse - z_y for class indices, or Q lse - R against the rows T (probability targets
+ * times class weights), whose gradient Q p - w T takes the rows term with cr = scale w. */
 static void penalty_math(const spec_t *sp, int64_t n, lanes_t L) {
     const float *w = L.a, beta = sp->h1, tau = sp->h2, scale = sp->scale;
-    const int hinge = !isnan(tau);
+    const int hinge = !isnan(tau), rows = sp->tr != 0;
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
         float lse = L.m[l] + sl_log(L.s[l]), entropy = lse - L.e[l] / L.s[l];
@@ -164,12 +167,14 @@ static void penalty_math(const spec_t *sp, int64_t n, lanes_t L) {
             penalty = entropy > tau ? 0.0f : tau - entropy;
             gamma = entropy < tau ? beta : 0.0f;
         }
-        float sw = scale * w[l];
-        L.loss[l] = w[l] * (lse - L.zy[l] + beta * penalty);
-        L.u[l] = sw * (1.0f + gamma * (entropy - lse)) / L.s[l];
+        float sw = scale * w[l], q = rows ? L.mr[l] : 1.0f;
+        float ce = rows ? q * lse - L.dr[l] : lse - L.zy[l];
+        L.loss[l] = w[l] * (ce + beta * penalty);
+        L.u[l] = sw * (q + gamma * (entropy - lse)) / L.s[l];
         L.v[l] = sw * gamma / L.s[l];
         L.c[l] = 0.0f;
-        L.t[l] = sw;
+        L.cr[l] = rows ? sw : 0.0f;
+        L.t[l] = rows ? 0.0f : sw;
     }
 }
 
@@ -200,7 +205,7 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
     const float *pi = sp->pi, *tr = sp->tr ? sp->tr + i * C : 0, *rw = sp->rw;
     const int store = g != 0 && !(sp->kind == PENALTY && g == z);
     const int dot = sp->kind == SMOOTH && b != 0.0f, penalty = sp->kind == PENALTY;
-    const int rdot = sp->kind == SMOOTH && tr && r != 0.0f;
+    const int rdot = tr && ((sp->kind == SMOOTH && r != 0.0f) || sp->kind == PENALTY);
     double s = 0.0, e = 0.0, sum = 0.0, rsum = 0.0, mass = 0.0;
     for (int64_t j0 = 0; j0 < C; j0 += BLOCK) {
         const int64_t j1 = C - j0 < BLOCK ? C : j0 + BLOCK;
@@ -422,6 +427,13 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
                     mr[l] += pl[l];
                 }
             }
+        } else if (kind == PENALTY && rows) {
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++) {
+                m[l] = zj[l] > m[l] ? zj[l] : m[l];
+                dr[l] += pl[l] == 0.0f ? 0.0f : pl[l] * zj[l];
+                mr[l] += pl[l];
+            }
         } else {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++) m[l] = zj[l] > m[l] ? zj[l] : m[l];
@@ -465,7 +477,11 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
         const float *zj = zt + j * LANES, *pl = pt + j * LANES;
         float *ej = et + j * LANES;
         const float pj = vector ? sp->pi[j] : 1.0f;
-        if (kind == PENALTY) {
+        if (kind == PENALTY && rows) {
+#pragma omp simd
+            for (int64_t l = 0; l < LANES; l++)
+                ej[l] = (ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f) - cr[l] * pl[l];
+        } else if (kind == PENALTY) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++)
                 ej[l] = ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f;
@@ -494,6 +510,7 @@ static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t r
     if (sp->kind == SMOOTH && vector) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 1, 0);
     if (sp->kind == SMOOTH) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0, 0);
     if (sp->kind == RELAX) return narrow_kind(sp, z, g, row0, n, y, loss, RELAX, 0, 0);
+    if (rows) return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0, 1);
     return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0, 0);
 }
 

@@ -10,9 +10,8 @@ the compiled row kernels of :mod:`smoothlab.losses._native_rows` when :mod:`smoo
 could build them: one chunk, rows split over threads, the loss sum taken in the kernel (or,
 when the logits or the prior rows are converted per call, chunks of ``GRAIN_ELEMENTS`` logits
 that stay in the L3 cache between the conversion and the kernel). Everything else (spatial
-positions, the confidence penalty with probability targets, float64, no compiler,
-``SMOOTHLAB_NATIVE=0``) runs the PyTorch kernels of :mod:`smoothlab.losses._kernels` in the
-chunks described below; both compute the same numbers.
+positions, float64, no compiler, ``SMOOTHLAB_NATIVE=0``) runs the PyTorch kernels of
+:mod:`smoothlab.losses._kernels` in the chunks described below; both compute the same numbers.
 
 Layouts (class dimension 1 throughout): ``(N, C)`` logits are processed as ``(N, C, 1)`` rows
 (a view when contiguous), except with few classes (``C <= SMALL_C``) on the PyTorch kernels,

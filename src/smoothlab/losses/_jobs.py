@@ -210,5 +210,9 @@ def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
         return penalty_rows(chunk, beta, threshold, w_c, q, scale)
 
     tau = math.nan if threshold is None else threshold
-    native = None if probs is not None else NativeRows(PENALTY, w, h1=beta, h2=tau)
+    native = NativeRows(PENALTY, w, h1=beta, h2=tau)
+    if probs is not None:  # the cross-entropy against w . t, t read in place
+        rows = _rows_of(probs.reshape(probs.shape[0], -1))
+        native = replace(native, rows=rows, rows_weight=weight, indexed=False)
+        native = replace(native, scratch=not _float32_rows(probs))
     return _job(batch, flat, kernel, True, native)

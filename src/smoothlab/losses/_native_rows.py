@@ -3,10 +3,10 @@
 A job whose loss has a native form carries a :class:`NativeRows`: the loss kind and its per-row
 coefficients, in the same terms as :mod:`smoothlab.losses._kernels` (``q = a e_y + b pi`` for
 smoothing, plus ``r (w . T_i)`` for a per-example prior or probability targets ``T``; the
-weight ``w`` as ``a`` for relaxation and the confidence penalty). The fused path hands it
-``(B, C, 1)`` float32 chunks; anything else (other dtypes after conversion, spatial positions,
-the confidence penalty with probability targets, or no compiler: see :mod:`smoothlab._native`)
-runs the PyTorch kernels, which compute the same numbers.
+weight ``w`` as ``a`` for relaxation and the confidence penalty, whose cross-entropy is against
+class indices or the rows ``w . T_i``). The fused path hands it ``(B, C, 1)`` float32 chunks;
+anything else (other dtypes after conversion, spatial positions, or no compiler: see
+:mod:`smoothlab._native`) runs the PyTorch kernels, which compute the same numbers.
 """
 
 from __future__ import annotations
