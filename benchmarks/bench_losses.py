@@ -52,6 +52,7 @@ LOSSES: dict[str, Loss] = {
     "conf. penalty tau=1": lambda z, y, q: smoothlab.confidence_penalty_loss(
         z, y, 0.1, threshold=1.0
     ),
+    "conf. penalty soft": lambda z, y, q: smoothlab.confidence_penalty_loss(z, q, 0.1),
     "ls composition": lambda z, y, q: LS(z, y, 0.1, fused=False),
 }
 
