@@ -28,6 +28,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -188,9 +189,10 @@ static void row_math(const spec_t *sp, int64_t n, lanes_t L) {
  * accurate as pairwise summation for a 256k-class row, at the speed of float arithmetic. */
 enum { BLOCK = 1024 };
 
-/* One row of many classes. With g == z (in place) the penalty recomputes e_j in the last sweep
- * instead of storing it, because that sweep still needs z_j. */
-static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int64_t y, float *loss) {
+/* One row of many classes. With g == z (in place) the penalty's last sweep still needs z_j, so
+ * e_j goes to the row buffer tmp (or, without one, is computed again in that sweep). */
+static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int64_t y, float *loss,
+                     float *tmp) {
     const int64_t C = sp->classes;
     float a = sp->a ? sp->a[i] : sp->a0, b = sp->b ? sp->b[i] : sp->b0;
     float r = sp->r ? sp->r[i] : sp->r0, dr, mr, cr = 0.0f;
@@ -231,11 +233,12 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
 #pragma omp simd reduction(+ : bd)
             for (int64_t j = j0; j < j1; j++) bd += z[j];
         }
-        if (penalty && store) {
+        if (penalty && (store || tmp)) {
+            float *out = store ? g : tmp;
 #pragma omp simd reduction(+ : bs, be)
             for (int64_t j = j0; j < j1; j++) {
                 float ej = sl_exp(z[j] - m);
-                g[j] = ej;
+                out[j] = ej;
                 bs += ej;
                 be += ej != 0.0f ? ej * z[j] : 0.0f;
             }
@@ -268,12 +271,15 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
     mr = (float)mass;
     sf = (float)s;
     ef = (float)e;
-    ey = y < 0 ? 0.0f : store ? g[y] : sl_exp(zy - m);
+    ey = y < 0 ? 0.0f : store ? g[y] : penalty && tmp ? tmp[y] : sl_exp(zy - m);
     lanes_t L = {&a, &b, &r, &m, &sf, &d, &ef, &zy, &ey, &dr, &mr, loss, &u, &v, &c, &t, &cr};
     row_math(sp, 1, L);
     if (sp->valid && !sp->valid[i]) *loss = 0.0f;
     if (!sp->grad || g == 0) return;
-    if (penalty && !store) {
+    if (penalty && !store && tmp) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) g[j] = tmp[j] != 0.0f ? tmp[j] * (u + v * z[j]) : 0.0f;
+    } else if (penalty && !store) {
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) {
             float ej = sl_exp(z[j] - m);
@@ -535,10 +541,14 @@ int sl_rows(int kind, const float *z, float *g, const int64_t *y, int64_t rows, 
                                 loss + i);
         }
     } else {
+        /* the in-place penalty's row of e_j (NULL if it cannot be had: e_j is recomputed) */
+        float *tmp = kind == PENALTY && g == z && grad ? malloc((size_t)classes * sizeof(float)) : 0;
         for (int64_t i = 0; i < rows; i++) {
-            wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y ? y[i] : -1, loss + i);
+            wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y ? y[i] : -1, loss + i,
+                     tmp);
             sum += loss[i];
         }
+        free(tmp);
     }
     *total = sum;
     return 0;
