@@ -338,6 +338,17 @@ static inline void transpose8(__m256 r[8]) {
  * the one before it, so that every load and store is a whole unaligned vector inside the row.
  * With C < 8 the tiles are read with masked loads (fast on every AVX2 CPU, unlike masked
  * stores) and written back one float at a time, as are partial blocks. */
+#if defined(__AVX2__)
+/* Eight rows of eight floats, src[k * from + i] for k, i < 8, stored transposed at
+ * dst[i * to + k]. */
+static inline void move8(const float *src, int64_t from, float *dst, int64_t to) {
+    __m256 r[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * from);
+    transpose8(r);
+    for (int k = 0; k < 8; k++) _mm256_storeu_ps(dst + k * to, r[k]);
+}
+#endif
+
 static void to_lanes(const float *z, float *zt, int64_t n, int64_t C) {
 #if defined(__AVX2__)
     if (n == LANES) {
@@ -351,13 +362,9 @@ static void to_lanes(const float *z, float *zt, int64_t n, int64_t C) {
                 for (int64_t k = 0; k < C; k++) _mm256_storeu_ps(zt + k * LANES + l0, r[k]);
                 continue;
             }
-            for (int64_t j0 = 0;; j0 += 8) {
+            for (int64_t j0 = 0; j0 < C; j0 += 8) {
                 const int64_t j = j0 + 8 <= C ? j0 : C - 8;
-                __m256 r[8];
-                for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(z + (l0 + k) * C + j);
-                transpose8(r);
-                for (int k = 0; k < 8; k++) _mm256_storeu_ps(zt + (j + k) * LANES + l0, r[k]);
-                if (j0 + 8 >= C) break;
+                move8(z + l0 * C + j, C, zt + j * LANES + l0, LANES);
             }
         }
         return;
@@ -371,13 +378,9 @@ static void from_lanes(const float *et, float *g, int64_t n, int64_t C) {
 #if defined(__AVX2__)
     if (n == LANES && C >= 8) {
         for (int64_t l0 = 0; l0 < LANES; l0 += 8)
-            for (int64_t j0 = 0;; j0 += 8) {
+            for (int64_t j0 = 0; j0 < C; j0 += 8) {
                 const int64_t j = j0 + 8 <= C ? j0 : C - 8;
-                __m256 r[8];
-                for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(et + (j + k) * LANES + l0);
-                transpose8(r);
-                for (int k = 0; k < 8; k++) _mm256_storeu_ps(g + (l0 + k) * C + j, r[k]);
-                if (j0 + 8 >= C) break;
+                move8(et + j * LANES + l0, LANES, g + l0 * C + j, C);
             }
         return;
     }
