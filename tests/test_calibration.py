@@ -273,3 +273,15 @@ def test_vector_scaling_with_an_uninformative_class_ends_on_the_bound() -> None:
     assert (1 / scaler.temperature).tolist() == pytest.approx(oracle.tolist(), rel=1e-5)
     ours = nll(logits, target, scaler.temperature)
     assert ours <= nll(logits, target, torch.tensor(1 / oracle)) + 1e-12
+
+
+@pytest.mark.parametrize("make", [TemperatureScaling, lambda: VectorScaling(3)])
+def test_fit_on_logits_that_require_grad_does_not_warn(make) -> None:
+    # Regression (issue 12, section 4): fit read scalars out of the graph and warned.
+    logits, target = planted([2.0, 2.0, 2.0], n=200, c=3)
+    logits.requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaler = make().fit(logits, target)
+    assert scaler(logits).requires_grad  # forward still backpropagates into the logits
+    assert logits.grad is None

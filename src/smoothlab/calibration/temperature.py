@@ -38,35 +38,13 @@ from typing import Self
 import torch
 from torch import Tensor, nn
 
-from smoothlab._checks import (
-    check_class_indices,
-    check_floating,
-    check_int,
-    check_real,
-    check_same_shape,
-    check_tensor,
-    fail,
-)
+from smoothlab._checks import check_floating, check_int, check_real
+from smoothlab.calibration._inputs import check_classes, check_fit_inputs, mean_nll
 
 __all__ = ["TemperatureScaling", "VectorScaling"]
 
 _RELATIVE_TOLERANCE = 1e-12
 _MAX_ITERATIONS = 200
-
-
-def _check_fit_inputs(logits: object, target: object) -> tuple[Tensor, Tensor]:
-    """Validate ``(N, C)`` finite logits with ``N >= 1``, ``C >= 2`` and ``(N,)`` class indices."""
-    z = check_floating("logits", logits)
-    if z.dim() != 2:
-        raise fail("logits", "a 2-D tensor of shape (N, C)", z)
-    if z.shape[0] < 1 or z.shape[1] < 2:
-        raise fail("logits", "at least one row and two columns (classes)", z)
-    if not bool(torch.isfinite(z).all()):
-        raise fail("logits", "finite", "!a tensor containing NaN or inf")
-    y = check_tensor("target", target)
-    check_class_indices("target", y, z.shape[1])
-    check_same_shape("target", y, (z.shape[0],), "one class index per row of `logits`")
-    return z.to(torch.float64), y.to(z.device)
 
 
 def _check_bounds(low: object, high: object) -> tuple[float, float]:
@@ -171,7 +149,7 @@ class TemperatureScaling(nn.Module):
 
     def fit(self, logits: Tensor, target: Tensor) -> Self:
         """Set :attr:`temperature` to the NLL minimiser on ``(logits, target)``; return self."""
-        z, y = _check_fit_inputs(logits, target)
+        z, y = check_fit_inputs(logits, target)
         low, high = 1 / self.max_temperature, 1 / self.min_temperature
         w = _fit_inverse_temperature(z, y, low, high)
         # An optimum at a bound returns that bound exactly (1 / (1 / t) may not round-trip).
@@ -191,16 +169,11 @@ class TemperatureScaling(nn.Module):
         return f"temperature={self.temperature.item():.6g}"
 
 
-def _nll(log_p: Tensor, target: Tensor) -> Tensor:
-    """Mean NLL of the targets under log-probabilities ``log_p``."""
-    return -log_p.gather(1, target.unsqueeze(1)).mean()
-
-
 def _nll_gradient_hessian(z: Tensor, target: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Mean NLL of ``softmax(w * z)`` with its gradient and Hessian in ``w`` (``(C,)``)."""
     log_p = torch.log_softmax(z * w, dim=1)
     n = z.shape[0]
-    value = _nll(log_p, target)
+    value = mean_nll(log_p, target)
     pz = log_p.exp() * z
     true_z = torch.zeros_like(w).index_add_(0, target, z.gather(1, target.unsqueeze(1))[:, 0])
     gradient = (pz.sum(0) - true_z) / n
@@ -241,7 +214,7 @@ def _fit_inverse_temperatures(
             candidate = (w + step * direction).clamp(low, high)
             change = float(gradient @ (candidate - w))
             # Only the value is needed here: the O(N C^2) Hessian waits for the accepted step.
-            new_value = float(_nll(torch.log_softmax(z * candidate, dim=1), target))
+            new_value = float(mean_nll(torch.log_softmax(z * candidate, dim=1), target))
             if new_value <= float(value) + 1e-4 * change:
                 break
             step /= 2
@@ -296,8 +269,8 @@ class VectorScaling(nn.Module):
 
     def fit(self, logits: Tensor, target: Tensor) -> Self:
         """Set :attr:`temperature` to the NLL minimiser on ``(logits, target)``; return self."""
-        z, y = _check_fit_inputs(logits, target)
-        self._check_classes(z)
+        z, y = check_fit_inputs(logits, target)
+        check_classes(z, self.num_classes)
         low, high = 1 / self.max_temperature, 1 / self.min_temperature
         scalar = _fit_inverse_temperature(z, y, low, high)
         w = _fit_inverse_temperatures(z, y, torch.full_like(z[0], scalar), low, high)
@@ -309,15 +282,10 @@ class VectorScaling(nn.Module):
             self.temperature.copy_(temperature)
         return self
 
-    def _check_classes(self, z: Tensor) -> None:
-        if z.shape[1] != self.num_classes:
-            expected = f"{self.num_classes} classes along dimension 1"
-            raise fail("logits", expected, f"!shape {tuple(z.shape)}")
-
     def forward(self, logits: Tensor) -> Tensor:
         """``logits / temperature`` along dimension 1, in the logits' dtype and device."""
         z = check_floating("logits", logits, min_dim=2)
-        self._check_classes(z)
+        check_classes(z, self.num_classes)
         shape = [1] * z.dim()
         shape[1] = self.num_classes
         return z / self.temperature.to(device=z.device, dtype=z.dtype).view(shape)

@@ -1,0 +1,12 @@
+"""Post-hoc calibration of a trained classifier's logits (L2).
+
+Every calibrator is an :class:`torch.nn.Module` with ``fit(logits, target) -> self`` on held-out
+``(N, C)`` logits and ``(N,)`` labels, and a ``forward(logits)`` that returns calibrated logits
+(``softmax`` of the output is the calibrated distribution):
+
+- :class:`TemperatureScaling`, :class:`VectorScaling` (Guo et al., ICML 2017);
+"""
+
+from smoothlab.calibration.temperature import TemperatureScaling, VectorScaling
+
+__all__ = ["TemperatureScaling", "VectorScaling"]
