@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-order lint bench clean
 
 # torch is pinned and installed first: the CPU wheel is on disk, any other version pulls CUDA.
 $(BIN)/python:
@@ -32,6 +32,11 @@ test: lint
 	@$(BIN)/pytest -n 2; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
+
+# The same suite in a shuffled order (pytest-randomly prints its seed; rerun one with
+# `.venv/bin/pytest -n 2 -p randomly --randomly-seed=N`): no test may depend on order.
+test-order: lint
+	$(BIN)/pytest -n 2 -p randomly
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_losses.py

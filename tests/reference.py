@@ -11,6 +11,12 @@ from collections.abc import Sequence
 
 Row = Sequence[float]
 
+#: Statistical tests accept within 5 standard errors (a fixed generator, and a tolerance wide
+#: enough that neither test order nor an unlucky draw can fail them): the two-sided 5-sigma
+#: normal quantile, and the matching coverage for exact (e.g. binomial) intervals.
+Z5 = 5.0
+FIVE_SIGMA = 1 - 5.733e-7
+
 
 def log_softmax(z: Row) -> list[float]:
     top = max(z)

@@ -38,12 +38,13 @@ from smoothlab.datasets import (
 from smoothlab.datasets.paths import download_root
 from smoothlab.datasets.split import fixed_split
 
+from reference import Z5
+
 NAMES = (
     "digits", "mnist", "fashion-mnist", "twonorm", "splice", "cifar10", "cifar100",
     "cifar10n-aggre", "cifar10n-random1", "cifar10n-random2", "cifar10n-random3",
     "cifar10n-worse", "cifar100n",
 )  # fmt: skip
-Z999 = 3.2905  # two-sided 99.9 % normal quantile
 
 
 @pytest.fixture(autouse=True)
@@ -211,13 +212,13 @@ def test_split_indices_partition(
 
 
 def test_split_is_uniform_within_a_class() -> None:
-    """Each of 10 examples is held out with probability 0.3 (99.9 % binomial interval)."""
+    """Each of 10 examples is held out with probability 0.3 (5 standard errors)."""
     labels, trials = torch.zeros(10, dtype=torch.long), 3000
     generator = g(1)
     hits = torch.zeros(10)
     for _ in range(trials):
         hits[split_indices(labels, 0.3, generator=generator)[1]] += 1
-    half_width = Z999 * math.sqrt(0.3 * 0.7 / trials)
+    half_width = Z5 * math.sqrt(0.3 * 0.7 / trials)
     assert float((hits / trials - 0.3).abs().max()) < half_width
 
 
@@ -354,16 +355,16 @@ def test_twonorm_statistics() -> None:
     x, y = twonorm(n, generator=g(3))
     a = 2 / math.sqrt(20)
     counts = torch.bincount(y).double()
-    assert abs(float(counts[0]) / n - 0.5) < Z999 * math.sqrt(0.25 / n)
+    assert abs(float(counts[0]) / n - 0.5) < Z5 * math.sqrt(0.25 / n)
     for cls, sign in ((0, 1.0), (1, -1.0)):
         part = x[y == cls].double()
-        half_width = Z999 / math.sqrt(part.shape[0])
-        assert float((part.mean(0) - sign * a).abs().max()) < half_width * 1.5  # 20 coordinates
+        half_width = Z5 / math.sqrt(part.shape[0])
+        assert float((part.mean(0) - sign * a).abs().max()) < half_width
         cov = torch.cov(part.T)
         assert float((cov - torch.eye(20)).abs().max()) < 0.06
     bayes_error = float(((x.sum(1) < 0).long() != y).double().mean())
     p = 0.5 * math.erfc(2 / math.sqrt(2))  # Phi(-2)
-    assert abs(bayes_error - p) < Z999 * math.sqrt(p * (1 - p) / n)
+    assert abs(bayes_error - p) < Z5 * math.sqrt(p * (1 - p) / n)
 
 
 def test_generators_are_reproducible() -> None:
@@ -379,10 +380,10 @@ def test_gaussian_mixture_statistics() -> None:
     n = 20000
     x, y = gaussian_mixture(n, means, std=2.0, weights=weights, generator=g(4))
     share = float((y == 1).double().mean())
-    assert abs(share - 0.75) < Z999 * math.sqrt(0.75 * 0.25 / n)
+    assert abs(share - 0.75) < Z5 * math.sqrt(0.75 * 0.25 / n)
     for k in range(2):
         part = x[y == k].double()
-        assert float((part.mean(0) - means[k]).abs().max()) < 2 * Z999 * 2.0 / math.sqrt(len(part))
+        assert float((part.mean(0) - means[k]).abs().max()) < 2 * Z5 * 2.0 / math.sqrt(len(part))
         assert float(part.std(0).sub(2.0).abs().max()) < 0.1
 
 

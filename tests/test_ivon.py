@@ -117,9 +117,9 @@ def test_samples_have_the_posterior_scale(backend: str) -> None:
     opt = IVON([w], lr=0.1, ess=25.0, hess_init=0.2, weight_decay=0.0, generator=_gen())
     with opt.sampled_params():
         z = (w.detach() - 0.5) / (1 / math.sqrt(25 * 0.2))
-    # mean 0 and std 1 within about 4 standard errors (1/200 and 1/283)
-    assert abs(z.mean().item()) < 0.02
-    assert abs(z.std().item() - 1) < 0.015
+    # mean 0 and std 1 within 5 standard errors (1/200 and 1/283)
+    assert abs(z.mean().item()) < 5 / 200
+    assert abs(z.std().item() - 1) < 5 / 283
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

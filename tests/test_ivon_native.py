@@ -115,7 +115,7 @@ def test_normals_are_standard_normal() -> None:
     # mean and variance within 5 standard errors (1/sqrt(n) and sqrt(2/n))
     assert abs(z.mean().item()) < 5 / math.sqrt(n)
     assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / n)
-    assert stats.kstest(z.numpy(), "norm").pvalue > 1e-3
+    assert stats.kstest(z.numpy(), "norm").pvalue > 5.733e-7  # 5 sigma, two-sided
     tail = (z.abs() > 3).double().mean().item()  # P(|z| > 3) = 0.0027
     expected = 2 * stats.norm.sf(3)
     assert abs(tail - expected) < 5 * math.sqrt(expected / n)
@@ -239,11 +239,10 @@ def test_switching_backends_keeps_sigma_current() -> None:
             torch.testing.assert_close(p.detach() - m, s, rtol=1e-5, atol=1e-7)
 
 
-def test_resume_is_bitwise_and_thread_independent() -> None:
+def test_resume_at_the_same_thread_count_is_bitwise() -> None:
     def fresh() -> tuple[nn.Module, IVON]:
         torch.manual_seed(0)
-        width = 2 * _ivon_native.GRAIN_ELEMENTS // 5 + 64  # the first layer splits over 2 threads
-        model = nn.Sequential(nn.Linear(5, width), nn.Tanh(), nn.Linear(width, 3), nn.Linear(3, 3))
+        model = nn.Sequential(nn.Linear(5, 64), nn.Tanh(), nn.Linear(64, 3), nn.Linear(3, 3))
         return model, IVON(model.parameters(), lr=0.1, ess=20.0, beta2=0.99, mc_samples=2)
 
     model, opt = fresh()
@@ -253,19 +252,41 @@ def test_resume_is_bitwise_and_thread_independent() -> None:
     _run(model, opt, 2)
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        model2, opt2 = fresh()
-        model2.load_state_dict(saved["model"])
-        opt2.load_state_dict(copy.deepcopy(saved["opt"]))
-        _run(model2, opt2, 2)
-    finally:
-        torch.set_num_threads(threads)
+    model2, opt2 = fresh()
+    model2.load_state_dict(saved["model"])
+    opt2.load_state_dict(copy.deepcopy(saved["opt"]))
+    _run(model2, opt2, 2)
     for p, q in zip(model.parameters(), model2.parameters(), strict=True):
         assert torch.equal(p, q)
         assert torch.equal(opt.state[p]["hess"], opt2.state[q]["hess"])
         assert torch.equal(opt.state[p]["momentum"], opt2.state[q]["momentum"])
+
+
+def _steps_from_fixed_gradients(threads: int) -> list[torch.Tensor]:
+    """Three IVON steps of a parameter that splits over 2 threads, fed gradients drawn from a
+    fixed generator: only smoothlab's kernels run (no torch matrix product, whose bits may
+    depend on the thread count on AVX-512 CPUs)."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        n = 2 * _ivon_native.GRAIN_ELEMENTS + 1001
+        w = nn.Parameter(torch.linspace(-1.0, 1.0, n))
+        opt = IVON([w], lr=0.1, ess=20.0, beta2=0.99, mc_samples=2, generator=_gen(3))
+        g = _gen(4)
+        for _ in range(3):
+            for _ in range(opt.mc_samples):
+                with opt.sampled_params(train=True):
+                    w.grad = torch.randn(n, generator=g) + w.detach()
+            opt.step()
+        return [w.detach().clone(), opt.state[w]["hess"].clone(), opt.state[w]["momentum"].clone()]
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_kernels_give_the_same_bits_for_any_thread_split() -> None:
+    one, two = _steps_from_fixed_gradients(1), _steps_from_fixed_gradients(2)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_non_contiguous_gradient_is_recorded_like_a_contiguous_one() -> None:

@@ -23,6 +23,8 @@ from smoothlab.noise import (
     uniform,
 )
 
+from reference import FIVE_SIGMA
+
 N = 100_000
 K = 10
 # Balanced clean labels: 10000 of each class, shuffled so that order cannot matter.
@@ -31,7 +33,7 @@ CLEAN = torch.arange(K).repeat(N // K)[
 ]
 
 
-def _in_binomial_interval(count: int, n: int, p: float, confidence: float = 0.999) -> bool:
+def _in_binomial_interval(count: int, n: int, p: float, confidence: float = FIVE_SIGMA) -> bool:
     low, high = binom.interval(confidence, n, p)
     return bool(low <= count <= high)
 
@@ -84,7 +86,7 @@ def test_estimate_transition_recovers_the_matrix() -> None:
     noisy = corrupt_labels(CLEAN, matrix, generator=_generator(3))
     estimate = estimate_transition(CLEAN, noisy, K)
     counts = (estimate * (N // K)).round().long()
-    confidence = 1 - 0.001 / K**2  # Bonferroni over the K^2 entries
+    confidence = 1 - (1 - FIVE_SIGMA) / K**2  # Bonferroni over the K^2 entries
     for i in range(K):
         for j in range(K):
             assert _in_binomial_interval(int(counts[i, j]), N // K, float(matrix[i, j]), confidence)

@@ -10,6 +10,8 @@ from scipy.stats import binom, truncnorm
 
 from smoothlab.noise import NOISE_KINDS, NoiseKind, noise_kind
 
+from reference import FIVE_SIGMA
+
 N, K = 100_000, 10
 CLEAN = torch.arange(K).repeat(N // K)
 FEATURES = torch.randn(N, 12, generator=torch.Generator().manual_seed(0))
@@ -52,7 +54,7 @@ def test_contract(name: str) -> None:
     kind = noise_kind(name)
     if name == "class-dependent":  # rate is kappa; beta = 0.5 / K keeps flipping class i
         zero = _build(kind, 0.0, seed=1)
-        low, high = binom.interval(0.999, N, 0.5 / K * (K + 1) / 2)
+        low, high = binom.interval(FIVE_SIGMA, N, 0.5 / K * (K + 1) / 2)
         assert low <= int((zero != CLEAN).sum()) <= high
     else:  # rate 0 is the identity
         assert torch.equal(_build(kind, 0.0, seed=1), CLEAN)
@@ -61,7 +63,7 @@ def test_contract(name: str) -> None:
     assert noisy.dtype == CLEAN.dtype
     assert torch.equal(noisy, _build(kind, 0.3, seed=1))
     assert not torch.equal(noisy, _build(kind, 0.3, seed=2))
-    low, high = binom.interval(0.999, N, EXPECTED_RATE[name])
+    low, high = binom.interval(FIVE_SIGMA, N, EXPECTED_RATE[name])
     assert low <= int((noisy != CLEAN).sum()) <= high
 
 
