@@ -408,3 +408,154 @@ def test_works_with_a_learning_rate_scheduler() -> None:
         _train(model, opt, 1)
         scheduler.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
+
+
+# ------------------------------------------------------- closures, frameworks and clipping
+def _loss(model: nn.Module) -> torch.Tensor:
+    x, y = _data()
+    return nn.functional.cross_entropy(model(x), y)
+
+
+@pytest.mark.parametrize("mc", [1, 3])
+def test_a_plain_closure_runs_at_samples_drawn_by_step(mc: int, backend: str) -> None:
+    """A framework's closure (zero_grad, forward, backward, no sampling) gives the loop's step."""
+    results = []
+    for use_closure in (False, True):
+        model = _mlp()
+        opt = IVON(model.parameters(), lr=0.1, ess=10.0, mc_samples=mc, generator=_gen(5))
+        calls: list[torch.Tensor] = []
+
+        def closure(
+            model: nn.Module = model, opt: IVON = opt, calls: list[torch.Tensor] = calls
+        ) -> torch.Tensor:
+            opt.zero_grad()
+            loss = _loss(model)
+            loss.backward()
+            calls.append(loss.detach())
+            return loss
+
+        if use_closure:
+            loss = opt.step(closure)
+            assert len(calls) == mc
+            torch.testing.assert_close(loss, torch.stack(calls).mean(), rtol=0, atol=0)
+        else:
+            _train(model, opt, 1)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_closures_returning_none_are_fine_and_tensors_are_averaged() -> None:
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, mc_samples=3, generator=_gen())
+    returns = iter([None, torch.tensor(2.0), torch.tensor(4.0), None, None, None])
+
+    def closure() -> torch.Tensor | None:
+        opt.zero_grad()
+        _loss(model).backward()
+        return next(returns)
+
+    assert opt.step(closure).item() == 3.0  # the mean of 2 and 4; the None is left out
+    before = [p.detach().clone() for p in model.parameters()]
+    assert opt.step(closure) is None
+    assert all(opt.state[p]["step"] == 2 for p in model.parameters())
+    assert not any(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
+
+
+def test_a_closure_without_backward_updates_nothing() -> None:
+    """Lightning skips a batch whose training_step returns None: zero_grad, no backward."""
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen())
+    before = [p.detach().clone() for p in model.parameters()]
+    assert opt.step(lambda: opt.zero_grad()) is None
+    for p, b in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, b)
+        assert opt.state[p]["step"] == 0
+
+
+def test_a_closure_after_recorded_samples_is_called_once_unsampled() -> None:
+    """Lightning's manual `optimizer.step()` hands IVON a closure that does nothing."""
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, mc_samples=2, generator=_gen())
+    for _ in range(2):
+        with opt.sampled_params(train=True):
+            opt.zero_grad()
+            _loss(model).backward()
+    means = [p.detach().clone() for p in model.parameters()]
+    seen: list[bool] = []
+
+    def closure() -> None:
+        seen.append(all(torch.equal(p, m) for p, m in zip(model.parameters(), means, strict=True)))
+
+    assert opt.step(closure) is None
+    assert seen == [True]  # called once, at the mean
+    assert all(opt.state[p]["step"] == 1 for p in model.parameters())
+
+
+def test_a_closure_that_leaves_earlier_gradients_is_refused() -> None:
+    """Backward at the mean before `step(no-op closure)` would be recorded as a sample's."""
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen())
+    _loss(model).backward()
+    with pytest.raises(
+        RuntimeError,
+        match=r"`closure` must run backward when `step\(closure\)` calls it .*got only gradients from before the call",
+    ):
+        opt.step(lambda: None)
+    assert opt._samples == 0  # nothing recorded
+
+
+def _clipped_step(where: str, max_norm: float | None) -> list[torch.Tensor]:
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen(2))
+
+    def clip() -> None:
+        if max_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = _loss(model)
+        loss.backward()
+        clip()
+        return loss
+
+    if where == "closure":
+        opt.step(closure)
+    else:
+        with opt.sampled_params(train=True):
+            opt.zero_grad()
+            _loss(model).backward()
+            if where == "block":
+                clip()
+        if where == "after":
+            clip()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("where", ["block", "closure"])
+def test_clipping_where_ivon_reads_the_gradient_is_honoured(where: str, backend: str) -> None:
+    free, clipped = _clipped_step(where, None), _clipped_step(where, 1e-3)
+    loose = _clipped_step(where, 1e6)  # a bound that is not reached changes nothing
+    assert not any(torch.equal(a, b) for a, b in zip(free, clipped, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(free, loose, strict=True))
+
+
+def test_clipping_after_the_block_is_refused() -> None:
+    """It used to be silently ignored (the same step as without clipping)."""
+    message = r"`p.grad` must not change between the `sampled_params\(train=True\)` block and `step\(\)` .*got 4 gradient\(s\) written after the block"
+    with pytest.raises(RuntimeError, match=message):
+        _clipped_step("after", 1e-3)
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen())
+    with opt.sampled_params(train=True):
+        opt.zero_grad()
+        _loss(model).backward()
+    opt.zero_grad()  # dropping the gradients after the block is harmless
+    opt.step()
+    with opt.sampled_params(train=True):
+        opt.zero_grad()
+    _loss(model).backward()  # a backward outside the block is not
+    with pytest.raises(RuntimeError, match="got 4 gradient"):
+        opt.step()

@@ -30,18 +30,19 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from smoothlab._checks import check_generator, check_int, fail
 from smoothlab.optim import _ivon_native
+from smoothlab.optim._ivon_grads import Fingerprint, fingerprint, mean_loss, rewritten
 from smoothlab.optim._ivon_kernels import record_, update_
 from smoothlab.optim._ivon_native import NoiseSource
+from smoothlab.optim._ivon_predict import PosteriorMixin
 from smoothlab.optim._ivon_state import (
     Buffers,
     PosteriorPrediction,
     check_group,
     default_generator,
-    fresh_scale,
     keep_saved_dtypes,
     state_dtype,
 )
@@ -51,7 +52,7 @@ __all__ = ["IVON", "PosteriorPrediction"]
 _Swap = tuple[Tensor, dict[str, Any], Tensor]  # a sampled parameter, its group, its mean's data
 
 
-class IVON(torch.optim.Optimizer):
+class IVON(PosteriorMixin, torch.optim.Optimizer):
     r"""Improved Variational Online Newton (Shen et al., ICML 2024), clean-room from Algorithm 1.
 
     See the module docstring for the update. The training loop samples weights, runs forward and
@@ -64,9 +65,24 @@ class IVON(torch.optim.Optimizer):
                     loss_fn(model(x), y).backward()
             optimizer.step()
 
-    **Closure protocol.** ``step(closure)`` calls ``closure`` ``mc_samples`` times; each call must
-    draw its own sample with ``with optimizer.sampled_params(train=True):`` around zero_grad,
-    forward and backward, and return the loss. ``step`` returns the mean of the returned losses.
+    **Closure protocol.** ``step(closure)`` draws ``mc_samples`` weight samples and calls
+    ``closure`` (which zeroes the gradients, runs forward and backward, and may return the loss)
+    once at each, as if inside ``with optimizer.sampled_params(train=True):``; it returns the
+    mean of the losses that are not ``None`` (``None`` if none is). This is how Lightning
+    (automatic and manual optimization) drives IVON unchanged. A closure that enters
+    ``sampled_params(train=True)`` itself also works (that block then uses ``step``'s sample).
+    If the samples were already recorded by the loop, ``step(closure)`` calls ``closure`` once,
+    unsampled (Lightning's manual ``optimizer.step()`` passes a closure that does nothing).
+    Under Hugging Face's ``Trainer`` use :class:`smoothlab.integrations.IVONCallback`.
+
+    **Gradient clipping** (or any other edit of ``p.grad``) must happen where IVON reads the
+    gradients: inside the ``sampled_params(train=True)`` block or the closure, where it is
+    honoured (Lightning's ``gradient_clip_val`` and ``Trainer``'s ``max_grad_norm`` with the
+    callback clip there). A gradient written after the block, such as ``clip_grad_norm_`` or
+    ``GradScaler.unscale_`` between the block and :meth:`step`, would be ignored, so
+    :meth:`step` raises instead. For the same reason, accumulating gradients over several
+    batches outside the block (``accumulate_grad_batches``) mixes gradients at the mean into the
+    sample's: take larger batches instead.
 
     Args:
         params: parameters or parameter groups (every hyperparameter below except
@@ -106,6 +122,7 @@ class IVON(torch.optim.Optimizer):
     implementation, whose noise is ``Tensor.normal_`` from the same generator: the two backends
     compute the same update but draw different (identically distributed) noise.
 
+    >>> from torch import nn
     >>> w = nn.Parameter(torch.tensor([2.0, -1.0]))
     >>> opt = IVON([w], lr=0.5, ess=10_000.0, generator=torch.Generator().manual_seed(0))
     >>> opt.posterior_std()[0]  # 1 / sqrt(10_000 * (1.0 + 1e-4))
@@ -142,6 +159,8 @@ class IVON(torch.optim.Optimizer):
         self._counts: dict[Tensor, int] = {}
         self._samples = 0
         self._sampling = False
+        self._in_closure = False  # step(closure) has drawn the sample the closure runs at
+        self._read: tuple[list[Tensor], Fingerprint] = ([], {})  # what the last block read
         defaults = {
             "lr": lr,
             "ess": ess,
@@ -190,8 +209,12 @@ class IVON(torch.optim.Optimizer):
         for the next :meth:`step`: :math:`\hat h = \hat g\,\epsilon/\sigma` is accumulated and
         the gradient momentum takes its share :math:`(1 - \beta_1)\hat g / S` at once (zero
         the gradients before each backward, as in the class example). Nothing is recorded if
-        the body raises.
+        the body raises. Inside a closure run by :meth:`step`, ``sampled_params(train=True)``
+        uses the sample ``step`` drew and records nothing itself.
         """
+        if train and self._in_closure:
+            yield
+            return
         with self._swapped(self._generator) as swapped:
             yield
         if train:
@@ -247,6 +270,8 @@ class IVON(torch.optim.Optimizer):
                 if p.grad is not None:
                     self._record_one(p, p.grad, group, 1.0 / self.mc_samples)
         self._samples += 1
+        params = [p for p, _, _ in swapped]
+        self._read = (params, fingerprint(params))
 
     def _record_one(self, p: Tensor, grad: Tensor, group: dict[str, Any], share: float) -> None:
         # h_hat = g_hat * (theta - m) / sigma^2 = g_hat * epsilon / sigma; keep h - h_hat
@@ -273,15 +298,16 @@ class IVON(torch.optim.Optimizer):
         Returns the mean loss returned by ``closure`` (see the closure protocol), else ``None``.
 
         Raises:
-            RuntimeError: if the number of recorded samples is not ``mc_samples``.
+            RuntimeError: if the number of recorded samples is not ``mc_samples``, if a gradient
+                was written after the block that recorded it (e.g. clipped), or if ``closure``
+                ran no backward while gradients from before the call are present.
         """
         loss = None
-        if closure is not None:
-            losses = []
-            for _ in range(self.mc_samples):
-                with torch.enable_grad():
-                    losses.append(closure())
-            loss = sum(losses) / len(losses)
+        if closure is not None and self._samples == self.mc_samples:
+            with torch.enable_grad():  # the loop sampled already; a framework's no-op closure
+                loss = closure()
+        elif closure is not None:
+            loss = mean_loss([self._sample_closure(closure) for _ in range(self.mc_samples)])
         if self._sampling:
             raise RuntimeError("`step()` must come after the `sampled_params()` block, got a "
                                "call inside it")  # fmt: skip
@@ -290,12 +316,38 @@ class IVON(torch.optim.Optimizer):
                 f"`step()` must follow mc_samples={self.mc_samples} backward pass(es) inside "
                 f"`with optimizer.sampled_params(train=True):`, got {self._samples}"
             )
+        if moved := len(rewritten(*self._read)):
+            raise RuntimeError(
+                "`p.grad` must not change between the `sampled_params(train=True)` block and "
+                "`step()` (IVON reads gradients as the block exits; clip or unscale inside it "
+                f"or in the closure), got {moved} gradient(s) written after the block"
+            )
         for group in self.param_groups:
             params = [p for p in group["params"] if self._counts.get(p, 0) > 0]
             if params:
                 self._update_group(group, params)
         self._counts.clear()
         self._samples = 0
+        self._read = ([], {})
+        return loss
+
+    def _sample_closure(self, closure: Callable[[], Any]) -> Any:
+        """Run ``closure`` at a fresh sample and record its gradients as one sample."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        before = fingerprint(params)
+        with self._swapped(self._generator) as swapped:
+            self._in_closure = True
+            try:
+                with torch.enable_grad():
+                    loss = closure()
+            finally:
+                self._in_closure = False
+            if before and fingerprint(params) and not rewritten(params, before):
+                raise RuntimeError(
+                    "`closure` must run backward when `step(closure)` calls it (IVON needs "
+                    "gradients at sampled weights), got only gradients from before the call"
+                )
+        self._record(swapped)
         return loss
 
     def _update_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
@@ -328,62 +380,6 @@ class IVON(torch.optim.Optimizer):
             buffers = self._buffers[p] = Buffers.like(p, self.state[p]["hess"])
         return buffers
 
-    def posterior_std(self) -> list[Tensor]:
-        r"""The posterior standard deviations :math:`\sigma = 1/\sqrt{\lambda (h + \delta)}`.
-
-        One tensor per parameter (shaped like it), in the order of ``param_groups``.
-
-        >>> opt = IVON(nn.Linear(2, 1).parameters(), lr=0.1, ess=4.0, hess_init=0.25,
-        ...            weight_decay=0.0)
-        >>> [tuple(s.shape) for s in opt.posterior_std()], opt.posterior_std()[1]
-        ([(1, 2), (1,)], tensor([1.]))
-        """
-        groups = self.param_groups
-        return [fresh_scale(self.state[p]["hess"], g)[1] for g in groups for p in g["params"]]
-
-    @torch.no_grad()
-    def predict(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        *,
-        n_samples: int,
-        generator: torch.Generator | None = None,
-    ) -> PosteriorPrediction:
-        r"""Average softmax outputs over ``n_samples`` posterior samples, and at the mean.
-
-        .. math::
-            \bar p(x) = \frac1S \sum_{s=1}^S \mathrm{softmax}(f(x; \theta_s)),
-            \qquad \theta_s \sim \mathcal N(m, \sigma^2)
-
-        Softmax is taken over dimension 1 (PyTorch's class dimension) in at least float32. Put
-        the model in ``eval()`` mode first if it has dropout or batch norm. Samples come from
-        ``generator`` if given, else from :attr:`generator` (advancing the training stream).
-
-        Shape:
-            - inputs: whatever ``model`` takes; outputs ``(N, C, ...)`` logits.
-
-        >>> model = nn.Linear(2, 3)
-        >>> opt = IVON(model.parameters(), lr=0.1, ess=1.0)
-        >>> out = opt.predict(model, torch.ones(4, 2), n_samples=16,
-        ...                   generator=torch.Generator().manual_seed(0))
-        >>> out.predictive.shape, out.predictive.sum(1)
-        (torch.Size([4, 3]), tensor([1.0000, 1.0000, 1.0000, 1.0000]))
-        """
-        n_samples = check_int("n_samples", n_samples, low=1)
-        generator = check_generator(generator) or self._generator
-
-        def probs() -> Tensor:
-            logits = model(inputs)
-            return torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), 1)
-
-        at_mean = probs()
-        total = torch.zeros_like(at_mean)
-        for _ in range(n_samples):
-            with self._swapped(generator):
-                total += probs()
-        return PosteriorPrediction(total / n_samples, at_mean, n_samples)
-
     # ------------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
         """The torch state dict plus ``"ivon": {"generator_state": ...}`` (a uint8 tensor).
@@ -410,3 +406,4 @@ class IVON(torch.optim.Optimizer):
         self._buffers.clear()
         self._counts.clear()
         self._samples = 0
+        self._read = ([], {})
