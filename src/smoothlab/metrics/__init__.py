@@ -27,6 +27,7 @@ from smoothlab.metrics.scores import (
     probs_from_logits,
     top_k_accuracy,
 )
+from smoothlab.metrics.smooth import smooth_calibration_error
 
 __all__ = [
     "BootstrapInterval",
@@ -41,5 +42,6 @@ __all__ = [
     "negative_log_likelihood",
     "probs_from_logits",
     "reliability_bins",
+    "smooth_calibration_error",
     "top_k_accuracy",
 ]
