@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 
 import pytest
 import torch
@@ -238,3 +239,104 @@ def test_first_step_without_gradients_does_nothing() -> None:
     sam.first_step()
     sam.unperturb()
     assert torch.equal(w.detach(), torch.ones(2))
+
+
+# ------------------------------------------------- shared param_groups and lr schedulers
+SCHEDULERS = {
+    "cosine": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4),
+    "step": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5),
+    "one_cycle": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=5),
+    "lambda": lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.7**epoch),
+}
+
+
+def _sam_update(sam: SAM, model: nn.Module, closure_form: bool) -> None:
+    x, y = _batch()
+
+    def closure() -> torch.Tensor:
+        sam.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    if closure_form:
+        sam.step(closure, model=model)
+        return
+    closure()
+    sam.first_step(zero_grad=True)
+    with disable_running_stats(model):
+        closure()
+    sam.second_step()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+@pytest.mark.parametrize("closure_form", [False, True])
+def test_torch_schedulers_drive_sam_like_its_base_optimizer(name: str, closure_form: bool) -> None:
+    """rho = 0: SAM under a scheduler is the base optimizer under it, bitwise, without warnings."""
+    x, y = _batch()
+    plain, wrapped = _mlp(), _mlp()
+    base = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
+    params = list(wrapped.parameters())
+    sam = SAM(params, torch.optim.SGD(params, lr=0.1, momentum=0.9), rho=0.0)
+    schedulers = [SCHEDULERS[name](base), SCHEDULERS[name](sam)]
+    lrs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
+        for _ in range(4):
+            base.zero_grad()
+            nn.functional.cross_entropy(plain(x), y).backward()
+            base.step()
+            _sam_update(sam, wrapped, closure_form)
+            for scheduler in schedulers:
+                scheduler.step()
+            lrs.append((base.param_groups[0]["lr"], sam.base_optimizer.param_groups[0]["lr"]))
+    assert len({a for a, _ in lrs}) > 1  # the schedule moved
+    assert all(a == b for a, b in lrs)
+    for p, q in zip(plain.state_dict().values(), wrapped.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_groups_are_the_base_optimizers_with_sams_values() -> None:
+    w, v = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(3))
+    base = torch.optim.SGD([{"params": [w]}, {"params": [v], "lr": 0.5}], lr=0.1)
+    sam = SAM([{"params": [w], "rho": 0.2}, {"params": [v]}], base, rho=0.05, adaptive=True)
+    assert sam.param_groups is base.param_groups
+    assert [(g["lr"], g["rho"], g["adaptive"]) for g in sam.param_groups] == [
+        (0.1, 0.2, True),
+        (0.5, 0.05, True),
+    ]
+    assert sam.defaults["lr"] == 0.1 and sam.defaults["rho"] == 0.05
+    sam.param_groups[1]["lr"] = 0.25  # what a scheduler does
+    assert base.param_groups[1]["lr"] == 0.25
+    u = nn.Parameter(torch.ones(1))
+    sam.add_param_group({"params": [u], "rho": 0.3})
+    assert base.param_groups[2]["params"] == [u]
+    assert (base.param_groups[2]["lr"], base.param_groups[2]["rho"]) == (0.1, 0.3)
+    groups = [{"params": [w]}, {"params": [v]}, {"params": [u]}]
+    sam2 = SAM([w, v, u], torch.optim.SGD(groups, lr=1.0), rho=9.0)
+    sam2.load_state_dict(copy.deepcopy(sam.state_dict()))
+    assert sam2.param_groups is sam2.base_optimizer.param_groups  # still shared after a load
+    assert [(g["lr"], g["rho"]) for g in sam2.param_groups] == [
+        (0.1, 0.2),
+        (0.25, 0.05),
+        (0.1, 0.3),
+    ]
+    with pytest.raises(ValueError, match=re.escape("`rho` must be >= 0.0, got -1.0")):
+        sam.add_param_group({"params": [nn.Parameter(torch.ones(1))], "rho": -1.0})
+
+
+def test_group_errors() -> None:
+    w, v = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(3))
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`params` must be groups whose rho, adaptive and eta agree within each base group, got 2 settings in one base group"
+        ),
+    ):
+        SAM([{"params": [w], "rho": 0.1}, {"params": [v]}], torch.optim.SGD([w, v], lr=0.1))
+    sam = SAM([w, v], torch.optim.SGD([{"params": [w]}, {"params": [v]}], lr=0.1))
+    other = SAM([w, v], torch.optim.SGD([w, v], lr=0.1)).state_dict()
+    with pytest.raises(
+        ValueError, match=re.escape("`state_dict` must be 2 parameter groups, got 1")
+    ):
+        sam.load_state_dict(other)

@@ -28,6 +28,8 @@ from smoothlab._checks import check_bool, check_real, fail
 
 __all__ = ["SAM", "disable_running_stats"]
 
+_KEYS = ("rho", "adaptive", "eta")  # SAM's own per-group values, stored in the shared groups
+
 
 class SAM(torch.optim.Optimizer):
     r"""SAM / ASAM wrapped around an already constructed base optimizer over the same parameters.
@@ -43,9 +45,16 @@ class SAM(torch.optim.Optimizer):
     or ``optimizer.step(closure, model=model)`` with a closure that zeroes the gradients, runs
     forward and backward and returns the loss (called twice; the first loss is returned).
 
-    **Base optimizer.** Pass an *instance* (``SAM(params, torch.optim.SGD(params, lr=0.1))``):
-    its own hyperparameters, state and learning-rate schedulers stay where they are. Its
-    parameters must be exactly ``params``. :meth:`state_dict` saves both optimizers.
+    **Base optimizer.** Pass an *instance* (``SAM(params, torch.optim.SGD(params, lr=0.1))``)
+    whose parameters are exactly ``params``. SAM's ``param_groups`` *are* the base optimizer's
+    (the same list and dicts, with ``rho``, ``adaptive`` and ``eta`` added), so every torch
+    learning-rate scheduler, Lightning's included, works on SAM itself, and a change through
+    either optimizer is seen by both. The base optimizer's grouping wins: SAM's per-group
+    ``rho`` / ``adaptive`` / ``eta`` must agree within each of its groups. :meth:`state_dict`
+    saves both optimizers. Under Lightning, return SAM (and a scheduler on it) from
+    ``configure_optimizers``: :meth:`step` runs Lightning's closure twice, so batch norm then
+    counts each batch twice (use manual optimization and :func:`disable_running_stats` if
+    that matters).
 
     **Mixed precision.** :math:`\hat e` is invariant to the loss scale (scaling the gradient by
     :math:`s` scales numerator and norm alike), so the first step needs no unscaling; a scaled
@@ -102,10 +111,34 @@ class SAM(torch.optim.Optimizer):
                 f"!{len(theirs)} parameters, {len(ours & theirs)} of SAM's {len(ours)}",
             )
         self.base_optimizer = base_optimizer
+        self._share_groups()
+
+    def _share_groups(self) -> None:
+        """Adopt the base optimizer's groups, adding SAM's per-group values to each."""
+        ours = {id(p): g for g in self.param_groups for p in g["params"]}
+        for group in self.base_optimizer.param_groups:
+            values = {tuple(ours[id(p)][key] for key in _KEYS) for p in group["params"]}
+            if len(values) > 1:
+                expected = "groups whose rho, adaptive and eta agree within each base group"
+                raise fail("params", expected, f"!{len(values)} settings in one base group")
+            group.update(zip(_KEYS, values.pop(), strict=True) if values else self._sam_defaults())
+        # Schedulers and Lightning read and write SAM's groups; the base step must see that.
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults = {**self.base_optimizer.defaults, **self.defaults}
+
+    def _sam_defaults(self) -> dict[str, Any]:
+        return {key: self.defaults[key] for key in _KEYS}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group, checking ``rho >= 0``, ``eta >= 0`` and a bool ``adaptive``."""
-        super().add_param_group(param_group)
+        """Add a group, checking ``rho >= 0``, ``eta >= 0`` and a bool ``adaptive``.
+
+        After construction the group goes to the base optimizer (whose list SAM shares).
+        """
+        if hasattr(self, "base_optimizer"):
+            param_group = self._sam_defaults() | param_group
+            self.base_optimizer.add_param_group(param_group)
+        else:  # torch's constructor, before the groups are shared
+            super().add_param_group(param_group)
         group = self.param_groups[-1]
         check_real("rho", group["rho"], low=0.0)
         check_real("eta", group["eta"], low=0.0)
@@ -149,6 +182,9 @@ class SAM(torch.optim.Optimizer):
         """:meth:`unperturb`, then the base optimizer's step with the gradients at w + e."""
         self.unperturb()
         self.base_optimizer.step()
+        # torch's schedulers warn of a scheduler step before any optimizer step unless this flag,
+        # which their wrapper of `step()` sets, is up: SAM's update is this method.
+        self._opt_called = True
         if zero_grad:
             self.zero_grad()
 
@@ -194,12 +230,17 @@ class SAM(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore SAM's groups and the base optimizer's state."""
-        state_dict = dict(state_dict)
+        """Restore the base optimizer's state and groups, and SAM's values in them."""
         if "base" not in state_dict:
             raise fail("state_dict", "a SAM state dict with a 'base' entry", "!none")
-        self.base_optimizer.load_state_dict(state_dict.pop("base"))
-        super().load_state_dict(state_dict)
+        saved, count = state_dict["param_groups"], len(self.param_groups)
+        if len(saved) != count:
+            raise fail("state_dict", f"{count} parameter groups", f"!{len(saved)}")
+        self.base_optimizer.load_state_dict(state_dict["base"])
+        groups = self.base_optimizer.param_groups  # a new list: torch rebuilds it on load
+        for group, entry in zip(groups, saved, strict=True):
+            group.update({key: entry[key] for key in _KEYS})
+        self.param_groups = groups
 
 
 @contextmanager
