@@ -1,4 +1,4 @@
-"""Quick start: three losses on scikit-learn's digits with 30 % symmetric label noise.
+"""Quick start: cross-entropy and three smoothlab losses on digits with 30 % symmetric noise.
 
 A small MLP is trained with plain cross-entropy, label smoothing, the confidence penalty and
 label relaxation, each a drop-in replacement for ``F.cross_entropy`` in the same loop; the script
