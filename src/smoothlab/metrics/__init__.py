@@ -16,6 +16,7 @@ from smoothlab.metrics.calibration import (
     ReliabilityBins,
     bootstrap_calibration_error,
     classwise_calibration_error,
+    debiased_calibration_error,
     expected_calibration_error,
     reliability_bins,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "bootstrap_calibration_error",
     "brier_score",
     "classwise_calibration_error",
+    "debiased_calibration_error",
     "expected_calibration_error",
     "negative_log_likelihood",
     "probs_from_logits",

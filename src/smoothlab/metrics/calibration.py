@@ -52,6 +52,7 @@ __all__ = [
     "ReliabilityBins",
     "bootstrap_calibration_error",
     "classwise_calibration_error",
+    "debiased_calibration_error",
     "expected_calibration_error",
     "reliability_bins",
     "reliability_from_sums",
@@ -180,6 +181,54 @@ def classwise_calibration_error(
     outcome = (target.unsqueeze(0) == classes).to(torch.float64)
     _, sums = bin_sums(probs.to(torch.float64).T, outcome, count, binning_kind)
     return error_from_sums(sums, kind).mean()
+
+
+def debiased_calibration_error(
+    probs: Tensor, target: Tensor, *, n_bins: int = 15, binning: Binning = "uniform"
+) -> Tensor:
+    r"""Debiased estimate of the squared top-label calibration error (Kumar et al., 2019).
+
+    The plug-in :math:`\sum_b \frac{n_b}{N} (\mathrm{acc}_b - \mathrm{conf}_b)^2` (the square
+    of the ``l2`` error of :func:`expected_calibration_error`) overestimates the binned squared
+    error, because :math:`\mathrm{acc}_b` is a mean of :math:`n_b` Bernoulli outcomes with
+    variance :math:`\mu_b (1 - \mu_b) / n_b`. Kumar et al.'s debiased estimator subtracts the
+    unbiased estimate of that variance in every bin:
+
+    .. math::
+        \widehat{\mathrm{CE}}^2_{\mathrm{db}} = \sum_{b: n_b \ge 2} \frac{n_b}{N} \Big[
+        (\mathrm{acc}_b - \mathrm{conf}_b)^2 - \frac{\mathrm{acc}_b (1 - \mathrm{acc}_b)}
+        {n_b - 1} \Big]
+
+    For samples drawn i.i.d. it is unbiased for the squared calibration error of the binned
+    model (the outcomes of a bin are then i.i.d. Bernoulli). It can be negative when the model
+    is nearly calibrated; :math:`\sqrt{\max(0, \cdot)}` estimates the RMS error. A bin with one
+    sample has no unbiased variance estimate: its term is left out (its mass still counts in
+    :math:`N`). Kumar et al. recommend equal-mass bins (``binning="quantile"``).
+
+    Args:
+        probs: ``(N, C)`` probabilities; rows sum to 1.
+        target: ``(N,)`` class indices in ``[0, C)``.
+        n_bins, binning: as in :func:`expected_calibration_error`.
+
+    Returns:
+        A 0-dim float64 tensor (NaN when ``N = 0``).
+
+    Two bins of two samples: ``(0, 0.5]`` holds 0.5 (wrong) and 0.5 (right), ``(0.5, 1]`` holds
+    0.9 twice, both right: the plug-in is 0.005, the variance terms are 0.25 and 0:
+
+    >>> probs = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.9, 0.1]])
+    >>> debiased_calibration_error(probs, torch.tensor([1, 0, 0, 0]), n_bins=2)
+    tensor(-0.1200, dtype=torch.float64)
+
+    Reference: Kumar, Liang & Ma, "Verified Uncertainty Calibration", NeurIPS 2019, Section 5.
+    """
+    _, sums = _top_label_sums(probs, target, n_bins, binning)
+    count, sum_conf, sum_correct = sums[0].unbind(0)
+    accuracy = sum_correct / count.clamp(min=1)
+    gap = (accuracy - sum_conf / count.clamp(min=1)).square()
+    variance = accuracy * (1 - accuracy) / (count - 1).clamp(min=1)
+    terms = torch.where(count >= 2, gap - variance, 0.0)
+    return (count * terms).sum() / count.sum()
 
 
 def reliability_bins(
