@@ -5,7 +5,9 @@
   :func:`bootstrap_calibration_error`;
 - proper scores :func:`negative_log_likelihood` and :func:`brier_score`, :func:`accuracy`,
   :func:`top_k_accuracy`, and :func:`probs_from_logits`;
-- :class:`CalibrationMeter`, the streaming (and distributed) form of all of them.
+- :func:`smooth_calibration_error` (smooth ECE), :func:`debiased_calibration_error`;
+- :func:`aurc` for selective classification (AURC, E-AURC);
+- :class:`CalibrationMeter`, the streaming (and distributed) form of the binned errors and scores.
 
 Inputs are ``(N, C)`` probabilities and ``(N,)`` class indices; results are float64. Binning
 conventions are pinned in :mod:`smoothlab.metrics.calibration`.
@@ -28,6 +30,7 @@ from smoothlab.metrics.scores import (
     probs_from_logits,
     top_k_accuracy,
 )
+from smoothlab.metrics.selective import aurc
 from smoothlab.metrics.smooth import smooth_calibration_error
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "CalibrationSummary",
     "ReliabilityBins",
     "accuracy",
+    "aurc",
     "bootstrap_calibration_error",
     "brier_score",
     "classwise_calibration_error",
