@@ -36,7 +36,8 @@ def _expected_cumulative_errors(conf: Tensor, error: Tensor) -> Tensor:
     errors_before = torch.cumsum(group_errors, 0) - group_errors
     position = torch.arange(1, conf.shape[0] + 1, device=conf.device)
     inside = position - (ends - sizes)[group]  # 1..g inside each group
-    return errors_before[group] + inside * group_errors[group] / sizes[group]
+    expected: Tensor = errors_before[group] + inside * group_errors[group] / sizes[group]
+    return expected
 
 
 def _oracle_area(errors: Tensor, n: int) -> Tensor:
