@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from smoothlab import _triton
 from smoothlab._checks import Reduction, check_bool, fail
 from smoothlab.losses._common import compute_dtype
 from smoothlab.losses._kernels import Chunk
@@ -158,6 +159,13 @@ class Job:
     temporaries: bool
     native: NativeRows | None = None
 
+    def backend(self, logits: Tensor) -> str:
+        """Which kernels run these logits: ``"triton"`` (CUDA, see :mod:`smoothlab._triton`),
+        ``"native"`` (CPU, C) or ``"torch"``; the one dispatch point of the fused losses."""
+        if self.native is not None and _triton.takes(logits):
+            return "triton"
+        return "native" if self.runs_native(logits) else "torch"
+
     def runs_native(self, logits: Tensor) -> bool:
         """Whether the compiled kernels take these ``(N, C, ...)`` logits (see ``NativeRows``)."""
         compute = compute_dtype(logits.dtype)
@@ -225,7 +233,10 @@ def _sweep(
     job: Job, logits: Tensor, out: Tensor | None, scale: float | None, shape: tuple[int, ...]
 ) -> Tensor:
     """Run the kernel over all chunks, fill ``out`` with the scaled gradient, reduce the loss."""
-    native = job.runs_native(logits)
+    backend = job.backend(logits)
+    if backend == "triton":
+        return _triton_sweep(job, logits, out, scale, shape)
+    native = backend == "native"
     layout = Layout.of(logits, native)
     direct = layout.direct(logits)
     step = _steps(job, layout, direct, out is not None, native)
@@ -263,11 +274,24 @@ def _sweep(
     return job.reduce(total, math.prod(shape))
 
 
+def _triton_sweep(
+    job: Job, logits: Tensor, out: Tensor | None, scale: float | None, shape: tuple[int, ...]
+) -> Tensor:
+    """All rows in one Triton launch (logits read in their dtype, ``out`` of any strides)."""
+    module = _triton.kernels(logits.device)
+    assert module is not None and job.native is not None
+    losses: Tensor = module.run_rows(job.native, logits, out, job.index, job.valid, scale)
+    if job.reduction == "none":
+        return losses.view(() if job.unbatched else shape)
+    return job.reduce(losses.sum(), math.prod(shape))
+
+
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, logits: Tensor, job: Job, inplace: bool) -> Tensor:
         shape = (int(logits.shape[0]), *logits.shape[2:])
-        out = logits if inplace else Layout.of(logits, job.runs_native(logits)).empty(logits)
+        rows = job.backend(logits) != "torch"  # the C and Triton kernels take (N, C) rows
+        out = logits if inplace else Layout.of(logits, rows).empty(logits)
         scale = job.grad_scale(math.prod(shape))
         loss = _sweep(job, logits, out, scale, shape)
         ctx.save_for_backward(out)
