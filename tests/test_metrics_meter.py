@@ -14,6 +14,7 @@ from smoothlab.metrics import (
     CalibrationMeter,
     accuracy,
     brier_score,
+    classwise_calibration_error,
     expected_calibration_error,
     negative_log_likelihood,
     reliability_bins,
@@ -34,6 +35,8 @@ def assert_summary_matches_one_shot(meter: CalibrationMeter, probs, target) -> N
     assert summary.count == probs.shape[0]
     ece = expected_calibration_error(probs, target, norm=meter.norm, **kwargs)
     torch.testing.assert_close(summary.ece, ece, rtol=1e-12, atol=1e-15)
+    classwise = classwise_calibration_error(probs, target, norm=meter.norm, **kwargs)
+    torch.testing.assert_close(summary.classwise, classwise, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(summary.accuracy, accuracy(probs, target), rtol=1e-12, atol=0)
     nll = negative_log_likelihood(probs, target)
     torch.testing.assert_close(summary.nll, nll, rtol=1e-12, atol=0)
@@ -68,7 +71,8 @@ def test_reset_and_empty_meter() -> None:
     meter = CalibrationMeter(n_bins=5)
     empty = meter.compute()
     assert empty.count == 0
-    assert all(math.isnan(float(x)) for x in (empty.ece, empty.accuracy, empty.nll, empty.brier))
+    values = (empty.ece, empty.classwise, empty.accuracy, empty.nll, empty.brier)
+    assert all(math.isnan(float(x)) for x in values)
     assert empty.bins.count.tolist() == [0] * 5
     probs, target = problem(50, 3, seed=2)
     meter.update(*problem(20, 7, seed=3))
@@ -77,6 +81,21 @@ def test_reset_and_empty_meter() -> None:
     assert_summary_matches_one_shot(meter, probs, target)
     quantile = CalibrationMeter(binning="quantile", n_bins=4)
     assert math.isnan(float(quantile.compute().ece))
+    assert math.isnan(float(quantile.compute().classwise))
+
+
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+def test_classwise_error_is_not_the_top_label_error(binning: str) -> None:
+    # Regression: the meter had no classwise error; check it is not a copy of the ECE.
+    probs, target = problem(200, 4, seed=5)
+    meter = CalibrationMeter(n_bins=8, binning=binning)
+    meter.update(probs[:120], target[:120])
+    meter.update(torch.empty(0, 4, dtype=F64), target[:0])  # an empty batch is fine
+    meter.update(probs[120:], target[120:])
+    summary = meter.compute()
+    expected = classwise_calibration_error(probs, target, n_bins=8, binning=binning)
+    torch.testing.assert_close(summary.classwise, expected, rtol=1e-12, atol=1e-15)
+    assert abs(float(summary.classwise) - float(summary.ece)) > 1e-3
 
 
 def test_errors() -> None:

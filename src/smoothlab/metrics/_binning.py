@@ -24,6 +24,7 @@ __all__ = [
     "bin_sums",
     "check_binning",
     "check_norm",
+    "class_bin_sums",
     "error_from_sums",
     "quantile_edges",
     "type7_quantile",
@@ -106,6 +107,18 @@ def bin_sums(conf: Tensor, outcome: Tensor, n_bins: int, binning: Binning) -> tu
     values = torch.stack([torch.ones_like(conf), conf, outcome]).reshape(3, rows * n)
     sums = conf.new_zeros(3, rows * n_bins).index_add_(1, flat, values)
     return edges, sums.reshape(3, rows, n_bins).transpose(0, 1)
+
+
+def class_bin_sums(
+    probs: Tensor, target: Tensor, n_bins: int, binning: Binning
+) -> tuple[Tensor, Tensor]:
+    """:func:`bin_sums` of every class's probability ``p_ik`` against ``[y_i = k]`` (``K = C``).
+
+    ``probs`` is ``(N, C)`` and ``target`` ``(N,)`` class indices; the classwise errors use it.
+    """
+    classes = torch.arange(probs.shape[1], device=probs.device).unsqueeze(1)
+    outcome = (target.unsqueeze(0) == classes).to(torch.float64)
+    return bin_sums(probs.to(torch.float64).T, outcome, n_bins, binning)
 
 
 def error_from_sums(sums: Tensor, norm: Norm) -> Tensor:

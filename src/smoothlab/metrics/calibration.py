@@ -41,6 +41,7 @@ from smoothlab.metrics._binning import (
     bin_sums,
     check_binning,
     check_norm,
+    class_bin_sums,
     error_from_sums,
     type7_quantile,
 )
@@ -177,9 +178,7 @@ def classwise_calibration_error(
     kind = check_norm(norm)
     probs, target = check_probs_target(probs, target)
     count, binning_kind = check_binning(n_bins, binning)
-    classes = torch.arange(probs.shape[1], device=probs.device).unsqueeze(1)
-    outcome = (target.unsqueeze(0) == classes).to(torch.float64)
-    _, sums = bin_sums(probs.to(torch.float64).T, outcome, count, binning_kind)
+    _, sums = class_bin_sums(probs, target, count, binning_kind)
     return error_from_sums(sums, kind).mean()
 
 

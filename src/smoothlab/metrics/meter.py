@@ -2,10 +2,11 @@
 
 Evaluating in batches, or on several processes, must give the numbers of the one-shot functions on
 the concatenated data. For equal-width bins this needs only sufficient statistics: per bin the
-count, the sum of confidences and the number correct, plus the sample count and the sums of NLL
-and Brier score, ``3 B + 3`` float64 numbers in all (exact counts up to 2**53 samples). Equal-mass
-bins depend on the quantiles of *all* confidences, so with ``binning="quantile"`` the meter keeps
-every (confidence, correct) pair: memory grows with the data (16 bytes a sample).
+count, the sum of confidences and the number correct, the same per class for the classwise error,
+plus the sample count and the sums of NLL and Brier score, ``3 B (C + 1) + 3`` float64 numbers in
+all (exact counts up to 2**53 samples). Equal-mass bins depend on the quantiles of *all*
+confidences, so with ``binning="quantile"`` the meter keeps every sample's confidence,
+correctness, probabilities and label: memory grows with the data (``8 (C + 3)`` bytes a sample).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from smoothlab.metrics._binning import (
     bin_sums,
     check_binning,
     check_norm,
+    class_bin_sums,
     error_from_sums,
     uniform_edges,
 )
@@ -42,6 +44,8 @@ class CalibrationSummary:
         accuracy: top-1 accuracy, as :func:`~smoothlab.metrics.accuracy`.
         ece: calibration error with the meter's bins and norm, as
             :func:`~smoothlab.metrics.expected_calibration_error`.
+        classwise: classwise calibration error with the meter's bins and norm, as
+            :func:`~smoothlab.metrics.classwise_calibration_error`.
         nll: mean negative log-likelihood, as :func:`~smoothlab.metrics.negative_log_likelihood`.
         brier: mean multi-class Brier score, as :func:`~smoothlab.metrics.brier_score`.
         bins: the reliability diagram, as :func:`~smoothlab.metrics.reliability_bins`.
@@ -50,13 +54,14 @@ class CalibrationSummary:
     count: int
     accuracy: Tensor
     ece: Tensor
+    classwise: Tensor
     nll: Tensor
     brier: Tensor
     bins: ReliabilityBins
 
 
 class CalibrationMeter:
-    r"""Accumulate accuracy, ECE, NLL, Brier score and reliability bins over batches.
+    r"""Accumulate accuracy, ECE, classwise ECE, NLL, Brier score and reliability bins.
 
     ``update(probs, target)`` adds a batch, ``compute()`` returns a :class:`CalibrationSummary`
     equal (to float64 rounding) to the one-shot functions on all batches together, ``reset()``
@@ -64,7 +69,9 @@ class CalibrationMeter:
     ``compute()`` sums the state of all processes of ``process_group`` with ``all_reduce``
     (``all_gather`` for quantile bins), so every process must call it; the local state is left
     untouched, so ``compute()`` may be called repeatedly. The state lives on the device of the
-    first batch (a CUDA device for NCCL).
+    first batch (a CUDA device for NCCL). The classwise state's shape depends on the number of
+    classes, which a process learns from its first batch: in a distributed run every process
+    must update at least once (an empty ``(0, C)`` batch will do).
 
     .. math::
         \mathrm{ECE} = \sum_b \frac{n_b}{N} \Big|\frac{S^{\mathrm{correct}}_b}{n_b} -
@@ -105,7 +112,9 @@ class CalibrationMeter:
         self._num_classes: int | None = None
         self._totals = torch.zeros(3, dtype=torch.float64)  # samples, sum of NLL, sum of Brier
         self._sums = torch.zeros(3, self.n_bins, dtype=torch.float64)  # uniform bins only
-        self._pairs: list[Tensor] = []  # (2, n) confidences and correctness, quantile bins only
+        self._class_sums: Tensor | None = None  # (C, 3, B) per-class sums, uniform bins only
+        # (C + 3, n): confidence, correctness, the C probabilities and the label; quantile only
+        self._pairs: list[Tensor] = []
 
     def update(self, probs: Tensor, target: Tensor) -> None:
         """Add a batch: ``(N, C)`` probabilities (rows sum to 1) and ``(N,)`` class indices."""
@@ -121,25 +130,34 @@ class CalibrationMeter:
         stats = [conf.new_tensor(conf.shape[0]), nll_per_sample(probs, target).sum()]
         self._totals += torch.stack([*stats, brier_per_sample(probs, target).sum()])
         if self.binning == "quantile":
-            self._pairs.append(torch.stack([conf, correct]))
+            columns = [conf[None], correct[None], probs.to(torch.float64).T, target[None]]
+            self._pairs.append(torch.cat([c.to(torch.float64) for c in columns]))
         else:
             self._sums += bin_sums(conf[None], correct[None], self.n_bins, "uniform")[1][0]
+            batch = class_bin_sums(probs, target, self.n_bins, "uniform")[1]
+            self._class_sums = batch if self._class_sums is None else self._class_sums + batch
 
     def compute(self) -> CalibrationSummary:
         """Summary of all batches (of all processes when distributed); NaN if there are none."""
         totals = self._all_reduce(self._totals.clone())
         if self.binning == "quantile":
             pairs = self._gather_pairs()
-            edges, sums = bin_sums(pairs[:1], pairs[1:], self.n_bins, "quantile")
+            edges, sums = bin_sums(pairs[:1], pairs[1:2], self.n_bins, "quantile")
             edges, sums = edges[0], sums[0]
+            class_sums = class_bin_sums(pairs[2:-1].T, pairs[-1].long(), self.n_bins, "quantile")[1]
         else:
             sums = self._all_reduce(self._sums.clone())
             edges = uniform_edges(self.n_bins, sums.device)
+            class_sums = sums.new_zeros(0, 3, self.n_bins)  # no classes seen yet
+            if self._class_sums is not None:
+                class_sums = self._all_reduce(self._class_sums.clone())
         count = totals[0]
         return CalibrationSummary(
             count=round(float(count)),
             accuracy=sums[2].sum() / count,
             ece=error_from_sums(sums, self.norm),
+            # The mean over no classes is NaN, as the error over no samples is.
+            classwise=error_from_sums(class_sums, self.norm).mean(),
             nll=totals[1] / count,
             brier=totals[2] / count,
             bins=reliability_from_sums(edges, sums),
@@ -155,7 +173,9 @@ class CalibrationMeter:
 
     def _gather_pairs(self) -> Tensor:
         device = self._totals.device
-        local = torch.cat([torch.zeros(2, 0, dtype=torch.float64, device=device), *self._pairs], 1)
+        rows = 2 if self._num_classes is None else self._num_classes + 3
+        empty = torch.zeros(rows, 0, dtype=torch.float64, device=device)
+        local = torch.cat([empty, *self._pairs], 1)
         if not self._distributed():
             return local
         # Processes hold different numbers of samples: share the lengths, pad, gather, trim.
@@ -164,7 +184,7 @@ class CalibrationMeter:
         lengths = [torch.zeros_like(length) for _ in range(world)]
         dist.all_gather(lengths, length, group=self.process_group)
         longest = max(int(size) for size in lengths)
-        padded = torch.cat([local, local.new_zeros(2, longest - local.shape[1])], 1)
+        padded = torch.cat([local, local.new_zeros(rows, longest - local.shape[1])], 1)
         gathered = [torch.empty_like(padded) for _ in range(world)]
         dist.all_gather(gathered, padded, group=self.process_group)
         return torch.cat(
