@@ -326,3 +326,21 @@ def test_interpreter_suite() -> None:
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     passed = re.search(r"(\d+) passed", done.stdout)
     assert passed is not None and int(passed.group(1)) >= 38, done.stdout[-3000:]
+
+
+def test_status_and_backend_say_which_kernels_run() -> None:
+    """``_native.status()`` reports Triton; ``Job.backend`` names the kernels of a call."""
+    pytest.importorskip("triton")
+    from smoothlab import _native
+
+    z, y = _data(3, 37, "cpu")
+    job = index_job(prepare(z, y, upcast=False), 0.1, None, False, "pytorch")
+    assert job.backend(z) in ("native", "torch")
+    with _triton.on_cpu():
+        assert job.backend(z) == "triton"
+        assert job.backend(z.double()) != "triton"  # float64 stays with PyTorch
+    line = _native.status()["triton"]
+    if HAS_CUDA:
+        assert line.startswith("available (triton ")
+    else:
+        assert line.startswith("unavailable: no CUDA device (triton ")

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from smoothlab import _triton
+
 __all__ = ["FLAGS", "MAX_PARTS", "cache_dir", "disabled", "library", "parallel", "status"]
 
 #: Flags of every build (``-march=native`` is dropped and the build retried if it fails).
@@ -167,12 +169,14 @@ def library(name: str) -> ctypes.CDLL | None:
 
 
 def status() -> dict[str, str]:
-    """Each native library's state: ``"loaded <path>"``, ``"unavailable: <why>"`` or disabled.
+    """Each native library's state: ``"loaded <path>"``, ``"unavailable: <why>"`` or disabled;
+    and, under ``"triton"``, whether Triton kernels serve CUDA tensors (:mod:`smoothlab._triton`).
 
     Builds every library first, so that the answer is about this machine, not this process's
-    history.
+    history. Which backend runs a given loss call: ``Job.backend`` in
+    :mod:`smoothlab.losses._fused`.
     """
-    out = {}
+    out = {"triton": _triton.status()}
     for source in sorted(_SOURCES.glob("*.c")):
         name = source.stem
         if not _enabled():
