@@ -29,6 +29,7 @@ LAYERS = {
     "analysis": 2,
     "datasets": 2,
     "lab": 3,
+    "plots": 3,
 }
 # Third-party modules each layer may import at module level (anything else goes inside functions).
 ALLOWED_THIRD_PARTY = {0: {"torch"}, 1: {"torch", "numpy"}, 2: {"torch", "numpy"}}
