@@ -344,3 +344,24 @@ def test_status_and_backend_say_which_kernels_run() -> None:
         assert line.startswith("available (triton ")
     else:
         assert line.startswith("unavailable: no CUDA device (triton ")
+
+
+@pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")
+def test_gpu_check_dry_run() -> None:
+    """``gpu_check.sh --dry-run`` collects the CUDA tests and checks the benchmark on any machine."""
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(script), "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    collected = re.search(r"test_triton_kernels.py: (\d+)", done.stdout)
+    assert collected is not None and int(collected.group(1)) >= 30, done.stdout
+    assert "candidates: pytorch ls r=0.1, ls r=0.1," in done.stdout
+    assert done.stdout.rstrip().endswith("dry run done: nothing was measured")
+    if not HAS_CUDA:
+        bad = subprocess.run(
+            ["bash", str(script)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert bad.returncode == 2
+        assert bad.stderr == "gpu_check.sh needs a CUDA device (none found); try --dry-run\n"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The GPU check of issue 16 on one CUDA GPU, in under 5 minutes: the CUDA-marked tests (the
+# Triton kernels against the float64 composition), then benchmarks/bench_gpu.py (time and peak
+# memory against PyTorch and, when installed, Liger-Kernel). Record its table, with the device
+# name it prints, in benchmarks/RESULTS.md.
+#
+#   benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
+#   benchmarks/gpu_check.sh --dry-run  # any machine: collects the CUDA tests and checks the
+#                                      # benchmark's plan, runs and measures nothing
+#
+# PYTHON selects the interpreter (default .venv/bin/python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+TESTS=(tests/test_triton_kernels.py -m cuda -p no:randomly)
+
+case "${1:-}" in
+--dry-run)
+    echo "dry run: collecting the CUDA tests, checking the benchmark's plan"
+    "$PY" -m pytest "${TESTS[@]}" --collect-only -q
+    "$PY" benchmarks/bench_gpu.py --dry-run
+    echo "dry run done: nothing was measured"
+    ;;
+"")
+    if ! "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+        echo "gpu_check.sh needs a CUDA device (none found); try --dry-run" >&2
+        exit 2
+    fi
+    "$PY" -c "from smoothlab import _native; print('triton:', _native.status()['triton'])"
+    timeout 120 "$PY" -m pytest "${TESTS[@]}" -ra
+    timeout 170 "$PY" benchmarks/bench_gpu.py
+    ;;
+*)
+    echo "usage: benchmarks/gpu_check.sh [--dry-run]" >&2
+    exit 64
+    ;;
+esac
