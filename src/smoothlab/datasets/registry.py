@@ -11,6 +11,7 @@ import torch
 from .._checks import fail
 from ._core import DataFile, Dataset, DatasetInfo, NoisyLabels
 from .download import download_file
+from .finegrained import FINEGRAINED
 from .formats import read_npz_labels
 from .loaders import (
     SPLICE_CODES,
@@ -265,6 +266,7 @@ REGISTRY: tuple[DatasetInfo, ...] = (
         _CIFAR_N_SPLIT,
         variant="noisy_label",
     ),
+    *FINEGRAINED,
 )
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in REGISTRY}
 
