@@ -6,15 +6,29 @@ closed forms, label noise, metrics and optimizers live in their submodules; post
 :class:`TemperatureScaling` is here too.
 """
 
-from smoothlab import analysis, metrics, noise, optim, schedules, theory
+from smoothlab import analysis, distill, metrics, noise, optim, schedules, theory
+from smoothlab.adafocal import AdaFocalLoss
 from smoothlab.calibration import TemperatureScaling, VectorScaling
+from smoothlab.distill import progressive_self_distillation_targets, zipf_targets
 from smoothlab.losses import (
+    backward_corrected_cross_entropy,
     confidence_penalty_loss,
+    f_divergence_loss,
+    focal_loss,
+    forward_corrected_cross_entropy,
+    generalized_cross_entropy,
     label_relaxation_loss,
     label_smoothing_cross_entropy,
     linear_confidence_penalty_loss,
     linear_label_relaxation_loss,
     linear_label_smoothing_cross_entropy,
+    logit_norm_loss,
+    logit_penalty_loss,
+    margin_label_smoothing_loss,
+    max_suppression_loss,
+    peer_loss,
+    sample_dependent_focal_loss,
+    symmetric_cross_entropy,
 )
 from smoothlab.nn import ConfidencePenaltyLoss, LabelRelaxationLoss, LabelSmoothingCrossEntropyLoss
 from smoothlab.online import OnlineLabelSmoothingLoss
@@ -23,6 +37,7 @@ from smoothlab.targets import smooth_targets
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AdaFocalLoss",
     "ConfidencePenaltyLoss",
     "LabelRelaxationLoss",
     "LabelSmoothingCrossEntropyLoss",
@@ -30,16 +45,31 @@ __all__ = [
     "TemperatureScaling",
     "VectorScaling",
     "analysis",
+    "backward_corrected_cross_entropy",
     "confidence_penalty_loss",
+    "distill",
+    "f_divergence_loss",
+    "focal_loss",
+    "forward_corrected_cross_entropy",
+    "generalized_cross_entropy",
     "label_relaxation_loss",
     "label_smoothing_cross_entropy",
     "linear_confidence_penalty_loss",
     "linear_label_relaxation_loss",
     "linear_label_smoothing_cross_entropy",
+    "logit_norm_loss",
+    "logit_penalty_loss",
+    "margin_label_smoothing_loss",
+    "max_suppression_loss",
     "metrics",
     "noise",
     "optim",
+    "peer_loss",
+    "progressive_self_distillation_targets",
+    "sample_dependent_focal_loss",
     "schedules",
     "smooth_targets",
+    "symmetric_cross_entropy",
     "theory",
+    "zipf_targets",
 ]

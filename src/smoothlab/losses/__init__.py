@@ -25,21 +25,50 @@ vocabulary-scale heads that never materialise the ``N x V`` logits.
 """
 
 from smoothlab.losses.confidence import confidence_penalty_loss
+from smoothlab.losses.fdivergence import f_divergence_loss
+from smoothlab.losses.focal import focal_loss, sample_dependent_focal_loss
 from smoothlab.losses.linear import (
     linear_confidence_penalty_loss,
     linear_label_relaxation_loss,
     linear_label_smoothing_cross_entropy,
 )
+from smoothlab.losses.regularized import (
+    logit_norm_loss,
+    logit_penalty_loss,
+    margin_label_smoothing_loss,
+    max_suppression_loss,
+    max_suppression_schedule,
+)
 from smoothlab.losses.relaxation import label_relaxation_loss, log1mexp
+from smoothlab.losses.robust import (
+    backward_corrected_cross_entropy,
+    forward_corrected_cross_entropy,
+    generalized_cross_entropy,
+    peer_loss,
+    symmetric_cross_entropy,
+)
 from smoothlab.losses.smoothing import Weighting, label_smoothing_cross_entropy
 
 __all__ = [
     "Weighting",
+    "backward_corrected_cross_entropy",
     "confidence_penalty_loss",
+    "f_divergence_loss",
+    "focal_loss",
+    "forward_corrected_cross_entropy",
+    "generalized_cross_entropy",
     "label_relaxation_loss",
     "label_smoothing_cross_entropy",
     "linear_confidence_penalty_loss",
     "linear_label_relaxation_loss",
     "linear_label_smoothing_cross_entropy",
     "log1mexp",
+    "logit_norm_loss",
+    "logit_penalty_loss",
+    "margin_label_smoothing_loss",
+    "max_suppression_loss",
+    "max_suppression_schedule",
+    "peer_loss",
+    "sample_dependent_focal_loss",
+    "symmetric_cross_entropy",
 ]
