@@ -73,7 +73,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
     ``sampled_params(train=True)`` itself also works (that block then uses ``step``'s sample).
     If the samples were already recorded by the loop, ``step(closure)`` calls ``closure`` once,
     unsampled (Lightning's manual ``optimizer.step()`` passes a closure that does nothing).
-    Under Hugging Face's ``Trainer`` use :class:`smoothlab.integrations.IVONCallback`.
+    Under Hugging Face's ``Trainer`` use :class:`smoothlab.integrations.hf.IVONCallback`.
 
     **Gradient clipping** (or any other edit of ``p.grad``) must happen where IVON reads the
     gradients: inside the ``sampled_params(train=True)`` block or the closure, where it is
