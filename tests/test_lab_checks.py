@@ -14,19 +14,18 @@ import pytest
 pytest.importorskip("rich")
 
 from smoothlab.lab.cli import main
-from smoothlab.lab.config import (
+from smoothlab.lab.plan.inputs import DATASET_INPUTS, dataset_inputs, models_for
+from smoothlab.lab.plan.loading import config_from_dict, load_config
+from smoothlab.lab.plan.methods import METHODS, method_fields
+from smoothlab.lab.plan.models import MODELS, build_model
+from smoothlab.lab.plan.schema import (
     Config,
     ConfigError,
     DataConfig,
     ModelConfig,
     NoiseConfig,
     TrainConfig,
-    config_from_dict,
-    load_config,
 )
-from smoothlab.lab.inputs import DATASET_INPUTS, dataset_inputs, models_for
-from smoothlab.lab.methods import METHODS, method_fields
-from smoothlab.lab.models import MODELS, build_model
 
 NON_FINITE = [("inf", "inf"), ("-inf", "-inf"), ("nan", "nan")]
 
@@ -53,7 +52,7 @@ def test_every_family_of_number_fields_is_covered() -> None:
     # sections, list-valued sweeps of sections, and method parameters all have float fields
     keys = {f"{section}.{key}" for section, key, _ in FLOAT_FIELDS}
     expected = {"data.val_fraction", "train.lr", "train.momentum", "train.weight_decay"}
-    expected |= {"train.lr_gamma", "noise.rates", "methods.ls.smoothing", "methods.lr.alpha"}
+    expected |= {"train.lr_gamma", "noise.rates", "methods.ls.smoothing", "methods.relax.alpha"}
     expected |= {"methods.cp.beta", "methods.ols.alpha", "methods.tsla.smoothing"}
     expected |= {"methods.ivon.lr", "methods.ivon.weight_decay", "methods.sam.rho"}
     assert expected <= keys

@@ -10,16 +10,15 @@ import pytest
 
 pytest.importorskip("rich")
 
-from smoothlab.lab.config import (
-    ConfigError,
+from smoothlab.lab.plan.grid import canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.plan.loading import (
     apply_overrides,
     config_from_dict,
-    config_to_dict,
     load_config,
     parse_override,
 )
-from smoothlab.lab.grid import canonical_json, expand_grid, run_key, seed_from
-from smoothlab.lab.methods import METHODS, make_method, method_fields
+from smoothlab.lab.plan.methods import METHODS, make_method, method_fields
+from smoothlab.lab.plan.schema import ConfigError, config_to_dict
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -35,6 +34,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ({"train": {"epoch": 3}}, r"unknown key `train.epoch`; did you mean `epochs`\?"),
         ({"trian": {}}, r"unknown key `trian`; did you mean `train`\?"),
         ({"methods": {"lss": {}}}, r"unknown method `lss`; did you mean `ls`\?"),
+        ({"methods": {"lr": {}}}, r"^method `lr` is now called `relax`: write \[methods.relax\]$"),
         (
             {"methods": {"ls": {"smothing": 0.1}}},
             r"unknown parameter `methods.ls.smothing`; did you mean `smoothing`\?",
@@ -50,7 +50,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ({"train": {"epochs": 0}}, r"`train.epochs` must be >= 1, got 0"),
         ({"train": {"optimizer": "adam"}}, r"`train.optimizer` must be one of sgd, adamw"),
         ({"methods": {"ls": {"smoothing": 1.5}}}, r"`methods.ls.smoothing` must be <= 1"),
-        ({"methods": {"lr": {"alpha": [0.1, 1.0]}}}, r"`methods.lr.alpha` must be in \(0, 1\)"),
+        ({"methods": {"relax": {"alpha": [0.1, 1.0]}}}, r"`methods.relax.alpha` must be in \(0, 1\)"),
         (
             {"methods": {"ls-teacher": {"smoothing": 1.5}}},
             r"`methods.ls-teacher.smoothing` must be in \[0, 1\], got 1.5",
@@ -172,7 +172,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_canned_configs_load_and_say_what_they_reproduce(path: Path) -> None:
-    from smoothlab.lab.runner import plan_runs
+    from smoothlab.lab.plan.grid import plan_runs
 
     header = path.read_text().split("\nname = ")[0]
     assert "# Reproduces:" in header and "Scaled" in header
@@ -187,7 +187,7 @@ def test_there_are_canned_configs_for_every_seed_paper() -> None:
 
 
 def test_teacher_runs_join_the_grid_and_teacher_files_must_exist(tmp_path: Path) -> None:
-    from smoothlab.lab.runner import plan_runs
+    from smoothlab.lab.plan.grid import plan_runs
 
     config = config_from_dict({"seeds": 2, "methods": {"ls-teacher": {"smoothing": 0.3}}})
     runs = plan_runs(config)
@@ -278,7 +278,7 @@ def test_those_combinations_do_fail_where_the_runs_would_meet_them() -> None:
     # the reasons behind the load-time checks: the library raises on each, late, in a worker
     import torch
 
-    from smoothlab.lab.train import lr_schedule
+    from smoothlab.lab.train.loop import lr_schedule
     from smoothlab.noise import noise_kind
 
     labels, features = torch.arange(30) % 3, torch.randn(30, 4)

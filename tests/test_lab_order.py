@@ -11,12 +11,13 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("rich")
 
-from smoothlab.lab.config import config_from_dict, config_to_dict
-from smoothlab.lab.grid import expand_grid, run_key, seed_from
-from smoothlab.lab.order import RunOrder
-from smoothlab.lab.report import write_report
-from smoothlab.lab.results import print_table, summarize
-from smoothlab.lab.store import ResultsStore, RunRow
+from smoothlab.lab.plan.grid import expand_grid, run_key, seed_from
+from smoothlab.lab.plan.loading import config_from_dict
+from smoothlab.lab.plan.schema import config_to_dict
+from smoothlab.lab.report.html import write_report
+from smoothlab.lab.report.order import RunOrder
+from smoothlab.lab.report.summary import print_table, summarize
+from smoothlab.lab.run.store import ResultsStore, RunRow
 
 RAW = {
     "name": "unit",

@@ -11,12 +11,12 @@ pytest.importorskip("ray")
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
 
-from smoothlab.lab.config import config_from_dict
-from smoothlab.lab.executors import RayExecutor
-from smoothlab.lab.grid import expand_grid, run_key
-from smoothlab.lab.progress import PlainProgress
-from smoothlab.lab.runner import run_experiment
-from smoothlab.lab.store import ResultsStore
+from smoothlab.lab.plan.grid import expand_grid, run_key
+from smoothlab.lab.plan.loading import config_from_dict
+from smoothlab.lab.run.executors import RayExecutor
+from smoothlab.lab.run.progress import PlainProgress
+from smoothlab.lab.run.runner import run_experiment
+from smoothlab.lab.run.store import ResultsStore
 
 
 class _Recorder(PlainProgress):

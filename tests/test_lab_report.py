@@ -15,8 +15,9 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("rich")
 
-from smoothlab.lab.results import print_table, summarize
-from smoothlab.lab.store import TMP_PREFIX, ResultsStore, RunRow, atomic_write
+from smoothlab.lab.report.summary import print_table, summarize
+from smoothlab.lab.run.store import ResultsStore, RunRow
+from smoothlab.lab.train.checkpoint import TMP_PREFIX, atomic_write
 
 METHODS = {"ce": {}, "ls": {"smoothing": 0.1}, "nls": {"smoothing": -0.4}, "ivon": {"lr": 0.2}}
 
@@ -124,7 +125,7 @@ def test_summary_mean_and_std_over_seeds(store_dir: Path) -> None:
 def test_report_writes_csv_pngs_and_a_self_contained_html(store_dir: Path) -> None:
     import matplotlib.image
 
-    from smoothlab.lab.report import write_report
+    from smoothlab.lab.report.html import write_report
 
     page = write_report(store_dir)
     folder = page.parent
@@ -157,7 +158,7 @@ def test_report_writes_csv_pngs_and_a_self_contained_html(store_dir: Path) -> No
 
 
 def test_report_without_sweep_or_ivon_skips_those_figures(tmp_path: Path) -> None:
-    from smoothlab.lab.report import write_report
+    from smoothlab.lab.report.html import write_report
 
     store = ResultsStore(tmp_path)
     store.add_run(_row("ce", {}, 0.2, 0))
@@ -173,7 +174,7 @@ def test_report_without_sweep_or_ivon_skips_those_figures(tmp_path: Path) -> Non
 
 
 def test_report_on_a_folder_without_results(tmp_path: Path) -> None:
-    from smoothlab.lab.report import write_report
+    from smoothlab.lab.report.html import write_report
 
     with pytest.raises(FileNotFoundError, match=r"no results in .*results.sqlite"):
         write_report(tmp_path)

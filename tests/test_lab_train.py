@@ -13,11 +13,11 @@ import torch
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
 
-from smoothlab.lab.config import config_from_dict
-from smoothlab.lab.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
-from smoothlab.lab.methods import METHODS
-from smoothlab.lab.models import MODELS, build_model
-from smoothlab.lab.train import RunResult, RunTask, execute, lr_schedule
+from smoothlab.lab.plan.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.plan.loading import config_from_dict
+from smoothlab.lab.plan.methods import METHODS
+from smoothlab.lab.plan.models import MODELS, build_model
+from smoothlab.lab.train.loop import RunResult, RunTask, execute, lr_schedule
 
 TINY = {
     "data": {"dataset": "digits", "train_subset": 400, "test_subset": 200, "val_fraction": 0.25},
@@ -110,16 +110,19 @@ def test_lr_schedules() -> None:
 
 def _optimizer_lrs(run: RunConfig, monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The learning rate in the optimizer's param groups at every training step of ``run``."""
-    import smoothlab.lab.train as train
+    from smoothlab.lab.train.optimizers import OPTIMIZERS
 
     seen: list[float] = []
-    step = train.train_step
 
-    def recording(model, optimizer, loss_fn, batch, epoch):  # type: ignore[no-untyped-def]
-        seen.append(optimizer.param_groups[0]["lr"])
-        return step(model, optimizer, loss_fn, batch, epoch)
+    def recording(step):  # type: ignore[no-untyped-def]
+        def spy(model, optimizer, loss_fn, batch, epoch):  # type: ignore[no-untyped-def]
+            seen.append(optimizer.param_groups[0]["lr"])
+            return step(model, optimizer, loss_fn, batch, epoch)
 
-    monkeypatch.setattr(train, "train_step", recording)
+        return spy
+
+    for name, kind in OPTIMIZERS.items():
+        monkeypatch.setitem(OPTIMIZERS, name, dataclasses.replace(kind, step=recording(kind.step)))
     assert execute(_task(run)).error == ""
     return seen
 
@@ -186,7 +189,7 @@ def test_a_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
 
 
 def test_center_scaling_subtracts_the_training_mean_and_divides_by_the_largest_value() -> None:
-    from smoothlab.lab.data import prepare_data
+    from smoothlab.lab.train.data import prepare_data
 
     run = _run("ce")
     centered = dataclasses.replace(run, data=dataclasses.replace(run.data, scaling="center"))

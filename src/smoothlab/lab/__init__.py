@@ -7,12 +7,13 @@ one HTML page. Optional dependencies (rich, matplotlib, safetensors, scikit-lear
 ``lab`` and ``ray`` extras.
 """
 
-from smoothlab.lab.config import Config, ConfigError, load_config
-from smoothlab.lab.grid import RunConfig, expand_grid, run_key
-from smoothlab.lab.methods import METHODS
-from smoothlab.lab.models import MODELS, build_model
-from smoothlab.lab.runner import run_experiment
-from smoothlab.lab.store import ResultsStore
+from smoothlab.lab.plan.grid import RunConfig, expand_grid, run_key
+from smoothlab.lab.plan.loading import load_config
+from smoothlab.lab.plan.methods import METHODS
+from smoothlab.lab.plan.models import MODELS, build_model
+from smoothlab.lab.plan.schema import Config, ConfigError
+from smoothlab.lab.run.runner import run_experiment
+from smoothlab.lab.run.store import ResultsStore
 
 __all__ = [
     "METHODS",

@@ -12,8 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from smoothlab.lab.config import Config, ConfigError, config_to_dict, load_config
-from smoothlab.lab.executors import EXECUTORS
+from smoothlab.lab.plan.loading import load_config
+from smoothlab.lab.plan.schema import Config, ConfigError, config_to_dict
+from smoothlab.lab.run.executors import EXECUTORS
 
 __all__ = ["main"]
 
@@ -57,12 +58,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    from smoothlab.lab.executors import make_executor
-    from smoothlab.lab.order import RunOrder
-    from smoothlab.lab.report import write_report
-    from smoothlab.lab.results import print_table, summarize
-    from smoothlab.lab.runner import run_experiment
-    from smoothlab.lab.store import ResultsStore
+    from smoothlab.lab.report.html import write_report
+    from smoothlab.lab.report.order import RunOrder
+    from smoothlab.lab.report.summary import print_table, summarize
+    from smoothlab.lab.run.executors import make_executor
+    from smoothlab.lab.run.runner import run_experiment
+    from smoothlab.lab.run.store import ResultsStore
 
     out = args.out or Path("results") / config.name
     if args.workers is not None and args.workers < 1:
@@ -94,9 +95,9 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 def _list() -> None:
     from smoothlab.datasets import get_dataset_info, list_datasets
-    from smoothlab.lab.inputs import dataset_inputs
-    from smoothlab.lab.methods import METHODS, method_fields
-    from smoothlab.lab.models import MODELS
+    from smoothlab.lab.plan.inputs import dataset_inputs
+    from smoothlab.lab.plan.methods import METHODS, method_fields
+    from smoothlab.lab.plan.models import MODELS
     from smoothlab.noise import NOISE_KINDS
 
     print("methods:")
@@ -122,7 +123,7 @@ def _show(config: Config) -> None:
     """The resolved config; every method parameter filled in, inherited [train] keys resolved."""
     import json
 
-    from smoothlab.lab.methods import resolved_parameters
+    from smoothlab.lab.plan.methods import resolved_parameters
 
     raw = config_to_dict(config)
     raw["methods"] = {
@@ -140,7 +141,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(load_config(args.config, args.set), args)
     if args.command == "report":
-        from smoothlab.lab.report import write_report
+        from smoothlab.lab.report.html import write_report
 
         print(f"report: {write_report(args.folder, args.out)}")
     elif args.command == "list":

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import tomllib
 
-from smoothlab.lab.config import Config, apply_overrides, config_from_dict
+from smoothlab.lab.plan.loading import apply_overrides, config_from_dict
+from smoothlab.lab.plan.schema import Config
 
 __all__ = ["DEMO_TOML", "demo_config"]
 
@@ -45,7 +46,7 @@ rates = [0.0, 0.2, 0.4]
 smoothing = 0.2
 [methods.nls]
 smoothing = -0.2
-[methods.lr]
+[methods.relax]
 alpha = 0.1
 [methods.cp]
 beta = 0.3

@@ -12,16 +12,17 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from smoothlab.lab.order import RunOrder
-from smoothlab.lab.plots import (
+from smoothlab.lab.report.order import RunOrder
+from smoothlab.lab.report.plots import (
     curves_plot,
     metric_vs_noise,
     noisy_examples_plot,
     reliability_plot,
     smoothing_sweep,
 )
-from smoothlab.lab.results import SUMMARY_METRICS, SummaryRow, summarize
-from smoothlab.lab.store import DB_NAME, ResultsStore, RunRow, atomic_write
+from smoothlab.lab.report.summary import SUMMARY_METRICS, SummaryRow, summarize
+from smoothlab.lab.run.store import DB_NAME, ResultsStore, RunRow
+from smoothlab.lab.train.checkpoint import atomic_write
 
 __all__ = ["write_report"]
 
@@ -146,7 +147,7 @@ def _html(
 def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Write ``runs.csv``, ``summary.csv``, the PNGs and ``index.html``; return the HTML's path.
 
-    Every table, CSV line and legend follows :class:`~smoothlab.lab.order.RunOrder` built from
+    Every table, CSV line and legend follows :class:`~.order.RunOrder` built from
     the stored configs, so the same results give the same files byte for byte.
     """
     folder = Path(folder)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
-from smoothlab.lab.train import ProgressFn, RunResult, RunTask, execute
+from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
 
@@ -172,19 +172,21 @@ def _execute_one_thread(task: RunTask, messages: Any) -> RunResult:
     return execute(task, report)
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
+# name -> build(workers, address): the CLI's --executor choices and make_executor read this table
+EXECUTORS: dict[str, Callable[[int | None, str | None], Executor]] = {
+    "local": lambda workers, address: LocalExecutor(workers),
+    "ray": lambda workers, address: RayExecutor(workers, address),
+}
 
 
 def make_executor(name: str, workers: int | None = None, address: str | None = None) -> Executor:
-    """Build the executor ``name`` (``local`` or ``ray``).
+    """Build the executor ``name``, a key of :data:`EXECUTORS`.
 
     >>> make_executor("slurm")
     Traceback (most recent call last):
     ...
     ValueError: `executor` must be one of local, ray, got 'slurm'
     """
-    if name == "ray":
-        return RayExecutor(workers, address)
-    if name == "local":
-        return LocalExecutor(workers)
-    raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name not in EXECUTORS:
+        raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    return EXECUTORS[name](workers, address)

@@ -3,13 +3,15 @@
 :data:`DATASET_INPUTS` is a plain table of frozen dataclasses, one row per name of
 :func:`smoothlab.datasets.list_datasets`: the input kind (``"image"``, ``(C, H, W)``, or
 ``"table"``, ``(D,)``) and the shape of one example as the loader returns it. Each model of
-:data:`smoothlab.lab.models.MODELS` lists the kinds it accepts, so an image model on a table
+:data:`smoothlab.lab.plan.models.MODELS` lists the kinds it accepts, so an image model on a table
 (``cnn`` on ``twonorm``) stops the driver with one line, instead of failing inside every worker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from smoothlab.lab.plan.models import MODELS
 
 __all__ = ["DATASET_INPUTS", "DatasetInputs", "dataset_inputs", "models_for"]
 
@@ -70,7 +72,7 @@ def dataset_inputs(name: str) -> DatasetInputs:
 
 
 def models_for(name: str) -> tuple[str, ...]:
-    """The names of the models (in :data:`~smoothlab.lab.models.MODELS` order) that accept the
+    """The names of the models (in :data:`~smoothlab.lab.plan.models.MODELS` order) that accept the
     inputs of dataset ``name``.
 
     >>> models_for("twonorm")
@@ -78,7 +80,5 @@ def models_for(name: str) -> tuple[str, ...]:
     >>> models_for("mnist")
     ('mlp', 'cnn', 'logreg', 'resnet18', 'resnet56v2')
     """
-    from smoothlab.lab.models import MODELS
-
     kind = dataset_inputs(name).kind
     return tuple(spec.name for spec in MODELS.values() if kind in spec.inputs)

@@ -13,11 +13,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from smoothlab.lab.data import RunData
+    from smoothlab.lab.train.data import RunData
 
-__all__ = ["extreme_examples", "score_logits"]
+__all__ = ["extreme_examples", "predict_logits", "score_logits"]
 
 EXTREMES = 8  # most and least noisy training examples kept for the report
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: Tensor, batch: int = 2048) -> Tensor:
+    """Logits of ``model`` (in eval mode, at its current weights) on ``x``, float64 on the CPU,
+    computed ``batch`` examples at a time.
+
+    >>> model = nn.Linear(2, 3)
+    >>> _ = nn.init.ones_(model.weight), nn.init.zeros_(model.bias)
+    >>> predict_logits(model, torch.tensor([[1.0, 2.0]]))
+    tensor([[3., 3., 3.]], dtype=torch.float64)
+    """
+    model.eval()
+    parts = [model(x[i : i + batch]).double().cpu() for i in range(0, len(x), batch)]
+    return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float64)
 
 
 def _scores(logits: Tensor, target: Tensor, suffix: str = "") -> dict[str, float]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from smoothlab.lab.grid import RunConfig
+from smoothlab.lab.plan.grid import RunConfig
 
 if TYPE_CHECKING:
     from smoothlab.datasets import Affine, Dataset

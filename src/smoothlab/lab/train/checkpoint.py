@@ -12,6 +12,8 @@ nothing is unpickled.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,37 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from smoothlab.lab.store import atomic_write
+__all__ = ["TMP_PREFIX", "Checkpoint", "atomic_write", "load_checkpoint", "save_checkpoint"]
 
-__all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
+TMP_PREFIX = ".tmp-"  # a killed writer leaves only such files; the store removes them on open
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, rename.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     atomic_write(Path(folder) / "sub" / "w.bin", b"123")
+    ...     print(sorted(p.name for p in Path(folder, "sub").iterdir()))
+    ['w.bin']
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide reports from other users
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
 
 
 @dataclass

@@ -5,7 +5,7 @@ that order; nothing shown to the user may depend on it. :class:`RunOrder` sorts 
 
 1. method, in the order the experiment configs list them (``[methods.NAME]`` tables); methods
    that no config lists (the ``ce`` teachers that ``ls-teacher`` adds) come after, in the order
-   of :data:`smoothlab.lab.methods.METHODS`;
+   of :data:`smoothlab.lab.plan.methods.METHODS`;
 2. method parameters, by name, each ascending (numbers numerically, then text);
 3. noise kind: the clean runs (kind ``none``) first, then the order of ``noise.kinds``, then any
    other kind alphabetically;
@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from smoothlab.lab.store import RunRow
+from smoothlab.lab.plan.methods import METHODS
+from smoothlab.lab.run.store import RunRow
 
 __all__ = ["RunOrder"]
 
@@ -50,7 +51,7 @@ class RunOrder:
 
     @classmethod
     def from_configs(cls, configs: Iterable[Mapping[str, Any]]) -> RunOrder:
-        """The order of resolved configs (:func:`~smoothlab.lab.config.config_to_dict`), first
+        """The order of resolved configs (:func:`~smoothlab.lab.plan.schema.config_to_dict`), first
         listing wins when several experiments share a results folder.
 
         >>> RunOrder.from_configs([{"methods": {"ls": {}, "ce": {}}, "noise": {"kinds": ["a"]}},
@@ -66,8 +67,6 @@ class RunOrder:
 
     def method_rank(self, method: str) -> int:
         """Position of ``method``: listed ones first, then the registry's order."""
-        from smoothlab.lab.methods import METHODS
-
         if method in self.methods:
             return self.methods.index(method)
         registry = list(METHODS)

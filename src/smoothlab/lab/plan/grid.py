@@ -5,6 +5,12 @@ every noise kind and rate, times ``seeds`` replicates. Each run is described by 
 :class:`RunConfig`; its key is the SHA-256 of the canonical JSON of that resolved config (sorted
 keys, no whitespace), so the same run always gets the same key, in any process, on any machine.
 
+Runs that differ only along the grid's axes (method and its parameters, noise kind and rate,
+replicate) belong to one *experiment*: :func:`experiment_id` hashes the rest of the resolved
+config (data, model, the ``[train]`` recipe, exact noise counts), so runs trained with 3 epochs
+and with 10 are two experiments and are never averaged together, while adding a method, a noise
+rate or seeds to a config keeps its experiment.
+
 Two seeds derive from the run: the *data seed* (noise draw and validation split) from the data
 part only (dataset, noise, replicate), so that every method of one replicate sees the same noisy
 labels (a paired comparison); and the *training seed* (initialisation, batch order, IVON's
@@ -14,23 +20,32 @@ samples) from the full key. The runner is the only place that seeds anything.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from smoothlab.lab.config import Config, DataConfig, ModelConfig, TrainConfig
-from smoothlab.lab.methods import Method, make_method
+from smoothlab.lab.plan.methods import Method, make_method
+from smoothlab.lab.plan.schema import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
 
 __all__ = [
     "CLEAN_AT_ZERO",
+    "EXPERIMENT_PARTS",
     "RunConfig",
     "canonical_json",
+    "config_experiment_id",
     "expand_grid",
+    "experiment_id",
     "method_variants",
+    "plan_runs",
     "run_key",
     "seed_from",
+    "teacher_file",
+    "teacher_of",
 ]
 
 Params = tuple[tuple[str, Any], ...]
@@ -53,8 +68,9 @@ class RunConfig:
     params: Params
     replicate: int
 
-    def make_method(self) -> Method:
-        """The method instance of this run."""
+    @functools.cached_property
+    def variant(self) -> Method:
+        """The method with this run's parameters, built once per run (not part of its key)."""
         return make_method(self.method, self.params)
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +87,7 @@ class RunConfig:
 
     def label(self) -> str:
         """The method with its parameters, e.g. ``ls(smoothing=0.1)``."""
-        return self.make_method().label()
+        return self.variant.label()
 
 
 def canonical_json(data: Any) -> str:
@@ -86,7 +102,7 @@ def canonical_json(data: Any) -> str:
 def run_key(run: RunConfig) -> str:
     """SHA-256 hex digest of the run's canonical JSON: its primary key in the results store.
 
-    >>> from smoothlab.lab.config import Config
+    >>> from smoothlab.lab.plan.schema import Config
     >>> run = expand_grid(Config())[0]
     >>> key = run_key(run)
     >>> len(key), key == hashlib.sha256(canonical_json(run.to_dict()).encode()).hexdigest()
@@ -95,6 +111,38 @@ def run_key(run: RunConfig) -> str:
     False
     """
     return hashlib.sha256(canonical_json(run.to_dict()).encode()).hexdigest()
+
+
+EXPERIMENT_PARTS = ("data", "model", "train", "exact_noise")  # what every run of a grid shares
+
+
+def experiment_id(run: Mapping[str, Any]) -> str:
+    """The experiment of a run, from its plain data (:meth:`RunConfig.to_dict`, or a stored row's
+    config): the first 16 hex digits of the SHA-256 of the canonical JSON of
+    :data:`EXPERIMENT_PARTS`. A resolved config (:func:`~.schema.config_to_dict`) gives the
+    same id through :func:`config_experiment_id`.
+
+    >>> from smoothlab.lab.plan.schema import Config, TrainConfig
+    >>> def ids(epochs):
+    ...     runs = expand_grid(Config(train=TrainConfig(epochs=epochs)))
+    ...     return {experiment_id(run.to_dict()) for run in runs}
+    >>> len(ids(3)), ids(3) == ids(10), len(next(iter(ids(3))))
+    (1, False, 16)
+    """
+    parts = {name: run.get(name) for name in EXPERIMENT_PARTS}
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:16]
+
+
+def config_experiment_id(config: Mapping[str, Any]) -> str:
+    """:func:`experiment_id` of every run of a resolved config, from the config's plain data.
+
+    >>> from smoothlab.lab.plan.schema import Config, config_to_dict
+    >>> config_experiment_id(config_to_dict(Config())) == experiment_id(
+    ...     expand_grid(Config())[0].to_dict())
+    True
+    """
+    noise = config.get("noise") or {}
+    return experiment_id({**config, "exact_noise": noise.get("exact")})
 
 
 def seed_from(text: str) -> int:
@@ -156,3 +204,45 @@ def expand_grid(config: Config) -> list[RunConfig]:
                 )
                 runs.setdefault(run_key(run), run)
     return list(runs.values())
+
+
+def teacher_of(run: RunConfig) -> RunConfig | None:
+    """The ``ce`` run that ``run`` smooths towards; None when its teacher is a weights file."""
+    if dict(run.params).get("teacher") != "ce":
+        return None
+    return dataclasses.replace(run, method="ce", params=())
+
+
+def teacher_file(run: RunConfig) -> Path:
+    """The weights file named by ``run``'s ``teacher`` parameter."""
+    return Path(str(dict(run.params)["teacher"]))
+
+
+def plan_runs(config: Config) -> list[RunConfig]:
+    """The grid plus the ``ce`` teachers it needs; checks teacher files exist.
+
+    Two seeds x three clean-or-noisy settings of ``ls-teacher``, plus their ``ce`` teachers:
+
+    >>> from smoothlab.lab.plan.loading import config_from_dict
+    >>> runs = plan_runs(config_from_dict({"methods": {"ls-teacher": {}}}))
+    >>> len(runs), sorted({r.method for r in runs})
+    (12, ['ce', 'ls-teacher'])
+    >>> plan_runs(config_from_dict({"methods": {"ls-teacher": {"teacher": "t.pt"}}}))
+    Traceback (most recent call last):
+    ...
+    smoothlab.lab.plan.schema.ConfigError: `methods.ls-teacher.teacher` file not found: t.pt
+    """
+    runs = expand_grid(config)
+    keys = {run_key(r) for r in runs}
+    for run in list(runs):
+        if not run.variant.needs_teacher:
+            continue
+        teacher = teacher_of(run)
+        if teacher is None:
+            path = teacher_file(run)
+            if not path.is_file():
+                raise ConfigError(f"`methods.ls-teacher.teacher` file not found: {path}")
+        elif run_key(teacher) not in keys:
+            runs.append(teacher)
+            keys.add(run_key(teacher))
+    return runs

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from smoothlab.lab.order import GroupKey, RunOrder
-from smoothlab.lab.store import RunRow
+from smoothlab.lab.report.order import GroupKey, RunOrder
+from smoothlab.lab.run.store import RunRow
 
 __all__ = ["SUMMARY_METRICS", "Cell", "SummaryRow", "print_table", "summarize"]
 
@@ -56,11 +56,11 @@ def _cell(values: Sequence[float]) -> Cell:
 def summarize(rows: Iterable[RunRow], order: RunOrder | None = None) -> list[SummaryRow]:
     """Group runs by (method variant, noise kind, noise rate); average every metric over seeds.
 
-    Rows come out in the display ``order`` (:class:`~smoothlab.lab.order.RunOrder`; by default
+    Rows come out in the display ``order`` (:class:`~.order.RunOrder`; by default
     the methods registry's order), never in the order the runs finished; seeds are averaged in
     replicate order, so the numbers do not depend on it either.
 
-    >>> from smoothlab.lab.store import RunRow
+    >>> from smoothlab.lab.run.store import RunRow
     >>> def run(method, rate, seed, accuracy):
     ...     return RunRow(f"{method}{rate}{seed}", "x", method, method, "symmetric", rate, seed,
     ...                   {}, {"accuracy": accuracy}, {}, {}, 1.0)

@@ -1,7 +1,7 @@
 """Report figures (matplotlib, Agg backend): each function takes stored runs, returns a PNG's bytes
 or None when the grid has nothing to show for that figure.
 
-Each sorts its runs with ``order`` (:class:`~smoothlab.lab.order.RunOrder`) first, so legends,
+Each sorts its runs with ``order`` (:class:`~.order.RunOrder`) first, so legends,
 panels and pooled numbers never depend on the order in which the runs finished."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from smoothlab.lab.order import RunOrder
-from smoothlab.lab.results import SummaryRow, summarize
-from smoothlab.lab.store import RunRow
+from smoothlab.lab.report.order import RunOrder
+from smoothlab.lab.report.summary import SummaryRow, summarize
+from smoothlab.lab.run.store import RunRow
 
 __all__ = [
     "curves_plot",

@@ -1,4 +1,4 @@
-"""Training objectives: what a method of :data:`smoothlab.lab.methods.METHODS` trains with.
+"""Training objectives: what a method of :data:`smoothlab.lab.plan.methods.METHODS` trains with.
 
 An :class:`Objective` is called by the loop as ``objective(logits, target, index, epoch)``: the
 loop owns the epoch (house rule 4), and ``index`` (the examples' positions in the training set)

@@ -7,18 +7,25 @@ the dependent runs go in a second batch, once their teachers' weights are stored
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoothlab.lab.config import Config, ConfigError, config_to_dict
-from smoothlab.lab.executors import Executor
-from smoothlab.lab.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
-from smoothlab.lab.progress import Progress, make_progress
-from smoothlab.lab.store import ResultsStore, RunRow
-from smoothlab.lab.train import RunResult, RunTask
+from smoothlab.lab.plan.grid import (
+    RunConfig,
+    canonical_json,
+    plan_runs,
+    run_key,
+    seed_from,
+    teacher_file,
+    teacher_of,
+)
+from smoothlab.lab.plan.schema import Config, config_to_dict
+from smoothlab.lab.run.executors import Executor
+from smoothlab.lab.run.progress import Progress, make_progress
+from smoothlab.lab.run.store import ResultsStore, RunRow
+from smoothlab.lab.train.loop import RunResult, RunTask
 
 __all__ = ["RunSummary", "plan_runs", "run_experiment"]
 
@@ -33,18 +40,6 @@ class RunSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, last error line)
 
 
-def _teacher_of(run: RunConfig) -> RunConfig | None:
-    """The ``ce`` run that ``run`` smooths towards; None when its teacher is a weights file."""
-    if dict(run.params).get("teacher") != "ce":
-        return None
-    return dataclasses.replace(run, method="ce", params=())
-
-
-def _teacher_file(run: RunConfig) -> Path:
-    """The weights file named by ``run``'s ``teacher`` parameter."""
-    return Path(str(dict(run.params)["teacher"]))
-
-
 def _last_line(error: str) -> str:
     r"""The line of a failed run's traceback that says what went wrong.
 
@@ -54,42 +49,12 @@ def _last_line(error: str) -> str:
     return error.strip().splitlines()[-1]
 
 
-def plan_runs(config: Config) -> list[RunConfig]:
-    """The grid plus the ``ce`` teachers it needs; checks teacher files exist.
-
-    Two seeds x three clean-or-noisy settings of ``ls-teacher``, plus their ``ce`` teachers:
-
-    >>> from smoothlab.lab.config import config_from_dict
-    >>> runs = plan_runs(config_from_dict({"methods": {"ls-teacher": {}}}))
-    >>> len(runs), sorted({r.method for r in runs})
-    (12, ['ce', 'ls-teacher'])
-    >>> plan_runs(config_from_dict({"methods": {"ls-teacher": {"teacher": "t.safetensors"}}}))
-    Traceback (most recent call last):
-    ...
-    smoothlab.lab.config.ConfigError: `methods.ls-teacher.teacher` file not found: t.safetensors
-    """
-    runs = expand_grid(config)
-    keys = {run_key(r) for r in runs}
-    for run in list(runs):
-        if not run.make_method().needs_teacher:
-            continue
-        teacher = _teacher_of(run)
-        if teacher is None:
-            path = _teacher_file(run)
-            if not path.is_file():
-                raise ConfigError(f"`methods.ls-teacher.teacher` file not found: {path}")
-        elif run_key(teacher) not in keys:
-            runs.append(teacher)
-            keys.add(run_key(teacher))
-    return runs
-
-
 def _task(run: RunConfig, config: Config, store: ResultsStore) -> RunTask:
     key = run_key(run)
     teacher_weights = None
-    if run.make_method().needs_teacher:
-        teacher = _teacher_of(run)
-        path = store.weights_path(run_key(teacher)) if teacher else _teacher_file(run)
+    if run.variant.needs_teacher:
+        teacher = teacher_of(run)
+        path = store.weights_path(run_key(teacher)) if teacher else teacher_file(run)
         teacher_weights = path.read_bytes() if path.is_file() else None
     data_seed = seed_from(canonical_json(run.data_dict()))
     every = config.checkpoint_every
@@ -172,8 +137,8 @@ def run_experiment(
         }
         bars = progress or make_progress(len(runs), summary.skipped, labels)
         try:
-            first = [r for r in todo if not r.make_method().needs_teacher]
-            second = [r for r in todo if r.make_method().needs_teacher]
+            first = [r for r in todo if not r.variant.needs_teacher]
+            second = [r for r in todo if r.variant.needs_teacher]
             for phase in (first, second):
                 if phase:
                     _run_phase(phase, (config, store, executor, bars), summary)

@@ -1,8 +1,9 @@
 """The methods registry: one frozen dataclass per method, its fields are its sweepable parameters.
 
-A method turns into an :class:`~smoothlab.lab.objectives.Objective` (the training loss, called by
-the loop with the epoch, which the loop owns) and names the optimizer it needs: the train config's
-own (``default``), ``ivon`` or ``sam``. A method may also train with its own learning rate and
+A method turns into an :class:`~smoothlab.lab.plan.objectives.Objective` (the training loss,
+called by the loop with the epoch, which the loop owns) and names the optimizer kind it needs, a
+key of :data:`smoothlab.lab.train.optimizers.OPTIMIZERS`: the train config's own (``default``),
+``ivon`` or ``sam``. A method may also train with its own learning rate and
 schedule, as IVON's paper does: parameters listed in its ``overrides`` replace the ``[train]`` key
 of the same name (:meth:`Method.train_config`), unless left unset (``""`` or a negative number).
 The CLI's choices, ``smoothlab list`` and plot legends derive from :data:`METHODS`.
@@ -20,11 +21,12 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from smoothlab._checks import fail
-from smoothlab.lab.config import ConfigError, TrainConfig
-from smoothlab.lab.objectives import Objective, OnlineObjective, Stateless, cross_entropy
+from smoothlab.lab.plan.objectives import Objective, OnlineObjective, Stateless, cross_entropy
+from smoothlab.lab.plan.schema import ConfigError, TrainConfig
 
 __all__ = [
     "METHODS",
+    "RENAMED",
     "ConfidencePenalty",
     "CrossEntropy",
     "Ivon",
@@ -138,13 +140,13 @@ class LabelRelaxation(Method):
     """Label relaxation (Lienen & Hüllermeier, AAAI 2021): zero loss when ``p_y >= 1 - alpha``,
     else the KL divergence to the credal set, :func:`smoothlab.losses.label_relaxation_loss`."""
 
-    name: ClassVar[str] = "lr"
+    name: ClassVar[str] = "relax"
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "label relaxation: zero loss inside a credal set (Lienen 2021)"
     alpha: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(0 < self.alpha < 1, "methods.lr.alpha", "in (0, 1)", self.alpha)
+        _check(0 < self.alpha < 1, "methods.relax.alpha", "in (0, 1)", self.alpha)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import label_relaxation_loss
@@ -321,6 +323,11 @@ METHODS: dict[str, type[Method]] = {
         Sam,
     )
 }
+
+
+# Old method names -> new ones: a config with an old name stops with one line naming the new one.
+# ``lr`` (label relaxation) read as a learning rate in ``[methods.lr]``.
+RENAMED = {"lr": "relax"}
 
 
 def method_fields(name: str) -> dict[str, Any]:

@@ -19,15 +19,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from smoothlab.lab.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from smoothlab.lab.data import RunData, prepare_data
-from smoothlab.lab.grid import RunConfig
-from smoothlab.lab.methods import Ivon, Method, Sam
-from smoothlab.lab.models import build_model
-from smoothlab.lab.objectives import LossFn, cross_entropy, teacher_probabilities
-from smoothlab.lab.scoring import extreme_examples, score_logits
+from smoothlab.lab.plan.grid import RunConfig
+from smoothlab.lab.plan.models import build_model
+from smoothlab.lab.plan.objectives import cross_entropy, teacher_probabilities
+from smoothlab.lab.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from smoothlab.lab.train.data import RunData, prepare_data
+from smoothlab.lab.train.evaluation import predict_logits, score_logits
+from smoothlab.lab.train.optimizers import OPTIMIZERS
 from smoothlab.schedules import Schedule, constant, cosine, join, linear, step
 
 __all__ = ["ProgressFn", "RunResult", "RunTask", "execute", "lr_schedule", "select_device"]
@@ -75,7 +75,7 @@ def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
     The schedule and warm-up are the method's recipe (:meth:`Method.train_config`): the
     ``[train]`` values unless the method overrides them (IVON's ``lr_schedule``, ``warmup_epochs``).
     """
-    train = run.make_method().train_config(run.train)
+    train = run.variant.train_config(run.train)
     total = train.epochs * steps_per_epoch
     warm = min(train.warmup_epochs * steps_per_epoch, total - 1)
     if train.lr_schedule == "cosine":
@@ -88,123 +88,27 @@ def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
     return join([linear(lr / max(warm, 1), lr, warm), main], [warm]) if warm > 0 else main
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def make_optimizer(
-    method: Method, model: nn.Module, run: RunConfig, n_train: int, seed: int = 0
-) -> Any:
-    """The run's optimizer: the train config's SGD/AdamW, IVON, or SAM around the base one."""
-    train = method.train_config(run.train)
-    if isinstance(method, Ivon):
-        from smoothlab.optim import IVON
-
-        return IVON(
-            model.parameters(),
-            lr=method.lr,
-            ess=method.ess or n_train,
-            hess_init=method.hess_init,
-            beta1=train.momentum,
-            beta2=method.beta2,
-            weight_decay=method.weight_decay,
-            # IVON's weight noise, seeded from the run's key
-            generator=torch.Generator(_device(model)).manual_seed(seed),
-        )
-    if train.optimizer == "adamw":
-        base: type[torch.optim.Optimizer] = torch.optim.AdamW
-        kwargs: dict[str, Any] = {"lr": train.lr, "weight_decay": train.weight_decay}
-    else:
-        base = torch.optim.SGD
-        kwargs = {
-            "lr": train.lr,
-            "momentum": train.momentum,
-            "nesterov": train.nesterov and train.momentum > 0,
-            "weight_decay": train.weight_decay,
-        }
-    if isinstance(method, Sam):
-        from smoothlab.optim import SAM
-
-        inner = base(model.parameters(), **kwargs)
-        return SAM(model.parameters(), inner, rho=method.rho, adaptive=method.adaptive)
-    return base(model.parameters(), **kwargs)
-
-
-def _set_lr(optimizer: Any, lr: float) -> None:
-    groups = list(optimizer.param_groups)
-    if hasattr(optimizer, "base_optimizer"):
-        groups += list(optimizer.base_optimizer.param_groups)
-    for group in groups:
-        group["lr"] = lr
-
-
-def train_step(
-    model: nn.Module,
-    optimizer: Any,
-    loss_fn: LossFn,
-    batch: tuple[Tensor, Tensor, Tensor],
-    epoch: int,
-) -> float:
-    """One optimizer step on one batch; returns the batch loss."""
-    x, y, index = batch
-    if hasattr(optimizer, "sampled_params"):  # IVON: forward/backward at a posterior sample
-        with optimizer.sampled_params(train=True):
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y, index, epoch)
-            loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-    elif hasattr(optimizer, "first_step"):  # SAM: ascend to the worst nearby point, then descend
-        loss = loss_fn(model(x), y, index, epoch)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.first_step(zero_grad=True)
-        from smoothlab.optim import disable_running_stats
-
-        with disable_running_stats(model):  # batch-norm statistics count each batch once
-            loss_fn(model(x), y, index, epoch).backward()  # type: ignore[no-untyped-call]
-        optimizer.second_step(zero_grad=True)
-    else:
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y, index, epoch)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-    return float(loss.detach())
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: Tensor, batch: int = 2048) -> Tensor:
-    """Logits of ``model`` (in eval mode, at its current weights) on ``x``, float64 on the CPU."""
-    model.eval()
-    parts = [model(x[i : i + batch]).double().cpu() for i in range(0, len(x), batch)]
-    return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float64)
-
-
-def _ivon_logits(model: nn.Module, optimizer: Any, x: Tensor, samples: int) -> Tensor:
-    """Log of IVON's posterior predictive (softmax averaged over samples), used as logits."""
-    prediction = optimizer.predict(model, x, n_samples=samples)
-    return prediction.predictive.double().cpu().clamp_min(1e-300).log()  # type: ignore[no-any-return]
-
-
 class _Trainer:
     """The state of one run between epochs: model, optimizer, objective, schedules, curves."""
 
     def __init__(self, task: RunTask, data: RunData, device: torch.device) -> None:
         self.task, self.run, self.device = task, task.run, device
-        self.method = task.run.make_method()
-        self.data = data
+        self.method, self.data = task.run.variant, data
+        self.kind = OPTIMIZERS[self.method.optimizer]
+        recipe = self.method.train_config(self.run.train)  # [train], or the method's own
         torch.manual_seed(task.seed)  # the runner seeds, from the run's key (house rule 5)
         shape = tuple(data.x_train.shape[1:])
         self.model = build_model(
             self.run.model.name, shape, data.num_classes, self.run.model.hidden
         )
         self.model.to(device)
-        self.optimizer = make_optimizer(
-            self.method, self.model, self.run, len(data.y_train), task.seed
+        self.optimizer = self.kind.build(
+            self.method, self.model, recipe, len(data.y_train), task.seed
         )
         teacher = self._teacher_probs(shape) if self.method.needs_teacher else None
         self.objective = self.method.objective(data.num_classes, teacher)
         self.batches = math.ceil(len(data.y_train) / self.run.train.batch_size)
-        base_lr = self.method.train_config(self.run.train).lr  # IVON brings its own
-        self.lr = lr_schedule(self.run, base_lr, self.batches)
+        self.lr = lr_schedule(self.run, recipe.lr, self.batches)
         self.generator = torch.Generator().manual_seed(task.seed ^ 0x5EED)
         self.curves: dict[str, list[float]] = {}
         self.best: tuple[float, int, dict[str, Tensor]] | None = None
@@ -228,13 +132,13 @@ class _Trainer:
         losses = []
         for b in range(self.batches):
             index = order[b * self.run.train.batch_size : (b + 1) * self.run.train.batch_size]
-            _set_lr(self.optimizer, self.lr(epoch * self.batches + b))
+            self.kind.set_lr(self.optimizer, self.lr(epoch * self.batches + b))
             batch = (
                 self.data.x_train[index].to(self.device),
                 self.data.y_train[index].to(self.device),
                 index,
             )
-            losses.append(train_step(self.model, self.optimizer, loss_fn, batch, epoch))
+            losses.append(self.kind.step(self.model, self.optimizer, loss_fn, batch, epoch))
         if loss_fn is self.objective:
             self.objective.end_epoch()
         self._record(epoch, sum(losses) / len(losses))
@@ -289,23 +193,17 @@ class _Trainer:
 
         assert self.best is not None  # at least one epoch ran (config checks epochs >= 1)
         self.model.load_state_dict(self.best[2])
-        samples = self.method.test_samples if isinstance(self.method, Ivon) else 0
-        if samples > 0:
-            test = _ivon_logits(
-                self.model, self.optimizer, self.data.x_test.to(self.device), samples
-            )
-            val = _ivon_logits(self.model, self.optimizer, self.data.x_val.to(self.device), samples)
-        else:
-            test = predict_logits(self.model, self.data.x_test.to(self.device))
-            val = predict_logits(self.model, self.data.x_val.to(self.device))
+        test, val = (
+            self.kind.predict(self.method, self.model, self.optimizer, x.to(self.device))
+            for x in (self.data.x_test, self.data.x_val)
+        )
         y_val = self.data.y_val
         if not self.run.train.temperature_scaling:
             val, y_val = val[:0], y_val[:0]
         metrics, extras = score_logits(test, self.data.y_test, val, y_val)
         metrics["realised_noise_rate"] = self.data.realised_noise_rate
         metrics["selected_epoch"] = float(self.best[1] + 1)
-        if isinstance(self.method, Ivon):
-            extras["noisy_examples"] = extreme_examples(self.model, self.optimizer, self.data)
+        extras.update(self.kind.extras(self.model, self.optimizer, self.data))
         weights = {k: v.detach().cpu().contiguous() for k, v in self.best[2].items()}
         return RunResult(self.task.key, metrics, self.curves, extras, save_weights(weights))
 

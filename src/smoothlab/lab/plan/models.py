@@ -175,7 +175,8 @@ Builder = Callable[[Sequence[int], int, Sequence[int]], nn.Module]
 @dataclass(frozen=True)
 class ModelSpec:
     """A registry entry: name, one-line description, ``build(input_shape, K, hidden)``, and the
-    input kinds it accepts (:data:`smoothlab.lab.inputs.DATASET_INPUTS`: ``image``, ``table``)."""
+    input kinds it accepts (:data:`~smoothlab.lab.plan.inputs.DATASET_INPUTS`: ``image``,
+    ``table``)."""
 
     name: str
     description: str

@@ -1,8 +1,8 @@
 """Checks across keys: combinations each valid alone that would only fail inside a worker.
 
-:func:`smoothlab.lab.config.config_from_dict` calls :func:`check_combinations` after the per-key
-checks, so a bad combination stops the driver at once with one line naming the keys, instead of
-failing every run of the grid minutes later. What is checked:
+:func:`smoothlab.lab.plan.loading.config_from_dict` calls :func:`check_combinations` after the
+per-key checks, so a bad combination stops the driver at once with one line naming the keys,
+instead of failing every run of the grid minutes later. What is checked:
 
 - ``noise.exact = true`` with the ``instance`` kind (per-example flip rates have no exact count);
 - ``asymmetric-cifar10`` noise on a dataset whose number of classes is not 10;
@@ -13,14 +13,17 @@ failing every run of the grid minutes later. What is checked:
   ``[train]`` and for every method that overrides the schedule or warm-up (``methods.ivon``);
 - every method variant of the grid builds (parameter ranges), and ``device`` is a torch device;
 - ``model.name`` accepts the inputs of ``data.dataset`` (no image model on a table:
-  :mod:`smoothlab.lab.inputs`).
+  :mod:`smoothlab.lab.plan.inputs`).
 """
 
 from __future__ import annotations
 
 import itertools
 
-from smoothlab.lab.config import Config, ConfigError, TrainConfig
+from smoothlab.lab.plan.grid import method_variants
+from smoothlab.lab.plan.inputs import dataset_inputs, models_for
+from smoothlab.lab.plan.methods import make_method
+from smoothlab.lab.plan.schema import Config, ConfigError, TrainConfig
 
 __all__ = ["check_combinations"]
 
@@ -28,11 +31,11 @@ __all__ = ["check_combinations"]
 def check_combinations(config: Config) -> None:
     """Raise :class:`ConfigError` (one line naming the keys) for a combination that would fail.
 
-    >>> from smoothlab.lab.config import NoiseConfig
+    >>> from smoothlab.lab.plan.schema import NoiseConfig
     >>> check_combinations(Config(noise=NoiseConfig(kinds=("instance",), exact=True)))
     Traceback (most recent call last):
     ...
-    smoothlab.lab.config.ConfigError: `noise.exact` must be false when noise.kinds has \
+    smoothlab.lab.plan.schema.ConfigError: `noise.exact` must be false when noise.kinds has \
 `instance` (its flip rates differ per example), got true
     """
     _check_device(config.device)
@@ -56,8 +59,6 @@ def _check_device(device: str) -> None:
 
 def _check_model(model: str, dataset: str) -> None:
     """The model must accept the dataset's input kind (an image model on a table fails)."""
-    from smoothlab.lab.inputs import dataset_inputs, models_for
-
     valid = models_for(dataset)
     if model not in valid:
         inputs = dataset_inputs(dataset).describe()
@@ -129,9 +130,6 @@ def _check_schedule(train: TrainConfig, schedule_key: str, warmup_key: str) -> N
 
 def _check_methods(config: Config) -> None:
     """Every variant of every method builds; methods with their own recipe get it checked."""
-    from smoothlab.lab.grid import method_variants
-    from smoothlab.lab.methods import make_method
-
     for name, sweep in config.methods.items():
         for params in method_variants(name, dict(sweep)):  # builds each: parameter ranges
             method = make_method(name, params)
