@@ -237,12 +237,26 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         TypeError,
         "`exclusive` must be a bool, got 1",
     ),
-    (
-        "exclusive prior one-hot",
-        lambda: LS(Z, Y, exclusive=True, prior=torch.tensor([1.0, 0.0, 0.0])),
-        ValueError,
-        "`prior` must be below 1 on the true class when exclusive=True, got a prior of 1 there",
-    ),
+    *[
+        (
+            f"exclusive prior one-hot, {where}",
+            call,
+            ValueError,
+            "`prior` must be positive somewhere outside the true class when exclusive=True, "
+            "got a row with all its mass on the true class",
+        )
+        for where, call in [
+            ("fused", lambda: LS(Z, Y, exclusive=True, prior=torch.tensor([1.0, 0.0, 0.0]))),
+            (
+                "composition",
+                lambda: LS(Z, Y, exclusive=True, prior=torch.eye(3)[Y], fused=False),
+            ),
+            (
+                "smooth_targets",
+                lambda: smooth_targets(Y, 3, 0.1, prior=torch.eye(3)[Y], exclusive=True),
+            ),
+        ]
+    ],
     (
         "ignore_index float",
         lambda: LS(Z, Y, ignore_index=1.5),

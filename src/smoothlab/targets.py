@@ -20,7 +20,7 @@ from smoothlab._checks import (
     fail,
 )
 
-__all__ = ["check_prior", "smooth_targets"]
+__all__ = ["check_exclusive_mass", "check_prior", "smooth_targets"]
 
 
 def check_prior(prior: object, num_classes: int, shape: tuple[int, ...]) -> Tensor:
@@ -120,14 +120,23 @@ def smooth_targets(
     return (1.0 - rate) * onehot + rate * pi
 
 
-def _exclusive_prior(pi: Tensor, onehot: Tensor) -> Tensor:
-    """Renormalise ``pi`` over the classes other than the true one: ``pi_j / (1 - pi_y)``."""
-    others = pi * (1 - onehot)
-    mass = others.sum(dim=1, keepdim=True)
-    if bool((mass <= 0).any()):
+def check_exclusive_mass(rest: Tensor) -> None:
+    """Check the prior's mass outside the true class, per position, before dividing by it.
+
+    Exclusive smoothing spreads ``r`` as ``pi_j / rest``; a row with all its mass on the true
+    class has nowhere to put it. :func:`smooth_targets` and the losses share this message.
+    """
+    if bool((rest <= 0).any()):
         raise fail(
             "prior",
             "positive somewhere outside the true class when exclusive=True",
             "!a row with all its mass on the true class",
         )
+
+
+def _exclusive_prior(pi: Tensor, onehot: Tensor) -> Tensor:
+    """Renormalise ``pi`` over the classes other than the true one: ``pi_j / (1 - pi_y)``."""
+    others = pi * (1 - onehot)
+    mass = others.sum(dim=1, keepdim=True)
+    check_exclusive_mass(mass)
     return others / mass

@@ -23,17 +23,19 @@ from smoothlab._checks import (
     fail,
     reduce_loss,
 )
+from smoothlab.targets import check_exclusive_mass
 
 __all__ = [
     "Batch",
     "check_pair",
     "class_index",
     "compute_dtype",
+    "exclusive_split",
     "finish",
     "finish_weighted",
+    "massed",
     "prepare",
     "soft_cross_entropy",
-    "true_class_prior",
     "valid_mask",
 ]
 
@@ -195,6 +197,19 @@ def prepare(
     return Batch(logits, index, None, valid, weight, mode, unbatched)
 
 
+def massed(mass: float | Tensor, values: Tensor) -> Tensor:
+    """``mass * values``, exactly 0 where ``mass`` is 0 even where ``values`` is infinite.
+
+    A term with no target mass (a zero weight or probability) is no term: ``0 * -inf`` would be
+    NaN, where the loss's limit is the finite sum of the other terms.
+    """
+    product = mass * values
+    if isinstance(mass, Tensor):
+        # Only the NaNs of 0 * inf are replaced: the gradient in a mass of 0 stays ``values``.
+        return torch.where(product.isnan() & (mass == 0), 0.0, product)
+    return product if mass != 0.0 else torch.where(product.isnan(), 0.0, product)
+
+
 def soft_cross_entropy(batch: Batch, q: Tensor, log_p: Tensor) -> Tensor:
     """``-sum_j w_j q_j log p_j`` over dim 1 (PyTorch's class weights), 0 where ``w_j q_j = 0``."""
     if batch.weight is not None:
@@ -202,12 +217,19 @@ def soft_cross_entropy(batch: Batch, q: Tensor, log_p: Tensor) -> Tensor:
     return -torch.where(q != 0, q * log_p, 0.0).sum(dim=1)
 
 
-def true_class_prior(batch: Batch, pi: Tensor) -> Tensor:
-    """``pi[n, y_n, ...]``, checked below 1: exclusive smoothing divides by ``1 - pi_y``."""
+def exclusive_split(batch: Batch, pi: Tensor) -> tuple[Tensor, Tensor]:
+    """``pi[n, y_n, ...]`` and the prior's mass on the other classes, checked positive.
+
+    Exclusive smoothing divides by that mass (``1 - pi_y`` for a prior summing exactly to 1), as
+    :func:`smoothlab.smooth_targets` does and with its message; it is summed in float64 so that
+    a true class near 1 keeps the rest's digits. Ignored positions get a mass of 1.
+    """
     pi_y = batch.gather(pi.expand(batch.logits.shape))
-    if bool((pi_y >= 1).any()):
-        raise fail("prior", "below 1 on the true class when exclusive=True", "!a prior of 1 there")
-    return pi_y
+    rest = (pi.sum(1, dtype=torch.float64) - pi_y.double()).to(pi_y.dtype)
+    if batch.valid is not None:
+        rest = rest.masked_fill(~batch.valid, 1.0)
+    check_exclusive_mass(rest)
+    return pi_y, rest
 
 
 def finish(batch: Batch, loss: Tensor, denominator: Tensor | None) -> Tensor:

@@ -26,7 +26,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from smoothlab.losses._common import Batch, compute_dtype, true_class_prior
+from smoothlab.losses._common import Batch, compute_dtype, exclusive_split
 from smoothlab.losses._fused import Job, Kernel, Layout
 from smoothlab.losses._kernels import (
     Chunk,
@@ -93,8 +93,8 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
     b: Coef = rate
     if exclusive:
         assert pi is not None
-        pi_y = true_class_prior(batch, pi).reshape(-1)
-        b = rate / (1 - pi_y)
+        pi_y, rest = (part.reshape(-1) for part in exclusive_split(batch, pi))
+        b = rate / rest
         a = (1.0 - rate) - b * pi_y
     class_w = batch.weight if weighting == "pytorch" else None
     if w_y is not None:

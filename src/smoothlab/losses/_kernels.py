@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from smoothlab.losses._common import massed
+
 __all__ = [
     "Chunk",
     "log1mexp",
@@ -127,10 +129,10 @@ def smoothing_rows(
     assert y is not None
     z_y = z.gather(1, y)
     q_total = a + b * pi_sum
-    loss = -a * z_y
+    loss = -massed(a, z_y)  # a = 0 (a zero weight, r = 1) at z_y = -inf is no term, not NaN
     if isinstance(b, Tensor) or b != 0.0:
         dot = z.mean(1, keepdim=True) if pi is None else _masked_dot(pi, z)
-        loss = loss - b * dot
+        loss = loss - massed(b, dot)
     lse = softmax_into(z, g, y)
     loss = loss + q_total * lse
     if scale is None:

@@ -11,10 +11,11 @@ from smoothlab._checks import check_bool, check_real, fail
 from smoothlab.losses._common import (
     Batch,
     compute_dtype,
+    exclusive_split,
     finish,
+    massed,
     prepare,
     soft_cross_entropy,
-    true_class_prior,
 )
 from smoothlab.losses._fused import run_fused, use_fused
 from smoothlab.losses._jobs import index_job, soft_job
@@ -63,9 +64,12 @@ def label_smoothing_cross_entropy(
     ICML 2022): the wrong classes get negative target mass, so **the loss is unbounded below**
     (it decreases without limit as the logit gap grows); use it with a bounded number of steps,
     or after a cross-entropy warm-up as Wei et al. do. PyTorch silently treats ``r < 0`` as 0;
-    smoothlab never does. Terms with zero target mass contribute exactly 0, even at ``-inf``
-    logits. Half-precision inputs are computed in float32 and the loss is returned in float32.
-    A ``mean`` over no positions (empty or all ignored) is NaN, a ``sum`` is 0 (as in PyTorch).
+    smoothlab never does. Terms with zero target mass :math:`w_j q_j` (a zero probability or a
+    zero class weight) contribute exactly 0, even at ``-inf`` logits, on every path. PyTorch
+    computes :math:`0 \cdot \infty` there and returns NaN: the one place where the numbers
+    differ from PyTorch's. Half-precision inputs are computed in float32 and the loss is
+    returned in float32. A ``mean`` over no positions (empty or all ignored) is NaN, a ``sum``
+    is 0 (as in PyTorch).
 
     Args:
         input: logits ``(N, C)``, ``(N, C, d1, ...)`` or ``(C,)``.
@@ -168,12 +172,12 @@ def _index_target_loss(
     w_y = batch.target_weight()
     example = weighting == "example" and w_y is not None
     class_w = None if example else batch.weight
-    loss = nll if w_y is None or example else w_y * nll
+    mass = 1.0 - rate if w_y is None or example else (1.0 - rate) * w_y
+    loss = massed(mass, nll)  # a zero weight (or r = 1) at a -inf true logit: no term
     if rate != 0.0:
-        smooth = _smoothing_term(batch, log_p, pi, class_w)
-        loss = (1.0 - rate) * loss + rate * smooth
+        loss = loss + rate * _smoothing_term(batch, log_p, pi, class_w)
     if example and w_y is not None:
-        loss = w_y * loss
+        loss = massed(w_y, loss)
     return finish(batch, loss, None if w_y is None else w_y.sum())
 
 
@@ -187,8 +191,7 @@ def _smoothing_term(
         coef = batch.class_view(weight) / batch.num_classes
     else:
         coef = pi if weight is None else pi * batch.class_view(weight)
-        return -torch.where(coef != 0, coef * log_p, 0.0).sum(dim=1)
-    return -(coef * log_p).sum(dim=1)
+    return -massed(coef, log_p).sum(dim=1)
 
 
 def _soft_target_loss(batch: Batch, log_p: Tensor, rate: float, pi: Tensor | None) -> Tensor:
@@ -201,9 +204,12 @@ def _soft_target_loss(batch: Batch, log_p: Tensor, rate: float, pi: Tensor | Non
 
 
 def _exclusive(batch: Batch, pi: Tensor) -> Tensor:
-    """Per-example prior ``pi_j / (1 - pi_y)`` on the classes other than ``y``, 0 on ``y``."""
+    """Per-example prior ``pi_j / (1 - pi_y)`` on the classes other than ``y``, 0 on ``y``.
+
+    (``1 - pi_y`` is the mass of the other classes, summed: exact for a prior that is not.)
+    """
     pi = pi.expand_as(batch.logits)
-    pi_y = true_class_prior(batch, pi).unsqueeze(1)
+    _, rest = exclusive_split(batch, pi)
     assert batch.index is not None
     others = pi.scatter(1, batch.index.unsqueeze(1), 0.0)
-    return others / (1 - pi_y)
+    return others / rest.unsqueeze(1)
