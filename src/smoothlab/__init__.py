@@ -1,5 +1,6 @@
 """smoothlab: label smoothing and its generalisations for PyTorch.
 
+:func:`cross_entropy` / :class:`smoothlab.nn.CrossEntropyLoss` replace PyTorch's by name alone.
 Targets and losses are functions (:func:`smooth_targets`, :func:`label_smoothing_cross_entropy`,
 :func:`label_relaxation_loss`, :func:`confidence_penalty_loss`) with module twins; schedules,
 closed forms, label noise, metrics and optimizers live in their submodules; post-hoc
@@ -13,6 +14,7 @@ from smoothlab.distill import progressive_self_distillation_targets, zipf_target
 from smoothlab.losses import (
     backward_corrected_cross_entropy,
     confidence_penalty_loss,
+    cross_entropy,
     f_divergence_loss,
     focal_loss,
     forward_corrected_cross_entropy,
@@ -30,7 +32,12 @@ from smoothlab.losses import (
     sample_dependent_focal_loss,
     symmetric_cross_entropy,
 )
-from smoothlab.nn import ConfidencePenaltyLoss, LabelRelaxationLoss, LabelSmoothingCrossEntropyLoss
+from smoothlab.nn import (
+    ConfidencePenaltyLoss,
+    CrossEntropyLoss,
+    LabelRelaxationLoss,
+    LabelSmoothingCrossEntropyLoss,
+)
 from smoothlab.online import OnlineLabelSmoothingLoss
 from smoothlab.targets import smooth_targets
 
@@ -39,6 +46,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AdaFocalLoss",
     "ConfidencePenaltyLoss",
+    "CrossEntropyLoss",
     "LabelRelaxationLoss",
     "LabelSmoothingCrossEntropyLoss",
     "OnlineLabelSmoothingLoss",
@@ -47,6 +55,7 @@ __all__ = [
     "analysis",
     "backward_corrected_cross_entropy",
     "confidence_penalty_loss",
+    "cross_entropy",
     "distill",
     "f_divergence_loss",
     "focal_loss",

@@ -8,11 +8,63 @@ from smoothlab._checks import check_real, check_reduction
 from smoothlab.losses import (
     Weighting,
     confidence_penalty_loss,
+    cross_entropy,
     label_relaxation_loss,
     label_smoothing_cross_entropy,
 )
+from smoothlab.losses.cross_entropy import resolve_reduction
 
-__all__ = ["ConfidencePenaltyLoss", "LabelRelaxationLoss", "LabelSmoothingCrossEntropyLoss"]
+__all__ = [
+    "ConfidencePenaltyLoss",
+    "CrossEntropyLoss",
+    "LabelRelaxationLoss",
+    "LabelSmoothingCrossEntropyLoss",
+]
+
+
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    """Module form of :func:`smoothlab.cross_entropy`, with ``torch.nn.CrossEntropyLoss``'s
+    signature (plus a keyword-only ``prior``, a buffer like ``weight``).
+
+    A subclass of PyTorch's class, so ``isinstance`` checks, attributes and state dicts carry
+    over; ``label_smoothing`` may be negative and is validated here rather than at the call.
+
+    >>> import torch
+    >>> logits, target = torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([0])
+    >>> CrossEntropyLoss(label_smoothing=0.1)(logits, target)
+    tensor(0.3913)
+    >>> torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, target)
+    tensor(0.3913)
+    """
+
+    prior: Tensor | None
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        prior: Tensor | None = None,
+    ) -> None:
+        mode = resolve_reduction(size_average, reduce, reduction)
+        rate = check_real("label_smoothing", label_smoothing, high=1.0)
+        super().__init__(weight, ignore_index=ignore_index, reduction=mode, label_smoothing=rate)
+        self.register_buffer("prior", prior)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            prior=self.prior,
+        )
 
 
 class _Loss(nn.Module):

@@ -25,6 +25,7 @@ vocabulary-scale heads that never materialise the ``N x V`` logits.
 """
 
 from smoothlab.losses.confidence import confidence_penalty_loss
+from smoothlab.losses.cross_entropy import cross_entropy
 from smoothlab.losses.fdivergence import f_divergence_loss
 from smoothlab.losses.focal import focal_loss, sample_dependent_focal_loss
 from smoothlab.losses.linear import (
@@ -53,6 +54,7 @@ __all__ = [
     "Weighting",
     "backward_corrected_cross_entropy",
     "confidence_penalty_loss",
+    "cross_entropy",
     "f_divergence_loss",
     "focal_loss",
     "forward_corrected_cross_entropy",
