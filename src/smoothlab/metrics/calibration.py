@@ -125,7 +125,7 @@ def expected_calibration_error(
         A 0-dim float64 tensor (NaN when ``N = 0``).
 
     Three samples in two bins, ``(0, 0.5]`` and ``(0.5, 1]``: the first holds confidence 0.5
-    (wrong), the second 0.75 (right) and 0.95 (wrong), so ECE = 1/3 * 0.5 + 2/3 * |0.5 - 0.85|:
+    (wrong), the second 0.75 (right) and 0.95 (wrong), so ECE = ``1/3 * 0.5 + 2/3 * |0.5 - 0.85|``:
 
     >>> probs = torch.tensor([[0.5, 0.5], [0.75, 0.25], [0.05, 0.95]])
     >>> expected_calibration_error(probs, torch.tensor([1, 0, 0]), n_bins=2)
