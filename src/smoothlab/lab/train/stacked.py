@@ -1,0 +1,322 @@
+"""Stacked training: many small compatible runs trained as one model along a run dimension.
+
+A sweep of small models (a 64-unit MLP on Twonorm, 165 runs) spends most of its time on the
+fixed cost of tiny matrix products, one run at a time. Here the ``R`` runs of a group keep their
+own weights, labels, batch order, learning-rate schedule and objective, but their weights are
+stacked into ``(R, ...)`` tensors and one batched forward (``torch.func.vmap`` of
+``functional_call``) and one backward serve them all. Everything that defines a run is taken
+from the same :class:`~smoothlab.lab.train.loop` trainer the solo path builds (initial weights
+from the run's seed, batch-order generator, schedules, objective, validation selection, final
+evaluation), so a stacked run is the run trained alone up to floating-point rounding, and it is
+stored, checkpointed and resumed exactly like one.
+
+Runs stack when they share data set, model, epochs, batch size and an SGD recipe (momentum,
+Nesterov, weight decay); they may differ in seed, noise, learning rate and schedule, and method.
+Cross-entropy and (negative) label smoothing are evaluated for all runs in one expression; other
+objectives run per run on their slice of the logits. Models with buffers (batch norm) or dropout,
+IVON, SAM, AdamW and teacher methods do not stack (:func:`stack_key` returns None) and train alone.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from smoothlab.lab.plan.methods import CrossEntropy, LabelSmoothing
+from smoothlab.lab.plan.objectives import cross_entropy
+from smoothlab.lab.train.checkpoint import load_checkpoint, save_checkpoint
+from smoothlab.lab.train.data import prepare_data
+from smoothlab.lab.train.loop import (
+    ProgressFn,
+    RunResult,
+    RunTask,
+    _Trainer,  # the solo trainer: one definition of a run's pieces
+    select_device,
+)
+
+__all__ = ["execute_stacked", "stack_key", "stackable_model"]
+
+_EVAL_BATCH = 2048
+
+
+def stack_key(task: RunTask) -> Hashable | None:
+    """What runs must share to train stacked, or None if this run trains alone.
+
+    >>> from smoothlab.lab.demo import demo_config
+    >>> from smoothlab.lab.plan.grid import plan_runs
+    >>> runs = plan_runs(demo_config())
+    >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(runs)]
+    >>> len({stack_key(t) for t in tasks if stack_key(t) is not None}), stack_key(tasks[-1])
+    (1, None)
+    """
+    method, run = task.run.variant, task.run
+    if method.optimizer != "default" or method.needs_teacher:
+        return None
+    train = method.train_config(run.train)
+    if train.optimizer != "sgd":
+        return None
+    recipe = (train.epochs, train.batch_size, train.momentum, train.nesterov, train.weight_decay)
+    shared = (train.select, train.temperature_scaling, task.device, task.checkpoint_every)
+    return (repr(run.data), repr(run.model), recipe, shared)
+
+
+def stackable_model(model: nn.Module) -> bool:
+    """Whether a model's forward is a pure function of its parameters (no buffers to update in
+    place, no dropout drawing from the global generator)."""
+    stateful = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
+    return not stateful and next(model.buffers(), None) is None
+
+
+class _Stack:
+    """The stacked state of a group of trainers: parameters, momentum buffers, data."""
+
+    def __init__(self, trainers: list[_Trainer], device: torch.device) -> None:
+        self.trainers, self.device = trainers, device
+        self.base = trainers[0].model
+        names = [name for name, _ in self.base.named_parameters()]
+        self.params = {
+            n: torch.stack([dict(t.model.named_parameters())[n].detach() for t in trainers])
+            .clone()
+            .requires_grad_()
+            for n in names
+        }
+        self.momentum = {n: self._buffers(n) for n in names}
+        stack = torch.stack
+        self.x_train = stack([t.data.x_train for t in trainers]).to(device)
+        self.y_train = stack([t.data.y_train for t in trainers]).to(device)
+        self.x_val = stack([t.data.x_val for t in trainers]).to(device)
+        self.y_val = stack([t.data.y_val for t in trainers])
+        self.x_test = stack([t.data.x_test for t in trainers]).to(device)
+        self.alive = torch.ones(len(trainers), dtype=torch.bool)
+        self.errors: dict[int, str] = {}
+        rates = [_smoothing(t) for t in trainers]
+        self.vectorized = torch.tensor([r is not None for r in rates])
+        self.rates = torch.tensor([r or 0.0 for r in rates], device=device)
+        self.switch = torch.tensor([t.run.train.switch_epoch for t in trainers], device=device)
+
+    def _buffers(self, name: str) -> Tensor | None:
+        """Momentum buffers of a restored SGD state (all present, or None: the first step)."""
+        found = []
+        for t in self.trainers:
+            param = dict(t.model.named_parameters())[name]
+            found.append(t.optimizer.state.get(param, {}).get("momentum_buffer"))
+        if any(b is None for b in found):
+            return None
+        return torch.stack(found).to(self.device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(R, B, K)`` of every run on its own inputs ``x`` of shape ``(R, B, ...)``."""
+
+        def one(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+            return functional_call(self.base, params, (inputs,))  # type: ignore[no-any-return]
+
+        return vmap(one)(self.params, x)
+
+    def losses(self, logits: Tensor, y: Tensor, index: Tensor, epoch: int) -> Tensor:
+        """Each run's batch loss ``(R,)``: smoothing-family runs in one expression
+        ``(1 - r) (-log p_y) + r mean_j (-log p_j)`` (``r = 0`` before ``switch_epoch``), the
+        others through their own objective."""
+        log_p = torch.log_softmax(logits.float(), dim=-1)
+        nll = -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        r = torch.where(epoch >= self.switch, self.rates, torch.zeros_like(self.rates))
+        smoothed = ((1 - r)[:, None] * nll - r[:, None] * log_p.mean(-1)).mean(1)
+        out = list(smoothed.unbind())
+        for i, trainer in enumerate(self.trainers):
+            if not self.vectorized[i] and self.alive[i]:
+                fn = trainer.objective if epoch >= trainer.run.train.switch_epoch else cross_entropy
+                try:
+                    out[i] = fn(logits[i], y[i], index[i], epoch)
+                except Exception:  # one run failing must not stop the others
+                    self.kill(i, traceback.format_exc())
+                    out[i] = smoothed[i] * 0
+        return torch.stack(out)
+
+    def kill(self, i: int, error: str) -> None:
+        self.alive[i] = False
+        self.errors[i] = error
+
+    @torch.no_grad()
+    def sgd(self, grads: dict[str, Tensor], lrs: Tensor) -> None:
+        """``torch.optim.SGD``'s update (weight decay, momentum with dampening 0, Nesterov) with
+        a learning rate per run; stopped runs get a learning rate of 0."""
+        train = self.trainers[0].method.train_config(self.trainers[0].run.train)
+        mu, decay = train.momentum, train.weight_decay
+        nesterov = train.nesterov and mu > 0
+        lrs = torch.where(self.alive.to(lrs.device), lrs, torch.zeros_like(lrs))
+        for name, param in self.params.items():
+            d = grads[name]
+            if decay:
+                d = d.add(param, alpha=decay)
+            if mu:
+                buffer = self.momentum[name]
+                buffer = d.clone() if buffer is None else buffer.mul_(mu).add_(d)
+                self.momentum[name] = buffer
+                d = d.add(buffer, alpha=mu) if nesterov else buffer
+            scale = lrs.view(-1, *([1] * (param.dim() - 1))).to(param.dtype)
+            param.sub_(scale * d)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """float64 CPU logits ``(R, N, K)`` of every run on its own inputs ``(R, N, ...)``."""
+        self.base.eval()
+        parts = [
+            self.forward(x[:, i : i + _EVAL_BATCH]).double().cpu()
+            for i in range(0, x.shape[1], _EVAL_BATCH)
+        ]
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the stacked weights and momentum into each trainer's model and optimizer."""
+        for i, trainer in enumerate(self.trainers):
+            for name, param in trainer.model.named_parameters():
+                param.copy_(self.params[name][i])
+                buffer = self.momentum[name]
+                if buffer is not None:
+                    state = trainer.optimizer.state[param]
+                    state["momentum_buffer"] = buffer[i].clone()
+
+
+def _smoothing(trainer: _Trainer) -> float | None:
+    """The smoothing rate of a cross-entropy or (negative) label-smoothing run, else None."""
+    if isinstance(trainer.method, CrossEntropy):
+        return 0.0
+    if isinstance(trainer.method, LabelSmoothing):
+        return float(trainer.method.smoothing)
+    return None
+
+
+def _epoch(stack: _Stack, epoch: int) -> None:
+    """One epoch of every run: its own batch order, learning rates, objective; then records."""
+    lead = stack.trainers[0]
+    batch_size, batches = lead.run.train.batch_size, lead.batches
+    orders = torch.stack(
+        [torch.randperm(len(t.data.y_train), generator=t.generator) for t in stack.trainers]
+    )
+    rows = torch.arange(len(stack.trainers))[:, None]
+    totals = torch.zeros(len(stack.trainers), dtype=torch.float64)
+    stack.base.train()
+    for b in range(batches):
+        index = orders[:, b * batch_size : (b + 1) * batch_size]
+        x, y = (
+            stack.x_train[rows, index.to(stack.device)],
+            stack.y_train[rows, index.to(stack.device)],
+        )
+        lrs = torch.tensor([t.lr(epoch * batches + b) for t in stack.trainers], device=stack.device)
+        losses = stack.losses(stack.forward(x), y, index, epoch)
+        finite = torch.isfinite(losses.detach()).cpu()
+        for i in torch.nonzero(stack.alive & ~finite).flatten().tolist():
+            message = f"RuntimeError: diverged at epoch {epoch + 1} (non-finite loss)\n"
+            stack.kill(i, message)
+        live = stack.alive.to(losses.device) & torch.isfinite(losses.detach())
+        total = torch.where(live, losses, torch.zeros_like(losses)).sum()
+        grads = torch.autograd.grad(total, list(stack.params.values()))
+        stack.sgd(dict(zip(stack.params, grads, strict=True)), lrs)
+        totals += torch.where(live, losses.detach(), 0).double().cpu()
+    for i, trainer in enumerate(stack.trainers):
+        if stack.alive[i] and epoch >= trainer.run.train.switch_epoch:
+            trainer.objective.end_epoch()
+    _record(stack, epoch, totals / batches)
+
+
+def _record(stack: _Stack, epoch: int, train_loss: Tensor) -> None:
+    """The solo loop's per-epoch curves and validation selection, for every live run."""
+    test = stack.predict(stack.x_test)
+    val = stack.predict(stack.x_val) if stack.x_val.shape[1] else None
+    for i, trainer in enumerate(stack.trainers):
+        if not stack.alive[i]:
+            continue
+        points = {"train_loss": float(train_loss[i]), "lr": trainer.lr(epoch * trainer.batches)}
+        points["test_accuracy"] = float((test[i].argmax(1) == trainer.data.y_test).double().mean())
+        if val is not None:
+            points["val_nll"] = float(F.cross_entropy(val[i], stack.y_val[i]))
+            points["val_accuracy"] = float((val[i].argmax(1) == stack.y_val[i]).double().mean())
+        for name, value in points.items():
+            trainer.curves.setdefault(name, []).append(value)
+        score = {
+            "last": 0.0,
+            "val_nll": points.get("val_nll", 0.0),
+            "val_accuracy": -points.get("val_accuracy", 0.0),
+        }[trainer.run.train.select]
+        if trainer.best is None or score <= trainer.best[0]:
+            state = {name: p[i].detach().clone() for name, p in stack.params.items()}
+            trainer.best = (score, epoch, state)
+
+
+def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) -> list[RunResult]:
+    """Train a group of trainers that all continue at epoch ``start``; results in order."""
+    began = time.perf_counter()
+    lead = trainers[0]
+    stack = _Stack(trainers, lead.device)
+    epochs, every = lead.run.train.epochs, lead.task.checkpoint_every
+    for epoch in range(start, epochs):
+        _epoch(stack, epoch)
+        if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
+            stack.write_back()
+            for i, trainer in enumerate(trainers):
+                if stack.alive[i]:
+                    save_checkpoint(Path(trainer.task.checkpoint_dir), trainer.snapshot(epoch))
+        if progress is not None:
+            for i, trainer in enumerate(trainers):
+                if stack.alive[i]:
+                    progress(trainer.task.key, epoch + 1, epochs)
+    stack.write_back()
+    share = (time.perf_counter() - began) / len(trainers)  # each run's part of the group's time
+    results = []
+    for i, trainer in enumerate(trainers):
+        if not stack.alive[i]:
+            results.append(RunResult(trainer.task.key, error=stack.errors[i], wall_time=share))
+            continue
+        result = trainer.finish()
+        result.wall_time = share
+        result.metrics["wall_time"] = share
+        results.append(result)
+    return results
+
+
+def execute_stacked(
+    tasks: Sequence[RunTask], progress: ProgressFn | None = None
+) -> list[RunResult]:
+    """Train runs that share a :func:`stack_key` stacked; results in the order of ``tasks``.
+
+    Runs resumed from checkpoints of different epochs (or whose splits differ in size) train in
+    separate stacks. If the model
+    cannot stack (:func:`stackable_model`), each run trains alone, as
+    :func:`~smoothlab.lab.train.loop.execute` would.
+    """
+    from smoothlab.lab.train.loop import execute
+
+    results: dict[str, RunResult] = {}
+    groups: dict[tuple[int, ...], list[_Trainer]] = {}
+    for task in tasks:
+        try:
+            trainer = _Trainer(
+                task, prepare_data(task.run, task.data_seed), select_device(task.device)
+            )
+            if not stackable_model(trainer.model):
+                results[task.key] = execute(task, progress)
+                continue
+            saved = load_checkpoint(Path(task.checkpoint_dir)) if task.checkpoint_dir else None
+            start = trainer.restore(saved) if saved else 0
+        except Exception:
+            results[task.key] = RunResult(task.key, error=traceback.format_exc())
+            continue
+        data = trainer.data  # noise-dependent stratified splits can differ in size by an example
+        sizes = (len(data.y_train), len(data.y_val), len(data.y_test))
+        groups.setdefault((start, *sizes), []).append(trainer)
+    for (start, *_), trainers in groups.items():
+        try:
+            for result in _train(trainers, start, progress):
+                results[result.key] = result
+        except Exception:  # a failure of the stack itself fails its runs, not the grid
+            error = traceback.format_exc()
+            for trainer in trainers:
+                results[trainer.task.key] = RunResult(trainer.task.key, error=error)
+    return [results[task.key] for task in tasks]

@@ -1,0 +1,161 @@
+"""Stacked training: a stacked run is the run trained alone, up to floating-point rounding."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("sklearn")
+pytest.importorskip("safetensors")
+
+from safetensors.torch import load as load_weights
+
+from smoothlab.lab.plan.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.plan.loading import config_from_dict
+from smoothlab.lab.run.stacked import chunks
+from smoothlab.lab.train import stacked
+from smoothlab.lab.train.loop import RunResult, RunTask, execute
+from smoothlab.lab.train.stacked import execute_stacked, stack_key, stackable_model
+
+TINY = {
+    "data": {"dataset": "digits", "train_subset": 300, "test_subset": 200, "val_fraction": 0.2},
+    "model": {"hidden": [32]},
+    "train": {"epochs": 3, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "nesterov": True},
+    "noise": {"rates": [0.3]},
+    "seeds": 1,
+}
+
+
+def _runs(methods: dict[str, dict[str, object]], **changes: object) -> list[RunConfig]:
+    raw = {**TINY, "methods": methods, **changes}
+    return expand_grid(config_from_dict(raw))
+
+
+def _task(run: RunConfig, **fields: object) -> RunTask:
+    key = run_key(run)
+    task = RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu")
+    return dataclasses.replace(task, **fields)  # type: ignore[arg-type]
+
+
+def _close(a: RunResult, b: RunResult, tolerance: float = 1e-4) -> None:
+    assert a.error == b.error == ""
+    wa, wb = load_weights(a.weights), load_weights(b.weights)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=tolerance, atol=tolerance)
+    for name in a.curves:
+        assert a.curves[name] == pytest.approx(b.curves[name], rel=tolerance, abs=tolerance), name
+    for name in a.metrics:
+        if name != "wall_time":
+            assert a.metrics[name] == pytest.approx(b.metrics[name], rel=1e-3, abs=1e-3), name
+
+
+def test_stacked_runs_equal_the_runs_trained_alone() -> None:
+    # every objective path: vectorised (ce, ls, nls after a switch) and per run (relax, cp, ols)
+    methods = {
+        "ce": {},
+        "ls": {"smoothing": 0.2},
+        "nls": {"smoothing": -0.4},
+        "relax": {"alpha": 0.1},
+        "cp": {"beta": 0.3},
+        "ols": {},
+    }
+    runs = _runs(methods, train={**TINY["train"], "switch_epoch": 1})
+    tasks = [_task(run) for run in runs]
+    assert len({stack_key(t) for t in tasks}) == 1
+    together = execute_stacked(tasks)
+    for task, result in zip(tasks, together, strict=True):
+        assert result.key == task.key
+        _close(execute(task), result)
+
+
+def test_runs_with_their_own_learning_rates_stack() -> None:
+    slow = _runs({"ce": {}}, train={**TINY["train"], "lr": 0.01, "lr_schedule": "cosine"})
+    fast = _runs({"ls": {"smoothing": 0.1}}, train={**TINY["train"], "lr": 0.2})
+    tasks = [_task(r) for r in slow + fast]
+    assert len({stack_key(t) for t in tasks}) == 1
+    for task, result in zip(tasks, execute_stacked(tasks), strict=True):
+        _close(execute(task), result)
+
+
+def test_mean_accuracy_over_seeds_agrees_with_the_pool() -> None:
+    runs = _runs({"ls": {"smoothing": 0.1}}, seeds=4, noise={"rates": [0.3]})
+    tasks = [_task(r) for r in runs]
+    alone = [execute(t).metrics["accuracy"] for t in tasks]
+    together = [r.metrics["accuracy"] for r in execute_stacked(tasks)]
+    spread = statistics.stdev(alone) / math.sqrt(len(alone))
+    assert abs(statistics.mean(alone) - statistics.mean(together)) <= 5 * spread + 1e-9
+
+
+def test_a_resumed_stack_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    runs = _runs({"ce": {}, "ols": {}}, noise={"rates": [0.0, 0.3]})
+    tasks = [
+        _task(r, checkpoint_dir=str(tmp_path / str(i)), checkpoint_every=1)
+        for i, r in enumerate(runs)
+    ]
+    whole = execute_stacked([dataclasses.replace(t, checkpoint_dir="") for t in tasks])
+
+    def killed_after_two_epochs(key: str, done: int, total: int) -> None:
+        if done == 2:
+            raise RuntimeError("killed")
+
+    killed = execute_stacked(tasks, killed_after_two_epochs)
+    assert all("RuntimeError: killed" in r.error for r in killed)
+    assert sorted(p.name for p in (tmp_path / "0").iterdir()) == [
+        "best-1.safetensors",
+        "model-1.safetensors",
+        "state.pt",
+    ]
+    epochs: list[int] = []
+    resumed = execute_stacked(tasks, lambda key, done, total: epochs.append(done))
+    assert epochs == [3] * len(tasks)  # only the last epoch was trained again
+    for a, b in zip(whole, resumed, strict=True):
+        _close(a, b, tolerance=1e-6)
+    # a stacked checkpoint is a solo checkpoint: the solo loop resumes it (after epoch 2) too
+    _close(execute(tasks[0]), whole[0])
+
+
+def test_a_diverging_run_fails_alone_and_says_when() -> None:
+    calm = _runs({"ce": {}}, noise={"rates": [0.0]})
+    wild = _runs({"nls": {"smoothing": -8.0}}, noise={"rates": [0.0]},
+                 train={**TINY["train"], "lr": 1e4, "momentum": 0.9})  # fmt: skip
+    tasks = [_task(r) for r in calm + wild]
+    ok, failed = execute_stacked(tasks)
+    assert ok.error == "" and math.isfinite(ok.metrics["accuracy"])
+    assert failed.error.startswith("RuntimeError: diverged at epoch ")
+    assert failed.error.strip().endswith("(non-finite loss)")
+    _close(execute(tasks[0]), ok)
+
+
+def test_what_does_not_stack() -> None:
+    assert stackable_model(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)))
+    assert not stackable_model(nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.1)))
+    assert not stackable_model(nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)))
+    assert stack_key(_task(_runs({"ivon": {}})[0])) is None
+    assert stack_key(_task(_runs({"sam": {}})[0])) is None
+    adamw = _runs({"ce": {}}, train={**TINY["train"], "optimizer": "adamw"})
+    assert stack_key(_task(adamw[0])) is None
+    longer = _runs({"ce": {}}, train={**TINY["train"], "epochs": 4})
+    assert stack_key(_task(longer[0])) != stack_key(_task(_runs({"ce": {}})[0]))
+
+
+def test_models_that_cannot_stack_train_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stacked, "stackable_model", lambda model: False)
+    task = _task(_runs({"ls": {}})[0])
+    (result,) = execute_stacked([task])
+    alone = execute(task)
+    assert result.weights == alone.weights  # the solo loop itself ran
+
+
+def test_chunks_split_groups_over_workers() -> None:
+    tasks = [_task(r) for r in _runs({"ce": {}, "ls": {}, "ivon": {}}, seeds=3)]
+    sizes = [len(c) for c in chunks(tasks, 2)]
+    assert sizes == [3, 3, 1, 1, 1]
+    assert sorted(t.key for c in chunks(tasks, 2) for t in c) == sorted(t.key for t in tasks)
+    assert [len(c) for c in chunks(tasks, 1)] == [6, 1, 1, 1]
