@@ -88,8 +88,10 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         f"{summary.finished} runs trained, {summary.skipped} already done, "
         f"{len(summary.failed)} failed, {time.perf_counter() - start:.1f} s; results in {out}"
     )
-    for label, error in summary.failed:
-        print(f"failed: {label}: {error}", file=sys.stderr)
+    for failure in summary.failed:
+        print(f"failed: {failure.where()}: {failure.reason()}", file=sys.stderr)
+    if summary.failed:
+        print(f"full tracebacks: smoothlab failures {out}", file=sys.stderr)
     return 1 if summary.failed else 0
 
 

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from smoothlab.lab.report.experiments import Experiment, differences, group_experiments, index_page
 from smoothlab.lab.report.order import RunOrder
 from smoothlab.lab.report.plots import (
     curves_plot,
@@ -21,7 +22,7 @@ from smoothlab.lab.report.plots import (
     smoothing_sweep,
 )
 from smoothlab.lab.report.summary import SUMMARY_METRICS, SummaryRow, summarize
-from smoothlab.lab.run.store import DB_NAME, ResultsStore, RunRow
+from smoothlab.lab.run.store import ResultsStore, RunRow
 from smoothlab.lab.train.checkpoint import atomic_write
 
 __all__ = ["write_report"]
@@ -37,11 +38,21 @@ def _write_csv(path: Path, header: Sequence[str], lines: Sequence[Sequence[objec
 
 def _runs_csv(path: Path, rows: Sequence[RunRow]) -> None:
     metrics = sorted({m for row in rows for m in row.metrics})
-    header = ["key", "experiment", "method", "label", "noise_kind", "noise_rate", "replicate"]
+    header = [
+        "key",
+        "experiment",
+        "experiment_id",
+        "method",
+        "label",
+        "noise_kind",
+        "noise_rate",
+        "replicate",
+    ]
     lines = [
         [
             row.key,
             row.experiment,
+            row.experiment_id,
             row.method,
             row.label,
             row.noise_kind,
@@ -128,10 +139,12 @@ def _html(
     summary: Sequence[SummaryRow],
     images: dict[str, tuple[str, bytes]],
     configs: Mapping[str, object],
+    note: str = "",
 ) -> str:
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
+        f"<p>{html.escape(note)}</p>" if note else "",
         "<h2>Summary (test set, mean ± std over seeds)</h2>",
         _html_table(summary),
     ]
@@ -144,23 +157,12 @@ def _html(
     return "\n".join(parts)
 
 
-def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``runs.csv``, ``summary.csv``, the PNGs and ``index.html``; return the HTML's path.
-
-    Every table, CSV line and legend follows :class:`~.order.RunOrder` built from
-    the stored configs, so the same results give the same files byte for byte.
-    """
-    folder = Path(folder)
-    if not (folder / DB_NAME).is_file():
-        raise FileNotFoundError(f"no results in {folder} (expected {folder / DB_NAME})")
-    store = ResultsStore(folder)
-    try:
-        configs = store.experiments()
-        order = RunOrder.from_configs(configs.values())
-        rows = order.sort(store.runs())  # never the order the runs finished in
-    finally:
-        store.close()
-    target = Path(out) if out is not None else folder / "report"
+def _write_experiment(target: Path, experiment: Experiment | None, note: str = "") -> Path:
+    """One experiment's report (CSV, PNGs, ``index.html``) in ``target``; returns the page."""
+    stored = experiment.configs if experiment else ()
+    configs = {config.get("name", "?"): config for config in stored}
+    order = RunOrder.from_configs(stored)
+    rows = order.sort(experiment.rows if experiment else ())  # never the order they finished in
     summary = summarize(rows, order)
     _runs_csv(target / "runs.csv", rows)
     _summary_csv(target / "summary.csv", summary)
@@ -169,7 +171,38 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
         if png is not None:
             atomic_write(target / name, png)
             images[name] = (caption, png)
-    title = "smoothlab report: " + ", ".join(configs) if configs else "smoothlab report"
+    title = f"smoothlab report: {experiment.name}" if experiment else "smoothlab report"
     page = target / "index.html"
-    atomic_write(page, _html(title, summary, images, configs).encode())
+    atomic_write(page, _html(title, summary, images, configs, note).encode())
+    return page
+
+
+def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``runs.csv``, ``summary.csv``, the PNGs and ``index.html``; return the HTML's path.
+
+    The store is opened read-only, so archived results report from read-only media (``out``
+    elsewhere). A folder with several experiments gets a sub-folder per experiment and an index
+    (:mod:`~.experiments`); runs of different experiments are never pooled. Every table, CSV
+    line and legend follows :class:`~.order.RunOrder` built from the stored configs, so the
+    same results give the same files byte for byte.
+    """
+    folder = Path(folder)
+    store = ResultsStore(folder, readonly=True)
+    try:
+        experiments = group_experiments(list(store.runs()), store.experiment_configs())
+    finally:
+        store.close()
+    target = Path(out) if out is not None else folder / "report"
+    if len(experiments) <= 1:
+        return _write_experiment(target, experiments[0] if experiments else None)
+    for stale in target.glob("*.*"):  # a single experiment's files would read as the whole
+        if stale.suffix in (".csv", ".png", ".html"):
+            stale.unlink()
+    diff = differences(experiments)
+    for experiment in experiments:
+        what = "; ".join(diff[experiment.id])
+        note = f"Experiment {experiment.id} ({what}); the folder's other experiments: ../index.html"
+        _write_experiment(target / experiment.folder, experiment, note)
+    page = target / "index.html"
+    atomic_write(page, index_page(experiments, _STYLE).encode())
     return page

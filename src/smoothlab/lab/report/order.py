@@ -79,12 +79,13 @@ class RunOrder:
         return self.kinds.index(kind) if kind in self.kinds else len(self.kinds)
 
     def group_key(self, row: RunRow) -> GroupKey:
-        """The sort key shared by the seeds of one method variant under one noise setting."""
+        """The sort key shared by the seeds of one method variant under one noise setting of one
+        experiment: runs of different experiments never share a group, so never a mean."""
         params = row.config.get("params", {})
         by_name = tuple((name, _value_key(params[name])) for name in sorted(params))
         kind = (self.kind_rank(row.noise_kind), row.noise_kind)
         method = (self.method_rank(row.method), row.method)
-        return (*method, by_name, row.label, *kind, row.noise_rate)
+        return (*method, by_name, row.label, *kind, row.noise_rate, row.experiment_id)
 
     def sort(self, rows: Iterable[RunRow]) -> list[RunRow]:
         """``rows`` in display order, whatever order they finished in."""

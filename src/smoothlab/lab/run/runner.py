@@ -15,6 +15,7 @@ from pathlib import Path
 from smoothlab.lab.plan.grid import (
     RunConfig,
     canonical_json,
+    experiment_id,
     plan_runs,
     run_key,
     seed_from,
@@ -24,7 +25,7 @@ from smoothlab.lab.plan.grid import (
 from smoothlab.lab.plan.schema import Config, config_to_dict
 from smoothlab.lab.run.executors import Executor
 from smoothlab.lab.run.progress import Progress, make_progress
-from smoothlab.lab.run.store import ResultsStore, RunRow
+from smoothlab.lab.run.store import Failure, ResultsStore, RunRow
 from smoothlab.lab.train.loop import RunResult, RunTask
 
 __all__ = ["RunSummary", "plan_runs", "run_experiment"]
@@ -37,7 +38,7 @@ class RunSummary:
     keys: list[str]
     skipped: int = 0
     finished: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (label, last error line)
+    failed: list[Failure] = field(default_factory=list)  # full tracebacks, also in the store
 
 
 def _last_line(error: str) -> str:
@@ -76,6 +77,7 @@ def _store(store: ResultsStore, config: Config, run: RunConfig, result: RunResul
     row = RunRow(
         key=result.key,
         experiment=config.name,
+        experiment_id=experiment_id(run.to_dict()),
         method=run.method,
         label=run.label(),
         noise_kind=run.noise_kind,
@@ -101,6 +103,12 @@ def _drop_stale_checkpoints(store: ResultsStore, done: set[str]) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def _failure(run: RunConfig, result: RunResult) -> Failure:
+    ident = experiment_id(run.to_dict())
+    where = (run.label(), run.noise_kind, run.noise_rate, run.replicate)
+    return Failure(result.key, ident, *where, result.error)
+
+
 def _run_phase(
     runs: Sequence[RunConfig],
     context: tuple[Config, ResultsStore, Executor, Progress],
@@ -112,7 +120,9 @@ def _run_phase(
     for result in executor.run_batch(tasks, progress.epoch):
         run = by_key[result.key]
         if result.error:
-            summary.failed.append((run.label(), _last_line(result.error)))
+            failure = _failure(run, result)
+            store.add_failure(failure)
+            summary.failed.append(failure)
         else:
             _store(store, config, run, result)
             summary.finished += 1

@@ -124,13 +124,21 @@ class Failure:
         """``ls(smoothing=0.2) symmetric 0.4 seed 1``: which cell of the grid failed."""
         return f"{self.label} {self.noise_kind} {self.noise_rate:g} seed {self.replicate}"
 
+    def reason(self) -> str:
+        r"""The traceback's last line: what went wrong.
+
+        >>> Failure("k", "e", "ce", "none", 0.0, 0, "Traceback:\n  ...\nValueError: bad\n").reason()
+        'ValueError: bad'
+        """
+        return self.error.strip().splitlines()[-1] if self.error.strip() else "(no message)"
+
 
 def _connect(folder: Path, readonly: bool) -> sqlite3.Connection:
     """Open the database; a folder that cannot be written is named, with the cause."""
     path = folder / DB_NAME
     if readonly:
         if not path.is_file():
-            raise StoreError(f"no results in {folder} (expected {path})")
+            raise FileNotFoundError(f"no results in {folder} (expected {path})")
         # immutable: no -shm/-wal files are needed, which a read-only folder could not hold
         mode = "ro" if os.access(folder, os.W_OK) else "ro&immutable=1"
         return sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode={mode}", uri=True)
