@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smoothlab.calibration import TemperatureScaling, VectorScaling
+from smoothlab.calibration import (
+    DirichletCalibration,
+    MatrixScaling,
+    TemperatureScaling,
+    VectorScaling,
+)
 
 F64 = torch.float64
 
@@ -182,7 +187,12 @@ LONG = torch.int64
 )
 def test_fit_errors(logits, target, error, match) -> None:
     target = torch.tensor(target, dtype=None if target else LONG)
-    for scaler in (TemperatureScaling(), VectorScaling(2)):
+    for scaler in (
+        TemperatureScaling(),
+        VectorScaling(2),
+        MatrixScaling(2),
+        DirichletCalibration(2),
+    ):
         with pytest.raises(error, match=match):
             scaler.fit(logits, target)
 
@@ -275,7 +285,15 @@ def test_vector_scaling_with_an_uninformative_class_ends_on_the_bound() -> None:
     assert ours <= nll(logits, target, torch.tensor(1 / oracle)) + 1e-12
 
 
-@pytest.mark.parametrize("make", [TemperatureScaling, lambda: VectorScaling(3)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        TemperatureScaling,
+        lambda: VectorScaling(3),
+        lambda: MatrixScaling(3),
+        lambda: DirichletCalibration(3),
+    ],
+)
 def test_fit_on_logits_that_require_grad_does_not_warn(make) -> None:
     # Regression (issue 12, section 4): fit read scalars out of the graph and warned.
     logits, target = planted([2.0, 2.0, 2.0], n=200, c=3)

@@ -5,8 +5,11 @@ Every calibrator is an :class:`torch.nn.Module` with ``fit(logits, target) -> se
 (``softmax`` of the output is the calibrated distribution):
 
 - :class:`TemperatureScaling`, :class:`VectorScaling` (Guo et al., ICML 2017);
+- :class:`MatrixScaling`, :class:`DirichletCalibration` (full matrices with ODIR, Kull et al.,
+  NeurIPS 2019);
 """
 
+from smoothlab.calibration.linear import DirichletCalibration, MatrixScaling
 from smoothlab.calibration.temperature import TemperatureScaling, VectorScaling
 
-__all__ = ["TemperatureScaling", "VectorScaling"]
+__all__ = ["DirichletCalibration", "MatrixScaling", "TemperatureScaling", "VectorScaling"]
