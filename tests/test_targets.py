@@ -66,3 +66,22 @@ def test_loss_is_cross_entropy_against_smoothed_targets() -> None:
         q = smooth_targets(y, 4, -0.4, **kwargs)  # type: ignore[arg-type]
         fused = label_smoothing_cross_entropy(z, y, -0.4, **kwargs)  # type: ignore[arg-type]
         torch.testing.assert_close(fused, label_smoothing_cross_entropy(z, q, 0.0))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("kind", ["class", "example"])
+def test_exclusive_loss_normalises_like_smooth_targets(fused: bool, kind: str) -> None:
+    """A prior off 1 by less than the check's tolerance (1e-4) is renormalised by its mass
+    outside the true class in both: the loss once divided by ``1 - pi_y`` instead."""
+    from smoothlab import label_smoothing_cross_entropy
+
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,), generator=g)
+    shape = (4,) if kind == "class" else (6, 4)
+    prior = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), -1) * (1 + 8e-5)
+    q = smooth_targets(y, 4, 0.3, prior=prior, exclusive=True)
+    torch.testing.assert_close(q.sum(1), torch.ones(6, dtype=torch.float64))
+    ours = label_smoothing_cross_entropy(z, y, 0.3, prior=prior, exclusive=True, fused=fused)
+    truth = -(q * torch.log_softmax(z, 1)).sum(1).mean()
+    torch.testing.assert_close(ours, truth, rtol=1e-12, atol=1e-12)
