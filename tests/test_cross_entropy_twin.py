@@ -286,6 +286,19 @@ def test_prior_replaces_the_uniform_distribution(kind: str, r: float) -> None:
     )
 
 
+@pytest.mark.parametrize("kind", ["class", "example"])
+def test_prior_with_probability_targets(kind: str) -> None:
+    logits, _, g, k = _case((5, 4), seed=14)
+    target = torch.softmax(torch.randn(5, k, generator=g, dtype=torch.float64), 1)
+    shape = (k,) if kind == "class" else (5, k)
+    prior = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), -1)
+    weight = torch.rand(k, generator=g, dtype=torch.float64) + 0.3
+    q = weight * (0.7 * target + 0.3 * prior)
+    truth = -(q * torch.log_softmax(logits, 1)).sum(1).mean()
+    ours = cross_entropy(logits, target, weight, label_smoothing=0.3, prior=prior)
+    torch.testing.assert_close(ours, truth, rtol=1e-12, atol=1e-12)
+
+
 def test_uniform_prior_is_pytorchs_smoothing() -> None:
     logits, target, _, k = _case((5, 3, 2), seed=10)
     uniform = torch.full((k,), 1.0 / k, dtype=torch.float64)
