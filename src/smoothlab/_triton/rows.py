@@ -235,10 +235,11 @@ class RowSpec(Protocol):
     r: float | Tensor
 
 
-def _per_row(value: float | Tensor, dummy: Tensor) -> tuple[Tensor, float, bool]:
-    """A per-row coefficient as (pointer tensor, constant, whether the pointer is read)."""
+def _per_row(value: float | Tensor, dummy: Tensor, start: int) -> tuple[Tensor, float, bool]:
+    """A per-row coefficient from row ``start`` on: (pointer tensor, constant, pointer read?)."""
     if isinstance(value, Tensor):
-        return value.to(torch.float32).contiguous(), 0.0, True
+        rows = dummy.shape[0]
+        return value[start : start + rows].to(torch.float32).contiguous(), 0.0, True
     return dummy, float(value), False
 
 
@@ -257,6 +258,7 @@ def run_rows(
     valid: Tensor | None,
     scale: float | None,
     *,
+    start: int = 0,
     lse_square_scale: float = 0.0,
     softcap: float | None = None,
 ) -> Tensor:
@@ -264,7 +266,8 @@ def run_rows(
 
     ``g`` (any strides, may be ``z``) receives ``scale`` times the gradient in its own dtype
     unless ``scale`` is ``None``; ``y``: ``(N,)`` int64 class indices or ``None`` (probability
-    targets); ``valid``: ``(N,)`` bool or ``None``. ``lse_square_scale`` adds the z-loss,
+    targets); ``valid``: ``(N,)`` bool or ``None``. ``z`` holds rows ``start:start + N`` of the
+    batch that ``spec``'s per-row coefficients describe. ``lse_square_scale`` adds the z-loss,
     ``softcap`` caps the logits at ``softcap tanh(z / softcap)`` first.
     """
     rows, classes = int(z.shape[0]), int(z.shape[1])
@@ -274,10 +277,10 @@ def run_rows(
     grad = scale is not None and g is not None
     out = g if grad and g is not None else z
     dummy = loss
-    (a, a0, has_a), (b, b0, has_b) = _per_row(spec.a, dummy), _per_row(spec.b, dummy)
-    r, r0, has_r = _per_row(spec.r, dummy)
+    (a, a0, has_a), (b, b0, has_b) = _per_row(spec.a, dummy, start), _per_row(spec.b, dummy, start)
+    r, r0, has_r = _per_row(spec.r, dummy, start)
     pi = dummy if spec.pi is None else spec.pi.to(device=z.device, dtype=torch.float32).contiguous()
-    t = None if spec.rows is None else spec.rows(0, rows).contiguous()
+    t = None if spec.rows is None else spec.rows(start, start + rows).contiguous()
     tw = spec.rows_weight if t is not None else None
     tw = dummy if tw is None else tw.to(torch.float32).contiguous()
     block = min(triton.next_power_of_2(classes), MAX_BLOCK)

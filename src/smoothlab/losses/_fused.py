@@ -186,6 +186,8 @@ class Job:
         y = None if self.index is None else layout.positions(self.index, start, stop)
         valid = None if self.valid is None else layout.positions(self.valid, start, stop)
         native = self.native is not None and (y is not None or not self.native.indexed)
+        if native and z.shape[2] == 1 and _triton.takes(z.squeeze(2)):  # a linear head's chunk
+            return self._triton_rows(z, g, y, valid, start, scale)
         native = native and z.shape[2] == 1 and z.dtype == torch.float32
         if native and z.is_contiguous() and g.is_contiguous() and kernels() is not None:
             assert self.native is not None
@@ -194,6 +196,22 @@ class Job:
         if valid is not None:
             loss = loss.masked_fill(~valid, 0.0)
         return loss, loss.sum()
+
+    def _triton_rows(
+        self,
+        z: Tensor,
+        g: Tensor,
+        y: Tensor | None,
+        valid: Tensor | None,
+        start: int,
+        scale: float | None,
+    ) -> tuple[Tensor, Tensor]:
+        """A ``(B, C, 1)`` chunk of rows ``start:`` in one Triton launch; as :meth:`losses`."""
+        module = _triton.kernels(z.device)
+        assert module is not None and self.native is not None
+        flat = [None if t is None else t.reshape(-1) for t in (y, valid)]
+        loss = module.run_rows(self.native, z.squeeze(2), g.squeeze(2), *flat, scale, start=start)
+        return loss.view(-1, 1, 1), loss.sum()
 
     def reduce(self, total: Tensor, count: int) -> Tensor:
         """A ``sum`` or ``mean`` of the summed losses over ``count`` positions."""
