@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -40,3 +41,23 @@ def test_lightning_example_resumes_bitwise_and_predicts(
     found = re.search(r"posterior predictive ([0-9.]+), mean weights ([0-9.]+)", out)
     assert found is not None
     assert min(float(found[1]), float(found[2])) > 0.6  # 4 classes: chance is 0.25
+
+
+def test_hf_trainer_example_learns_tokens_and_ignores_padding(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    module = _load("hf_trainer_tokens")
+    data = module.sequences(6, seed=0)
+    labels = torch.stack([d["labels"] for d in data])
+    assert (labels == -100).any() and (labels != -100).any()
+    logits = torch.randn(
+        6, labels.shape[1], module.VOCAB, generator=torch.Generator().manual_seed(0)
+    )
+    per_token = module.token_loss({"logits": logits}, labels, (labels != -100).sum())
+    torch.testing.assert_close(per_token, module.token_loss({"logits": logits}, labels))
+    result = module.main(epochs=3, workdir=tmp_path)
+    assert result["loss_after"] < 0.7 * result["loss_before"]
+    assert result["accuracy"] > 0.3  # 15 tokens: chance is 1/15
+    assert "next-token accuracy on labelled test tokens" in capsys.readouterr().out
