@@ -22,8 +22,8 @@ class AdaFocalLoss(nn.Module):
     \log p_y` when :math:`\gamma_b < 0`, see :func:`smoothlab.losses.focal.signed_focal_nll`).
     After each epoch, :meth:`update` measures calibration on validation data in equal-mass bins
     of the top-label confidence, with gap :math:`E_b = C_b - A_b` (mean confidence minus
-    accuracy), and applies the published rule (Ghosh et al., Sec. 4, Eq. 6 and the switch
-    of Sec. 4.2):
+    accuracy), and applies Ghosh et al.'s update with its switch to the inverse focal loss
+    (as in the authors' released implementation):
 
     .. math::
         \gamma_b \leftarrow \gamma_b\, \exp(\operatorname{sign}(\gamma_b)\, \lambda E_b)

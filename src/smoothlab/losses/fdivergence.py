@@ -133,7 +133,7 @@ def f_divergence_loss(
 
     Wei & Liu train a classifier :math:`h` by maximising :math:`D_f(P_{h \times \tilde Y} \|
     Q_{h \perp \tilde Y})` between the joint distribution of prediction and noisy label and
-    the product of their marginals, through its variational lower bound (their Eq. 2)
+    the product of their marginals, through its variational lower bound
 
     .. math::
         D_f \ge E_{P}[g(X, \tilde Y)] - E_{Q}[f^*(g(X, \tilde Y))].

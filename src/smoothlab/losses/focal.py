@@ -23,7 +23,7 @@ def signed_focal_nll(log_p_y: Tensor, gamma: Tensor | float) -> Tensor:
                              -(1 + p_y)^{|\gamma|} \log p_y & \gamma < 0 \end{cases}
 
     ``gamma`` is a float or a tensor broadcastable against ``log_p_y``. The inverse focal loss
-    (Ghosh et al., Eq. 5) up-weights confident examples. :math:`1 - p_y` is computed as
+    (Ghosh et al.) up-weights confident examples. :math:`1 - p_y` is computed as
     ``-expm1(log p_y)``, which stays positive for confident examples where ``1 - p`` would
     round to 0.
 

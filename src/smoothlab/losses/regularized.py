@@ -56,7 +56,7 @@ def max_suppression_loss(
     Label smoothing with rate :math:`\alpha` (mass :math:`\alpha/K` on every class) is exactly
     :math:`\mathrm{CE}(z, y) + \alpha(z_y - \bar z)`; MaxSup replaces :math:`z_y` by the top
     logit, so it penalises the prediction's confidence whether or not it is correct, where LS
-    rewards a misclassified example's top logit (Zhou et al., Eq. 8). When the top class is
+    rewards a misclassified example's top logit (Zhou et al.). When the top class is
     :math:`y` the two losses coincide. The authors ramp ``alpha`` from 0.1 to 0.2 over
     training: :func:`max_suppression_schedule`. Logits must be finite.
 
@@ -119,7 +119,7 @@ def margin_label_smoothing_loss(
 
     Liu et al. show that label smoothing amounts to pushing every logit distance
     :math:`\max_k z_k - z_j` towards zero (an equality constraint), and relax it to the
-    inequality :math:`\le m` (their Eq. 7, with :math:`m = 10`, :math:`\lambda = 0.1`). The sum
+    inequality :math:`\le m` (their defaults: :math:`m = 10`, :math:`\lambda = 0.1`). The sum
     runs over the classes as printed; implementations that average over the classes use
     :math:`\alpha / K` for the same loss.
 
@@ -167,7 +167,7 @@ def logit_norm_loss(
         \ell = \mathrm{CE}\Big(\frac{z}{\tau\,(\lVert z \rVert_2 + \epsilon)},\ y\Big)
 
     Normalising removes the incentive to grow the logits' norm, which cross-entropy rewards
-    long after the argmax is right and which makes networks overconfident (Wei et al., Eq. 4,
+    long after the argmax is right and which makes networks overconfident (Wei et al.,
     with :math:`\tau = 0.04` on CIFAR-10). :math:`\epsilon` keeps an all-zero logit vector
     finite. The norm is over the class dimension.
 

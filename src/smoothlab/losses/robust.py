@@ -178,7 +178,7 @@ def peer_loss(
     with :math:`\sigma, \rho` two independent uniform permutations of the batch (dimension 0),
     drawn from ``generator``: the peer term pairs an input with the label of another, independent
     example, which penalises fitting labels that carry no information about the input (Liu &
-    Guo, Eq. 3). Positions beyond dim 1 keep their place. A peer term whose label is ignored is
+    Guo). Positions beyond dim 1 keep their place. A peer term whose label is ignored is
     dropped; ``weight`` scales each term by the weight of its label, and ``mean`` divides by the
     total weight (the permutation leaves it unchanged). The loss can be negative.
 
@@ -241,7 +241,7 @@ def generalized_cross_entropy(
 
     As :math:`q \to 0` it tends to cross-entropy :math:`-\log p_y`; :math:`q = 1` is the mean
     absolute error :math:`1 - p_y` (up to a factor 2), which is robust to symmetric noise but
-    slow to train (Zhang & Sabuncu, Eq. 6). Computed as ``-expm1(q log p_y) / q``, accurate
+    slow to train (Zhang & Sabuncu). Computed as ``-expm1(q log p_y) / q``, accurate
     for small ``q``.
 
     Args:
@@ -287,7 +287,7 @@ def symmetric_cross_entropy(
              = \alpha\,(-\log p_y) - \beta A\,(1 - p_y)
 
     where :math:`q` is the one-hot label whose :math:`\log 0` is clipped to :math:`A` =
-    ``log_zero`` (Wang et al., Eq. 5-7, with :math:`A = -4`). The reverse term is a scaled
+    ``log_zero`` (Wang et al. use :math:`A = -4`). The reverse term is a scaled
     mean absolute error, robust to noise; ``beta = 0`` is ``alpha`` times cross-entropy.
 
     Args:
