@@ -5,9 +5,11 @@ with CUDA events, each round on a fresh copy of the logits made outside the time
 reported as a ratio to PyTorch's ``F.cross_entropy(label_smoothing=0.1)`` (and to Liger-Kernel's
 cross-entropy when ``liger_kernel`` is importable, and to our uniform smoothing: the family's
 1.15x target). Peak memory is the most allocated during a round beyond what existed before it
-(logits, targets), in units of one ``N x C`` logits buffer. Usage::
+(logits, targets), in units of one ``N x C`` logits buffer. A second table times the fused linear
+heads (logits never whole) against ``F.linear`` + ``F.cross_entropy`` and Liger's fused linear
+cross-entropy, peak extra memory in MiB. Usage::
 
-    python benchmarks/bench_gpu.py [--shape 8192x128256] [--dtype bfloat16] [--repeats 10]
+    python benchmarks/bench_gpu.py [--shape 8192x128256] [--head 8192x4096x128256] [--repeats 10]
     python benchmarks/bench_gpu.py --dry-run   # checks the plan on any machine, measures nothing
 
 Without a CUDA device it exits with status 2 and says so; nothing is estimated.
@@ -28,6 +30,7 @@ from smoothlab import _native
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 LS = smoothlab.label_smoothing_cross_entropy
+DEVICE = "cuda"  # the smoke test runs the tables on "cpu" with CUDA's timers stubbed
 BASELINE = "pytorch ls r=0.1"
 OURS = "ls r=0.1"
 
@@ -47,76 +50,118 @@ LOSSES: dict[str, Loss] = {
 }
 
 
-def add_liger(losses: dict[str, Loss]) -> str | None:
-    """Add Liger-Kernel's smoothing cross-entropy when it is installed; its name or ``None``."""
+Inputs = tuple[torch.Tensor, ...]
+Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+HEAD_BASELINE = "pytorch linear + ls r=0.1"
+HEADS: dict[str, Head] = {
+    HEAD_BASELINE: lambda h, w, y: F.cross_entropy(F.linear(h, w), y, label_smoothing=0.1),
+    "ls r=0.1": lambda h, w, y: smoothlab.linear_label_smoothing_cross_entropy(h, w, y),
+    "relaxation a=0.1": lambda h, w, y: smoothlab.linear_label_relaxation_loss(h, w, y),
+    "conf. penalty b=0.1": lambda h, w, y: smoothlab.linear_confidence_penalty_loss(h, w, y),
+}
+
+
+def add_liger(losses: dict[str, Loss], heads: dict[str, Head]) -> str | None:
+    """Add Liger-Kernel's smoothing cross-entropy (and fused linear head) when installed."""
     try:
-        from liger_kernel.transformers import LigerCrossEntropyLoss  # type: ignore[import-not-found]
+        from liger_kernel.transformers import (  # type: ignore[import-not-found]
+            LigerCrossEntropyLoss,
+            LigerFusedLinearCrossEntropyLoss,
+        )
     except ImportError:
         return None
     liger = LigerCrossEntropyLoss(label_smoothing=0.1)
     losses["liger ls r=0.1"] = lambda z, y, q: liger(z, y)
+    head = LigerFusedLinearCrossEntropyLoss(label_smoothing=0.1)
+    heads["liger ls r=0.1"] = lambda h, w, y: head(w, h, y)  # Liger takes the weight first
     return "liger ls r=0.1"
 
 
-def one_round(loss: Loss, z: torch.Tensor, y: torch.Tensor, q: torch.Tensor) -> tuple[float, int]:
-    """Milliseconds of forward + backward on a fresh copy of ``z``, and the peak extra bytes."""
-    x = z.clone().requires_grad_()
+def one_round(run: Callable[..., torch.Tensor], make: Callable[[], Inputs]) -> tuple[float, int]:
+    """Milliseconds of forward + backward on fresh inputs (made untimed), and peak extra bytes."""
+    inputs = make()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
     start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
-    loss(x, y, q).backward()
+    run(*inputs).backward()
     stop.record()
     torch.cuda.synchronize()
     return start.elapsed_time(stop), torch.cuda.max_memory_allocated() - before
 
 
 def measure(
-    losses: dict[str, Loss], shape: tuple[int, int], dtype: torch.dtype, repeats: int
-) -> dict[str, tuple[float, float]]:
-    """Median milliseconds and peak extra memory (in logits buffers) of each candidate."""
-    n, c = shape
-    g = torch.Generator(device="cuda").manual_seed(0)
-    z = torch.randn(n, c, device="cuda", dtype=dtype, generator=g)
-    y = torch.randint(0, c, (n,), device="cuda", generator=g)
-    q = torch.softmax(torch.randn(n, c, device="cuda", generator=g), 1).to(dtype)
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    peaks: dict[str, int] = dict.fromkeys(losses, 0)
-    for loss in losses.values():  # warm-up: Triton compiles each kernel variant once
-        one_round(loss, z, y, q)
+    candidates: dict[str, Callable[..., torch.Tensor]], make: Callable[[], Inputs], repeats: int
+) -> dict[str, tuple[float, int]]:
+    """Median milliseconds and largest peak extra bytes of each candidate, rounds interleaved."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    peaks: dict[str, int] = dict.fromkeys(candidates, 0)
+    for run in candidates.values():  # warm-up: Triton compiles each kernel variant once
+        one_round(run, make)
     for _ in range(repeats):
-        for name, loss in losses.items():
-            ms, peak = one_round(loss, z, y, q)
+        for name, run in candidates.items():
+            ms, peak = one_round(run, make)
             times[name].append(ms)
             peaks[name] = max(peaks[name], peak)
-    buffer = z.numel() * z.element_size()
-    return {name: (statistics.median(times[name]), peaks[name] / buffer) for name in losses}
+    return {name: (statistics.median(times[name]), peaks[name]) for name in candidates}
 
 
-def report(results: dict[str, tuple[float, float]], liger: str | None) -> None:
-    """One table: milliseconds, time ratios (PyTorch, Liger, our uniform), peak memory."""
-    refs = [BASELINE, *([liger] if liger else []), OURS]
-    labels = {BASELINE: "/torch", OURS: "/ours", liger: "/liger"}
-    head = "".join(f"{labels[r]:>10}" for r in refs)
-    print(f"{'loss':<24}{'ms':>9}{head}{'peak (x N*C)':>14}")
+def report(
+    results: dict[str, tuple[float, int]], refs: list[str], unit: int, unit_name: str
+) -> None:
+    """One table: milliseconds, time ratios to each of ``refs``, peak extra memory in ``unit``."""
+    head = "".join(f"{'/' + r.split(' ')[0]:>10}" for r in refs)
+    print(f"{'candidate':<26}{'ms':>9}{head}{'peak (' + unit_name + ')':>16}")
     for name, (ms, peak) in results.items():
         ratios = "".join(f"{ms / results[r][0]:>10.2f}" for r in refs)
-        print(f"{name:<24}{ms:>9.2f}{ratios}{peak:>14.2f}")
+        print(f"{name:<26}{ms:>9.2f}{ratios}{peak / unit:>16.2f}")
+
+
+def loss_table(shape: tuple[int, int], dtype: torch.dtype, repeats: int, liger: str | None) -> None:
+    n, c = shape
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    z = torch.randn(n, c, device=DEVICE, dtype=dtype, generator=g)
+    y = torch.randint(0, c, (n,), device=DEVICE, generator=g)
+    # float32: a bf16 rounding of a softmax is no longer a distribution to the prior check
+    q = torch.softmax(torch.randn(n, c, device=DEVICE, generator=g), 1)
+    results = measure(LOSSES, lambda: (z.clone().requires_grad_(), y, q), repeats)
+    print(f"\nlosses {n} x {c}: time ratios to the named candidates; peak in N x C buffers")
+    refs = [BASELINE, *([liger] if liger else []), OURS]
+    report(results, refs, z.numel() * z.element_size(), "x N*C")
+
+
+def head_table(
+    shape: tuple[int, int, int], dtype: torch.dtype, repeats: int, liger: str | None
+) -> None:
+    n, hidden, vocab = shape
+    g = torch.Generator(device=DEVICE).manual_seed(1)
+    h = torch.randn(n, hidden, device=DEVICE, dtype=dtype, generator=g)
+    w = torch.randn(vocab, hidden, device=DEVICE, dtype=dtype, generator=g) / hidden**0.5
+    y = torch.randint(0, vocab, (n,), device=DEVICE, generator=g)
+
+    def make() -> Inputs:
+        return h.clone().requires_grad_(), w.clone().requires_grad_(), y
+
+    results = measure(HEADS, make, repeats)
+    print(f"\nlinear heads {n} x {hidden} -> {vocab}: time ratios as above; peak extra in MiB")
+    report(results, [HEAD_BASELINE, *([liger] if liger else [])], 1 << 20, "MiB")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="8192x128256", help="N x C logits")
+    parser.add_argument("--head", default="8192x4096x128256", help="N x H -> V linear head")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, measure nothing")
     args = parser.parse_args(argv)
     n, c = (int(part) for part in args.shape.lower().split("x"))
+    rows, hidden, vocab = (int(part) for part in args.head.lower().split("x"))
     dtype = getattr(torch, args.dtype)
-    losses = dict(LOSSES)
-    liger = add_liger(losses)
-    print(f"shape {n}x{c} {args.dtype}, {args.repeats} rounds; candidates: {', '.join(losses)}")
+    liger = add_liger(LOSSES, HEADS)
+    print(f"losses {n}x{c}, heads {rows}x{hidden}->{vocab}, {args.dtype}, {args.repeats} rounds")
+    print(f"losses: {', '.join(LOSSES)}; heads: {', '.join(HEADS)}")
     print(f"triton: {_native.status()['triton']}; liger-kernel: {'yes' if liger else 'absent'}")
     if args.dry_run:
         return 0
@@ -126,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    report(measure(losses, (n, c), dtype, args.repeats), liger)
+    loss_table((n, c), dtype, args.repeats, liger)
+    head_table((rows, hidden, vocab), dtype, args.repeats, liger)
     return 0
 
 

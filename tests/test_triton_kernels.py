@@ -10,10 +10,12 @@ online log-sum-exp across blocks, a partial last block).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -514,3 +516,43 @@ def test_kernel_variants_compile_for_the_gpu(case: str, monkeypatch: pytest.Monk
             _fused(COMPILED[case], z, y)
     assert len(recorder.launches) == 1
     _compile(kernel, *recorder.launches[0])
+
+
+class _Event:
+    """A stand-in for ``torch.cuda.Event`` that times with the CPU clock."""
+
+    def __init__(self, enable_timing: bool) -> None:
+        self.at = 0.0
+
+    def record(self) -> None:
+        self.at = time.perf_counter()
+
+    def elapsed_time(self, other: _Event) -> float:
+        return 1e3 * (other.at - self.at)
+
+
+@pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")
+def test_bench_gpu_tables_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench_gpu.py end to end on tiny CPU tensors, CUDA's clock and memory counters stubbed."""
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "DEVICE", "cpu")
+    for name, value in {
+        "is_available": lambda: True,
+        "get_device_name": lambda: "stub",
+        "synchronize": lambda: None,
+        "reset_peak_memory_stats": lambda: None,
+        "memory_allocated": lambda: 0,
+        "max_memory_allocated": lambda: 1 << 20,
+        "Event": _Event,
+    }.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+    assert bench.main(["--shape", "8x50", "--head", "8x4x50", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "device: stub" in out
+    for name in [*bench.LOSSES, *bench.HEADS]:
+        assert re.search(rf"^{re.escape(name)} +\d", out, re.MULTILINE), name
