@@ -31,6 +31,7 @@ from smoothlab.datasets import (
     scale_pixels,
     split_indices,
     standardize,
+    synthetic_images,
     train_val_split,
     two_moons,
     twonorm,
@@ -43,7 +44,7 @@ from reference import Z5
 NAMES = (
     "digits", "mnist", "fashion-mnist", "twonorm", "splice", "cifar10", "cifar100",
     "cifar10n-aggre", "cifar10n-random1", "cifar10n-random2", "cifar10n-random3",
-    "cifar10n-worse", "cifar100n",
+    "cifar10n-worse", "cifar100n", "stanford-dogs", "cub-200-2011", "cifar10-synthetic",
 )  # fmt: skip
 
 
@@ -67,7 +68,7 @@ def test_the_registry_holds_the_issue_names() -> None:
 
 @pytest.mark.parametrize("info", REGISTRY, ids=lambda info: info.name)
 def test_registry_contract(info) -> None:
-    assert info.num_classes in (2, 3, 10, 100)
+    assert info.num_classes in (2, 3, 10, 100, 120, 200)
     assert not info.class_names or len(info.class_names) == info.num_classes
     assert info.description and info.source and info.license and info.split
     assert (info.variant is not None) == (
@@ -415,3 +416,22 @@ def test_two_moons_geometry() -> None:
 def test_synthetic_messages(call, kind: type[Exception], message: str) -> None:
     with pytest.raises(kind, match=re.escape(message)):
         call()
+
+
+def test_synthetic_images_share_templates_across_the_splits() -> None:
+    data = load_dataset("cifar10-synthetic")
+    assert data.x_train.shape == (5000, 3, 32, 32) and data.x_test.shape == (1000, 3, 32, 32)
+    assert float(data.x_train.min()) >= 0 and float(data.x_train.max()) <= 255
+    assert torch.equal(data.x_train, data.x_train.round())  # pixel values, as CIFAR stores them
+    means = torch.stack([data.x_train[data.y_train == k].mean(0) for k in range(10)]).flatten(1)
+    nearest = torch.cdist(data.x_test.flatten(1), means).argmin(1)
+    assert float((nearest == data.y_test).double().mean()) > 0.9  # the test split's classes
+    again = load_dataset("cifar10-synthetic")
+    assert torch.equal(again.x_test, data.x_test)
+
+
+def test_synthetic_images_check_their_arguments() -> None:
+    with pytest.raises(ValueError, match=r"^`num_classes` must be >= 2, got 1$"):
+        synthetic_images(3, num_classes=1)
+    with pytest.raises(ValueError, match=r"^`noise` must be >= 0"):
+        synthetic_images(3, noise=-1.0)

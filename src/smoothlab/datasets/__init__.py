@@ -28,7 +28,7 @@ from .registry import (
     load_dataset,
 )
 from .split import FIXED_SPLIT_SEED, FIXED_TEST_FRACTION, split_indices, train_val_split
-from .synthetic import gaussian_mixture, two_moons, twonorm
+from .synthetic import gaussian_mixture, synthetic_images, two_moons, twonorm
 
 __all__ = [
     "DATASETS",
@@ -58,6 +58,7 @@ __all__ = [
     "scale_pixels",
     "split_indices",
     "standardize",
+    "synthetic_images",
     "train_val_split",
     "transform_features",
     "two_moons",

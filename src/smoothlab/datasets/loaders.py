@@ -24,6 +24,7 @@ __all__ = [
     "load_digits",
     "load_idx_pair",
     "load_pmlb",
+    "load_synthetic_images",
 ]
 
 CIFAR10_ARCHIVE_MEMBERS = (
@@ -88,6 +89,25 @@ def load_digits(info: DatasetInfo, paths: Mapping[str, Path]) -> Dataset:
     images = np.asarray(bunch.images).reshape(-1, 1, 8, 8)
     metadata = _metadata(info, paths, value_range="0..16")
     return _fixed_split_dataset(info, images, np.asarray(bunch.target), metadata)
+
+
+def load_synthetic_images(info: DatasetInfo, paths: Mapping[str, Path]) -> Dataset:
+    """CIFAR-shaped synthetic images (:func:`~smoothlab.datasets.synthetic_images`): 5000 / 1000,
+    drawn in one call from a generator seeded with 0, so the two splits share the templates."""
+    from .synthetic import synthetic_images
+
+    x, y = synthetic_images(
+        6000, num_classes=info.num_classes, generator=torch.Generator().manual_seed(0)
+    )
+    return Dataset(
+        name=info.name,
+        x_train=x[:5000],
+        y_train=y[:5000],
+        x_test=x[5000:],
+        y_test=y[5000:],
+        class_names=tuple(f"class {k}" for k in range(info.num_classes)),
+        metadata=_metadata(info, paths, value_range="0..255", files="none: generated in memory"),
+    )
 
 
 def _idx_images_and_labels(images: Path, labels: Path, num_classes: int) -> tuple[Tensor, Tensor]:

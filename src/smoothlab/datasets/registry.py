@@ -20,6 +20,7 @@ from .loaders import (
     load_digits,
     load_idx_pair,
     load_pmlb,
+    load_synthetic_images,
 )
 from .paths import download_root, find_file, missing_file_error
 
@@ -267,6 +268,16 @@ REGISTRY: tuple[DatasetInfo, ...] = (
         variant="noisy_label",
     ),
     *FINEGRAINED,
+    DatasetInfo(
+        "cifar10-synthetic",
+        "CIFAR-shaped synthetic images, 3x32x32, 10 classes (5000 / 1000): tests and benchmarks",
+        10,
+        (),
+        load_synthetic_images,
+        "smoothlab.datasets.synthetic_images (class templates plus Gaussian pixel noise, seed 0)",
+        "generated",
+        "fixed: the first 5000 draws train, the next 1000 test",
+    ),
 )
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in REGISTRY}
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._checks import check_floating, check_generator, check_int, check_real, fail
 
-__all__ = ["gaussian_mixture", "two_moons", "twonorm"]
+__all__ = ["gaussian_mixture", "synthetic_images", "two_moons", "twonorm"]
 
 
 def twonorm(
@@ -112,3 +112,48 @@ def two_moons(
     lower = torch.stack([1.0 - torch.cos(t), 0.5 - torch.sin(t)], dim=1)
     x = torch.where(y[:, None] == 0, upper, lower)
     return x + noise * torch.randn(n, 2, generator=generator), y
+
+
+def synthetic_images(
+    n: int,
+    *,
+    num_classes: int = 10,
+    shape: tuple[int, int, int] = (3, 32, 32),
+    noise: float = 60.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Images shaped like CIFAR for tests and benchmarks: a smooth template per class plus noise.
+
+    Class ``k`` has a template ``T_k`` (a random ``4 x 4`` grid per channel upsampled bilinearly
+    to the image size, so it varies smoothly like a photograph's colour layout); an image of class
+    ``y`` is ``clip(round(128 + 40 T_y + noise e), 0, 255)`` with ``e ~ N(0, I)``: pixel values as
+    CIFAR stores them. The templates depend on the generator's first draws only, so two calls
+    with equally seeded generators share them.
+
+    Args:
+        n: number of images.
+        num_classes: number of classes ``K >= 2``.
+        shape: ``(C, H, W)``.
+        noise: standard deviation of the pixel noise, >= 0.
+        generator: the source of randomness.
+
+    Returns:
+        float32 images ``(n, C, H, W)`` with integer values in ``[0, 255]``, int64 labels ``(n,)``.
+
+    >>> x, y = synthetic_images(6, generator=torch.Generator().manual_seed(0))
+    >>> tuple(x.shape), float(x.min()) >= 0, float(x.max()) <= 255, y.tolist()
+    ((6, 3, 32, 32), True, True, [6, 5, 4, 7, 2, 0])
+    """
+    n = check_int("n", n, low=1)
+    num_classes = check_int("num_classes", num_classes, low=2)
+    noise = check_real("noise", noise, low=0.0)
+    check_generator(generator)
+    channels, height, width = shape
+    coarse = torch.randn(num_classes, channels, 4, 4, generator=generator)
+    templates = torch.nn.functional.interpolate(
+        coarse, size=(height, width), mode="bilinear", align_corners=False
+    )
+    y = torch.randint(0, num_classes, (n,), generator=generator)
+    pixels = torch.randn(n, channels, height, width, generator=generator)
+    x = (128.0 + 40.0 * templates[y] + noise * pixels).round().clamp(0.0, 255.0)
+    return x, y
