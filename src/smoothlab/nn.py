@@ -5,6 +5,21 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from smoothlab._checks import check_real, check_reduction
+from smoothlab._nn_family import (
+    AdaFocalLoss,
+    BackwardCorrectedCrossEntropyLoss,
+    FDivergenceLoss,
+    FocalLoss,
+    ForwardCorrectedCrossEntropyLoss,
+    GeneralizedCrossEntropyLoss,
+    LogitNormLoss,
+    LogitPenaltyLoss,
+    MarginLabelSmoothingLoss,
+    MaxSuppressionLoss,
+    PeerLoss,
+    SampleDependentFocalLoss,
+    SymmetricCrossEntropyLoss,
+)
 from smoothlab.losses import (
     Weighting,
     confidence_penalty_loss,
@@ -15,10 +30,23 @@ from smoothlab.losses import (
 from smoothlab.losses.cross_entropy import resolve_reduction
 
 __all__ = [
+    "AdaFocalLoss",
+    "BackwardCorrectedCrossEntropyLoss",
     "ConfidencePenaltyLoss",
     "CrossEntropyLoss",
+    "FDivergenceLoss",
+    "FocalLoss",
+    "ForwardCorrectedCrossEntropyLoss",
+    "GeneralizedCrossEntropyLoss",
     "LabelRelaxationLoss",
     "LabelSmoothingCrossEntropyLoss",
+    "LogitNormLoss",
+    "LogitPenaltyLoss",
+    "MarginLabelSmoothingLoss",
+    "MaxSuppressionLoss",
+    "PeerLoss",
+    "SampleDependentFocalLoss",
+    "SymmetricCrossEntropyLoss",
 ]
 
 
