@@ -423,7 +423,8 @@ def test_gpu_check_dry_run() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     collected = re.search(r"test_triton_kernels.py: (\d+)", done.stdout)
     assert collected is not None and int(collected.group(1)) >= 30, done.stdout
-    assert "candidates: pytorch ls r=0.1, ls r=0.1," in done.stdout
+    assert "losses: pytorch ls r=0.1, ls r=0.1," in done.stdout
+    assert "heads: pytorch linear + ls r=0.1, ls r=0.1," in done.stdout
     assert done.stdout.rstrip().endswith("dry run done: nothing was measured")
     if not HAS_CUDA:
         bad = subprocess.run(
