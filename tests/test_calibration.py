@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from smoothlab.calibration import (
     DirichletCalibration,
+    HistogramBinning,
+    IsotonicCalibration,
     MatrixScaling,
     TemperatureScaling,
     VectorScaling,
@@ -192,6 +194,8 @@ def test_fit_errors(logits, target, error, match) -> None:
         VectorScaling(2),
         MatrixScaling(2),
         DirichletCalibration(2),
+        HistogramBinning(2),
+        IsotonicCalibration(2),
     ):
         with pytest.raises(error, match=match):
             scaler.fit(logits, target)
