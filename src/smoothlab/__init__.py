@@ -4,12 +4,20 @@
 Targets and losses are functions (:func:`smooth_targets`, :func:`label_smoothing_cross_entropy`,
 :func:`label_relaxation_loss`, :func:`confidence_penalty_loss`) with module twins; schedules,
 closed forms, label noise, metrics and optimizers live in their submodules; post-hoc
-:class:`TemperatureScaling` is here too.
+calibrators (:class:`TemperatureScaling`, :class:`MatrixScaling`, :class:`IsotonicCalibration`,
+...) are here too.
 """
 
 from smoothlab import analysis, distill, metrics, noise, optim, schedules, theory
 from smoothlab.adafocal import AdaFocalLoss
-from smoothlab.calibration import TemperatureScaling, VectorScaling
+from smoothlab.calibration import (
+    DirichletCalibration,
+    HistogramBinning,
+    IsotonicCalibration,
+    MatrixScaling,
+    TemperatureScaling,
+    VectorScaling,
+)
 from smoothlab.distill import progressive_self_distillation_targets, zipf_targets
 from smoothlab.losses import (
     backward_corrected_cross_entropy,
@@ -47,8 +55,12 @@ __all__ = [
     "AdaFocalLoss",
     "ConfidencePenaltyLoss",
     "CrossEntropyLoss",
+    "DirichletCalibration",
+    "HistogramBinning",
+    "IsotonicCalibration",
     "LabelRelaxationLoss",
     "LabelSmoothingCrossEntropyLoss",
+    "MatrixScaling",
     "OnlineLabelSmoothingLoss",
     "TemperatureScaling",
     "VectorScaling",
