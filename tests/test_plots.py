@@ -21,6 +21,7 @@ from smoothlab.metrics import expected_calibration_error, reliability_bins  # no
 from smoothlab.plots import (  # noqa: E402
     confidence_histogram,
     label_noise_vs_mean_logit,
+    metric_vs_epoch,
     metric_vs_noise,
     penultimate_projection,
     reliability_diagram,
@@ -216,6 +217,47 @@ def test_metric_vs_noise_errors(
 ) -> None:
     with pytest.raises(kind, match=re.escape(message)):
         metric_vs_noise(results, **kwargs)  # type: ignore[arg-type]
+
+
+def test_metric_vs_epoch_bands_reference_and_log_axis() -> None:
+    curves = {"uniform": {0: [0.2, 0.4], 3: [0.1, 0.3]}, "smoothed": {0: [0.9], 3: [0.8]}}
+    fig = metric_vs_epoch(curves, metric="delta", reference=1.0, logy=True, title="TSLA")
+    ax = fig.axes[0]
+    uniform, smoothed, reference = ax.get_lines()
+    assert list(uniform.get_ydata()) == pytest.approx([0.3, 0.2])
+    assert list(smoothed.get_ydata()) == pytest.approx([0.9, 0.8])
+    assert list(reference.get_ydata()) == [1.0, 1.0] and reference.get_linestyle() == "--"
+    assert len(ax.collections) == 1  # a std band for the two-seed curve only
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    spread = math.sqrt(0.02)  # the std of (0.2, 0.4) and of (0.1, 0.3)
+    assert band.min() == pytest.approx(0.2 - spread) and band.max() == pytest.approx(0.3 + spread)
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "epoch" and ax.get_title() == "TSLA"
+    assert metric_vs_epoch(curves, metric="delta").axes[0].get_yscale() == "linear"
+
+
+@pytest.mark.parametrize(
+    ("curves", "kwargs", "kind", "message"),
+    [
+        (
+            {},
+            {},
+            ValueError,
+            "`curves` must be a non-empty mapping method -> {epoch: [value per seed]}, got {}",
+        ),
+        (
+            {"a": {1: [0.5]}},
+            {"reference": "one"},
+            TypeError,
+            "`reference` must be a real number, got 'one'",
+        ),
+        ({"a": {1: [0.5]}}, {"logy": 1}, TypeError, "`logy` must be a bool, got 1"),
+    ],
+)
+def test_metric_vs_epoch_errors(
+    curves: object, kwargs: dict[str, object], kind: type[Exception], message: str
+) -> None:
+    with pytest.raises(kind, match=re.escape(message)):
+        metric_vs_epoch(curves, metric="m", **kwargs)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- the seeds' figures

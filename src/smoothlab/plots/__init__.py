@@ -10,12 +10,13 @@ from smoothlab.plots._base import save_figure
 from smoothlab.plots.calibration import confidence_histogram, reliability_diagram, reliability_grid
 from smoothlab.plots.maps import label_noise_vs_mean_logit, simplex_loss_map
 from smoothlab.plots.representations import penultimate_projection
-from smoothlab.plots.sweeps import Sweep, metric_vs_noise
+from smoothlab.plots.sweeps import Sweep, metric_vs_epoch, metric_vs_noise
 
 __all__ = [
     "Sweep",
     "confidence_histogram",
     "label_noise_vs_mean_logit",
+    "metric_vs_epoch",
     "metric_vs_noise",
     "penultimate_projection",
     "reliability_diagram",

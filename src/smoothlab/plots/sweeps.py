@@ -13,36 +13,38 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from smoothlab._checks import fail
+from smoothlab._checks import check_bool, check_real, fail
 from smoothlab.plots._base import COLUMN_WIDTH, finish_axes, new_axes, paper_style
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Sweep", "metric_vs_noise"]
+__all__ = ["Sweep", "metric_vs_epoch", "metric_vs_noise"]
 
 #: Method label -> x value (noise or smoothing rate) -> the metric of each seed.
 Sweep = Mapping[str, Mapping[float, Sequence[float]]]
 XScale = Literal["auto", "linear", "symlog"]
 
 
-def _summaries(results: object) -> dict[str, list[tuple[float, float, float]]]:
+def _summaries(
+    results: object, name: str = "results", x: str = "rate"
+) -> dict[str, list[tuple[float, float, float]]]:
     """Method -> sorted ``(x, mean, std)``; std is NaN for a single seed."""
     if not isinstance(results, Mapping) or not results:
-        raise fail("results", "a non-empty mapping method -> {rate: [value per seed]}", results,
+        raise fail(name, f"a non-empty mapping method -> {{{x}: [value per seed]}}", results,
                    kind=TypeError if not isinstance(results, Mapping) else ValueError)  # fmt: skip
     out: dict[str, list[tuple[float, float, float]]] = {}
-    for method, by_rate in results.items():
-        if not isinstance(by_rate, Mapping) or not by_rate:
-            raise fail(f"results[{method!r}]", "a non-empty mapping rate -> values", by_rate)
+    for method, by_x in results.items():
+        if not isinstance(by_x, Mapping) or not by_x:
+            raise fail(f"{name}[{method!r}]", f"a non-empty mapping {x} -> values", by_x)
         rows = []
-        for x, values in sorted(by_rate.items()):
+        for at, values in sorted(by_x.items()):
             seeds = [float(v) for v in values]
             if not seeds:
-                raise fail(f"results[{method!r}][{x!r}]", "at least one value", values)
+                raise fail(f"{name}[{method!r}][{at!r}]", "at least one value", values)
             std = statistics.stdev(seeds) if len(seeds) > 1 else math.nan
-            rows.append((float(x), statistics.fmean(seeds), std))
+            rows.append((float(at), statistics.fmean(seeds), std))
         out[str(method)] = rows
     return out
 
@@ -96,6 +98,54 @@ def metric_vs_noise(
         # Outside the panel, so that no line or bar is ever hidden by the legend.
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         finish_axes(axes, title=title, xlabel=xlabel, ylabel=metric)
+    return figure
+
+
+def metric_vs_epoch(
+    curves: Sweep,
+    *,
+    metric: str,
+    reference: float | None = None,
+    logy: bool = False,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A quantity along training, one line per method: the mean over seeds in a +- std band.
+
+    Made for measurements taken at checkpoints, such as TSLA's variance ratio
+    (:func:`smoothlab.analysis.gradient_variance_ratio`, with ``reference=1.0``: below the line
+    smoothing reduces the gradient variance) or the mean logit gap
+    (:func:`smoothlab.analysis.model_logit_gaps`, with :func:`smoothlab.theory.optimal_logit_gap`
+    as the reference).
+
+    Args:
+        curves: method label -> epoch -> the value of each seed.
+        metric: the y-axis label.
+        reference: draw a dashed horizontal line at this value.
+        logy: a logarithmic y axis (for ratios spanning decades).
+        ax, title: as in :func:`metric_vs_noise`.
+
+    >>> fig = metric_vs_epoch({"ls": {1: [0.5, 0.7], 2: [0.4, 0.5]}}, metric="delta", reference=1.0)
+    >>> ax = fig.axes[0]
+    >>> [[float(y) for y in line.get_ydata()] for line in ax.get_lines()]  # the mean, the reference
+    [[0.6, 0.45], [1.0, 1.0]]
+    """
+    summary = _summaries(curves, "curves", "epoch")
+    with paper_style():
+        figure, axes = new_axes(ax, COLUMN_WIDTH * 1.35, COLUMN_WIDTH * 0.75)
+        for i, (method, rows) in enumerate(summary.items()):
+            x, mean, std = zip(*rows, strict=True)
+            axes.plot(x, mean, marker="o", color=f"C{i % 10}", label=method)
+            if not any(math.isnan(v) for v in std):
+                low = [m - v for m, v in zip(mean, std, strict=True)]
+                high = [m + v for m, v in zip(mean, std, strict=True)]
+                axes.fill_between(x, low, high, color=f"C{i % 10}", alpha=0.2, lw=0)
+        if reference is not None:
+            axes.axhline(check_real("reference", reference), color="0.4", ls="--", lw=0.8)
+        if check_bool("logy", logy):
+            axes.set_yscale("log")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        finish_axes(axes, title=title, xlabel="epoch", ylabel=metric)
     return figure
 
 
