@@ -375,7 +375,9 @@ def test_vocabulary_scale_bf16() -> None:
 def test_interpreter_suite() -> None:
     """Run this file's cases on CPU tensors in Triton's interpreter, in a subprocess."""
     pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    # a fresh pytest: none of this run's PYTEST_* variables (xdist's worker id, the current test)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["TRITON_INTERPRET"] = "1"
     # numpy warns about the NaN that masked-off lanes compute and discard (0 * -inf)
     quiet = ["-W", "ignore::RuntimeWarning:triton.runtime.interpreter"]
     command = [
@@ -490,7 +492,7 @@ def _compile(kernel: Any, args: tuple[object, ...], flags: dict[str, object]) ->
     constexprs = {(names.index(k),): v for k, v in flags.items() if k in names}
     signature.update({k: "constexpr" for k in flags if k in names})
     source = ASTSource(kernel, signature, constexprs=constexprs)
-    options = {"num_warps": flags["num_warps"]}
+    options = {key: flags[key] for key in ("num_warps", "enable_fp_fusion")}
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
     assert "cubin" in compiled.asm
 
@@ -504,7 +506,6 @@ def test_kernel_variants_compile_for_the_gpu(case: str, monkeypatch: pytest.Monk
 
     kernel, recorder = rows._rows_kernel, _Recorder()
     monkeypatch.setattr(rows, "_rows_kernel", recorder)
-    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when it is unset
     z, y = _data(4, 5000, "cpu", dtype=torch.bfloat16)
     with _triton.on_cpu():
         if case == "z-loss and softcap":

@@ -293,6 +293,7 @@ def run_rows(
         "HAS_TW": t is not None and spec.rows_weight is not None,
         "HINGE": not math.isnan(spec.h2), "GRAD": grad, "ZLOSS": lse_square_scale != 0.0,
         "SOFTCAP": softcap is not None, "BLOCK": block, "num_warps": 8 if block >= 2048 else 4,
+        "enable_fp_fusion": True,  # a * b + c as one FMA, as the C kernel's MADD
     }  # fmt: skip
     _rows_kernel[(rows,)](
         z, out, dummy if y is None else y, dummy if valid is None else valid.view(torch.uint8),
