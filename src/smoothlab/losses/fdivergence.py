@@ -52,8 +52,11 @@ class _JeffreyConjugate(torch.autograd.Function):
     def forward(ctx: Any, t: Tensor) -> Tensor:
         u = (1.0 - t).double()
         s = torch.where(u > 1.0, u.clamp(min=1.0).log(), u)
-        for _ in range(60):
-            s = s - (s.exp() + s - u) / (s.exp() + 1.0)
+        for _ in range(60):  # quadratic convergence: a handful of steps from this start
+            step = (s.exp() + s - u) / (s.exp() + 1.0)
+            s = s - step
+            if not bool((step.abs() > 1e-15 * (1.0 + s.abs())).any()):
+                break
         w = s.exp().to(t.dtype)
         ctx.save_for_backward(w)
         return w + 1.0 / w + t - 2.0
