@@ -32,7 +32,7 @@ class AdaFocalLoss(nn.Module):
     a :math:`\gamma_b` whose magnitude falls below the switch point :math:`S` jumps across
     zero to :math:`\mp S` (focal to inverse focal and back), and :math:`\gamma_b` is clipped
     to :math:`[\gamma_{min}, \gamma_{max}]`. The validation bins' edges become the training
-    bins' edges (the first starts at 0, the last ends at 1). Defaults are the paper's: 15
+    bins' edges (the first starts at 0, the last ends at 1). Defaults are the authors': 15
     bins, :math:`\lambda = 1`, :math:`\gamma_0 = 1`, :math:`S = 0.2`,
     :math:`[\gamma_{min}, \gamma_{max}] = [-2, 20]`. :math:`\gamma` is chosen from the
     detached :math:`p_y`. ``gammas`` and ``edges`` are buffers (saved with ``state_dict``).
