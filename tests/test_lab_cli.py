@@ -106,7 +106,10 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
         (["run", "tiny.toml", "--workers", "0"], "`--workers` must be >= 1, got 0"),
         (["report", "nowhere"], "no results in nowhere"),
         (["show-config", "bad.toml"], "unknown key `train.epoch`"),
-        (["run", "tiny.toml", "--out", "tiny.toml"], "smoothlab: error: [Errno 17] File exists"),
+        (
+            ["run", "tiny.toml", "--out", "tiny.toml"],
+            "cannot create the results folder tiny.toml: File exists",
+        ),
         (["report", "."], "no results in ."),
     ],
 )

@@ -50,7 +50,10 @@ def _write(tmp_path: Path, text: str) -> Path:
         ({"train": {"epochs": 0}}, r"`train.epochs` must be >= 1, got 0"),
         ({"train": {"optimizer": "adam"}}, r"`train.optimizer` must be one of sgd, adamw"),
         ({"methods": {"ls": {"smoothing": 1.5}}}, r"`methods.ls.smoothing` must be <= 1"),
-        ({"methods": {"relax": {"alpha": [0.1, 1.0]}}}, r"`methods.relax.alpha` must be in \(0, 1\)"),
+        (
+            {"methods": {"relax": {"alpha": [0.1, 1.0]}}},
+            r"`methods.relax.alpha` must be in \(0, 1\)",
+        ),
         (
             {"methods": {"ls-teacher": {"smoothing": 1.5}}},
             r"`methods.ls-teacher.smoothing` must be in \[0, 1\], got 1.5",

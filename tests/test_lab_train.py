@@ -203,3 +203,13 @@ def test_center_scaling_subtracts_the_training_mean_and_divides_by_the_largest_v
     stds = standard.x_train.std(dim=0, correction=0)
     varying = stds[stds > 0.01]  # constant corner pixels stay 0
     assert torch.allclose(varying, torch.ones_like(varying), atol=1e-4)
+
+
+def test_a_diverged_run_says_at_which_epoch_not_that_logits_must_be_finite() -> None:
+    from smoothlab.lab.run.store import Failure
+
+    result = execute(_task(_run("ce", None, lr=1e30, epochs=2)))
+    assert "Traceback (most recent call last)" in result.error  # the full traceback is kept
+    failure = Failure(result.key, "e", "ce", "symmetric", 0.2, 0, result.error)
+    assert failure.reason() == "diverged at epoch 1 (non-finite loss)"
+    assert "logits" not in failure.reason()

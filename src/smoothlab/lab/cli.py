@@ -1,4 +1,4 @@
-"""The ``smoothlab`` command: demo, run, report, list, show-config.
+"""The ``smoothlab`` command: demo, run, report, list, show-config, download, failures.
 
 Bad configs and paths end with one line on stderr and exit code 2; failed runs with exit code 1.
 """
@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--address", default=None, help="address of an existing Ray cluster")
         sub.add_argument("--out", type=Path, default=None, help=f"results folder ({out})")
         sub.add_argument("--no-report", action="store_true", help="skip writing the report")
+        sub.add_argument(
+            "--wait", action="store_true", help="wait for another run holding the folder"
+        )
 
     demo = commands.add_parser("demo", help="run the embedded demo (digits, 3 noise rates)")
     add_run_options(demo, "results/demo")
@@ -51,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("folder", type=Path)
     report.add_argument("--out", type=Path, default=None, help="report folder (FOLDER/report)")
     commands.add_parser("list", help="methods, datasets, models and noise kinds")
+    download = commands.add_parser("download", help="fetch a dataset's files (verified)")
+    download.add_argument("dataset")
+    download.add_argument("--root", type=Path, default=None, help="data folder (default: cache)")
+    failures = commands.add_parser("failures", help="full tracebacks of a folder's failed runs")
+    failures.add_argument("folder", type=Path)
     show = commands.add_parser("show-config", help="print a config resolved, with defaults")
     show.add_argument("config", type=Path)
     show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -62,6 +70,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from smoothlab.lab.report.order import RunOrder
     from smoothlab.lab.report.summary import print_table, summarize
     from smoothlab.lab.run.executors import make_executor
+    from smoothlab.lab.run.lock import folder_lock
     from smoothlab.lab.run.runner import run_experiment
     from smoothlab.lab.run.store import ResultsStore
 
@@ -69,21 +78,22 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"`--workers` must be >= 1, got {args.workers}")
     start = time.perf_counter()
-    executor = make_executor(args.executor, args.workers, args.address)
-    try:
-        summary = run_experiment(config, out, executor)
-    finally:
-        executor.close()
-    store = ResultsStore(out)
-    try:
-        rows = list(store.runs(set(summary.keys)))
-    finally:
-        store.close()
-    order = RunOrder.from_configs([config_to_dict(config)])
-    title = f"{config.name}: test metrics over seeds"
-    print_table(summarize(rows, order), sys.stdout, title=title)
-    if not args.no_report:
-        print(f"report: {write_report(out)}")
+    with folder_lock(out, wait=args.wait):  # before any worker starts: one runner per folder
+        executor = make_executor(args.executor, args.workers, args.address)
+        try:
+            summary = run_experiment(config, out, executor)
+        finally:
+            executor.close()
+        store = ResultsStore(out)
+        try:
+            rows = list(store.runs(set(summary.keys)))
+        finally:
+            store.close()
+        order = RunOrder.from_configs([config_to_dict(config)])
+        title = f"{config.name}: test metrics over seeds"
+        print_table(summarize(rows, order), sys.stdout, title=title)
+        if not args.no_report:
+            print(f"report: {write_report(out)}")
     print(
         f"{summary.finished} runs trained, {summary.skipped} already done, "
         f"{len(summary.failed)} failed, {time.perf_counter() - start:.1f} s; results in {out}"
@@ -135,6 +145,33 @@ def _show(config: Config) -> None:
     print(json.dumps(raw, indent=2))
 
 
+def _download(name: str, root: Path | None) -> None:
+    from smoothlab.datasets import get_dataset_info, list_datasets, load_dataset
+    from smoothlab.datasets.paths import find_file
+
+    if name not in list_datasets():
+        raise ConfigError(f"`dataset` must be one of {', '.join(list_datasets())}, got {name!r}")
+    dataset = load_dataset(name, root=root, download=True)  # fetches, verifies, then reads
+    for file in get_dataset_info(name).files:
+        print(f"{name}: {find_file(file, root)}")
+    print(f"{name}: {len(dataset.y_train)} training and {len(dataset.y_test)} test examples")
+
+
+def _failures(folder: Path) -> int:
+    """Print every failed run of ``folder`` with its full traceback; exit code 1 if any."""
+    from smoothlab.lab.run.store import ResultsStore
+
+    store = ResultsStore(folder, readonly=True)
+    try:
+        failures = store.failures()
+    finally:
+        store.close()
+    for failure in failures:
+        print(f"=== {failure.where()} (run {failure.key[:12]})\n{failure.error.rstrip()}\n")
+    print(f"{len(failures)} failed runs in {folder}")
+    return 1 if failures else 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from smoothlab.lab.demo import demo_config
 
@@ -148,6 +185,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"report: {write_report(args.folder, args.out)}")
     elif args.command == "list":
         _list()
+    elif args.command == "download":
+        _download(args.dataset, args.root)
+    elif args.command == "failures":
+        return _failures(args.folder)
     elif args.command == "show-config":
         _show(load_config(args.config, args.set))
     return 0

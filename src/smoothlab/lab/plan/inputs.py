@@ -55,6 +55,9 @@ DATASET_INPUTS: dict[str, DatasetInputs] = {
             for variant in ("aggre", "random1", "random2", "random3", "worse")
         ),
         DatasetInputs("cifar100n", "image", _CIFAR),
+        DatasetInputs("stanford-dogs", "image", (3, 224, 224)),  # centre-cropped to 224
+        DatasetInputs("cub-200-2011", "image", (3, 224, 224)),
+        DatasetInputs("cifar10-synthetic", "image", _CIFAR),
     )
 }
 

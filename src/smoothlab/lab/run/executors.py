@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
+from smoothlab.lab.run.lifeline import die_with
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
@@ -43,10 +45,11 @@ class Executor(Protocol):
 _worker_queue: Any = None
 
 
-def _init_worker(messages: Any, threads: int) -> None:
+def _init_worker(messages: Any, threads: int, driver: int) -> None:
     import torch
 
     global _worker_queue
+    die_with(driver)  # a SIGKILLed driver must not leave workers training
     _worker_queue = messages
     torch.set_num_threads(threads)
 
@@ -73,7 +76,7 @@ class LocalExecutor:
             self.workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.messages, threads_per_worker),
+            initargs=(self.messages, threads_per_worker, os.getpid()),
         )
 
     def _relay(self, progress: ProgressFn, stop: threading.Event) -> None:
@@ -120,7 +123,8 @@ class RayExecutor:
         except ImportError:
             raise RuntimeError("the ray executor needs Ray: pip install 'smoothlab[ray]'") from None
         self.ray = ray
-        if not ray.is_initialized():
+        self.started = not ray.is_initialized()  # close() leaves a caller's runtime running
+        if self.started:
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
@@ -147,7 +151,8 @@ class RayExecutor:
         if self.messages is None:
             self.messages = Queue(actor_options={"num_cpus": 0})
         report = progress or _ignore
-        pending = [self.remote.remote(task, self.messages) for task in tasks]
+        driver = (socket.gethostname(), os.getpid())
+        pending = [self.remote.remote(task, self.messages, driver) for task in tasks]
         while pending:
             done, pending = self.ray.wait(pending, num_returns=1, timeout=0.2)
             self._drain(report)  # a worker's events are queued before its result is ready
@@ -156,14 +161,17 @@ class RayExecutor:
         self._drain(report)
 
     def close(self) -> None:
-        """Disconnect from (or stop) the Ray runtime this executor started."""
-        self.ray.shutdown()
+        """Disconnect from (or stop) the Ray runtime, if this executor started it."""
+        if self.started:
+            self.ray.shutdown()
 
 
-def _execute_one_thread(task: RunTask, messages: Any) -> RunResult:
+def _execute_one_thread(task: RunTask, messages: Any, driver: tuple[str, int]) -> RunResult:
     import torch
 
     torch.set_num_threads(1)
+    if driver[0] == socket.gethostname():  # a remote cluster's raylet stops a dead driver's tasks
+        die_with(driver[1])
 
     def report(key: str, done: int, total: int) -> None:
         messages.put((key, done, total))  # returns once the queue actor holds it

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smoothlab.lab.plan.data_files import check_data_files
 from smoothlab.lab.plan.grid import (
     RunConfig,
     canonical_json,
@@ -134,6 +135,7 @@ def run_experiment(
 ) -> RunSummary:
     """Train every run of ``config`` not yet in the store at ``out``; return what happened."""
     runs = plan_runs(config)
+    check_data_files(config.data.dataset, config.data.root)  # once, not in every worker
     store = ResultsStore(out)
     try:
         store.save_experiment(config.name, config_to_dict(config))

@@ -30,7 +30,15 @@ from typing import Any
 from smoothlab.lab.plan.grid import config_experiment_id, experiment_id
 from smoothlab.lab.train.checkpoint import TMP_PREFIX, atomic_write
 
-__all__ = ["DB_NAME", "ExperimentConfig", "Failure", "ResultsStore", "RunRow", "StoreError"]
+__all__ = [
+    "DB_NAME",
+    "ExperimentConfig",
+    "Failure",
+    "ResultsStore",
+    "RunRow",
+    "StoreError",
+    "writable_folder",
+]
 
 DB_NAME = "results.sqlite"
 
@@ -142,16 +150,24 @@ def _connect(folder: Path, readonly: bool) -> sqlite3.Connection:
         # immutable: no -shm/-wal files are needed, which a read-only folder could not hold
         mode = "ro" if os.access(folder, os.W_OK) else "ro&immutable=1"
         return sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode={mode}", uri=True)
+    writable_folder(folder)
+    return sqlite3.connect(path, timeout=30)
+
+
+def writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed; a folder (or database) that cannot be written is a
+    :class:`StoreError` naming it and saying that it is read-only, before sqlite's own
+    "unable to open database file" could."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreError(f"cannot create the results folder {folder}: {error.strerror}") from None
+    path = folder / DB_NAME
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise StoreError(
             f"the results folder {folder} is read-only; report it elsewhere with "
             f"`smoothlab report {folder} --out DIR`, or run with --out on a writable folder"
         )
-    return sqlite3.connect(path, timeout=30)
 
 
 class ResultsStore:

@@ -23,16 +23,35 @@ from torch import Tensor
 
 from smoothlab.lab.plan.grid import RunConfig
 from smoothlab.lab.plan.models import build_model
-from smoothlab.lab.plan.objectives import cross_entropy, teacher_probabilities
+from smoothlab.lab.plan.objectives import LossFn, cross_entropy, teacher_probabilities
 from smoothlab.lab.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from smoothlab.lab.train.data import RunData, prepare_data
 from smoothlab.lab.train.evaluation import predict_logits, score_logits
-from smoothlab.lab.train.optimizers import OPTIMIZERS
+from smoothlab.lab.train.optimizers import OPTIMIZERS, Batch
 from smoothlab.schedules import Schedule, constant, cosine, join, linear, step
 
-__all__ = ["ProgressFn", "RunResult", "RunTask", "execute", "lr_schedule", "select_device"]
+__all__ = [
+    "Diverged",
+    "ProgressFn",
+    "RunResult",
+    "RunTask",
+    "execute",
+    "lr_schedule",
+    "select_device",
+]
 
 ProgressFn = Callable[[str, int, int], None]  # (run key, epochs done, epochs)
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or non-finite logits at ``epoch`` (0-based).
+
+    >>> str(Diverged(2))
+    'diverged at epoch 3 (non-finite loss)'
+    """
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"diverged at epoch {epoch + 1} (non-finite loss)")
 
 
 @dataclass(frozen=True)
@@ -138,10 +157,25 @@ class _Trainer:
                 self.data.y_train[index].to(self.device),
                 index,
             )
-            losses.append(self.kind.step(self.model, self.optimizer, loss_fn, batch, epoch))
+            losses.append(self._step(loss_fn, batch, epoch))
         if loss_fn is self.objective:
             self.objective.end_epoch()
         self._record(epoch, sum(losses) / len(losses))
+
+    def _step(self, loss_fn: LossFn, batch: Batch, epoch: int) -> float:
+        """One optimizer step; non-finite logits or loss end the run as :class:`Diverged`
+        (instead of a loss's "`logits` must be finite" one step later)."""
+        try:
+            loss = self.kind.step(self.model, self.optimizer, loss_fn, batch, epoch)
+        except ValueError as error:
+            with torch.no_grad():
+                finite = bool(torch.isfinite(self.model(batch[0])).all())
+            if finite:
+                raise
+            raise Diverged(epoch) from error
+        if not math.isfinite(loss):
+            raise Diverged(epoch)
+        return loss
 
     def _record(self, epoch: int, train_loss: float) -> None:
         points = {"train_loss": train_loss, "lr": self.lr(epoch * self.batches)}
@@ -224,11 +258,11 @@ def execute(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             if progress is not None:
                 progress(task.key, epoch + 1, epochs)
         result = trainer.finish()
-    except Exception:  # a failed run is reported, the grid goes on
-        # the full traceback travels back; the driver prints its last line
-        return RunResult(
-            task.key, error=traceback.format_exc(), wall_time=time.perf_counter() - start
-        )
+    except Exception as error:  # a failed run is reported, the grid goes on
+        # the full traceback travels back; the driver prints its last line, which for a
+        # diverged run is the plain sentence, without the exception's dotted name
+        text = traceback.format_exc() + (f"{error}\n" if isinstance(error, Diverged) else "")
+        return RunResult(task.key, error=text, wall_time=time.perf_counter() - start)
     result.wall_time = time.perf_counter() - start
     result.metrics["wall_time"] = result.wall_time
     return result
