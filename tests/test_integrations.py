@@ -161,6 +161,30 @@ def test_sam_and_a_scheduler_on_it_under_lightning_are_the_plain_loop() -> None:
     assert _same(_params(module.net), _params(model))
 
 
+def test_sam_under_lightning_manual_optimization_is_the_plain_loop() -> None:
+    """LightningOptimizer.step(closure) reaches SAM.step, which runs the closure twice."""
+
+    def sam(net: nn.Module) -> SAM:
+        return SAM(net.parameters(), torch.optim.SGD(net.parameters(), lr=0.2), rho=0.05)
+
+    module = _lightning_module(sam, _manual_with_closure)
+    _lightning_fit(module)
+    x, y = _data()
+    model = _model()
+    opt = sam(model)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(STEPS):
+        opt.step(closure)
+    assert _same(_params(module.net), _params(model))
+    assert not _same(_params(model), _params(_model()))
+
+
 def test_online_label_smoothing_callback_under_lightning_is_the_plain_loop() -> None:
     from smoothlab.integrations.lightning import OnlineLabelSmoothingCallback
 
