@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_int, fail
-from smoothlab.metrics import expected_calibration_error, reliability_bins
+from smoothlab.metrics import ReliabilityBins, expected_calibration_error, reliability_bins
 from smoothlab.plots._base import (
     COLUMN_WIDTH,
     FONT_SIZE,
@@ -76,21 +76,23 @@ def reliability_diagram(
     ece = float(expected_calibration_error(probs, target, n_bins=n_bins))
     with paper_style():
         figure, axes = new_axes(ax, COLUMN_WIDTH * 0.8, COLUMN_WIDTH * 0.8)
-        _draw_reliability(axes, bins.edges, bins.accuracy, bins.confidence, bins.count, show_counts)
+        _draw_reliability(axes, bins, show_counts)
         box = {"boxstyle": "round", "fc": "white", "ec": "0.7"}
         axes.text(0.04, 0.96, f"ECE = {ece:.4f}", transform=axes.transAxes, va="top", bbox=box)
         finish_axes(axes, title=title, xlabel="confidence", ylabel="accuracy")
     return figure
 
 
-def _draw_reliability(
-    ax: Axes, edges: Tensor, accuracy: Tensor, confidence: Tensor, count: Tensor, counts: bool
-) -> None:
-    """Bars, gaps, the diagonal and the counts of one reliability panel."""
-    left, width = edges[:-1].tolist(), edges.diff().tolist()
-    full = count > 0
-    acc = torch.where(full, accuracy, 0.0).tolist()
-    conf = torch.where(full, confidence, 0.0).tolist()
+def _draw_reliability(ax: Axes, bins: ReliabilityBins, show_counts: bool) -> None:
+    """Bars, gaps, the diagonal and the counts of one reliability panel.
+
+    The artists carry labels ("accuracy", "gap", "perfect calibration") for a caller's
+    ``ax.legend()``; the panel itself has none, since any corner of it can hold a tall bar.
+    """
+    left, width = bins.edges[:-1].tolist(), bins.edges.diff().tolist()
+    full = bins.count > 0
+    acc = torch.where(full, bins.accuracy, 0.0).tolist()
+    conf = torch.where(full, bins.confidence, 0.0).tolist()
     ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=0.8, zorder=3, label="perfect calibration")
     ax.bar(left, acc, width=width, align="edge", color=_ACCURACY_COLOUR, edgecolor="white",
            lw=0.4, label="accuracy")  # fmt: skip
@@ -99,15 +101,14 @@ def _draw_reliability(
     # (under-confident bins, where the gap lies inside it) alike.
     ax.bar(left, gap, bottom=acc, width=width, align="edge", facecolor="none",
            edgecolor=_GAP_COLOUR, hatch="////", lw=0.6, label="gap")  # fmt: skip
-    if counts:
-        for x, w, a, c, n in zip(left, width, acc, conf, count.tolist(), strict=True):
+    if show_counts:
+        for x, w, a, c, n in zip(left, width, acc, conf, bins.count.tolist(), strict=True):
             if n > 0:
                 ax.text(x + w / 2, max(a, c) + 0.015, f"{n}", ha="center", va="bottom",
                         rotation=90, fontsize=FONT_SIZE - 3, color="0.25")  # fmt: skip
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.12 if counts else 1)
+    ax.set_ylim(0, 1.12 if show_counts else 1)  # room above a full bar for its count
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-    ax.set_aspect("auto")
 
 
 def confidence_histogram(
