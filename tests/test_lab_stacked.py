@@ -18,7 +18,7 @@ from safetensors.torch import load as load_weights
 
 from smoothlab.lab.plan.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
 from smoothlab.lab.plan.loading import config_from_dict
-from smoothlab.lab.run.stacked import chunks
+from smoothlab.lab.run.executors import chunks
 from smoothlab.lab.train import stacked
 from smoothlab.lab.train.loop import RunResult, RunTask, execute
 from smoothlab.lab.train.stacked import execute_stacked, stack_key, stackable_model

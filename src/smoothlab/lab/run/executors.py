@@ -1,11 +1,13 @@
 """Executors: where runs are trained. The driver hands over a batch, results come back as completed.
 
 The interface is one method, ``run_batch(tasks, progress) -> Iterator[RunResult]``, yielding each
-result as soon as it is ready, in any order. That leaves room for an executor that trains several
-compatible runs (same data and architecture, different seeds or smoothing rates) stacked along a
-model dimension in one process: it receives the whole batch and may group it as it likes.
+result as soon as it is ready, in any order; an executor receives the whole batch and may group
+it as it likes.
 
 - ``local``: a process pool (spawn context; one torch thread per worker; default workers = cores).
+- ``stacked``: the same pool, but compatible runs (same data, model and SGD recipe; different
+  seeds, noise, rates, methods) train as one stacked model per chunk
+  (:mod:`smoothlab.lab.train.stacked`), one chunk per worker; the others train alone.
 - ``ray``: an existing Ray cluster (``address``) or a local one; Ray is imported lazily. Workers
   push ``(key, done, total)`` epoch events into a Ray queue that the driver drains while it
   waits, so both executors feed the same progress display.
@@ -25,8 +27,22 @@ from typing import Any, Protocol
 
 from smoothlab.lab.run.lifeline import die_with
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
+from smoothlab.lab.train.stacked import execute_stacked, stack_key
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "MAX_STACK",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "StackedExecutor",
+    "chunks",
+    "make_executor",
+]
+
+#: The most runs in one stack of the ``stacked`` executor: bounds a worker's memory (each run
+#: holds its own copy of the data).
+MAX_STACK = 256
 
 
 class Executor(Protocol):
@@ -58,9 +74,40 @@ def _report(key: str, done: int, total: int) -> None:
     _worker_queue.put((key, done, total))
 
 
-def _execute_in_worker(task: RunTask) -> RunResult:
-    _report(task.key, 0, task.run.train.epochs)
-    return execute(task, _report)
+def _execute_in_worker(tasks: list[RunTask], stack: bool) -> list[RunResult]:
+    """Train a chunk: one run alone, or compatible runs stacked."""
+    for task in tasks:
+        _report(task.key, 0, task.run.train.epochs)
+    if stack:
+        return execute_stacked(tasks, _report)
+    return [execute(task, _report) for task in tasks]
+
+
+def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
+    """The ``stacked`` executor's work: compatible tasks in groups, each cut into ``workers``
+    near-equal chunks of at most :data:`MAX_STACK`; a task that does not stack is a chunk of its
+    own (listed last).
+
+    >>> from smoothlab.lab.demo import demo_config
+    >>> from smoothlab.lab.plan.grid import plan_runs
+    >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(plan_runs(demo_config()))]
+    >>> [len(c) for c in chunks(tasks, 2)]
+    [15, 15, 1, 1, 1, 1, 1, 1]
+    """
+    groups: dict[Any, list[RunTask]] = {}
+    alone: list[list[RunTask]] = []
+    for task in tasks:
+        key = stack_key(task)
+        if key is None:
+            alone.append([task])
+        else:
+            groups.setdefault(key, []).append(task)
+    out = []
+    for group in groups.values():
+        parts = max(min(workers, len(group)), -(-len(group) // MAX_STACK))
+        size = -(-len(group) // parts)
+        out += [group[i : i + size] for i in range(0, len(group), size)]
+    return out + alone
 
 
 class LocalExecutor:
@@ -86,21 +133,26 @@ class LocalExecutor:
             except queue.Empty:
                 continue
 
+    def _chunks(self, tasks: Sequence[RunTask]) -> list[tuple[list[RunTask], bool]]:
+        """The pieces of work and whether each trains stacked: every run alone here."""
+        return [([task], False) for task in tasks]
+
     def run_batch(
         self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
     ) -> Iterator[RunResult]:
-        """Submit every task; yield results as they complete."""
+        """Submit every chunk; yield each run's result as its chunk completes."""
         stop = threading.Event()
         relay = threading.Thread(target=self._relay, args=(progress or _ignore, stop), daemon=True)
         relay.start()
         try:
-            pending: set[Future[RunResult]] = {
-                self.pool.submit(_execute_in_worker, t) for t in tasks
+            pending: set[Future[list[RunResult]]] = {
+                self.pool.submit(_execute_in_worker, chunk, stack)
+                for chunk, stack in self._chunks(tasks)
             }
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    yield from future.result()
         finally:
             stop.set()
             relay.join()
@@ -108,6 +160,15 @@ class LocalExecutor:
     def close(self) -> None:
         """Stop the workers (queued tasks are cancelled)."""
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class StackedExecutor(LocalExecutor):
+    """The process pool, with compatible runs trained stacked (one model along a run dimension,
+    :mod:`smoothlab.lab.train.stacked`) in chunks cut by :func:`chunks`; runs that do not stack
+    (IVON, SAM, AdamW, teacher methods, batch-norm models) train alone, as under ``local``."""
+
+    def _chunks(self, tasks: Sequence[RunTask]) -> list[tuple[list[RunTask], bool]]:
+        return [(c, stack_key(c[0]) is not None) for c in chunks(tasks, self.workers)]
 
 
 def _ignore(key: str, done: int, total: int) -> None:
@@ -183,6 +244,7 @@ def _execute_one_thread(task: RunTask, messages: Any, driver: tuple[str, int]) -
 # name -> build(workers, address): the CLI's --executor choices and make_executor read this table
 EXECUTORS: dict[str, Callable[[int | None, str | None], Executor]] = {
     "local": lambda workers, address: LocalExecutor(workers),
+    "stacked": lambda workers, address: StackedExecutor(workers),
     "ray": lambda workers, address: RayExecutor(workers, address),
 }
 
@@ -193,7 +255,7 @@ def make_executor(name: str, workers: int | None = None, address: str | None = N
     >>> make_executor("slurm")
     Traceback (most recent call last):
     ...
-    ValueError: `executor` must be one of local, ray, got 'slurm'
+    ValueError: `executor` must be one of local, stacked, ray, got 'slurm'
     """
     if name not in EXECUTORS:
         raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {name!r}")
