@@ -43,15 +43,15 @@ class GradientVariance:
     one_hot_variance: Tensor
 
 
-def _check_labels(labels: Tensor | None, n: int, k: int, dtype: torch.dtype) -> Tensor:
-    """The introduced labels as an ``(N, K)`` tensor of ``dtype`` (uniform when ``None``)."""
+def _check_labels(labels: Tensor | None, n: int, k: int, like: Tensor) -> Tensor:
+    """The introduced labels as ``(N, K)``, in the dtype and on the device of ``like``."""
     if labels is None:
-        return torch.full((n, k), 1.0 / k, dtype=dtype)
+        return torch.full((n, k), 1.0 / k, dtype=like.dtype, device=like.device)
     check_tensor("labels", labels)
     if tuple(labels.shape) not in ((k,), (n, k)):
         raise fail("labels", f"of shape ({k},) or ({n}, {k})", f"!shape {tuple(labels.shape)}")
     check_distribution("labels", labels)
-    return labels.to(dtype).expand(n, k)
+    return labels.to(like).expand(n, k)
 
 
 def _gradient_moments(model: nn.Module) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -138,10 +138,11 @@ def gradient_variance_ratio(
     with torch.no_grad():
         k = model(inputs[:1]).shape[-1]
     check_class_indices("target", target, k)
-    hat = _check_labels(labels, n, k, trainable[0].dtype)
+    hat = _check_labels(labels, n, k, trainable[0])
     moments = _gradient_moments(model)
-    square = torch.zeros(2, dtype=torch.float64)  # sum_i |g_i|^2 and sum_i |h_i|^2
-    total = torch.zeros(2, sum(p.numel() for p in trainable), dtype=torch.float64)
+    device = trainable[0].device
+    square = torch.zeros(2, dtype=torch.float64, device=device)  # sum |g_i|^2, sum |h_i|^2
+    total = torch.zeros(2, sum(p.numel() for p in trainable), dtype=torch.float64, device=device)
     for start in range(0, n, size):
         x, q = inputs[start : start + size], hat[start : start + size]
         one_hot = torch.nn.functional.one_hot(target[start : start + size].long(), k).to(q.dtype)
