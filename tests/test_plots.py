@@ -232,6 +232,8 @@ def test_metric_vs_epoch_bands_reference_and_log_axis() -> None:
     spread = math.sqrt(0.02)  # the std of (0.2, 0.4) and of (0.1, 0.3)
     assert band.min() == pytest.approx(0.2 - spread) and band.max() == pytest.approx(0.3 + spread)
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "epoch" and ax.get_title() == "TSLA"
+    fig.draw_without_rendering()
+    assert {t.get_text() for t in ax.get_yticklabels()} & {"0.1", "1"}  # plain, not 10^-1
     assert metric_vs_epoch(curves, metric="delta").axes[0].get_yscale() == "linear"
 
 

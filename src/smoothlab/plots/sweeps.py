@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from smoothlab._checks import check_bool, check_real, fail
-from smoothlab.plots._base import COLUMN_WIDTH, finish_axes, new_axes, paper_style
+from smoothlab.plots._base import COLUMN_WIDTH, finish_axes, new_axes, paper_style, require
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -144,6 +144,9 @@ def metric_vs_epoch(
             axes.axhline(check_real("reference", reference), color="0.4", ls="--", lw=0.8)
         if check_bool("logy", logy):
             axes.set_yscale("log")
+            # Plain tick labels (0.1, 1, 10), not mathtext powers of ten.
+            plain = require("matplotlib.ticker").FuncFormatter(lambda value, _: f"{value:g}")
+            axes.yaxis.set_major_formatter(plain)
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         finish_axes(axes, title=title, xlabel="epoch", ylabel=metric)
     return figure
