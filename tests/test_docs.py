@@ -131,7 +131,7 @@ def test_config_reference_lists_every_schema_field_with_its_default() -> None:
                 default = toml_value(getattr(section, inner.name))
                 assert f"{row}\n     - {_row_type(text, row)}\n     - ``{default}``" in text
         else:
-            assert f"* - ``{field.name}``" in _section(page, "top level"), field.name
+            assert f"* - ``{field.name}``" in _section(page, "Top-level keys"), field.name
     for name, cls in methods.items():
         text = _section(page, f"[methods.{name}]")
         for field in dataclasses.fields(cls):

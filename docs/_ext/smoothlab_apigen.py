@@ -158,7 +158,7 @@ def module_page(module: str, home_of: dict[str, str]) -> str:
     """The reST of one module's page: its docstring, a summary table, then each name."""
     mod = importlib.import_module(module)
     names = _exports(mod)
-    title = f"``{module}``"
+    title = module  # plain text: the sidebar wraps it at dots, not inside a code span
     lines = [title, "=" * len(title), "", f".. automodule:: {module}", "   :no-members:"]
     parent, _, leaf = module.rpartition(".")
     if parent and getattr(importlib.import_module(parent), leaf, mod) is not mod:

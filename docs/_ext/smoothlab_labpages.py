@@ -218,7 +218,7 @@ def config_classes() -> tuple[type, Mapping[str, type]]:
 
 def config_sections(root: type) -> Iterator[tuple[str, type]]:
     """(table name, dataclass) for the root and each section field, in schema order."""
-    yield "top level", root
+    yield "Top-level keys", root
     hints = typing.get_type_hints(root)
     for field in dataclasses.fields(root):
         if dataclasses.is_dataclass(hints[field.name]):
