@@ -82,6 +82,9 @@ COMPILED: dict[str, Callable[[torch.Tensor, torch.Tensor], object]] = {
         z, _SOFT, 0.1, prior=_SOFT, weight=torch.ones(5000)
     ),
     "relaxation": lambda z, y: label_relaxation_loss(z, y, 0.1),
+    "spatial": lambda z, y: label_smoothing_cross_entropy(
+        z.view(2, 2, 5000).transpose(1, 2), y.view(2, 2), 0.1
+    ),
     "penalty hinge": lambda z, y: confidence_penalty_loss(z, y, 0.1, threshold=1.0),
     "penalty soft": lambda z, y: confidence_penalty_loss(z, _SOFT, 0.1),
 }

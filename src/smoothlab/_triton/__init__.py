@@ -1,6 +1,6 @@
 """Optional Triton kernels for CUDA tensors (``pip install smoothlab[triton]``).
 
-The loss family's fused path (:mod:`smoothlab.losses._fused`) hands ``(N, C)`` logits on a CUDA
+The loss family's fused path (:mod:`smoothlab.losses._fused`) hands ``(N, C, ...)`` logits on a CUDA
 device to the row kernel of :mod:`smoothlab._triton.rows` when Triton can be imported; anything
 else runs the CPU-native or PyTorch kernels, which compute the same numbers. Nothing here imports
 Triton until a CUDA tensor (or the test switch below) asks for it, so ``import smoothlab`` stays
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import threading
 from collections.abc import Iterator
 from types import ModuleType
@@ -54,8 +55,15 @@ def kernels(device: torch.device) -> ModuleType | None:
 
 
 def takes(logits: Tensor) -> bool:
-    """Whether the Triton row kernel runs these logits: ``(N, C)``, half or float32, on CUDA."""
-    return logits.dim() == 2 and logits.dtype in DTYPES and kernels(logits.device) is not None
+    """Whether the Triton row kernel runs these ``(N, C, ...)`` logits: half or float32, on CUDA,
+    with positions that a ``(N, C, S)`` view reaches (the gradient may be written into them)."""
+    if logits.dim() < 2 or logits.dtype not in DTYPES or kernels(logits.device) is None:
+        return False
+    try:
+        logits.view(*logits.shape[:2], math.prod(logits.shape[2:]))
+    except RuntimeError:  # e.g. a permuted spatial tensor: the PyTorch kernels copy it
+        return False
+    return True
 
 
 @contextlib.contextmanager

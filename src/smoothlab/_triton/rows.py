@@ -57,7 +57,7 @@ def _capped(z, cap, SOFTCAP: tl.constexpr):
 def _row_stats(
     z_ptr, pi_ptr, t_ptr, tw_ptr, C, cap,
     KIND: tl.constexpr, HAS_D: tl.constexpr, HAS_PI: tl.constexpr, HAS_T: tl.constexpr,
-    HAS_TW: tl.constexpr, SOFTCAP: tl.constexpr, BLOCK: tl.constexpr, z_col,
+    HAS_TW: tl.constexpr, SOFTCAP: tl.constexpr, BLOCK: tl.constexpr, z_col, t_col,
 ):  # fmt: skip
     """``(max z, S, D, E, R, M)`` of one row, in one pass (online log-sum-exp)."""
     m = -float("inf")
@@ -85,7 +85,7 @@ def _row_stats(
         elif HAS_D:  # uniform pi = 1 / C
             d += tl.sum(tl.where(mask, z, 0.0), 0) / C
         if HAS_T:
-            t = tl.load(t_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            t = tl.load(t_ptr + offs * t_col, mask=mask, other=0.0).to(tl.float32)
             if HAS_TW:
                 t = t * tl.load(tw_ptr + offs, mask=mask, other=0.0)
             dr += tl.sum(tl.where(t != 0.0, t * z, 0.0), 0)
@@ -144,7 +144,7 @@ def _penalty_math(
 
 @triton.jit
 def _write_grad(
-    z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, u, v, c, cr, t, cap, z_col, g_col,
+    z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, u, v, c, cr, t, cap, z_col, g_col, t_col,
     KIND: tl.constexpr, HAS_D: tl.constexpr, HAS_PI: tl.constexpr, HAS_T: tl.constexpr,
     HAS_TW: tl.constexpr, SOFTCAP: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
@@ -161,7 +161,7 @@ def _write_grad(
         elif HAS_D:
             g -= c
         if HAS_T:
-            tj = tl.load(t_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            tj = tl.load(t_ptr + offs * t_col, mask=mask, other=0.0).to(tl.float32)
             if HAS_TW:
                 tj = tj * tl.load(tw_ptr + offs, mask=mask, other=0.0)
             g -= cr * tj
@@ -174,23 +174,27 @@ def _write_grad(
 @triton.jit
 def _rows_kernel(
     z_ptr, g_ptr, y_ptr, valid_ptr, loss_ptr, a_ptr, b_ptr, r_ptr, pi_ptr, t_ptr, tw_ptr,
-    z_row, z_col, g_row, g_col, t_row, C,
+    z_row, z_col, z_sp, g_row, g_col, g_sp, t_row, t_col, t_sp, S, C,
     a0, b0, r0, pi_sum, h1, h2, border, log_h1, scale, per, zs, cap,
     KIND: tl.constexpr, HAS_Y: tl.constexpr, HAS_VALID: tl.constexpr, HAS_A: tl.constexpr,
     HAS_B: tl.constexpr, HAS_R: tl.constexpr, HAS_D: tl.constexpr, HAS_PI: tl.constexpr,
     HAS_T: tl.constexpr, HAS_TW: tl.constexpr, HINGE: tl.constexpr, GRAD: tl.constexpr,
     ZLOSS: tl.constexpr, SOFTCAP: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    """One row: statistics, the kind's row arithmetic, the loss, then (``GRAD``) the gradient."""
+    """One position (example ``n``, spatial index ``sp`` of ``S``): its statistics, the kind's
+    row arithmetic, the loss, then (``GRAD``) the gradient."""
     row = tl.program_id(0).to(tl.int64)
-    z_ptr += row * z_row
-    t_ptr += row * t_row
+    n = row // S
+    sp = row - n * S
+    z_ptr += n * z_row + sp * z_sp
+    g_ptr += n * g_row + sp * g_sp
+    t_ptr += n * t_row + sp * t_sp
     a = tl.load(a_ptr + row) if HAS_A else a0
     b = tl.load(b_ptr + row) if HAS_B else b0
     r = tl.load(r_ptr + row) if HAS_R else r0
     m, s, d, e, dr, mr = _row_stats(
         z_ptr, pi_ptr, t_ptr, tw_ptr, C, cap,
-        KIND, HAS_D, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK, z_col,
+        KIND, HAS_D, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK, z_col, t_col,
     )  # fmt: skip
     base = tl.where(m == -float("inf"), 0.0, m)
     lse = m + tl.log(s)
@@ -215,8 +219,8 @@ def _rows_kernel(
     tl.store(loss_ptr + row, tl.where(ok, loss, 0.0))
     if GRAD:
         _write_grad(
-            z_ptr, g_ptr + row * g_row, pi_ptr, t_ptr, tw_ptr, C, y, base, u, v, c, cr, t, cap,
-            z_col, g_col, KIND, HAS_D, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK,
+            z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, u, v, c, cr, t, cap,
+            z_col, g_col, t_col, KIND, HAS_D, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK,
         )  # fmt: skip
 
 
@@ -262,25 +266,30 @@ def run_rows(
     lse_square_scale: float = 0.0,
     softcap: float | None = None,
 ) -> Tensor:
-    """Per-row losses (float32 ``(N,)``, 0 where ``valid`` is false) of ``(N, C)`` logits ``z``.
+    """Per-position losses (float32 ``(P,)``, 0 where ``valid`` is false) of ``(N, C)`` or
+    ``(N, C, S)`` logits ``z`` (``P = N S`` positions, example-major).
 
-    ``g`` (any strides, may be ``z``) receives ``scale`` times the gradient in its own dtype
-    unless ``scale`` is ``None``; ``y``: ``(N,)`` int64 class indices or ``None`` (probability
-    targets); ``valid``: ``(N,)`` bool or ``None``. ``z`` holds rows ``start:start + N`` of the
-    batch that ``spec``'s per-row coefficients describe. ``lse_square_scale`` adds the z-loss,
-    ``softcap`` caps the logits at ``softcap tanh(z / softcap)`` first.
+    ``g`` (of ``z``'s shape, any strides, may be ``z``) receives ``scale`` times the gradient in
+    its own dtype unless ``scale`` is ``None``; ``y``: ``(P,)`` int64 class indices or ``None``
+    (probability targets); ``valid``: ``(P,)`` bool or ``None``. ``z`` holds rows
+    ``start:start + N`` of the batch that ``spec``'s per-position coefficients describe.
+    ``lse_square_scale`` adds the z-loss, ``softcap`` caps the logits at ``softcap tanh(z /
+    softcap)`` first.
     """
-    rows, classes = int(z.shape[0]), int(z.shape[1])
+    z = z.view(*z.shape[:2], math.prod(z.shape[2:]))  # (N, C, S): a view, so that g may be z
+    examples, classes, inner = (int(size) for size in z.shape)
+    rows = examples * inner
     loss = torch.empty(rows, dtype=torch.float32, device=z.device)
     if rows == 0:
         return loss
     grad = scale is not None and g is not None
-    out = g if grad and g is not None else z
+    out = g.view(z.shape) if grad and g is not None else z
     dummy = loss
-    (a, a0, has_a), (b, b0, has_b) = _per_row(spec.a, dummy, start), _per_row(spec.b, dummy, start)
-    r, r0, has_r = _per_row(spec.r, dummy, start)
+    first = start * inner  # the first position's index in the per-position coefficients
+    (a, a0, has_a), (b, b0, has_b) = _per_row(spec.a, dummy, first), _per_row(spec.b, dummy, first)
+    r, r0, has_r = _per_row(spec.r, dummy, first)
     pi = dummy if spec.pi is None else spec.pi.to(device=z.device, dtype=torch.float32).contiguous()
-    t = None if spec.rows is None else spec.rows(start, start + rows).contiguous()
+    t = None if spec.rows is None else spec.rows(start, start + examples).reshape(z.shape)
     tw = spec.rows_weight if t is not None else None
     tw = dummy if tw is None else tw.to(torch.float32).contiguous()
     block = min(triton.next_power_of_2(classes), MAX_BLOCK)
@@ -298,7 +307,7 @@ def run_rows(
     _rows_kernel[(rows,)](
         z, out, dummy if y is None else y, dummy if valid is None else valid.view(torch.uint8),
         loss, a, b, r, pi, dummy if t is None else t, tw,
-        z.stride(0), z.stride(1), out.stride(0), out.stride(1), 0 if t is None else t.stride(0),
+        *z.stride(), *out.stride(), *((0, 0, 0) if t is None else t.stride()), inner,
         classes, a0, b0, r0, spec.pi_sum, spec.h1, 0.0 if math.isnan(spec.h2) else spec.h2,
         border, log_h1, scale or 0.0, per, lse_square_scale, softcap or 1.0, **flags,
     )  # fmt: skip
