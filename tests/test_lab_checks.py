@@ -102,7 +102,15 @@ def test_every_registered_dataset_has_an_inputs_row() -> None:
     assert tuple(DATASET_INPUTS) == list_datasets()
     assert {row.kind for row in DATASET_INPUTS.values()} == {"image", "table"}
     assert all(spec.inputs and set(spec.inputs) <= {"image", "table"} for spec in MODELS.values())
-    assert TABLES == ["twonorm", "splice"] and IMAGE_MODELS == ["cnn", "resnet18", "resnet56v2"]
+    assert TABLES == ["twonorm", "splice"] and IMAGE_MODELS == [
+        "cnn",
+        "resnet18",
+        "resnet56v2",
+        "resnet34",
+        "vgg16bn",
+        "densenet-bc",
+        "cnn3",
+    ]
     with pytest.raises(
         ValueError, match=r"^`data.dataset` must be one of digits, mnist, .*'nope'$"
     ):

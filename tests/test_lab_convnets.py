@@ -72,3 +72,50 @@ def test_errors() -> None:
         ValueError, match=r"^`input shape` must be an image or a square, got \(10,\)$"
     ):
         image_shape((10,))
+
+
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [
+        ("resnet18", 11_173_962),  # models.py's ResNet-18 of earlier versions: same count
+        ("resnet34", 21_282_122),
+        ("vgg16bn", 14_991_946),
+        ("densenet-bc", 769_162),
+    ],
+)
+def test_registered_conv_nets_are_the_published_ones(name: str, count: int) -> None:
+    from smoothlab.lab.plan.models import MODELS, build_model, classifier
+
+    model = build_model(name, (3, 32, 32), 10)
+    assert _parameters(model) == count and MODELS[name].inputs == ("image",)
+    head_name, head = classifier(model)
+    assert head.out_features == 10
+    assert head_name == [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+
+
+def test_resnet18_keeps_its_state_dict_keys() -> None:
+    from smoothlab.lab.plan.models import build_model
+
+    keys = list(build_model("resnet18", (3, 32, 32), 10).state_dict())
+    assert keys[:3] == ["net.0.weight", "net.1.weight", "net.1.bias"]
+    assert "net.3.body.0.weight" in keys and "net.5.shortcut.0.weight" in keys
+    assert keys[-2:] == ["net.13.weight", "net.13.bias"]
+
+
+def test_cnn3_is_registered_for_mnist_and_classifier_needs_a_linear() -> None:
+    from smoothlab.lab.plan.models import build_model, classifier
+
+    model = build_model("cnn3", (1, 28, 28), 10)
+    assert _parameters(model) == 104_202 and classifier(model)[0] == "net.10"
+    with pytest.raises(ValueError, match=r"^`model` must have an nn.Linear classifier, got ReLU$"):
+        classifier(nn.ReLU())
+
+
+def test_vgg16bn_needs_32_pixels_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from smoothlab.lab.plan.loading import load_config
+    from smoothlab.lab.plan.schema import ConfigError
+
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\ndataset = "mnist"\n[model]\nname = "vgg16bn"\n')
+    with pytest.raises(ConfigError, match=r"vgg16bn needs images of side >= 32\), got 'vgg16bn'$"):
+        load_config(path)

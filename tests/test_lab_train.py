@@ -148,7 +148,17 @@ def test_ivon_schedule_overrides_reach_the_optimizer(monkeypatch: pytest.MonkeyP
 
 
 def test_models_shapes_and_sizes() -> None:
-    assert set(MODELS) == {"mlp", "cnn", "logreg", "resnet18", "resnet56v2"}
+    assert set(MODELS) == {
+        "mlp",
+        "cnn",
+        "logreg",
+        "resnet18",
+        "resnet56v2",
+        "resnet34",
+        "vgg16bn",
+        "densenet-bc",
+        "cnn3",
+    }
     x = torch.randn(3, 1, 28, 28)
     for name in ("mlp", "cnn", "logreg"):
         assert build_model(name, (1, 28, 28), 10, (16,))(x).shape == (3, 10)

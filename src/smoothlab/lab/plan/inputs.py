@@ -76,12 +76,18 @@ def dataset_inputs(name: str) -> DatasetInputs:
 
 def models_for(name: str) -> tuple[str, ...]:
     """The names of the models (in :data:`~smoothlab.lab.plan.models.MODELS` order) that accept the
-    inputs of dataset ``name``.
+    inputs of dataset ``name``: its kind, and for images a side of at least the model's
+    ``min_side``.
 
     >>> models_for("twonorm")
     ('mlp', 'logreg')
-    >>> models_for("mnist")
-    ('mlp', 'cnn', 'logreg', 'resnet18', 'resnet56v2')
+    >>> models_for("mnist")  # VGG16's five poolings need 32x32
+    ('mlp', 'cnn', 'logreg', 'resnet18', 'resnet56v2', 'resnet34', 'densenet-bc', 'cnn3')
     """
-    kind = dataset_inputs(name).kind
-    return tuple(spec.name for spec in MODELS.values() if kind in spec.inputs)
+    row = dataset_inputs(name)
+    side = min(row.shape[1:]) if row.kind == "image" else 0
+    return tuple(
+        spec.name
+        for spec in MODELS.values()
+        if row.kind in spec.inputs and (row.kind == "table" or side >= spec.min_side)
+    )

@@ -4,10 +4,17 @@
   relaxation supplement's MNIST / Fashion-MNIST network.
 - ``cnn``: a small two-convolution network for 28x28 (or any square) images.
 - ``logreg``: multinomial logistic regression (one linear layer).
-- ``resnet18``: the CIFAR variant of ResNet-18 (3x3 stem, no max-pool; He et al. 2016).
+- ``resnet18``, ``resnet34``: CIFAR ResNets (3x3 stem, no max-pool; He et al. 2016), TSLA's
+  (001) and the variational-learning paper's (004) networks.
 - ``resnet56v2``: pre-activation bottleneck ResNet-56 for CIFAR (He et al. 2016, "Identity
-  mappings"), the architecture of the label relaxation paper's CIFAR runs. These two are for
-  users with GPUs; the canned configs run on a CPU with the small models.
+  mappings"), ``vgg16bn`` (VGG16 with batch norm and dropout) and ``densenet-bc`` (depth 100,
+  growth 12): the label relaxation supplement's (000, A.2) CIFAR networks.
+- ``cnn3``: the three-layer CNN of 004's Fig. 3.
+
+The convolutional networks of the seeds are defined in :mod:`smoothlab.lab.plan.convnets`; they
+are for users with GPUs, and the canned configs run on a CPU with the small models. The
+classifier of every model is its last ``nn.Linear`` (:func:`classifier`): the layer that
+``train.backbone_lr`` leaves at ``train.lr`` and that ``model.checkpoint`` may skip.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-__all__ = ["MODELS", "ModelSpec", "build_model"]
+from smoothlab.lab.plan.convnets import CNN3, VGG16BN, CifarResNet, DenseNetBC, image_shape
+
+__all__ = ["MODELS", "ModelSpec", "build_model", "classifier"]
 
 
 class MLP(nn.Sequential):
@@ -39,7 +48,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, shape: Sequence[int], num_classes: int, hidden: Sequence[int]) -> None:
         super().__init__()
-        self.shape = _image_shape(shape)
+        self.shape = image_shape(shape)
         channels, size = self.shape[0], self.shape[1]
         self.features = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1),
@@ -56,62 +65,6 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x.reshape(-1, *self.shape)))  # type: ignore[no-any-return]
-
-
-def _image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    """(C, H, W) from an input shape: images as they are, flat square inputs as one channel."""
-    if len(shape) == 3:
-        return (shape[0], shape[1], shape[2])
-    if len(shape) == 2:
-        return (1, shape[0], shape[1])
-    side = math.isqrt(math.prod(shape))
-    if side * side != math.prod(shape):
-        raise ValueError(f"`input shape` must be an image or a square, got {tuple(shape)}")
-    return (1, side, side)
-
-
-class BasicBlock(nn.Module):
-    """ResNet-18's block: two 3x3 convolutions with batch norm and a shortcut."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(cout),
-        )
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.relu(self.body(x) + self.shortcut(x))
-
-
-class ResNet18(nn.Module):
-    """CIFAR ResNet-18: 3x3 stem, four stages of two basic blocks (64-512 channels)."""
-
-    def __init__(self, shape: Sequence[int], num_classes: int) -> None:
-        super().__init__()
-        self.shape = _image_shape(shape)
-        layers: list[nn.Module] = [
-            nn.Conv2d(self.shape[0], 64, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-        ]
-        cin = 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
-            cin = cout
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.reshape(-1, *self.shape))  # type: ignore[no-any-return]
 
 
 class PreActBottleneck(nn.Module):
@@ -146,7 +99,7 @@ class ResNetV2(nn.Module):
 
     def __init__(self, shape: Sequence[int], num_classes: int, depth: int = 56) -> None:
         super().__init__()
-        self.shape = _image_shape(shape)
+        self.shape = image_shape(shape)
         blocks = (depth - 2) // 9
         layers: list[nn.Module] = [
             nn.Conv2d(self.shape[0], 16, 3, 1, 1, bias=False),
@@ -176,12 +129,13 @@ Builder = Callable[[Sequence[int], int, Sequence[int]], nn.Module]
 class ModelSpec:
     """A registry entry: name, one-line description, ``build(input_shape, K, hidden)``, and the
     input kinds it accepts (:data:`~smoothlab.lab.plan.inputs.DATASET_INPUTS`: ``image``,
-    ``table``)."""
+    ``table``), and the smallest image side it takes (VGG16's five poolings need 32 pixels)."""
 
     name: str
     description: str
     build: Builder
     inputs: tuple[str, ...]
+    min_side: int = 1
 
 
 _ANY = ("table", "image")  # flattening models take images too
@@ -203,13 +157,38 @@ MODELS: dict[str, ModelSpec] = {
             _IMAGES,
         ),
         ModelSpec("logreg", "logistic regression", lambda s, k, h: MLP(math.prod(s), k, ()), _ANY),
-        ModelSpec("resnet18", "CIFAR ResNet-18 (GPU)", lambda s, k, h: ResNet18(s, k), _IMAGES),
+        ModelSpec(
+            "resnet18",
+            "CIFAR ResNet-18 (GPU)",
+            lambda s, k, h: CifarResNet(s, k, (2, 2, 2, 2)),
+            _IMAGES,
+        ),
         ModelSpec(
             "resnet56v2",
             "pre-activation ResNet-56 (GPU)",
             lambda s, k, h: ResNetV2(s, k),
             _IMAGES,
         ),
+        ModelSpec(
+            "resnet34",
+            "CIFAR ResNet-34 (GPU)",
+            lambda s, k, h: CifarResNet(s, k, (3, 4, 6, 3)),
+            _IMAGES,
+        ),
+        ModelSpec(
+            "vgg16bn",
+            "VGG16 with batch norm, dropout (GPU)",
+            lambda s, k, h: VGG16BN(s, k),
+            _IMAGES,
+            min_side=32,
+        ),
+        ModelSpec(
+            "densenet-bc",
+            "DenseNet-BC, depth 100, growth 12 (GPU)",
+            lambda s, k, h: DenseNetBC(s, k, depth=100, growth=12),
+            _IMAGES,
+        ),
+        ModelSpec("cnn3", "three conv layers (004's Fig. 3)", lambda s, k, h: CNN3(s, k), _IMAGES),
     )
 }
 
@@ -226,3 +205,19 @@ def build_model(
     if name not in MODELS:
         raise ValueError(f"`model.name` must be one of {', '.join(MODELS)}, got {name!r}")
     return MODELS[name].build(tuple(input_shape), num_classes, tuple(hidden))
+
+
+def classifier(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The name and module of ``model``'s classifier layer: its last ``nn.Linear``.
+
+    Every registered model ends in one linear layer to the classes, so this is the head that a
+    pretrained backbone's fine-tuning trains at its own learning rate (TSLA, 001, Section 5.1).
+
+    >>> name, layer = classifier(build_model("resnet18", (3, 32, 32), 10))
+    >>> name, layer.out_features
+    ('net.13', 10)
+    """
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"`model` must have an nn.Linear classifier, got {type(model).__name__}")
+    return linears[-1]

@@ -72,7 +72,7 @@ class DataConfig:
 class ModelConfig:
     """``[model]``: a name from :data:`smoothlab.lab.plan.models.MODELS` and its widths."""
 
-    name: str = "mlp"  # mlp | cnn | logreg | resnet18 | resnet56v2
+    name: str = "mlp"  # a name from MODELS: mlp, cnn, logreg, resnet18, vgg16bn, ...
     hidden: tuple[int, ...] = (128,)  # MLP widths; the relaxation paper uses [1024, 1024]
 
 

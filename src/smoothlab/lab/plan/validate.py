@@ -23,6 +23,7 @@ import itertools
 from smoothlab.lab.plan.grid import method_variants
 from smoothlab.lab.plan.inputs import dataset_inputs, models_for
 from smoothlab.lab.plan.methods import make_method
+from smoothlab.lab.plan.models import MODELS
 from smoothlab.lab.plan.schema import Config, ConfigError, TrainConfig
 
 __all__ = ["check_combinations"]
@@ -61,10 +62,12 @@ def _check_model(model: str, dataset: str) -> None:
     """The model must accept the dataset's input kind (an image model on a table fails)."""
     valid = models_for(dataset)
     if model not in valid:
-        inputs = dataset_inputs(dataset).describe()
+        row, side = dataset_inputs(dataset), MODELS[model].min_side
+        inputs = row.describe()
+        needs = f"images of side >= {side}" if row.kind == "image" else "images"
         raise ConfigError(
             f"`model.name` must be one of {', '.join(valid)} for data.dataset `{dataset}` "
-            f"({inputs}; {model} needs images), got {model!r}"
+            f"({inputs}; {model} needs {needs}), got {model!r}"
         )
 
 
