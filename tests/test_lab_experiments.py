@@ -133,4 +133,4 @@ def test_an_old_store_opens_read_only_as_it_is_and_is_migrated_when_written(tmp_
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
     assert stored == expected
-    assert tables == {"runs", "experiment_configs", "failures"}
+    assert tables == {"runs", "experiment_configs", "failures", "provenance"}

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(config: Config, args: argparse.Namespace) -> int:
     from smoothlab.lab.report.html import write_report
+    from smoothlab.lab.report.labels import short_labels
     from smoothlab.lab.report.order import RunOrder
     from smoothlab.lab.report.summary import print_table, summarize
     from smoothlab.lab.run.executors import make_executor
@@ -86,7 +87,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             executor.close()
         store = ResultsStore(out)
         try:
-            rows = list(store.runs(set(summary.keys)))
+            rows = short_labels(list(store.runs(set(summary.keys))))
         finally:
             store.close()
         order = RunOrder.from_configs([config_to_dict(config)])

@@ -11,8 +11,10 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from smoothlab.lab.report.experiments import Experiment, differences, group_experiments, index_page
+from smoothlab.lab.report.labels import short_labels
 from smoothlab.lab.report.order import RunOrder
 from smoothlab.lab.report.plots import (
     curves_plot,
@@ -21,7 +23,8 @@ from smoothlab.lab.report.plots import (
     reliability_plot,
     smoothing_sweep,
 )
-from smoothlab.lab.report.summary import SUMMARY_METRICS, SummaryRow, summarize
+from smoothlab.lab.report.summary import SummaryRow, summarize
+from smoothlab.lab.report.tables import metrics_table, provenance_table
 from smoothlab.lab.run.store import ResultsStore, RunRow
 from smoothlab.lab.train.checkpoint import atomic_write
 
@@ -113,24 +116,14 @@ def _figures(rows: Sequence[RunRow], order: RunOrder) -> dict[str, tuple[str, by
     }
 
 
-def _html_table(summary: Sequence[SummaryRow]) -> str:
-    head = "".join(
-        f"<th>{html.escape(t)}</th>"
-        for t in ("method", "noise", "rate", "seeds", *(t for _, t in SUMMARY_METRICS))
-    )
-    body = []
-    for s in summary:
-        cells = [s.label, s.noise_kind, f"{s.noise_rate:g}", str(s.seeds)]
-        cells += [str(s.cells[m]) if m in s.cells else "-" for m, _ in SUMMARY_METRICS]
-        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
 _STYLE = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "body{font-family:sans-serif;max-width:1350px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;"
-    "text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+    "text-align:right;white-space:nowrap}td:first-child,th:first-child{text-align:left}"
+    "img{max-width:100%}"
     "pre{background:#f6f6f6;padding:1em;font-size:12px;overflow:auto}"
+    "img{display:block;margin:0 auto}.flag{color:#b00020}"
+    ".provenance th{text-align:left;background:#f6f6f6}.provenance td{text-align:left}"
 )
 
 
@@ -139,14 +132,18 @@ def _html(
     summary: Sequence[SummaryRow],
     images: dict[str, tuple[str, bytes]],
     configs: Mapping[str, object],
-    note: str = "",
+    head: tuple[str, Mapping[str, Any]] = ("", {}),
 ) -> str:
+    note, provenance = head
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
         f"<p>{html.escape(note)}</p>" if note else "",
+        provenance_table(provenance),
         "<h2>Summary (test set, mean ± std over seeds)</h2>",
-        _html_table(summary),
+        "<p>Best of each noise setting in bold; TS = after temperature scaling fitted on the "
+        "validation split; T = the fitted temperature; ⚠ = a mean past 1e4 or not finite.</p>",
+        metrics_table(summary),
     ]
     for name, (caption, png) in images.items():
         data = base64.b64encode(png).decode()
@@ -157,12 +154,18 @@ def _html(
     return "\n".join(parts)
 
 
-def _write_experiment(target: Path, experiment: Experiment | None, note: str = "") -> Path:
+def _write_experiment(
+    target: Path,
+    experiment: Experiment | None,
+    note: str = "",
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
     """One experiment's report (CSV, PNGs, ``index.html``) in ``target``; returns the page."""
     stored = experiment.configs if experiment else ()
     configs = {config.get("name", "?"): config for config in stored}
     order = RunOrder.from_configs(stored)
-    rows = order.sort(experiment.rows if experiment else ())  # never the order they finished in
+    # labels that show what differs; never the order in which the runs finished
+    rows = order.sort(short_labels(experiment.rows if experiment else ()))
     summary = summarize(rows, order)
     _runs_csv(target / "runs.csv", rows)
     _summary_csv(target / "summary.csv", summary)
@@ -173,7 +176,8 @@ def _write_experiment(target: Path, experiment: Experiment | None, note: str = "
             images[name] = (caption, png)
     title = f"smoothlab report: {experiment.name}" if experiment else "smoothlab report"
     page = target / "index.html"
-    atomic_write(page, _html(title, summary, images, configs, note).encode())
+    head = (note, provenance or {})
+    atomic_write(page, _html(title, summary, images, configs, head).encode())
     return page
 
 
@@ -190,11 +194,13 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     store = ResultsStore(folder, readonly=True)
     try:
         experiments = group_experiments(list(store.runs()), store.experiment_configs())
+        provenance = store.provenance()
     finally:
         store.close()
     target = Path(out) if out is not None else folder / "report"
     if len(experiments) <= 1:
-        return _write_experiment(target, experiments[0] if experiments else None)
+        single = experiments[0] if experiments else None
+        return _write_experiment(target, single, "", provenance.get(single.id if single else ""))
     for stale in target.glob("*.*"):  # a single experiment's files would read as the whole
         if stale.suffix in (".csv", ".png", ".html"):
             stale.unlink()
@@ -202,7 +208,9 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     for experiment in experiments:
         what = "; ".join(diff[experiment.id])
         note = f"Experiment {experiment.id} ({what}); the folder's other experiments: ../index.html"
-        _write_experiment(target / experiment.folder, experiment, note)
+        _write_experiment(
+            target / experiment.folder, experiment, note, provenance.get(experiment.id)
+        )
     page = target / "index.html"
     atomic_write(page, index_page(experiments, _STYLE).encode())
     return page

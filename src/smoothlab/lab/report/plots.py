@@ -56,10 +56,24 @@ def _series(summary: Sequence[SummaryRow], label: str, kind: str, metric: str) -
     return by_rate
 
 
+def _dots(axis: Any, summary: Sequence[SummaryRow], kind: str, metric: str) -> None:
+    """One noise rate only: a line over one x would stack every method on a vertical line, so
+    each method gets its own x (mean +- std over seeds)."""
+    labels = [label for label in dict.fromkeys(s.label for s in summary)
+              if _series(summary, label, kind, metric)]  # fmt: skip
+    for x, label in enumerate(labels):
+        (cell,) = _series(summary, label, kind, metric).values()
+        axis.errorbar([x], [cell.mean], [cell.std], marker="o", capsize=3, label=label)
+    axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+    axis.set_xlim(-0.5, len(labels) - 0.5)
+
+
 def metric_vs_noise(
     rows: Sequence[RunRow], metric: str, title: str, order: RunOrder | None = None
 ) -> bytes | None:
-    """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind.
+    """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind;
+    a kind with a single rate shows one point per method instead. The legend sits below the
+    panels, where it covers no data.
 
     Clean runs (kind ``none``, rate 0) appear at rate 0 in every panel.
     """
@@ -69,17 +83,27 @@ def metric_vs_noise(
         return None
     plt = _pyplot()
     kinds = _kinds(summary, order)
-    figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.8), squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(kinds), figsize=(5 * len(kinds), 4.2), squeeze=False, layout="constrained"
+    )
     for axis, kind in zip(axes[0], kinds, strict=True):
-        for label in dict.fromkeys(s.label for s in summary):
-            by_rate = _series(summary, label, kind, metric)
-            if by_rate:
+        labels = list(dict.fromkeys(s.label for s in summary))
+        rates = {rate for label in labels for rate in _series(summary, label, kind, metric)}
+        if len(rates) == 1:
+            _dots(axis, summary, kind, metric)
+            axis.set(xlabel=f"{kind} noise rate {rates.pop():g}", ylabel=title)
+        else:
+            for label in labels:
+                by_rate = _series(summary, label, kind, metric)
                 xs = sorted(by_rate)
                 axis.errorbar(xs, [by_rate[x].mean for x in xs], [by_rate[x].std for x in xs],
                               marker="o", capsize=3, label=label)  # fmt: skip
-        axis.set(xlabel=f"{kind} noise rate", ylabel=title, title=f"{title}: {kind} noise")
+            axis.set(xlabel=f"{kind} noise rate", ylabel=title)
+        axis.set_title(f"{title}: {kind} noise")
         axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    columns = min(4, max(1, len(labels)))
+    figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=7)
     return _png(figure)
 
 
@@ -161,7 +185,11 @@ def smoothing_sweep(
                   label=f"{kind} {noise:g}")  # fmt: skip
     axis.axvline(0.0, color="grey", lw=0.8)
     axis.set(xlabel="smoothing rate r (r < 0: negative smoothing; ce is r = 0)", ylabel=metric)
-    axis.set_xscale("symlog", linthresh=1.0)
+    # symmetric-log axis, linear up to the smallest rate run; ticks at the rates, written plainly
+    nonzero = [abs(r) for r in rates if r != 0]
+    axis.set_xscale("symlog", linthresh=min(nonzero) if nonzero else 1.0)
+    axis.set_xticks(sorted(rates), [f"{r:g}" for r in sorted(rates)], rotation=45, fontsize=7)
+    axis.minorticks_off()
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, title="noise")
     return _png(figure)

@@ -10,7 +10,7 @@ from typing import TextIO
 from smoothlab.lab.report.order import GroupKey, RunOrder
 from smoothlab.lab.run.store import RunRow
 
-__all__ = ["SUMMARY_METRICS", "Cell", "SummaryRow", "print_table", "summarize"]
+__all__ = ["LARGE", "SUMMARY_METRICS", "Cell", "SummaryRow", "number", "print_table", "summarize"]
 
 # Metrics in the terminal table, in order: (metric key, column title).
 SUMMARY_METRICS = (
@@ -21,15 +21,39 @@ SUMMARY_METRICS = (
 )
 
 
+LARGE = 1e4  # past this a mean prints in scientific notation and its cell is flagged
+
+
+def number(value: float) -> str:
+    """Three decimals, or scientific notation past :data:`LARGE` (an exploding NLL stays a
+    readable width).
+
+    >>> number(0.91234), number(-2548852702118334075095056646144.0), number(float("nan"))
+    ('0.912', '-2.549e+30', 'nan')
+    """
+    return f"{value:.3e}" if math.isfinite(value) and abs(value) >= LARGE else f"{value:.3f}"
+
+
 @dataclass(frozen=True)
 class Cell:
-    """Mean and sample standard deviation of one metric over seeds (std 0 for one seed)."""
+    """Mean and sample standard deviation of one metric over ``n`` seeds (std 0 for one)."""
 
     mean: float
     std: float
+    n: int = 2
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the mean is past :data:`LARGE` or not finite: a run that blew up."""
+        return not math.isfinite(self.mean) or abs(self.mean) >= LARGE
 
     def __str__(self) -> str:
-        return f"{self.mean:.3f} ± {self.std:.3f}"
+        """``mean ± std``; one seed has no spread to show, so just the mean.
+
+        >>> str(Cell(0.9121, 0.0042)), str(Cell(0.9121, 0.0, 1)), str(Cell(3e30, 1e30))
+        ('0.912 ± 0.004', '0.912', '3.000e+30 ± 1.000e+30')
+        """
+        return number(self.mean) + (f" ± {number(self.std)}" if self.n > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -49,8 +73,9 @@ def _cell(values: Sequence[float]) -> Cell:
     exception."""
     mean = sum(values) / len(values)
     if len(values) == 1:
-        return Cell(mean, 0.0)
-    return Cell(mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)))
+        return Cell(mean, 0.0, 1)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return Cell(mean, spread, len(values))
 
 
 def summarize(rows: Iterable[RunRow], order: RunOrder | None = None) -> list[SummaryRow]:
@@ -67,7 +92,7 @@ def summarize(rows: Iterable[RunRow], order: RunOrder | None = None) -> list[Sum
     >>> rows = [run("ls", 0.2, 0, 0.8), run("ce", 0.2, 1, 0.7), run("ce", 0.2, 0, 0.6)]
     >>> for s in summarize(rows, RunOrder(methods=("ls", "ce"))):
     ...     print(s.label, s.noise_rate, s.seeds, s.cells["accuracy"])
-    ls 0.2 1 0.800 ± 0.000
+    ls 0.2 1 0.800
     ce 0.2 2 0.650 ± 0.071
     """
     order = order or RunOrder()
@@ -90,6 +115,12 @@ def summarize(rows: Iterable[RunRow], order: RunOrder | None = None) -> list[Sum
     return summary
 
 
+def _shown(cell: Cell | None) -> str:
+    if cell is None:
+        return "-"
+    return f"{cell} !" if cell.flagged else str(cell)
+
+
 def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "") -> None:
     """Print the summary as a rich table (plain box characters when not a terminal).
 
@@ -109,9 +140,12 @@ def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "
     from rich.console import Console
     from rich.table import Table
 
+    caption = "mean ± std over seeds; TS = after temperature scaling on the validation split"
+    if any(c.flagged for row in summary for c in row.cells.values()):
+        caption += f"; ! = a mean past {LARGE:g} or not finite (a run blew up)"
     table = Table(
         title=title or None,
-        caption="mean ± std over seeds; TS = after temperature scaling on the validation split",
+        caption=caption,
         box=box.SIMPLE_HEAD,
         title_justify="left",
         caption_justify="left",
@@ -123,7 +157,7 @@ def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "
         table.add_column(heading, justify="right", no_wrap=True)
     previous = ""
     for row in summary:
-        cells = [str(row.cells[m]) if m in row.cells else "-" for m, _ in SUMMARY_METRICS]
+        cells = [_shown(row.cells.get(m)) for m, _ in SUMMARY_METRICS]
         label = row.label if row.label != previous else ""
         if label and previous:
             table.add_section()

@@ -8,6 +8,7 @@ the dependent runs go in a second batch, once their teachers' weights are stored
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from smoothlab.lab.plan.data_files import check_data_files
 from smoothlab.lab.plan.grid import (
     RunConfig,
     canonical_json,
+    config_experiment_id,
     experiment_id,
     plan_runs,
     run_key,
@@ -26,8 +28,9 @@ from smoothlab.lab.plan.grid import (
 from smoothlab.lab.plan.schema import Config, config_to_dict
 from smoothlab.lab.run.executors import Executor
 from smoothlab.lab.run.progress import Progress, make_progress
+from smoothlab.lab.run.provenance import collect_provenance
 from smoothlab.lab.run.store import Failure, ResultsStore, RunRow
-from smoothlab.lab.train.loop import RunResult, RunTask
+from smoothlab.lab.train.loop import RunResult, RunTask, select_device
 
 __all__ = ["RunSummary", "plan_runs", "run_experiment"]
 
@@ -137,6 +140,9 @@ def run_experiment(
     runs = plan_runs(config)
     check_data_files(config.data.dataset, config.data.root)  # once, not in every worker
     store = ResultsStore(out)
+    start = time.perf_counter()
+    ident = config_experiment_id(config_to_dict(config))
+    provenance = collect_provenance(str(select_device(config.device)))
     try:
         store.save_experiment(config.name, config_to_dict(config))
         done = store.finished_keys()
@@ -156,6 +162,8 @@ def run_experiment(
                     _run_phase(phase, (config, store, executor, bars), summary)
         finally:
             bars.close()
+            provenance["wall_time"] = f"{time.perf_counter() - start:.1f} s"
+            store.save_provenance(ident, provenance)
         return summary
     finally:
         store.close()

@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS experiment_configs (
     updated_at REAL NOT NULL,
     PRIMARY KEY (id, name)
 );
+CREATE TABLE IF NOT EXISTS provenance (
+    experiment_id TEXT PRIMARY KEY,
+    info TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT PRIMARY KEY,
     experiment_id TEXT NOT NULL,
@@ -307,6 +311,20 @@ class ResultsStore:
                 key, name, method, label, kind, rate, replicate, config, metrics, curves, extras,
                 record[11], ident,
             )  # fmt: skip
+
+    def save_provenance(self, ident: str, info: dict[str, Any]) -> None:
+        """Keep what produced experiment ``ident``'s latest runs (replacing older provenance)."""
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO provenance VALUES (?, ?)", (ident, json.dumps(info))
+            )
+
+    def provenance(self) -> dict[str, dict[str, Any]]:
+        """Experiment id -> its latest provenance (:mod:`~smoothlab.lab.run.provenance`)."""
+        if not self._columns("provenance"):
+            return {}
+        rows = self.db.execute("SELECT experiment_id, info FROM provenance").fetchall()
+        return {ident: json.loads(info) for ident, info in rows}
 
     def add_failure(self, failure: Failure) -> None:
         """Keep a failed run's full traceback (replacing an earlier one of the same run)."""

@@ -1,0 +1,92 @@
+"""The report page's tables: every metric per method and noise setting with the best of each
+noise setting marked, and the provenance block that heads the page.
+
+A cell whose mean is past :data:`~.summary.LARGE` or not finite prints in scientific notation
+and is flagged (a run that blew up, e.g. negative smoothing's NLL on Twonorm), and a one-seed
+cell prints its mean alone: there is no spread to show.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from smoothlab.lab.report.summary import SummaryRow
+
+__all__ = ["PAGE_METRICS", "best_cells", "metrics_table", "provenance_table"]
+
+# (metric, column title, which value is best: "max", "min" or "" for none)
+PAGE_METRICS = (
+    ("accuracy", "accuracy", "max"),
+    ("top5_accuracy", "top-5", "max"),
+    ("nll", "NLL", "min"),
+    ("brier", "Brier", "min"),
+    ("ece", "ECE", "min"),
+    ("temperature", "T", ""),
+    ("nll_ts", "NLL (TS)", "min"),
+    ("brier_ts", "Brier (TS)", "min"),
+    ("ece_ts", "ECE (TS)", "min"),
+    ("realised_noise_rate", "noise realised", ""),
+)
+
+
+def best_cells(summary: Sequence[SummaryRow]) -> set[tuple[int, str]]:
+    """(row index, metric) of the best finite mean of each metric within each noise setting.
+
+    >>> from smoothlab.lab.report.summary import Cell
+    >>> rows = [SummaryRow(m, m, "symmetric", 0.2, 2, {"accuracy": Cell(a, 0), "nll": Cell(n, 0)})
+    ...         for m, a, n in (("ce", 0.8, 0.5), ("ls", 0.9, float("nan")))]
+    >>> sorted(best_cells(rows))
+    [(0, 'nll'), (1, 'accuracy')]
+    """
+    best: set[tuple[int, str]] = set()
+    settings: dict[tuple[str, float], list[int]] = {}
+    for index, row in enumerate(summary):
+        settings.setdefault((row.noise_kind, row.noise_rate), []).append(index)
+    for members in settings.values():
+        for metric, _, direction in PAGE_METRICS:
+            values = {
+                i: summary[i].cells[metric].mean
+                for i in members
+                if metric in summary[i].cells and math.isfinite(summary[i].cells[metric].mean)
+            }
+            if direction and values and len(members) > 1:
+                top = (max if direction == "max" else min)(values.values())
+                best |= {(i, metric) for i, value in values.items() if value == top}
+    return best
+
+
+def metrics_table(summary: Sequence[SummaryRow]) -> str:
+    """Every metric any row has, one line per method variant and noise setting."""
+    metrics = [m for m in PAGE_METRICS if any(m[0] in s.cells for s in summary)]
+    titles = ("method", "noise", "rate", "seeds", *(title for _, title, _ in metrics))
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in titles)
+    best = best_cells(summary)
+    body = []
+    for index, s in enumerate(summary):
+        cells = [html.escape(c) for c in (s.label, s.noise_kind, f"{s.noise_rate:g}", str(s.seeds))]
+        for metric, _, _ in metrics:
+            cell = s.cells.get(metric)
+            text = html.escape(str(cell)) if cell else "-"
+            if cell is not None and cell.flagged:
+                text = f"<span class='flag' title='past 1e4 or not finite'>{text} ⚠</span>"
+            cells.append(f"<b>{text}</b>" if (index, metric) in best else text)
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def provenance_table(info: Mapping[str, Any]) -> str:
+    """The provenance block: one line per item, in a fixed order; "" when nothing was stored."""
+    names = (
+        ("smoothlab", "smoothlab"), ("commit", "git commit"), ("torch", "torch"),
+        ("backend", "loss kernels"), ("device", "device"), ("date", "date"),
+        ("wall_time", "wall time"), ("command", "command"),
+    )  # fmt: skip
+    lines = [
+        f"<tr><th>{title}</th><td><code>{html.escape(str(info[key]))}</code></td></tr>"
+        for key, title in names
+        if info.get(key)
+    ]
+    return f"<table class='provenance'>{''.join(lines)}</table>" if lines else ""

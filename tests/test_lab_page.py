@@ -1,0 +1,106 @@
+"""The report page fit for a paper (issue 13, section 4): provenance and every metric on the page,
+the best of each noise setting marked, exploding numbers readable and flagged, one seed without a
+spread, labels that show what differs, and plots that hold for one-rate and sweep grids."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("rich")
+
+import smoothlab.lab.report.plots as plots
+from smoothlab.lab.report.html import write_report
+from smoothlab.lab.report.summary import summarize
+from smoothlab.lab.run.provenance import collect_provenance
+from smoothlab.lab.run.store import ResultsStore, RunRow
+
+ALL_METRICS = {
+    "accuracy": 0.9, "top5_accuracy": 0.99, "nll": 0.3, "brier": 0.15, "ece": 0.05,
+    "temperature": 1.2, "nll_ts": 0.28, "brier_ts": 0.14, "ece_ts": 0.02,
+    "realised_noise_rate": 0.2,
+}  # fmt: skip
+
+
+def _row(method: str, params: dict[str, Any], rate: float, seed: int, **metrics: float) -> RunRow:
+    label = method + "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+    return RunRow(
+        f"{label}-{rate}-{seed}", "unit", method, label, "symmetric", rate, seed,
+        {"params": params}, {**ALL_METRICS, **metrics}, {}, {}, 1.0, "e1",
+    )  # fmt: skip
+
+
+def _figure_of(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Keep the matplotlib figures that the plot functions would encode as PNG."""
+    figures: list[Any] = []
+    real = plots._png
+
+    def keep(figure: Any) -> bytes:
+        figures.append(figure)
+        return real(figure)
+
+    monkeypatch.setattr(plots, "_png", keep)
+    return figures
+
+
+def test_the_page_has_provenance_every_metric_the_best_marked_and_flags(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    store.save_experiment("unit", {"name": "unit"})
+    store.add_run(_row("ls", {"smoothing": 0.1}, 0.2, 0, accuracy=0.95))
+    store.add_run(_row("nls", {"smoothing": -8.0}, 0.2, 0, nll=2548852702118334075095056646144.0))
+    store.save_provenance("e1", collect_provenance("cpu", ["smoothlab", "run", "x.toml"]))
+    store.close()
+    page = write_report(tmp_path).read_text()
+    for text in ("loss kernels", "torch", "smoothlab run x.toml", "device", "wall time" * 0):
+        assert text in page
+    for title in ("accuracy", "top-5", "NLL", "Brier", "ECE", "<th>T</th>", "NLL (TS)",
+                  "Brier (TS)", "ECE (TS)", "noise realised"):  # fmt: skip
+        assert title in page
+    assert "<b>0.950</b>" in page and "<b>0.300</b>" in page  # best accuracy, best NLL
+    assert "2.549e+30 ⚠" in page and "2548852702118334075095056646144" not in page
+    assert "±" not in re.sub(r"<p>.*?</p>|<h2>.*?</h2>", "", page)  # one seed: no spread
+
+
+def test_one_seed_has_no_spread_and_labels_show_what_differs(tmp_path: Path) -> None:
+    rows = [_row("sam", {"rho": 0.05, "adaptive": a}, 0.2, 0) for a in (False, True)]
+    rows.append(_row("ivon", {"lr": 0.2, "weight_decay": 0.001, "warmup_epochs": 1}, 0.2, 0))
+    (first, *_) = summarize(rows)
+    assert str(first.cells["accuracy"]) == "0.900"
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.add_run(row)
+    store.close()
+    write_report(tmp_path)
+    labels = (tmp_path / "report" / "summary.csv").read_text()
+    assert "sam(rho=0.05, adaptive=False)" in labels and "sam(rho=0.05, adaptive=True)" in labels
+    assert "\nivon," in labels and "weight_decay" not in labels
+
+
+def test_one_noise_rate_draws_one_point_per_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _figure_of(monkeypatch)
+    rows = [_row("ce", {}, 0.3, s, accuracy=0.8 + s / 100) for s in (0, 1)]
+    rows += [_row("ls", {"smoothing": 0.1}, 0.3, s, accuracy=0.85) for s in (0, 1)]
+    assert plots.metric_vs_noise(rows, "accuracy", "test accuracy") is not None
+    (axis,) = figures[0].axes
+    xs = [container.lines[0].get_xdata()[0] for container in axis.containers]
+    assert sorted(xs) == [0, 1]  # not every method on one vertical line
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["ce()", "ls(smoothing=0.1)"]
+    assert axis.get_legend() is None and figures[0].legends  # the legend sits below the panels
+
+
+def test_a_smoothing_sweep_has_a_symmetric_log_axis_with_plain_ticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    figures = _figure_of(monkeypatch)
+    rates = (-0.4, -0.22, 0.1, 0.3)
+    rows = [_row("ls" if r > 0 else "nls", {"smoothing": r}, 0.2, 0) for r in rates]
+    rows.append(_row("ce", {}, 0.2, 0))
+    assert plots.smoothing_sweep(rows) is not None
+    (axis,) = figures[0].axes
+    assert axis.get_xscale() == "symlog"
+    ticks = [t.get_text() for t in axis.get_xticklabels()]
+    assert ticks == ["-0.4", "-0.22", "0", "0.1", "0.3"]
