@@ -114,3 +114,111 @@ def test_bad_settings_say_what_was_expected(kwargs: dict[str, object], message: 
 def test_images_must_be_four_dimensional() -> None:
     with pytest.raises(ValueError, match=r"^`images` must be \(N, C, H, W\), got shape \(3, 4\)$"):
         augment_batch(torch.zeros(3, 4), Augment(flip=True), _g())
+
+
+# ---- [data.augment] in the lab: config, the training loop, checkpoints ----
+
+_TINY = {
+    "data": {"dataset": "digits", "train_subset": 120, "test_subset": 60, "val_fraction": 0.25},
+    "model": {"name": "cnn", "hidden": [8]},
+    "train": {"epochs": 2, "batch_size": 40, "lr": 0.05},
+    "noise": {"rates": [0.0]},
+    "methods": {"ce": {}},
+    "seeds": 1,
+}
+
+
+def _lab_task(augment: dict[str, object], **top: object):  # type: ignore[no-untyped-def]
+    from smoothlab.lab.plan.grid import canonical_json, expand_grid, run_key, seed_from
+    from smoothlab.lab.plan.loading import config_from_dict
+    from smoothlab.lab.train.loop import RunTask
+
+    raw = {**_TINY, **top, "data": {**_TINY["data"], "augment": augment}}
+    run = expand_grid(config_from_dict(raw))[0]
+    key = run_key(run)
+    return RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu")
+
+
+def test_config_augment_is_a_checked_table() -> None:
+    from smoothlab.lab.plan.loading import apply_overrides, config_from_dict
+    from smoothlab.lab.plan.schema import AugmentConfig, ConfigError
+
+    raw = {**_TINY, "data": {**_TINY["data"], "augment": {"shift": 0.1, "flip": True}}}
+    config = config_from_dict(raw)
+    assert config.data.augment == AugmentConfig(shift=0.1, flip=True) and config.data.augment.active
+    over = config_from_dict(apply_overrides(raw, ["data.augment.padding=replicate"]))
+    assert over.data.augment.padding == "replicate"
+    bad = [
+        ({"shfit": 1}, r"^unknown key `data.augment.shfit`; did you mean `shift`\?"),
+        ({"shift": -1}, r"^`data.augment.shift` must be >= 0, got -1.0$"),
+        ({"shift": 1.5}, r"^`data.augment.shift` must be a whole number of pixels or in \(0, 1\)"),
+        ({"cutout": -2}, r"^`data.augment.cutout` must be >= 0, got -2$"),
+        ({"padding": "wrap"}, r"^`data.augment.padding` must be one of zeros, replicate, reflect"),
+        ({"flip": 1}, r"^`data.augment.flip` must be true or false, got 1$"),
+    ]
+    for augment, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({**raw, "data": {**_TINY["data"], "augment": augment}})
+    with pytest.raises(ConfigError, match=r"^`data.augment` must be a table \(\[data.augment\]\)"):
+        config_from_dict({**raw, "data": {**_TINY["data"], "augment": True}})
+
+
+def test_augmentation_on_a_table_stops_at_load() -> None:
+    from smoothlab.lab.plan.loading import config_from_dict
+    from smoothlab.lab.plan.schema import ConfigError
+
+    data = {"dataset": "twonorm", "augment": {"flip": True}}
+    message = (
+        r"^`data.augment` must be off for data.dataset `twonorm` \(a table of 20 features; "
+        r"augmentation needs images\), got AugmentConfig\(.*flip=True.*\)$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"data": data, "model": {"name": "mlp"}})
+    config_from_dict({"data": {"dataset": "twonorm", "augment": {"flip": False}}})  # off: fine
+
+
+def test_the_loop_augments_training_batches_only_from_the_runs_stream(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from smoothlab.lab.train import loop
+
+    seen: list[tuple[int, ...]] = []
+    real = loop.augment_batch
+
+    def spy(images: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+        seen.append(tuple(images.shape))
+        return real(images, augment, generator)
+
+    monkeypatch.setattr(loop, "augment_batch", spy)
+    task = _lab_task({"shift": 2, "flip": True, "cutout": 3})
+    first = loop.execute(task)
+    assert first.error == ""
+    # 90 training images in batches of 40, two epochs: six calls, never on 60 test or 30 val
+    assert seen == [(40, 1, 8, 8), (40, 1, 8, 8), (10, 1, 8, 8)] * 2
+    again = loop.execute(task)
+    assert again.metrics["accuracy"] == first.metrics["accuracy"]  # reproducible per seed
+    plain = loop.execute(_lab_task({}))
+    assert plain.curves["train_loss"] != first.curves["train_loss"]  # it changed the batches
+
+
+def test_a_resumed_augmented_run_continues_the_same_stream(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from smoothlab.lab.train.loop import execute
+
+    task = _lab_task({"shift": 2, "flip": True}, train={**_TINY["train"], "epochs": 3})
+    whole = execute(task)
+    resumable = dataclasses.replace(task, checkpoint_dir=str(tmp_path), checkpoint_every=1)
+
+    def killed(key: str, done: int, total: int) -> None:
+        if done == 2:
+            raise RuntimeError("killed")
+
+    assert "killed" in execute(resumable, killed).error
+    resumed = execute(resumable)
+    assert resumed.curves == whole.curves and resumed.weights == whole.weights
+
+
+def test_augmented_runs_do_not_stack() -> None:
+    from smoothlab.lab.train.stacked import stack_key
+
+    assert stack_key(_lab_task({"flip": True})) is None
+    assert stack_key(_lab_task({})) is not None

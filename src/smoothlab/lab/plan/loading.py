@@ -24,6 +24,7 @@ from smoothlab.lab.plan.models import MODELS
 from smoothlab.lab.plan.schema import (
     SECTIONS,
     TOP_KEYS,
+    AugmentConfig,
     Config,
     ConfigError,
     Scalar,
@@ -44,7 +45,10 @@ def _section(name: str, cls: type, raw: object) -> Any:
     for key, value in raw.items():
         if key not in valid:
             raise ConfigError(f"unknown key `{name}.{key}`{suggest(key, valid)}")
-        values[key] = coerce(f"{name}.{key}", value, hints[key])
+        if dataclasses.is_dataclass(hints[key]):  # a sub-table such as [data.augment]
+            values[key] = _section(f"{name}.{key}", hints[key], value)
+        else:
+            values[key] = coerce(f"{name}.{key}", value, hints[key])
     return cls(**values)
 
 
@@ -110,6 +114,7 @@ def _check_values(config: Config) -> None:
         (bool(kinds), "noise.kinds", "a non-empty list", kinds),
         (all(0 <= r < 1 for r in rates), "noise.rates", "in [0, 1)", rates),
     ]
+    checks += _augment_checks(data.augment)
     for ok, path, expected, got in checks:
         if not ok:
             raise ConfigError(f"`{path}` must be {expected}, got {got!r}")
@@ -118,6 +123,7 @@ def _check_values(config: Config) -> None:
         "train.optimizer": (train.optimizer, ("sgd", "adamw")),
         "train.lr_schedule": (train.lr_schedule, ("constant", "step", "cosine")),
         "train.select": (train.select, ("last", "val_nll", "val_accuracy")),
+        "data.augment.padding": (data.augment.padding, ("zeros", "replicate", "reflect")),
     }
     for path, (value, allowed) in choices.items():
         if value not in allowed:
@@ -129,6 +135,21 @@ def _check_values(config: Config) -> None:
         )
     _check_names(config)
     check_combinations(config)  # keys that are fine alone but would fail together in a worker
+
+
+def _augment_checks(augment: AugmentConfig) -> list[tuple[bool, str, str, object]]:
+    """The ranges of ``[data.augment]`` (those of :class:`~smoothlab.lab.train.augment.Augment`)."""
+    shift = augment.shift
+    return [
+        (shift >= 0, "data.augment.shift", ">= 0", shift),
+        (
+            shift < 1 or float(shift).is_integer(),
+            "data.augment.shift",
+            "a whole number of pixels or in (0, 1)",
+            shift,
+        ),
+        (augment.cutout >= 0, "data.augment.cutout", ">= 0", augment.cutout),
+    ]
 
 
 def _check_names(config: Config) -> None:

@@ -12,6 +12,7 @@ Layout of a config file (every section and key is optional; defaults are the dem
     seeds = 2
     device = "auto"; checkpoint_every = 0
     [data]    dataset, root, val_fraction, train_subset, test_subset, scaling
+    [data.augment]  shift, flip, cutout, padding
     [model]   name, hidden
     [train]   epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, lr_schedule,
               lr_milestones, lr_gamma, warmup_epochs, switch_epoch, select, temperature_scaling
@@ -35,6 +36,7 @@ from typing import Any
 from smoothlab._checks import fail
 
 __all__ = [
+    "AugmentConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -54,6 +56,25 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """``[data.augment]``: training-batch image augmentation (:mod:`smoothlab.lab.train.augment`).
+
+    Applied to each training batch only, never for validation, test or temperature scaling; the
+    draws come from a generator seeded from the run's key (and saved in checkpoints).
+    """
+
+    shift: float = 0  # largest shift: whole pixels (4), or a fraction of the side (0.1, Keras)
+    flip: bool = False  # mirror left-right with probability 1/2
+    cutout: int = 0  # side of a zeroed square at a random centre (0 = off)
+    padding: str = "zeros"  # what a shift brings in: zeros | replicate (Keras' nearest) | reflect
+
+    @property
+    def active(self) -> bool:
+        """Whether this changes any image."""
+        return bool(self.shift or self.flip or self.cutout)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """``[data]``: which dataset, how much of it, and the validation share."""
 
@@ -66,6 +87,7 @@ class DataConfig:
     # per-feature training mean and divide by the largest |value| (pixels: x / 255 - mean, the
     # preprocessing of Lienen & Hüllermeier's supplement A.2.5)
     scaling: str = "standardize"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # off unless [data.augment]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ instead of failing every run of the grid minutes later. What is checked:
   ``[train]`` and for every method that overrides the schedule or warm-up (``methods.ivon``);
 - every method variant of the grid builds (parameter ranges), and ``device`` is a torch device;
 - ``model.name`` accepts the inputs of ``data.dataset`` (no image model on a table:
-  :mod:`smoothlab.lab.plan.inputs`).
+  :mod:`smoothlab.lab.plan.inputs`), and ``[data.augment]`` is only used on images.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def check_combinations(config: Config) -> None:
     """
     _check_device(config.device)
     _check_model(config.model.name, config.data.dataset)
+    _check_augment(config)
     _check_noise(config)
     _check_schedule(config.train, "train.lr_schedule", "train.warmup_epochs")
     _check_methods(config)
@@ -68,6 +69,17 @@ def _check_model(model: str, dataset: str) -> None:
         raise ConfigError(
             f"`model.name` must be one of {', '.join(valid)} for data.dataset `{dataset}` "
             f"({inputs}; {model} needs {needs}), got {model!r}"
+        )
+
+
+def _check_augment(config: Config) -> None:
+    """Augmentation shifts and flips pixels: it needs (C, H, W) images (any model that takes
+    them, a flattening MLP included)."""
+    row = dataset_inputs(config.data.dataset)
+    if config.data.augment.active and row.kind != "image":
+        raise ConfigError(
+            f"`data.augment` must be off for data.dataset `{config.data.dataset}` "
+            f"({row.describe()}; augmentation needs images), got {config.data.augment}"
         )
 
 

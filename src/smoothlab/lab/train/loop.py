@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from torch import Tensor
 from smoothlab.lab.plan.grid import RunConfig
 from smoothlab.lab.plan.models import build_model
 from smoothlab.lab.plan.objectives import LossFn, cross_entropy, teacher_probabilities
+from smoothlab.lab.plan.schema import AugmentConfig
+from smoothlab.lab.train.augment import Augment, Padding, augment_batch
 from smoothlab.lab.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from smoothlab.lab.train.data import RunData, prepare_data
 from smoothlab.lab.train.evaluation import predict_logits, score_logits
@@ -107,6 +110,14 @@ def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
     return join([linear(lr / max(warm, 1), lr, warm), main], [warm]) if warm > 0 else main
 
 
+def _augment(config: AugmentConfig) -> Augment | None:
+    """The batch augmentation of ``[data.augment]``, or None when it changes nothing."""
+    if not config.active:
+        return None
+    padding = typing.cast(Padding, config.padding)  # checked at config load
+    return Augment(config.shift, config.flip, config.cutout, padding)
+
+
 class _Trainer:
     """The state of one run between epochs: model, optimizer, objective, schedules, curves."""
 
@@ -129,6 +140,9 @@ class _Trainer:
         self.batches = math.ceil(len(data.y_train) / self.run.train.batch_size)
         self.lr = lr_schedule(self.run, recipe.lr, self.batches)
         self.generator = torch.Generator().manual_seed(task.seed ^ 0x5EED)
+        self.augment = _augment(self.run.data.augment)  # None: no augmentation
+        # a stream of its own, so turning augmentation on leaves the batch order unchanged
+        self.augment_generator = torch.Generator().manual_seed(task.seed ^ 0xA06)
         self.curves: dict[str, list[float]] = {}
         self.best: tuple[float, int, dict[str, Tensor]] | None = None
 
@@ -152,11 +166,10 @@ class _Trainer:
         for b in range(self.batches):
             index = order[b * self.run.train.batch_size : (b + 1) * self.run.train.batch_size]
             self.kind.set_lr(self.optimizer, self.lr(epoch * self.batches + b))
-            batch = (
-                self.data.x_train[index].to(self.device),
-                self.data.y_train[index].to(self.device),
-                index,
-            )
+            x = self.data.x_train[index].to(self.device)
+            if self.augment is not None:  # training batches only: evaluation never augments
+                x = augment_batch(x, self.augment, self.augment_generator)
+            batch = (x, self.data.y_train[index].to(self.device), index)
             losses.append(self._step(loss_fn, batch, epoch))
         if loss_fn is self.objective:
             self.objective.end_epoch()
@@ -204,6 +217,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "objective": self.objective.state_dict(),
             "generator": self.generator.get_state(),
+            "augment_generator": self.augment_generator.get_state(),
             "curves": self.curves,
             "best_score": self.best[0],
             "best_epoch": self.best[1],
@@ -217,6 +231,8 @@ class _Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.objective.load_state_dict(state["objective"])
         self.generator.set_state(state["generator"])
+        if "augment_generator" in state:  # checkpoints written before augmentation lack it
+            self.augment_generator.set_state(state["augment_generator"])
         self.curves = state["curves"]
         self.best = (state["best_score"], state["best_epoch"], checkpoint.best)
         return checkpoint.epoch + 1

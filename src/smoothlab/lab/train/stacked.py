@@ -59,6 +59,8 @@ def stack_key(task: RunTask) -> Hashable | None:
     method, run = task.run.variant, task.run
     if method.optimizer != "default" or method.needs_teacher:
         return None
+    if run.data.augment.active:  # the stacked epoch draws no augmentation
+        return None
     train = method.train_config(run.train)
     if train.optimizer != "sgd":
         return None
