@@ -90,3 +90,15 @@ def test_quantile_bins_and_errors() -> None:
         debiased_calibration_error(probs, target, binning="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`probs` must be a distribution summing to 1"):
         debiased_calibration_error(probs * 2, target)
+
+
+def test_gradcheck_inside_fixed_bins() -> None:
+    # Differentiable in the probabilities while no confidence crosses a bin edge.
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(12, 3, generator=generator, dtype=F64).requires_grad_()
+    target = torch.randint(3, (12,), generator=generator)
+
+    def estimate(z: torch.Tensor) -> torch.Tensor:
+        return debiased_calibration_error(torch.softmax(z, 1), target, n_bins=3)
+
+    assert torch.autograd.gradcheck(estimate, (logits,))
