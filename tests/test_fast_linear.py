@@ -100,9 +100,10 @@ def test_batched_hidden_half_precision_and_frozen_weight() -> None:
 
 
 def test_double_backward_raises() -> None:
-    h = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(3, 2, generator=g, dtype=torch.float64, requires_grad=True)
     loss = linear_label_smoothing_cross_entropy(
-        h, torch.randn(4, 2, dtype=torch.float64), torch.tensor([0, 1, 2])
+        h, torch.randn(4, 2, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2])
     )
     with pytest.raises(RuntimeError, match="do not support double backward"):
         torch.autograd.grad(loss, h, create_graph=True)
@@ -115,9 +116,10 @@ def test_nothing_to_compute(pair, case: str, reduction: str) -> None:  # type: i
     """No rows (or only ignored ones): the naive loss (NaN mean, 0 sum) and zero gradients."""
     fused, loss = pair
     rows = 0 if case == "no rows" else 4
-    h = torch.randn(rows, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(rows, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, generator=g, dtype=torch.float64, requires_grad=True)
     y = torch.full((rows,), -100)
     ours = fused(h, w, y, bias=b, reduction=reduction)
     truth = loss(h.detach() @ w.detach().T + b.detach(), y, reduction=reduction, fused=False)

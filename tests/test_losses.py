@@ -219,7 +219,7 @@ def test_equals_pytorch_with_probability_targets(
 
 def test_gradients_equal_pytorch() -> None:
     logits, target = _data(16, 7, seed=12)
-    weight = torch.rand(7, dtype=torch.float64) + 0.5
+    weight = torch.rand(7, generator=torch.Generator().manual_seed(12), dtype=torch.float64) + 0.5
     a = logits.clone().requires_grad_()
     b = logits.clone().requires_grad_()
     label_smoothing_cross_entropy(a, target, 0.2, weight=weight).backward()
@@ -358,7 +358,8 @@ def test_exclusive_uniform_equals_rescaled_rate() -> None:
 
 def test_class_prior_equals_per_example_prior() -> None:
     logits, target = _data(8, 5, seed=16)
-    prior = torch.softmax(torch.randn(5, dtype=torch.float64), 0)
+    g = torch.Generator().manual_seed(16)
+    prior = torch.softmax(torch.randn(5, generator=g, dtype=torch.float64), 0)
     a = label_smoothing_cross_entropy(logits, target, 0.3, prior=prior)
     b = label_smoothing_cross_entropy(logits, target, 0.3, prior=prior.expand(8, 5).clone())
     torch.testing.assert_close(a, b)
@@ -415,7 +416,7 @@ def test_half_precision_accumulates_in_float32(dtype: torch.dtype, fn) -> None: 
 def test_empty_and_all_ignored_batches(fn, case: str) -> None:  # type: ignore[no-untyped-def]
     """One rule, as PyTorch: mean is NaN, sum is 0, none is zeros (or an empty tensor)."""
     n = 0 if case == "empty" else 3
-    z = torch.randn(n, 4, requires_grad=True)
+    z = torch.randn(n, 4, generator=torch.Generator().manual_seed(17), requires_grad=True)
     y = torch.full((n,), -100)
     assert torch.isnan(fn(z, y, "mean"))
     total = fn(z, y, "sum")
@@ -427,7 +428,7 @@ def test_empty_and_all_ignored_batches(fn, case: str) -> None:  # type: ignore[n
 
 
 def test_all_ignored_mean_matches_pytorch() -> None:
-    z, y = torch.randn(3, 4), torch.full((3,), -100)
+    z, y = torch.randn(3, 4, generator=torch.Generator().manual_seed(17)), torch.full((3,), -100)
     assert torch.isnan(F.cross_entropy(z, y, label_smoothing=0.1))
 
 
@@ -436,7 +437,7 @@ def test_all_ignored_mean_matches_pytorch() -> None:
 
 def test_modules_equal_functions_and_keep_buffers() -> None:
     logits, target = _data(8, 4, seed=18)
-    w = torch.rand(4, dtype=torch.float64)
+    w = torch.rand(4, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
     prior = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
     m = LabelSmoothingCrossEntropyLoss(0.2, prior=prior, weight=w)
     torch.testing.assert_close(

@@ -136,7 +136,8 @@ def test_same_seed_same_labels() -> None:
 
 def test_dtype_device_and_empty() -> None:
     labels = torch.tensor([0, 1, 2], dtype=torch.int32)
-    result = instance_noise(labels, torch.randn(3, 2), 0.5, num_classes=3, generator=_generator(0))
+    features = torch.randn(3, 2, generator=_generator(1))
+    result = instance_noise(labels, features, 0.5, num_classes=3, generator=_generator(0))
     assert result.labels.dtype == torch.int32
     assert result.transition.shape == (3, 3)
     empty = instance_noise(torch.empty(0, dtype=torch.long), torch.empty(0, 4), 0.2, num_classes=3)
@@ -145,7 +146,7 @@ def test_dtype_device_and_empty() -> None:
 
 
 def test_errors() -> None:
-    labels, features = torch.tensor([0, 1, 2]), torch.randn(3, 4)
+    labels, features = torch.tensor([0, 1, 2]), torch.randn(3, 4, generator=_generator(0))
     with pytest.raises(ValueError, match=r"^`num_classes` must be >= 2, got 1$"):
         instance_noise(labels, features, 0.2, num_classes=1)
     with pytest.raises(ValueError, match=r"^`labels` must be class indices in \[0, 1\], got 2$"):

@@ -101,6 +101,7 @@ def test_converges_on_logistic_regression(adaptive: bool) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 2, generator=g)
     y = (x[:, 0] - x[:, 1] > 0).long()
+    torch.manual_seed(0)  # nn.Linear's initialisation only; the data come from `g`
     model = nn.Linear(2, 2)
     sam = SAM(model.parameters(), torch.optim.SGD(model.parameters(), lr=0.5), rho=0.05,
               adaptive=adaptive)  # fmt: skip
