@@ -113,5 +113,5 @@ def index_page(experiments: Sequence[Experiment], style: str) -> str:
         f"<style>{style}</style><h1>{len(experiments)} experiments in this results folder</h1>"
         "<p>Runs of different experiments (different data, model or training recipe) are never "
         "averaged together; each has its own report.</p>"
-        f"<table><tr>{head}</tr>{''.join(lines)}</table>"
+        f"<table class='index'><tr>{head}</tr>{''.join(lines)}</table>"
     )

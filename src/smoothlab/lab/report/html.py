@@ -117,13 +117,13 @@ def _figures(rows: Sequence[RunRow], order: RunOrder) -> dict[str, tuple[str, by
 
 
 _STYLE = (
-    "body{font-family:sans-serif;max-width:1350px;margin:2em auto;color:#222}"
+    "body{font-family:sans-serif;max-width:1350px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;"
     "text-align:right;white-space:nowrap}td:first-child,th:first-child{text-align:left}"
     "img{max-width:100%}"
     "pre{background:#f6f6f6;padding:1em;font-size:12px;overflow:auto}"
     "img{display:block;margin:0 auto}.flag{color:#b00020}"
-    ".provenance th{text-align:left;background:#f6f6f6}.provenance td{text-align:left}"
+    ".provenance th{text-align:left;background:#f6f6f6}.provenance td,.index td{text-align:left}"
 )
 
 
