@@ -116,7 +116,7 @@ def test_images_must_be_four_dimensional() -> None:
         augment_batch(torch.zeros(3, 4), Augment(flip=True), _g())
 
 
-# ---- [data.augment] in the lab: config, the training loop, checkpoints ----
+# ---- data.augment_* in the lab: config, the training loop, checkpoints ----
 
 _TINY = {
     "data": {"dataset": "digits", "train_subset": 120, "test_subset": 60, "val_fraction": 0.25},
@@ -133,48 +133,47 @@ def _lab_task(augment: dict[str, object], **top: object):  # type: ignore[no-unt
     from smoothlab.lab.plan.loading import config_from_dict
     from smoothlab.lab.train.loop import RunTask
 
-    raw = {**_TINY, **top, "data": {**_TINY["data"], "augment": augment}}
+    keys = {f"augment_{k}": v for k, v in augment.items()}
+    raw = {**_TINY, **top, "data": {**_TINY["data"], **keys}}
     run = expand_grid(config_from_dict(raw))[0]
     key = run_key(run)
     return RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu")
 
 
-def test_config_augment_is_a_checked_table() -> None:
+def test_config_augment_keys_are_checked() -> None:
     from smoothlab.lab.plan.loading import apply_overrides, config_from_dict
     from smoothlab.lab.plan.schema import AugmentConfig, ConfigError
 
-    raw = {**_TINY, "data": {**_TINY["data"], "augment": {"shift": 0.1, "flip": True}}}
+    data = {**_TINY["data"], "augment_shift": 0.1, "augment_flip": True}
+    raw = {**_TINY, "data": data}
     config = config_from_dict(raw)
     assert config.data.augment == AugmentConfig(shift=0.1, flip=True) and config.data.augment.active
-    over = config_from_dict(apply_overrides(raw, ["data.augment.padding=replicate"]))
+    over = config_from_dict(apply_overrides(raw, ["data.augment_padding=replicate"]))
     assert over.data.augment.padding == "replicate"
     bad = [
-        ({"shfit": 1}, r"^unknown key `data.augment.shfit`; did you mean `shift`\?"),
-        ({"shift": -1}, r"^`data.augment.shift` must be >= 0, got -1.0$"),
-        ({"shift": 1.5}, r"^`data.augment.shift` must be a whole number of pixels or in \(0, 1\)"),
-        ({"cutout": -2}, r"^`data.augment.cutout` must be >= 0, got -2$"),
-        ({"padding": "wrap"}, r"^`data.augment.padding` must be one of zeros, replicate, reflect"),
-        ({"flip": 1}, r"^`data.augment.flip` must be true or false, got 1$"),
+        ({"augment_shfit": 1}, r"^unknown key `data.augment_shfit`; did you mean `augment_shift`"),
+        ({"augment_shift": -1}, r"^`data.augment_shift` must be >= 0, got -1.0$"),
+        ({"augment_shift": 1.5}, r"^`data.augment_shift` must be a whole number of pixels or in"),
+        ({"augment_cutout": -2}, r"^`data.augment_cutout` must be >= 0, got -2$"),
+        ({"augment_padding": "wrap"}, r"^`data.augment_padding` must be one of zeros, replicate"),
+        ({"augment_flip": 1}, r"^`data.augment_flip` must be true or false, got 1$"),
     ]
-    for augment, message in bad:
+    for keys, message in bad:
         with pytest.raises(ConfigError, match=message):
-            config_from_dict({**raw, "data": {**_TINY["data"], "augment": augment}})
-    with pytest.raises(ConfigError, match=r"^`data.augment` must be a table \(\[data.augment\]\)"):
-        config_from_dict({**raw, "data": {**_TINY["data"], "augment": True}})
+            config_from_dict({**raw, "data": {**_TINY["data"], **keys}})
 
 
 def test_augmentation_on_a_table_stops_at_load() -> None:
     from smoothlab.lab.plan.loading import config_from_dict
     from smoothlab.lab.plan.schema import ConfigError
 
-    data = {"dataset": "twonorm", "augment": {"flip": True}}
     message = (
-        r"^`data.augment` must be off for data.dataset `twonorm` \(a table of 20 features; "
+        r"^`data.augment_\*` must be off for data.dataset `twonorm` \(a table of 20 features; "
         r"augmentation needs images\), got AugmentConfig\(.*flip=True.*\)$"
     )
     with pytest.raises(ConfigError, match=message):
-        config_from_dict({"data": data, "model": {"name": "mlp"}})
-    config_from_dict({"data": {"dataset": "twonorm", "augment": {"flip": False}}})  # off: fine
+        config_from_dict({"data": {"dataset": "twonorm", "augment_flip": True}})
+    config_from_dict({"data": {"dataset": "twonorm", "augment_flip": False}})  # off: fine
 
 
 def test_the_loop_augments_training_batches_only_from_the_runs_stream(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -107,6 +107,7 @@ def test_every_registered_dataset_has_an_inputs_row() -> None:
         "resnet18",
         "resnet56v2",
         "resnet34",
+        "resnet18-imagenet",
         "vgg16bn",
         "densenet-bc",
         "cnn3",

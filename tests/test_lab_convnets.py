@@ -119,3 +119,27 @@ def test_vgg16bn_needs_32_pixels_at_load(tmp_path) -> None:  # type: ignore[no-u
     path.write_text('[data]\ndataset = "mnist"\n[model]\nname = "vgg16bn"\n')
     with pytest.raises(ConfigError, match=r"vgg16bn needs images of side >= 32\), got 'vgg16bn'$"):
         load_config(path)
+
+
+def test_imagenet_resnet18_has_torchvisions_count_and_takes_its_tensors_in_order() -> None:
+    from smoothlab.lab.plan.convnets import from_torchvision_resnet
+
+    model = CifarResNet((3, 64, 64), 1000, (2, 2, 2, 2), imagenet_stem=True)
+    assert _parameters(model) == 11_689_512  # torchvision's resnet18
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 1000)
+    # torchvision's names, in its order: conv1, bn1, layer1.0.conv1, ..., fc
+    state = {f"tv{i}": v.clone() for i, v in enumerate(model.state_dict().values())}
+    state[f"tv{len(state) - 2}"] = torch.zeros(120, 512)  # a head for 120 classes passes
+    renamed = from_torchvision_resnet(state, model)
+    assert list(renamed) == list(model.state_dict())
+    assert torch.equal(renamed["net.0.weight"], model.state_dict()["net.0.weight"])
+    state["tv0"] = torch.zeros(64, 3, 3, 3)
+    with pytest.raises(
+        ValueError,
+        match=r"^`state\['tv0'\]` must have shape \(64, 3, 7, 7\) for net.0.weight, got \(64, 3, 3, 3\)$",
+    ):
+        from_torchvision_resnet(state, model)
+    with pytest.raises(
+        ValueError, match=r"^`state` must have the \d+ tensors of the model, got 1$"
+    ):
+        from_torchvision_resnet({"a": torch.zeros(1)}, model)

@@ -155,6 +155,7 @@ def test_models_shapes_and_sizes() -> None:
         "resnet18",
         "resnet56v2",
         "resnet34",
+        "resnet18-imagenet",
         "vgg16bn",
         "densenet-bc",
         "cnn3",

@@ -20,12 +20,20 @@ Every model takes inputs of shape ``(N, C, H, W)`` (or flat rows it can reshape 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CNN3", "VGG16BN", "BasicBlock", "CifarResNet", "DenseNetBC", "image_shape"]
+__all__ = [
+    "CNN3",
+    "VGG16BN",
+    "BasicBlock",
+    "CifarResNet",
+    "DenseNetBC",
+    "from_torchvision_resnet",
+    "image_shape",
+]
 
 
 def image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
@@ -70,20 +78,33 @@ class CifarResNet(nn.Module):
     """CIFAR ResNet: 3x3 stem, four stages of basic blocks (64, 128, 256, 512 channels).
 
     ``blocks = (2, 2, 2, 2)`` is ResNet-18 (11.2M parameters at 10 classes), ``(3, 4, 6, 3)``
-    ResNet-34 (21.3M).
+    ResNet-34 (21.3M). With ``imagenet_stem`` it is the ImageNet ResNet (He et al. 2016, Table
+    1): 11,689,512 parameters for ResNet-18 at 1000 classes, torchvision's count, so that
+    weights converted with :func:`from_torchvision_resnet` fit.
 
     >>> sum(p.numel() for p in CifarResNet((3, 32, 32), 10, (3, 4, 6, 3)).parameters())
     21282122
     """
 
-    def __init__(self, shape: Sequence[int], num_classes: int, blocks: Sequence[int]) -> None:
+    def __init__(
+        self,
+        shape: Sequence[int],
+        num_classes: int,
+        blocks: Sequence[int],
+        imagenet_stem: bool = False,
+    ) -> None:
         super().__init__()
         self.shape = image_shape(shape)
+        # ImageNet's stem (7x7 stride-2 convolution, then 3x3 stride-2 max-pool) for 224-pixel
+        # images and ImageNet-pretrained weights; CIFAR's keeps 32 pixels at full resolution
+        stem = (7, 2, 3) if imagenet_stem else (3, 1, 1)
         layers: list[nn.Module] = [
-            nn.Conv2d(self.shape[0], 64, 3, 1, 1, bias=False),
+            nn.Conv2d(self.shape[0], 64, *stem, bias=False),
             nn.BatchNorm2d(64),
             nn.ReLU(),
         ]
+        if imagenet_stem:
+            layers.append(nn.MaxPool2d(3, 2, 1))
         cin = 64
         for (cout, stride), count in zip(
             ((64, 1), (128, 2), (256, 2), (512, 2)), blocks, strict=True
@@ -220,3 +241,34 @@ class CNN3(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.reshape(-1, *self.shape))  # type: ignore[no-any-return]
+
+
+def from_torchvision_resnet(state: Mapping[str, Tensor], model: CifarResNet) -> dict[str, Tensor]:
+    """torchvision's ResNet state dict renamed to ``model``'s keys (``imagenet_stem`` models).
+
+    Both list their tensors in the same order (stem, then per block conv-BN, conv-BN and the
+    projection shortcut, then the classifier), so the names are paired in order and every
+    shape is checked; the classifier keeps its ImageNet shape (the lab skips it when the number
+    of classes differs). Run this on a machine with torchvision, e.g.
+    ``save_file(from_torchvision_resnet(resnet18(weights="IMAGENET1K_V1").state_dict(), model),
+    "resnet18-imagenet.safetensors")``.
+
+    >>> ours = CifarResNet((3, 224, 224), 1000, (2, 2, 2, 2), imagenet_stem=True)
+    >>> renamed = from_torchvision_resnet({"t" + k: v for k, v in ours.state_dict().items()}, ours)
+    >>> list(renamed) == list(ours.state_dict())
+    True
+    """
+    target = model.state_dict()
+    if len(state) != len(target):
+        raise ValueError(
+            f"`state` must have the {len(target)} tensors of the model, got {len(state)}"
+        )
+    renamed = {}
+    for (name, value), (ours, like) in zip(state.items(), target.items(), strict=True):
+        if value.shape != like.shape and ours not in list(target)[-2:]:  # the classifier may
+            raise ValueError(
+                f"`state[{name!r}]` must have shape {tuple(like.shape)} for {ours}, "
+                f"got {tuple(value.shape)}"
+            )
+        renamed[ours] = value
+    return renamed

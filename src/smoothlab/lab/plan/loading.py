@@ -45,10 +45,7 @@ def _section(name: str, cls: type, raw: object) -> Any:
     for key, value in raw.items():
         if key not in valid:
             raise ConfigError(f"unknown key `{name}.{key}`{suggest(key, valid)}")
-        if dataclasses.is_dataclass(hints[key]):  # a sub-table such as [data.augment]
-            values[key] = _section(f"{name}.{key}", hints[key], value)
-        else:
-            values[key] = coerce(f"{name}.{key}", value, hints[key])
+        values[key] = coerce(f"{name}.{key}", value, hints[key])
     return cls(**values)
 
 
@@ -108,6 +105,7 @@ def _check_values(config: Config) -> None:
         (train.epochs >= 1, "train.epochs", ">= 1", train.epochs),
         (train.batch_size >= 1, "train.batch_size", ">= 1", train.batch_size),
         (train.lr > 0, "train.lr", "> 0", train.lr),
+        (train.backbone_lr >= 0, "train.backbone_lr", ">= 0", train.backbone_lr),
         (train.warmup_epochs >= 0, "train.warmup_epochs", ">= 0", train.warmup_epochs),
         (0 <= data.val_fraction < 1, "data.val_fraction", "in [0, 1)", data.val_fraction),
         (bool(rates), "noise.rates", "a non-empty list", rates),
@@ -123,7 +121,8 @@ def _check_values(config: Config) -> None:
         "train.optimizer": (train.optimizer, ("sgd", "adamw")),
         "train.lr_schedule": (train.lr_schedule, ("constant", "step", "cosine")),
         "train.select": (train.select, ("last", "val_nll", "val_accuracy")),
-        "data.augment.padding": (data.augment.padding, ("zeros", "replicate", "reflect")),
+        "train.precision": (train.precision, ("fp32", "bf16")),
+        "data.augment_padding": (data.augment.padding, ("zeros", "replicate", "reflect")),
     }
     for path, (value, allowed) in choices.items():
         if value not in allowed:
@@ -138,17 +137,17 @@ def _check_values(config: Config) -> None:
 
 
 def _augment_checks(augment: AugmentConfig) -> list[tuple[bool, str, str, object]]:
-    """The ranges of ``[data.augment]`` (those of :class:`~smoothlab.lab.train.augment.Augment`)."""
+    """The ranges of the ``augment_*`` keys (:class:`~smoothlab.lab.train.augment.Augment`'s)."""
     shift = augment.shift
     return [
-        (shift >= 0, "data.augment.shift", ">= 0", shift),
+        (shift >= 0, "data.augment_shift", ">= 0", shift),
         (
             shift < 1 or float(shift).is_integer(),
-            "data.augment.shift",
+            "data.augment_shift",
             "a whole number of pixels or in (0, 1)",
             shift,
         ),
-        (augment.cutout >= 0, "data.augment.cutout", ">= 0", augment.cutout),
+        (augment.cutout >= 0, "data.augment_cutout", ">= 0", augment.cutout),
     ]
 
 

@@ -10,6 +10,8 @@
   mappings"), ``vgg16bn`` (VGG16 with batch norm and dropout) and ``densenet-bc`` (depth 100,
   growth 12): the label relaxation supplement's (000, A.2) CIFAR networks.
 - ``cnn3``: the three-layer CNN of 004's Fig. 3.
+- ``resnet18-imagenet``: ResNet-18 with ImageNet's stem, for TSLA's (001) fine-tuning of
+  ImageNet-pretrained weights on Stanford Dogs and CUB-200-2011 (``model.checkpoint``).
 
 The convolutional networks of the seeds are defined in :mod:`smoothlab.lab.plan.convnets`; they
 are for users with GPUs, and the canned configs run on a CPU with the small models. The
@@ -174,6 +176,13 @@ MODELS: dict[str, ModelSpec] = {
             "CIFAR ResNet-34 (GPU)",
             lambda s, k, h: CifarResNet(s, k, (3, 4, 6, 3)),
             _IMAGES,
+        ),
+        ModelSpec(
+            "resnet18-imagenet",
+            "ResNet-18, ImageNet stem, for pretrained weights (GPU)",
+            lambda s, k, h: CifarResNet(s, k, (2, 2, 2, 2), imagenet_stem=True),
+            _IMAGES,
+            min_side=32,
         ),
         ModelSpec(
             "vgg16bn",

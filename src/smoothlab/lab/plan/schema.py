@@ -12,10 +12,11 @@ Layout of a config file (every section and key is optional; defaults are the dem
     seeds = 2
     device = "auto"; checkpoint_every = 0
     [data]    dataset, root, val_fraction, train_subset, test_subset, scaling
-    [data.augment]  shift, flip, cutout, padding
-    [model]   name, hidden
-    [train]   epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, lr_schedule,
-              lr_milestones, lr_gamma, warmup_epochs, switch_epoch, select, temperature_scaling
+              augment_shift, augment_flip, augment_cutout, augment_padding
+    [model]   name, hidden, checkpoint
+    [train]   epochs, batch_size, optimizer, lr, backbone_lr, momentum, nesterov, weight_decay,
+              lr_schedule, lr_milestones, lr_gamma, warmup_epochs, switch_epoch, select,
+              temperature_scaling, precision, compile
     [noise]   kinds, rates, exact
     [methods.NAME]  the method's parameters; a list is a sweep
 
@@ -57,16 +58,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """``[data.augment]``: training-batch image augmentation (:mod:`smoothlab.lab.train.augment`).
+    """The ``augment_*`` keys of ``[data]`` together (:attr:`DataConfig.augment`), as
+    :class:`smoothlab.lab.train.augment.Augment` takes them."""
 
-    Applied to each training batch only, never for validation, test or temperature scaling; the
-    draws come from a generator seeded from the run's key (and saved in checkpoints).
-    """
-
-    shift: float = 0  # largest shift: whole pixels (4), or a fraction of the side (0.1, Keras)
-    flip: bool = False  # mirror left-right with probability 1/2
-    cutout: int = 0  # side of a zeroed square at a random centre (0 = off)
-    padding: str = "zeros"  # what a shift brings in: zeros | replicate (Keras' nearest) | reflect
+    shift: float = 0
+    flip: bool = False
+    cutout: int = 0
+    padding: str = "zeros"
 
     @property
     def active(self) -> bool:
@@ -87,7 +85,20 @@ class DataConfig:
     # per-feature training mean and divide by the largest |value| (pixels: x / 255 - mean, the
     # preprocessing of Lienen & Hüllermeier's supplement A.2.5)
     scaling: str = "standardize"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # off unless [data.augment]
+    # Training-batch image augmentation (never for validation, test or temperature scaling),
+    # drawn from a generator of the run's seed: the largest shift in whole pixels (4) or as a
+    # fraction of the side (0.1, Keras' width_shift_range)
+    augment_shift: float = 0
+    augment_flip: bool = False  # mirror left-right with probability 1/2
+    augment_cutout: int = 0  # side of a zeroed square at a random centre (0 = off)
+    augment_padding: str = "zeros"  # what a shift brings in: zeros | replicate | reflect
+
+    @property
+    def augment(self) -> AugmentConfig:
+        """The ``augment_*`` keys as one value."""
+        return AugmentConfig(
+            self.augment_shift, self.augment_flip, self.augment_cutout, self.augment_padding
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,9 @@ class ModelConfig:
 
     name: str = "mlp"  # a name from MODELS: mlp, cnn, logreg, resnet18, vgg16bn, ...
     hidden: tuple[int, ...] = (128,)  # MLP widths; the relaxation paper uses [1024, 1024]
+    # a safetensors state dict loaded before training ("" = random initialisation); the
+    # classifier is skipped when its shape differs (ImageNet weights fine-tuned on 120 classes)
+    checkpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,9 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str = "sgd"  # sgd | adamw (ivon and sam are methods: they bring their optimizer)
     lr: float = 0.05
+    # 0 = every layer at lr; else the backbone (all but the classifier, the model's last
+    # Linear) at this rate and the classifier at lr, both following the schedule (TSLA 5.1)
+    backbone_lr: float = 0.0
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 0.0
@@ -116,6 +133,8 @@ class TrainConfig:
     switch_epoch: int = 0  # train with plain cross-entropy before this epoch, then the method
     select: str = "last"  # model selection on the validation split: last | val_nll | val_accuracy
     temperature_scaling: bool = True  # fit T on the validation split; reported separately
+    precision: str = "fp32"  # fp32 | bf16: torch.autocast around the forward pass and the loss
+    compile: bool = False  # torch.compile the model (a GPU's speed-up; slow to start)
 
 
 @dataclass(frozen=True)

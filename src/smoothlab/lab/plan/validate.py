@@ -13,7 +13,8 @@ instead of failing every run of the grid minutes later. What is checked:
   ``[train]`` and for every method that overrides the schedule or warm-up (``methods.ivon``);
 - every method variant of the grid builds (parameter ranges), and ``device`` is a torch device;
 - ``model.name`` accepts the inputs of ``data.dataset`` (no image model on a table:
-  :mod:`smoothlab.lab.plan.inputs`), and ``[data.augment]`` is only used on images.
+  :mod:`smoothlab.lab.plan.inputs`), and ``data.augment_*`` is only used on images;
+- ``model.checkpoint`` is an existing file, and ``train.backbone_lr`` is not used with IVON.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import itertools
 
 from smoothlab.lab.plan.grid import method_variants
 from smoothlab.lab.plan.inputs import dataset_inputs, models_for
-from smoothlab.lab.plan.methods import make_method
+from smoothlab.lab.plan.methods import METHODS, make_method
 from smoothlab.lab.plan.models import MODELS
 from smoothlab.lab.plan.schema import Config, ConfigError, TrainConfig
 
@@ -42,6 +43,7 @@ def check_combinations(config: Config) -> None:
     _check_device(config.device)
     _check_model(config.model.name, config.data.dataset)
     _check_augment(config)
+    _check_pretrained(config)
     _check_noise(config)
     _check_schedule(config.train, "train.lr_schedule", "train.warmup_epochs")
     _check_methods(config)
@@ -78,8 +80,26 @@ def _check_augment(config: Config) -> None:
     row = dataset_inputs(config.data.dataset)
     if config.data.augment.active and row.kind != "image":
         raise ConfigError(
-            f"`data.augment` must be off for data.dataset `{config.data.dataset}` "
+            f"`data.augment_*` must be off for data.dataset `{config.data.dataset}` "
             f"({row.describe()}; augmentation needs images), got {config.data.augment}"
+        )
+
+
+def _check_pretrained(config: Config) -> None:
+    """``model.checkpoint`` must exist; ``train.backbone_lr`` needs the ``[train]`` optimizer
+    (IVON brings its own, with one learning rate)."""
+    from pathlib import Path
+
+    path = config.model.checkpoint
+    if path and not Path(path).expanduser().is_file():
+        raise ConfigError(
+            f"`model.checkpoint` must be a safetensors file, got {path!r} (not found)"
+        )
+    ivon = [name for name in config.methods if METHODS[name].optimizer == "ivon"]
+    if config.train.backbone_lr > 0 and ivon:
+        raise ConfigError(
+            f"`train.backbone_lr` must be 0 with methods.{ivon[0]} (IVON has one learning "
+            f"rate), got {config.train.backbone_lr!r}"
         )
 
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from smoothlab.lab.plan.grid import RunConfig
-from smoothlab.lab.plan.models import build_model
+from smoothlab.lab.plan.models import build_model, classifier
 from smoothlab.lab.plan.objectives import LossFn, cross_entropy, teacher_probabilities
 from smoothlab.lab.plan.schema import AugmentConfig
 from smoothlab.lab.train.augment import Augment, Padding, augment_batch
@@ -39,6 +39,7 @@ __all__ = [
     "RunResult",
     "RunTask",
     "execute",
+    "load_pretrained",
     "lr_schedule",
     "select_device",
 ]
@@ -110,8 +111,28 @@ def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
     return join([linear(lr / max(warm, 1), lr, warm), main], [warm]) if warm > 0 else main
 
 
+def load_pretrained(model: nn.Module, path: str) -> None:
+    """Load a safetensors state dict into ``model``; its classifier (the last Linear) is kept
+    as initialised when its shape differs (ImageNet's 1000 classes fine-tuned on 120)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(path).expanduser()))
+    head = classifier(model)[0]
+    own = model.state_dict()
+    for key in (f"{head}.weight", f"{head}.bias"):
+        if key in state and key in own and state[key].shape != own[key].shape:
+            del state[key], own[key]
+    if set(state) != set(own):
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        raise ValueError(
+            f"`model.checkpoint` must hold the model's tensors, got {path!r} "
+            f"(missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+    model.load_state_dict(state, strict=False)
+
+
 def _augment(config: AugmentConfig) -> Augment | None:
-    """The batch augmentation of ``[data.augment]``, or None when it changes nothing."""
+    """The batch augmentation of ``data.augment_*``, or None when it changes nothing."""
     if not config.active:
         return None
     padding = typing.cast(Padding, config.padding)  # checked at config load
@@ -131,6 +152,8 @@ class _Trainer:
         self.model = build_model(
             self.run.model.name, shape, data.num_classes, self.run.model.hidden
         )
+        if self.run.model.checkpoint:
+            load_pretrained(self.model, self.run.model.checkpoint)
         self.model.to(device)
         self.optimizer = self.kind.build(
             self.method, self.model, recipe, len(data.y_train), task.seed

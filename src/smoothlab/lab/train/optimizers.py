@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothlab.lab.plan.methods import Ivon, Method, Sam
+from smoothlab.lab.plan.models import classifier
 from smoothlab.lab.plan.objectives import LossFn
 from smoothlab.lab.plan.schema import TrainConfig
 from smoothlab.lab.train.evaluation import extreme_examples, predict_logits
@@ -50,12 +51,30 @@ class OptimizerKind:
     extras: Callable[[nn.Module, Any, RunData], dict[str, Any]]
 
 
+def _groups(model: nn.Module, train: TrainConfig) -> Any:
+    """All parameters, or with ``train.backbone_lr`` two groups: the classifier (the model's last
+    Linear) at ``lr`` and the rest at ``backbone_lr``. Each group's ``lr_scale`` is its rate over
+    ``lr``, so the schedule moves both (TSLA, 001, Section 5.1: FC 0.1, backbone 0.001, /10
+    every 30 epochs)."""
+    if train.backbone_lr <= 0:
+        return model.parameters()
+    head = list(classifier(model)[1].parameters())
+    ids = {id(p) for p in head}
+    backbone = [p for p in model.parameters() if id(p) not in ids]
+    scale = train.backbone_lr / train.lr
+    return [
+        {"params": head, "lr_scale": 1.0},
+        {"params": backbone, "lr": train.backbone_lr, "lr_scale": scale},
+    ]
+
+
 def _base(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
     """The ``[train]`` optimizer: AdamW, or SGD with momentum (Nesterov when asked)."""
+    params = _groups(model, train)
     if train.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
     return torch.optim.SGD(
-        model.parameters(),
+        params,
         lr=train.lr,
         momentum=train.momentum,
         nesterov=train.nesterov and train.momentum > 0,
@@ -136,7 +155,7 @@ def _step_sam(model: nn.Module, optimizer: Any, loss_fn: LossFn, batch: Batch, e
 
 def _set_lr(optimizer: Any, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
 
 
 def _set_lr_sam(optimizer: Any, lr: float) -> None:

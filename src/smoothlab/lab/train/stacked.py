@@ -61,6 +61,9 @@ def stack_key(task: RunTask) -> Hashable | None:
         return None
     if run.data.augment.active:  # the stacked epoch draws no augmentation
         return None
+    # the stacked SGD has one rate per run (model.checkpoint stacks: each trainer loads it)
+    if run.train.backbone_lr:
+        return None
     train = method.train_config(run.train)
     if train.optimizer != "sgd":
         return None
