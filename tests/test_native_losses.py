@@ -196,6 +196,23 @@ def test_half_precision_inputs_take_float32_copies(dtype: torch.dtype) -> None:
         _close(grad.float(), ref_grad.float(), rtol=1e-2)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_half_probability_targets_with_a_per_example_prior(native: bool) -> None:
+    """bf16 targets mixed with a float32 teacher prior row by row (once a dtype error)."""
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(6, 7, generator=g).bfloat16()
+    t = torch.softmax(torch.randn(6, 7, generator=g), 1).bfloat16()
+    prior = torch.softmax(torch.randn(6, 7, generator=g), 1)
+
+    def fn(x: torch.Tensor, fused: bool = True) -> torch.Tensor:
+        return label_smoothing_cross_entropy(x, t, 0.3, prior=prior, fused=fused, reduction="none")
+
+    loss, grad = _run(fn, z, native=native)
+    ref_loss, ref_grad = _run(lambda x: fn(x, fused=False), z, native=native)
+    _close(loss, ref_loss, floor=1.0)
+    _close(grad.float(), ref_grad.float(), rtol=1e-2)
+
+
 @pytest.mark.parametrize("c", [10, 100])
 def test_nan_stays_in_its_row(c: int) -> None:
     z, y = _logits(80, c, seed=3)

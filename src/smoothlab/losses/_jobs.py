@@ -177,7 +177,8 @@ def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
         mixed = pi.reshape(target.shape)
 
         def rows(start: int, stop: int) -> Tensor:
-            return torch.lerp(target[start:stop], mixed[start:stop], rate)
+            # in float32: targets and prior may come in different (half) precisions
+            return torch.lerp(target[start:stop].float(), mixed[start:stop].float(), rate)
 
         native = NativeRows(SMOOTH, 0.0, 0.0, rows=rows, r=1.0, scratch=True)
     native = replace(native, rows_weight=weight, indexed=False)
