@@ -197,7 +197,8 @@ def test_identity_shape_and_dtype(exact: bool, dtype: torch.dtype) -> None:
 
 
 def test_float32_transition_is_accepted() -> None:
-    noisy = corrupt_labels(CLEAN[:100], symmetric(K, 0.5, dtype=torch.float32), exact=True)
+    matrix = symmetric(K, 0.5, dtype=torch.float32)
+    noisy = corrupt_labels(CLEAN[:100], matrix, generator=_generator(), exact=True)
     assert realised_noise_rate(CLEAN[:100], noisy) > 0
 
 
