@@ -31,8 +31,10 @@ from smoothlab_labpages import (
     cli_page,
     config_classes,
     config_page,
+    config_sections,
     field_comments,
     meanings,
+    schema_rows,
     toml_value,
     type_name,
 )
@@ -118,20 +120,29 @@ def _section(page: str, title: str) -> str:
     return page[start : start + following.start()] if following else page[start:]
 
 
+def _schema_tables(cls: type, path: str = "") -> list[tuple[str, type]]:
+    """(section title, dataclass) of the schema, walked here independently of the generator."""
+    tables = [(f"[{path}]" if path else "Top-level keys", cls)]
+    for field in dataclasses.fields(cls):
+        default = getattr(cls(), field.name)
+        if dataclasses.is_dataclass(default):
+            tables += _schema_tables(type(default), f"{path}.{field.name}".lstrip("."))
+    return tables
+
+
 def test_config_reference_lists_every_schema_field_with_its_default() -> None:
     page = config_page()
     root, methods = config_classes()
-    for field in dataclasses.fields(root):
-        section = getattr(root(), field.name)
-        if dataclasses.is_dataclass(section):
-            text = _section(page, f"[{field.name}]")
-            for inner in dataclasses.fields(section):
-                row = f"* - ``{inner.name}``"
-                assert row in text, f"[{field.name}].{inner.name}"
-                default = toml_value(getattr(section, inner.name))
-                assert f"{row}\n     - {_row_type(text, row)}\n     - ``{default}``" in text
-        else:
-            assert f"* - ``{field.name}``" in _section(page, "Top-level keys"), field.name
+    for title, cls in _schema_tables(root):
+        text = _section(page, title)
+        for field in dataclasses.fields(cls):
+            value = getattr(cls(), field.name)
+            if dataclasses.is_dataclass(value):
+                continue
+            row = f"* - ``{field.name}``"
+            assert row in text, f"{title} {field.name}"
+            default = f"     - ``{toml_value(value)}``"
+            assert f"{row}\n     - {_row_type(text, row)}\n{default}" in text, field.name
     for name, cls in methods.items():
         text = _section(page, f"[methods.{name}]")
         for field in dataclasses.fields(cls):
@@ -206,3 +217,18 @@ def test_cli_page_has_each_subcommands_help_as_the_cli_prints_it(
             main([name, "--help"])
         usage = out.getvalue().splitlines()[0]
         assert f"   {usage}" in page, name
+
+
+@dataclass(frozen=True)
+class _Outer:
+    seeds: int = 2
+    inner: _Child = dataclasses.field(default_factory=_Child)
+
+
+def test_nested_sections_get_their_own_table_named_by_path() -> None:
+    assert [title for title, _ in config_sections(_Outer)] == ["Top-level keys", "[inner]"]
+    assert [row[0] for row in schema_rows(_Outer)] == ["seeds"]
+    assert [row[:3] for row in schema_rows(_Child)][:2] == [
+        ("alpha", "number", "0.9"),
+        ("beta", "list of integer", "[1, 2]"),
+    ]

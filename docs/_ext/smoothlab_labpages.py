@@ -216,13 +216,14 @@ def config_classes() -> tuple[type, Mapping[str, type]]:
     return lab.Config, lab.METHODS
 
 
-def config_sections(root: type) -> Iterator[tuple[str, type]]:
-    """(table name, dataclass) for the root and each section field, in schema order."""
-    yield "Top-level keys", root
+def config_sections(root: type, prefix: str = "") -> Iterator[tuple[str, type]]:
+    """(table name, dataclass) for the root and every nested section, in schema order."""
+    yield (f"[{prefix}]" if prefix else "Top-level keys"), root
     hints = typing.get_type_hints(root)
     for field in dataclasses.fields(root):
         if dataclasses.is_dataclass(hints[field.name]):
-            yield f"[{field.name}]", hints[field.name]
+            child = f"{prefix}.{field.name}" if prefix else field.name
+            yield from config_sections(hints[field.name], child)
 
 
 def config_page() -> str:
