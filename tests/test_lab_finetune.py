@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -117,3 +118,57 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
         config_from_dict(ivon)
     with pytest.raises(ConfigError, match=r"^`train.backbone_lr` must be >= 0, got -1.0$"):
         config_from_dict(_raw(train={"backbone_lr": -1}))
+
+
+def test_bf16_autocast_trains_on_the_cpu_with_bf16_logits_inside() -> None:
+    from smoothlab.lab.train.device import TrainingForward
+
+    run = _run(train={"precision": "bf16"})
+    task = _task(run)
+    trainer = _Trainer(task, prepare_data(run, task.data_seed), torch.device("cpu"))
+    assert isinstance(trainer.forward, TrainingForward) and trainer.forward.model is trainer.model
+    seen: list[torch.dtype] = []
+    trainer.model[1].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    assert trainer.forward(torch.randn(4, 1, 8, 8)).dtype == torch.float32
+    assert seen == [torch.bfloat16]  # the matmul ran in bf16, the logits come back in float32
+    bf16, fp32 = execute(task), execute(_task(_run()))
+    assert bf16.error == "" and bf16.curves["train_loss"] != fp32.curves["train_loss"]
+    assert abs(bf16.metrics["accuracy"] - fp32.metrics["accuracy"]) < 0.3
+    with pytest.raises(
+        ConfigError, match=r"^`train.precision` must be one of fp32, bf16, got 'fp16'$"
+    ):
+        config_from_dict(_raw(train={"precision": "fp16"}))
+
+
+def test_the_default_cpu_path_uses_the_model_itself_and_the_data_where_it_is() -> None:
+    from smoothlab.lab.plan.schema import TrainConfig
+    from smoothlab.lab.train.device import resident, training_forward
+
+    model = build_model("mlp", (4,), 3, (8,))
+    assert training_forward(model, TrainConfig(), torch.device("cpu")) is model
+    x = torch.zeros(2, 4)
+    assert resident(x, torch.device("cpu"), limit=0) is x
+    assert resident(x, torch.device("meta"), limit=32).device.type == "meta"  # 32 bytes fit
+    assert resident(x, torch.device("meta"), limit=31) is x  # too big: stays on the host
+
+
+def test_compile_runs_a_tiny_mlp(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile is unavailable")
+    import functools
+
+    from smoothlab.lab.train import device
+
+    # dynamo traces the real training forward; aot_eager skips inductor's C++ build (a minute
+    # on 2 cores), which is torch's to test
+    compiled: list[nn.Module] = []
+    real = functools.partial(torch.compile, backend="aot_eager")
+    monkeypatch.setattr(device.torch, "compile", lambda m: compiled.append(m) or real(m))
+    run = _run(train={"compile": True, "epochs": 1, "batch_size": 40})  # a partial last batch
+    result = execute(_task(run))
+    assert result.error == "", result.error
+    assert len(compiled) == 1 and isinstance(compiled[0], nn.Sequential)
+    task = _task(run)  # the same seeds without compiling: the same losses up to rounding
+    plain_run = dataclasses.replace(run, train=dataclasses.replace(run.train, compile=False))
+    plain = execute(dataclasses.replace(task, run=plain_run))
+    assert result.curves["train_loss"] == pytest.approx(plain.curves["train_loss"], rel=1e-5)

@@ -29,6 +29,7 @@ from smoothlab.lab.plan.schema import AugmentConfig
 from smoothlab.lab.train.augment import Augment, Padding, augment_batch
 from smoothlab.lab.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from smoothlab.lab.train.data import RunData, prepare_data
+from smoothlab.lab.train.device import resident, training_forward
 from smoothlab.lab.train.evaluation import predict_logits, score_logits
 from smoothlab.lab.train.optimizers import OPTIMIZERS, Batch
 from smoothlab.schedules import Schedule, constant, cosine, join, linear, step
@@ -155,6 +156,9 @@ class _Trainer:
         if self.run.model.checkpoint:
             load_pretrained(self.model, self.run.model.checkpoint)
         self.model.to(device)
+        self.forward = training_forward(self.model, self.run.train, device)
+        self.x_train = resident(data.x_train, device)  # once per run, when it fits
+        self.y_train = resident(data.y_train, device)
         self.optimizer = self.kind.build(
             self.method, self.model, recipe, len(data.y_train), task.seed
         )
@@ -185,33 +189,35 @@ class _Trainer:
         self.model.train()
         order = torch.randperm(len(self.data.y_train), generator=self.generator)
         loss_fn = self.objective if epoch >= self.run.train.switch_epoch else cross_entropy
-        losses = []
+        # summed on the device in float64 (the float32 losses added exactly as Python's sum of
+        # floats did) and read once per epoch: no host synchronisation per step
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         for b in range(self.batches):
             index = order[b * self.run.train.batch_size : (b + 1) * self.run.train.batch_size]
             self.kind.set_lr(self.optimizer, self.lr(epoch * self.batches + b))
-            x = self.data.x_train[index].to(self.device)
+            x = self.x_train[index].to(self.device, non_blocking=True)
             if self.augment is not None:  # training batches only: evaluation never augments
                 x = augment_batch(x, self.augment, self.augment_generator)
-            batch = (x, self.data.y_train[index].to(self.device), index)
-            losses.append(self._step(loss_fn, batch, epoch))
+            batch = (x, self.y_train[index].to(self.device, non_blocking=True), index)
+            total += self._step(loss_fn, batch, epoch).double()
+        train_loss = float(total) / self.batches
+        if not math.isfinite(train_loss):
+            raise Diverged(epoch)
         if loss_fn is self.objective:
             self.objective.end_epoch()
-        self._record(epoch, sum(losses) / len(losses))
+        self._record(epoch, train_loss)
 
-    def _step(self, loss_fn: LossFn, batch: Batch, epoch: int) -> float:
-        """One optimizer step; non-finite logits or loss end the run as :class:`Diverged`
-        (instead of a loss's "`logits` must be finite" one step later)."""
+    def _step(self, loss_fn: LossFn, batch: Batch, epoch: int) -> Tensor:
+        """One optimizer step; non-finite logits end the run as :class:`Diverged` (instead of a
+        loss's "`logits` must be finite"); a non-finite loss is caught at the epoch's end."""
         try:
-            loss = self.kind.step(self.model, self.optimizer, loss_fn, batch, epoch)
+            return self.kind.step(self.forward, self.optimizer, loss_fn, batch, epoch)
         except ValueError as error:
             with torch.no_grad():
                 finite = bool(torch.isfinite(self.model(batch[0])).all())
             if finite:
                 raise
             raise Diverged(epoch) from error
-        if not math.isfinite(loss):
-            raise Diverged(epoch)
-        return loss
 
     def _record(self, epoch: int, train_loss: float) -> None:
         points = {"train_loss": train_loss, "lr": self.lr(epoch * self.batches)}

@@ -39,13 +39,15 @@ Batch = tuple[Tensor, Tensor, Tensor]  # inputs, (noisy) labels, positions in th
 @dataclass(frozen=True)
 class OptimizerKind:
     """A registry entry: ``build(method, model, train, n_train, seed)``, ``step(model,
-    optimizer, loss_fn, batch, epoch) -> batch loss``, ``set_lr(optimizer, lr)``,
-    ``predict(method, model, optimizer, x) -> float64 logits on the CPU``, and ``extras(model,
-    optimizer, data)``: what the report keeps of a trained run beyond its metrics."""
+    optimizer, loss_fn, batch, epoch) -> batch loss`` (a detached tensor on the batch's device:
+    the loop sums it there and reads it once per epoch, no host synchronisation per step),
+    ``set_lr(optimizer, lr)``, ``predict(method, model, optimizer, x) -> float64 logits on the
+    CPU``, and ``extras(model, optimizer, data)``: what the report keeps of a trained run beyond
+    its metrics."""
 
     name: str
     build: Callable[[Method, nn.Module, TrainConfig, int, int], Any]
-    step: Callable[[nn.Module, Any, LossFn, Batch, int], float]
+    step: Callable[[nn.Module, Any, LossFn, Batch, int], Tensor]
     set_lr: Callable[[Any, float], None]
     predict: Callable[[Method, nn.Module, Any, Tensor], Tensor]
     extras: Callable[[nn.Module, Any, RunData], dict[str, Any]]
@@ -119,28 +121,30 @@ def _build_sam(
 
 def _step_plain(
     model: nn.Module, optimizer: Any, loss_fn: LossFn, batch: Batch, epoch: int
-) -> float:
+) -> Tensor:
     x, y, index = batch
     optimizer.zero_grad()
     loss = loss_fn(model(x), y, index, epoch)
     loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
-    return float(loss.detach())
+    return loss.detach()
 
 
 def _step_ivon(
     model: nn.Module, optimizer: Any, loss_fn: LossFn, batch: Batch, epoch: int
-) -> float:
+) -> Tensor:
     x, y, index = batch
     with optimizer.sampled_params(train=True):  # forward-backward at a posterior sample
         optimizer.zero_grad()
         loss = loss_fn(model(x), y, index, epoch)
         loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
-    return float(loss.detach())
+    return loss.detach()
 
 
-def _step_sam(model: nn.Module, optimizer: Any, loss_fn: LossFn, batch: Batch, epoch: int) -> float:
+def _step_sam(
+    model: nn.Module, optimizer: Any, loss_fn: LossFn, batch: Batch, epoch: int
+) -> Tensor:
     from smoothlab.optim import disable_running_stats
 
     x, y, index = batch
@@ -150,7 +154,7 @@ def _step_sam(model: nn.Module, optimizer: Any, loss_fn: LossFn, batch: Batch, e
     with disable_running_stats(model):  # batch-norm statistics count each batch once
         loss_fn(model(x), y, index, epoch).backward()  # type: ignore[no-untyped-call]
     optimizer.second_step(zero_grad=True)
-    return float(loss.detach())
+    return loss.detach()
 
 
 def _set_lr(optimizer: Any, lr: float) -> None:
