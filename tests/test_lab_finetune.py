@@ -172,3 +172,8 @@ def test_compile_runs_a_tiny_mlp(monkeypatch: pytest.MonkeyPatch) -> None:
     plain_run = dataclasses.replace(run, train=dataclasses.replace(run.train, compile=False))
     plain = execute(dataclasses.replace(task, run=plain_run))
     assert result.curves["train_loss"] == pytest.approx(plain.curves["train_loss"], rel=1e-5)
+
+
+def test_bf16_and_compiled_runs_do_not_stack() -> None:
+    assert stack_key(_task(_run(train={"precision": "bf16"}))) is None
+    assert stack_key(_task(_run(train={"compile": True}))) is None

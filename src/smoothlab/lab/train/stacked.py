@@ -62,8 +62,8 @@ def stack_key(task: RunTask) -> Hashable | None:
     if run.data.augment.active:  # the stacked epoch draws no augmentation
         return None
     # the stacked SGD has one rate per run (model.checkpoint stacks: each trainer loads it)
-    if run.train.backbone_lr:
-        return None
+    if run.train.backbone_lr or run.train.precision != "fp32" or run.train.compile:
+        return None  # the stacked forward is fp32 and eager
     train = method.train_config(run.train)
     if train.optimizer != "sgd":
         return None
