@@ -4,6 +4,7 @@ spread, labels that show what differs, and plots that hold for one-rate and swee
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,13 @@ def _row(method: str, params: dict[str, Any], rate: float, seed: int, **metrics:
 def _figure_of(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Keep the matplotlib figures that the plot functions would encode as PNG."""
     figures: list[Any] = []
-    real = plots._png
+    real = plots._render
 
-    def keep(figure: Any) -> bytes:
+    def keep(figure: Any) -> plots.Rendered:
         figures.append(figure)
         return real(figure)
 
-    monkeypatch.setattr(plots, "_png", keep)
+    monkeypatch.setattr(plots, "_render", keep)
     return figures
 
 
@@ -104,3 +105,32 @@ def test_a_smoothing_sweep_has_a_symmetric_log_axis_with_plain_ticks(
     assert axis.get_xscale() == "symlog"
     ticks = [t.get_text() for t in axis.get_xticklabels()]
     assert ticks == ["-0.4", "-0.22", "0", "0.1", "0.3"]
+
+
+def test_reliability_diagrams_for_every_noise_setting_with_pooled_ece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    figures = _figure_of(monkeypatch)
+
+    def bins(accuracy: float, confidence: float, count: int) -> dict[str, list[float]]:
+        edges = [k / 4 for k in range(5)]
+        return {"edges": edges, "accuracy": [0, 0, 0, accuracy],
+                "confidence": [0, 0, 0, confidence], "count": [0, 0, 0, count]}  # fmt: skip
+
+    rows = []
+    for rate in (0.0, 0.2, 0.4):
+        for method, params in (("ce", {}), ("ls", {"smoothing": 0.1})):
+            for seed, (acc, conf, n) in enumerate(((0.9, 0.8, 10), (0.5, 0.8, 30))):
+                row = _row(method, params, rate, seed)
+                rows.append(dataclasses.replace(row, extras={"reliability": bins(acc, conf, n)}))
+    assert plots.reliability_plot(rows) is not None
+    panels = [axis for axis in figures[0].axes if axis.axison]
+    assert len(panels) == 3 * 2  # noise settings x methods
+    # pooled over the two seeds: (10 * 0.1 + 30 * 0.3) / 40 = 0.25
+    texts = {t.get_text() for axis in panels for t in axis.texts}
+    assert texts == {"ECE 0.250"}
+    assert [axis.get_ylabel().split("\n")[0] for axis in panels[::2]] == [
+        "symmetric 0",
+        "symmetric 0.2",
+        "symmetric 0.4",
+    ]

@@ -139,6 +139,10 @@ def test_report_writes_csv_pngs_and_a_self_contained_html(store_dir: Path) -> No
         "noisy_examples.png",
     }
     assert expected <= {p.name for p in folder.glob("*.png")}
+    # every figure also as SVG for a paper, its text kept as text
+    assert {p.stem for p in folder.glob("*.svg")} == {p.stem for p in folder.glob("*.png")}
+    svg = (folder / "accuracy_vs_noise.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<text" in svg and "dc:date" not in svg
     for png in folder.glob("*.png"):
         image = matplotlib.image.imread(png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100

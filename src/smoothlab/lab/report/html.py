@@ -17,6 +17,7 @@ from smoothlab.lab.report.experiments import Experiment, differences, group_expe
 from smoothlab.lab.report.labels import short_labels
 from smoothlab.lab.report.order import RunOrder
 from smoothlab.lab.report.plots import (
+    Rendered,
     curves_plot,
     metric_vs_noise,
     noisy_examples_plot,
@@ -82,34 +83,34 @@ def _summary_csv(path: Path, summary: Sequence[SummaryRow]) -> None:
     _write_csv(path, header, lines)
 
 
-def _figures(rows: Sequence[RunRow], order: RunOrder) -> dict[str, tuple[str, bytes | None]]:
-    """File name -> (caption, PNG bytes or None)."""
+def _figures(rows: Sequence[RunRow], order: RunOrder) -> dict[str, tuple[str, Rendered | None]]:
+    """File stem -> (caption, the figure as PNG and SVG, or None)."""
     return {
-        "accuracy_vs_noise.png": (
+        "accuracy_vs_noise": (
             "Test accuracy against the noise rate (mean ± std over seeds)",
             metric_vs_noise(rows, "accuracy", "test accuracy", order),
         ),
-        "ece_vs_noise.png": (
+        "ece_vs_noise": (
             "Expected calibration error (15 bins) against the noise rate",
             metric_vs_noise(rows, "ece", "ECE", order),
         ),
-        "ece_ts_vs_noise.png": (
+        "ece_ts_vs_noise": (
             "ECE after temperature scaling fitted on the validation split",
             metric_vs_noise(rows, "ece_ts", "ECE after TS", order),
         ),
-        "reliability.png": (
-            "Reliability diagrams at the highest noise",
+        "reliability": (
+            "Reliability diagrams per noise setting (rows) and method (columns), pooled over seeds",
             reliability_plot(rows, order),
         ),
-        "smoothing_sweep.png": (
+        "smoothing_sweep": (
             "Accuracy against the smoothing rate",
             smoothing_sweep(rows, order=order),
         ),
-        "curves.png": (
+        "curves": (
             "Test accuracy per epoch at the highest noise",
             curves_plot(rows, order=order),
         ),
-        "noisy_examples.png": (
+        "noisy_examples": (
             "Training examples with the most and least IVON-induced label noise",
             noisy_examples_plot(rows, order),
         ),
@@ -170,10 +171,11 @@ def _write_experiment(
     _runs_csv(target / "runs.csv", rows)
     _summary_csv(target / "summary.csv", summary)
     images = {}
-    for name, (caption, png) in _figures(rows, order).items():
-        if png is not None:
-            atomic_write(target / name, png)
-            images[name] = (caption, png)
+    for stem, (caption, figure) in _figures(rows, order).items():
+        if figure is not None:  # PNG for the page, SVG for a paper
+            atomic_write(target / f"{stem}.png", figure.png)
+            atomic_write(target / f"{stem}.svg", figure.svg)
+            images[f"{stem}.png"] = (caption, figure.png)
     title = f"smoothlab report: {experiment.name}" if experiment else "smoothlab report"
     page = target / "index.html"
     head = (note, provenance or {})
@@ -202,7 +204,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
         single = experiments[0] if experiments else None
         return _write_experiment(target, single, "", provenance.get(single.id if single else ""))
     for stale in target.glob("*.*"):  # a single experiment's files would read as the whole
-        if stale.suffix in (".csv", ".png", ".html"):
+        if stale.suffix in (".csv", ".png", ".svg", ".html"):
             stale.unlink()
     diff = differences(experiments)
     for experiment in experiments:

@@ -1,5 +1,7 @@
-"""Report figures (matplotlib, Agg backend): each function takes stored runs, returns a PNG's bytes
-or None when the grid has nothing to show for that figure.
+"""Report figures (matplotlib, Agg backend): each function takes stored runs and returns the
+figure rendered as PNG (200 dpi) and SVG (text kept as text), or None when the grid has nothing
+to show for that figure. Both renderings are byte for byte the same for the same runs (no dates,
+fixed SVG ids).
 
 Each sorts its runs with ``order`` (:class:`~.order.RunOrder`) first, so legends,
 panels and pooled numbers never depend on the order in which the runs finished."""
@@ -9,13 +11,14 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from smoothlab.lab.report.order import RunOrder
 from smoothlab.lab.report.summary import SummaryRow, summarize
 from smoothlab.lab.run.store import RunRow
 
 __all__ = [
+    "Rendered",
     "curves_plot",
     "metric_vs_noise",
     "noisy_examples_plot",
@@ -33,11 +36,24 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+class Rendered(NamedTuple):
+    """One figure as PNG and as SVG bytes."""
+
+    png: bytes
+    svg: bytes
+
+
+def _render(figure: Any) -> Rendered:
+    import matplotlib
+
+    out = []
+    with matplotlib.rc_context({"svg.hashsalt": "smoothlab", "svg.fonttype": "none"}):
+        for fmt, extra in (("png", {"dpi": 200}), ("svg", {"metadata": {"Date": None}})):
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=fmt, bbox_inches="tight", **extra)
+            out.append(buffer.getvalue())
     _pyplot().close(figure)
-    return buffer.getvalue()
+    return Rendered(*out)
 
 
 def _kinds(summary: Sequence[SummaryRow], order: RunOrder) -> list[str]:
@@ -70,7 +86,7 @@ def _dots(axis: Any, summary: Sequence[SummaryRow], kind: str, metric: str) -> N
 
 def metric_vs_noise(
     rows: Sequence[RunRow], metric: str, title: str, order: RunOrder | None = None
-) -> bytes | None:
+) -> Rendered | None:
     """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind;
     a kind with a single rate shows one point per method instead. The legend sits below the
     panels, where it covers no data.
@@ -104,21 +120,7 @@ def metric_vs_noise(
     handles, labels = axes[0][0].get_legend_handles_labels()
     columns = min(4, max(1, len(labels)))
     figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=7)
-    return _png(figure)
-
-
-def _pooled_bins(members: Sequence[RunRow], key: str) -> tuple[list[float], list[float]] | None:
-    """Reliability bins pooled over seeds: the bin edges and the count-weighted accuracy per bin."""
-    bins = [row.extras[key] for row in members if key in row.extras]
-    if not bins:
-        return None
-    edges = bins[0]["edges"]
-    accuracy = []
-    for b in range(len(edges) - 1):
-        count = sum(x["count"][b] for x in bins)
-        pooled = sum(x["accuracy"][b] * x["count"][b] for x in bins)
-        accuracy.append(pooled / count if count else 0.0)
-    return edges, accuracy
+    return _render(figure)
 
 
 def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
@@ -127,39 +129,82 @@ def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
     return rate, kind, [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind)]
 
 
-def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> bytes | None:
-    """Reliability diagrams per method at the highest noise setting, pooled over seeds."""
+def _pooled(members: Sequence[RunRow]) -> tuple[list[float], list[float], list[float]] | None:
+    """Bin edges, accuracy and share of samples per bin, pooled over seeds (count-weighted)."""
+    bins = [row.extras["reliability"] for row in members if "reliability" in row.extras]
+    if not bins:
+        return None
+    edges, total = bins[0]["edges"], sum(sum(b["count"]) for b in bins) or 1
+    accuracy, share = [], []
+    for k in range(len(edges) - 1):
+        count = sum(b["count"][k] for b in bins)
+        accuracy.append(sum(b["accuracy"][k] * b["count"][k] for b in bins) / count if count else 0)
+        share.append(count / total)
+    return edges, accuracy, share
+
+
+def _pooled_ece(members: Sequence[RunRow]) -> float:
+    """ECE of the pooled bins: sum_b share_b |accuracy_b - confidence_b|."""
+    bins = [row.extras["reliability"] for row in members if "reliability" in row.extras]
+    total = sum(sum(b["count"]) for b in bins) or 1
+    gap = 0.0
+    for b in bins:
+        for acc, conf, count in zip(b["accuracy"], b["confidence"], b["count"], strict=True):
+            gap += count * abs(acc - conf)
+    return gap / total
+
+
+def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> Rendered | None:
+    """Reliability diagrams for every noise setting (rows) and method (columns), pooled over
+    seeds: accuracy per confidence bin, the share of test samples per bin (grey), and the ECE
+    of the pooled bins in each panel."""
     if not rows:
         return None
-    rows = (order or RunOrder()).sort(rows)
-    rate, kind, chosen = _highest_noise(rows)
-    labels = list(dict.fromkeys(r.label for r in chosen))
-    plt = _pyplot()
-    columns = min(4, len(labels))
-    lines = math.ceil(len(labels) / columns)
-    figure, axes = plt.subplots(
-        lines, columns, figsize=(3.2 * columns, 3.2 * lines), squeeze=False, layout="constrained"
+    order = order or RunOrder()
+    rows = order.sort(rows)
+    settings = sorted(
+        {(r.noise_kind, r.noise_rate) for r in rows},
+        key=lambda s: (s[0] != "none", order.kind_rank(s[0]), s[0], s[1]),
     )
-    for axis in axes.flat[len(labels) :]:
-        axis.axis("off")
-    for axis, label in zip(axes.flat, labels, strict=False):
-        members = [r for r in chosen if r.label == label]
-        pooled = _pooled_bins(members, "reliability")
-        if pooled is None:
-            continue
-        edges, accuracy = pooled
-        width = edges[1] - edges[0]
-        axis.bar(edges[:-1], accuracy, width=width, align="edge", alpha=0.7, label="accuracy")
-        axis.plot([0, 1], [0, 1], "k--", lw=1)
-        axis.set(xlim=(0, 1), ylim=(0, 1), title=label, xlabel="confidence", ylabel="accuracy")
-        axis.title.set_fontsize(8)
-    figure.suptitle(f"reliability on the test set, {kind} noise {rate:g}")
-    return _png(figure)
+    labels = list(dict.fromkeys(r.label for r in rows))
+    plt = _pyplot()
+    figure, axes = plt.subplots(
+        len(settings), len(labels), figsize=(2.1 * len(labels) + 0.4, 2.1 * len(settings) + 0.5),
+        squeeze=False, sharex=True, sharey=True, layout="constrained",
+    )  # fmt: skip
+    for i, (kind, rate) in enumerate(settings):
+        for j, label in enumerate(labels):
+            axis = axes[i][j]
+            members = [
+                r for r in rows if (r.noise_kind, r.noise_rate, r.label) == (kind, rate, label)
+            ]
+            pooled = _pooled(members)
+            if pooled is None:
+                axis.axis("off")
+                continue
+            edges, accuracy, share = pooled
+            width = edges[1] - edges[0]
+            axis.bar(edges[:-1], share, width=width, align="edge", color="0.75")
+            axis.bar(edges[:-1], accuracy, width=width, align="edge", alpha=0.6, color="C0")
+            axis.plot([0, 1], [0, 1], "k--", lw=0.8)
+            axis.text(0.04, 0.92, f"ECE {_pooled_ece(members):.3f}", fontsize=7)
+            axis.set(xlim=(0, 1), ylim=(0, 1))
+            axis.tick_params(labelsize=6)
+            if i == 0:
+                axis.set_title(label, fontsize=7)
+            if j == 0:
+                axis.set_ylabel(f"{kind} {rate:g}\naccuracy", fontsize=7)
+            if i == len(settings) - 1:
+                axis.set_xlabel("confidence", fontsize=7)
+    figure.suptitle(
+        "reliability on the clean test set (grey: share of samples per bin)", fontsize=9
+    )
+    return _render(figure)
 
 
 def smoothing_sweep(
     rows: Sequence[RunRow], metric: str = "accuracy", order: RunOrder | None = None
-) -> bytes | None:
+) -> Rendered | None:
     """``metric`` against the smoothing rate (ls and nls pooled: r from negative to positive),
     one line per noise setting; None unless at least three rates were run."""
     order = order or RunOrder()
@@ -192,12 +237,12 @@ def smoothing_sweep(
     axis.minorticks_off()
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, title="noise")
-    return _png(figure)
+    return _render(figure)
 
 
 def curves_plot(
     rows: Sequence[RunRow], curve: str = "test_accuracy", order: RunOrder | None = None
-) -> bytes | None:
+) -> Rendered | None:
     """Per-epoch ``curve`` of every method at the highest noise setting, first seed."""
     if not rows:
         return None
@@ -214,10 +259,10 @@ def curves_plot(
     axis.set(xlabel="epoch", ylabel=curve.replace("_", " "), title=f"{kind} noise {rate:g}")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    return _png(figure)
+    return _render(figure)
 
 
-def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> bytes | None:
+def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> Rendered | None:
     """The training examples with the most and least IVON-induced label noise (Yang et al. 2025,
     Fig. 3), from the IVON run with the lowest noise rate; None without an IVON run."""
     found = [r for r in (order or RunOrder()).sort(rows) if "noisy_examples" in r.extras]
@@ -244,4 +289,4 @@ def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -
         axes[line][0].set_ylabel(f"{name} noisy", fontsize=8)
     where = "clean labels" if run.noise_rate == 0 else f"{run.noise_kind} noise {run.noise_rate:g}"
     figure.suptitle(f"Label noise induced by IVON on training examples ({where})")
-    return _png(figure)
+    return _render(figure)
