@@ -176,9 +176,26 @@ def _ignore(key: str, done: int, total: int) -> None:
 
 
 class RayExecutor:
-    """Runs on a Ray cluster: ``address`` of an existing one, or a local one of ``workers`` CPUs."""
+    """Runs on a Ray cluster: ``address`` of an existing one, or a local one of ``workers`` CPUs.
 
-    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+    Each run asks Ray for one CPU and ``num_gpus`` GPUs (a fraction such as 0.25 packs four small
+    runs on one GPU; Ray sets ``CUDA_VISIBLE_DEVICES`` and the run's ``device = "auto"`` finds
+    it). When a worker or its node dies, Ray runs the task again, up to ``max_retries`` times;
+    with ``checkpoint_every`` the retry resumes from the run's last checkpoint (its folder must
+    be on storage every node sees) instead of from epoch 0.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        address: str | None = None,
+        num_gpus: float = 0.0,
+        max_retries: int = 3,
+    ) -> None:
+        if num_gpus < 0:
+            raise ValueError(f"`num_gpus` must be >= 0, got {num_gpus}")
+        if max_retries < 0:
+            raise ValueError(f"`max_retries` must be >= 0, got {max_retries}")
         try:
             import ray
         except ImportError:
@@ -194,7 +211,9 @@ class RayExecutor:
                     include_dashboard=False,
                     log_to_driver=False,
                 )
-        self.remote = ray.remote(num_cpus=1)(_execute_one_thread)
+        self.remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=max_retries)(
+            _execute_one_thread
+        )
         self.messages: Any = None  # the epoch-event queue, an actor made on first use
 
     def _drain(self, progress: ProgressFn) -> None:
