@@ -48,6 +48,12 @@ def _write(tmp_path: Path, text: str) -> Path:
         ({"noise": {"rates": ["a"]}}, r"`noise.rates` must be a number, got 'a'"),
         ({"noise": {"rates": [0.2, 1.0]}}, r"`noise.rates` must be in \[0, 1\)"),
         ({"train": {"epochs": 0}}, r"`train.epochs` must be >= 1, got 0"),
+        ({"train": {"switch_lr": -1e-6}}, r"`train.switch_lr` must be >= 0, got -1e-06"),
+        (
+            {"train": {"switch_lr": 1e-6, "epochs": 5}},
+            r"`train.switch_epoch` must be in \[1, train.epochs\) when train.switch_lr is set "
+            r"\(train.epochs = 5\), got 0",
+        ),
         ({"train": {"optimizer": "adam"}}, r"`train.optimizer` must be one of sgd, adamw"),
         ({"methods": {"ls": {"smoothing": 1.5}}}, r"`methods.ls.smoothing` must be <= 1"),
         (

@@ -108,6 +108,15 @@ def test_lr_schedules() -> None:
     assert lr_schedule(_run("ce"), 0.1, 4)(7) == 0.1
 
 
+def test_switch_lr_is_the_rate_after_the_switch() -> None:
+    run = _run("nls", {"smoothing": -0.4}, lr_schedule="cosine", switch_epoch=2, switch_lr=1e-6,
+               epochs=4)  # fmt: skip
+    schedule = lr_schedule(run, 0.1, 10)
+    assert schedule(0) == 0.1 and 0 < schedule(19) < 0.1  # cosine during the warm-up phase
+    assert schedule(20) == schedule(39) == 1e-6
+    assert lr_schedule(_run("ce", lr_schedule="cosine", epochs=4), 0.1, 10)(20) > 1e-3
+
+
 def _optimizer_lrs(run: RunConfig, monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The learning rate in the optimizer's param groups at every training step of ``run``."""
     from smoothlab.lab.train.optimizers import OPTIMIZERS

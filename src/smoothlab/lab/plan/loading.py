@@ -107,6 +107,13 @@ def _check_values(config: Config) -> None:
         (train.lr > 0, "train.lr", "> 0", train.lr),
         (train.backbone_lr >= 0, "train.backbone_lr", ">= 0", train.backbone_lr),
         (train.warmup_epochs >= 0, "train.warmup_epochs", ">= 0", train.warmup_epochs),
+        (train.switch_lr >= 0, "train.switch_lr", ">= 0", train.switch_lr),
+        (
+            not train.switch_lr or 0 < train.switch_epoch < train.epochs,
+            "train.switch_epoch",
+            f"in [1, train.epochs) when train.switch_lr is set (train.epochs = {train.epochs})",
+            train.switch_epoch,
+        ),
         (0 <= data.val_fraction < 1, "data.val_fraction", "in [0, 1)", data.val_fraction),
         (bool(rates), "noise.rates", "a non-empty list", rates),
         (bool(kinds), "noise.kinds", "a non-empty list", kinds),

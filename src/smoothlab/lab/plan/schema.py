@@ -15,7 +15,7 @@ Layout of a config file (every section and key is optional; defaults are the dem
               augment_shift, augment_flip, augment_cutout, augment_padding
     [model]   name, hidden, checkpoint
     [train]   epochs, batch_size, optimizer, lr, backbone_lr, momentum, nesterov, weight_decay,
-              lr_schedule, lr_milestones, lr_gamma, warmup_epochs, switch_epoch, select,
+              lr_schedule, lr_milestones, lr_gamma, warmup_epochs, switch_epoch, switch_lr, select,
               temperature_scaling, precision, compile
     [noise]   kinds, rates, exact
     [methods.NAME]  the method's parameters; a list is a sweep
@@ -131,6 +131,10 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_epochs: int = 0  # linear learning-rate warm-up (cosine and step)
     switch_epoch: int = 0  # train with plain cross-entropy before this epoch, then the method
+    # > 0: the constant learning rate from switch_epoch on, replacing the schedule (Wei et al.'s
+    # released code fine-tunes the smoothed loss at 1e-6 after its cross-entropy warm-up);
+    # 0 = the schedule goes on
+    switch_lr: float = 0.0
     select: str = "last"  # model selection on the validation split: last | val_nll | val_accuracy
     temperature_scaling: bool = True  # fit T on the validation split; reported separately
     precision: str = "fp32"  # fp32 | bf16: torch.autocast around the forward pass and the loss

@@ -98,6 +98,7 @@ def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
 
     The schedule and warm-up are the method's recipe (:meth:`Method.train_config`): the
     ``[train]`` values unless the method overrides them (IVON's ``lr_schedule``, ``warmup_epochs``).
+    With ``train.switch_lr`` the rate is that constant from ``train.switch_epoch`` on.
     """
     train = run.variant.train_config(run.train)
     total = train.epochs * steps_per_epoch
@@ -109,7 +110,11 @@ def lr_schedule(run: RunConfig, lr: float, steps_per_epoch: int) -> Schedule:
         main = step(lr, bounds, train.lr_gamma)
     else:
         main = constant(lr)
-    return join([linear(lr / max(warm, 1), lr, warm), main], [warm]) if warm > 0 else main
+    if warm > 0:
+        main = join([linear(lr / max(warm, 1), lr, warm), main], [warm])
+    if train.switch_lr > 0:  # Wei et al.'s protocol: the smoothed loss at a small constant rate
+        main = join([main, constant(train.switch_lr)], [train.switch_epoch * steps_per_epoch])
+    return main
 
 
 def load_pretrained(model: nn.Module, path: str) -> None:
