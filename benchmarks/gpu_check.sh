@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of issue 16 on one CUDA GPU, in under 5 minutes: the CUDA-marked tests (the
 # Triton kernels against the float64 composition), then benchmarks/bench_gpu.py (time and peak
-# memory against PyTorch and, when installed, Liger-Kernel). Record its table, with the device
-# name it prints, in benchmarks/RESULTS.md.
+# memory against PyTorch and, when installed, Liger-Kernel), then benchmarks/bench_train_gpu.py
+# (an epoch of ResNet-18 through the lab's loop against a plain bf16 channels_last loop; issue
+# 14). Record its tables, with the device name it prints, in benchmarks/RESULTS.md.
 #
 #   benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
 #   benchmarks/gpu_check.sh --dry-run  # any machine: collects the CUDA tests and checks the
@@ -19,6 +20,7 @@ case "${1:-}" in
     echo "dry run: collecting the CUDA tests, checking the benchmark's plan"
     "$PY" -m pytest "${TESTS[@]}" --collect-only -q
     "$PY" benchmarks/bench_gpu.py --dry-run
+    "$PY" benchmarks/bench_train_gpu.py --dry-run
     echo "dry run done: nothing was measured"
     ;;
 "")
@@ -29,6 +31,7 @@ case "${1:-}" in
     "$PY" -c "from smoothlab import _native; print('triton:', _native.status()['triton'])"
     timeout 120 "$PY" -m pytest "${TESTS[@]}" -ra
     timeout 170 "$PY" benchmarks/bench_gpu.py
+    timeout 90 "$PY" benchmarks/bench_train_gpu.py
     ;;
 *)
     echo "usage: benchmarks/gpu_check.sh [--dry-run]" >&2
