@@ -177,3 +177,18 @@ def test_compile_runs_a_tiny_mlp(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bf16_and_compiled_runs_do_not_stack() -> None:
     assert stack_key(_task(_run(train={"precision": "bf16"}))) is None
     assert stack_key(_task(_run(train={"compile": True}))) is None
+
+
+def test_conv_nets_on_cuda_train_channels_last() -> None:
+    from smoothlab.lab.plan.schema import TrainConfig
+    from smoothlab.lab.train.device import TrainingForward, training_forward
+
+    cuda = torch.device("cuda")  # only the choice is made here: nothing moves to a GPU
+    cnn = build_model("cnn", (1, 8, 8), 10, (8,))
+    forward = training_forward(cnn, TrainConfig(), cuda)
+    assert isinstance(forward, TrainingForward) and forward.channels_last and not forward.bf16
+    assert cnn.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    mlp = build_model("mlp", (64,), 10, (8,))
+    assert training_forward(mlp, TrainConfig(), cuda) is mlp  # no convolutions: as it is
+    out = forward(torch.randn(2, 1, 8, 8))
+    assert out.shape == (2, 10) and out.dtype == torch.float32

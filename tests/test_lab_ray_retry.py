@@ -31,7 +31,7 @@ def _task(folder: Path) -> RunTask:
             "seeds": 1,
             "data": {"dataset": "digits", "train_subset": 1200, "test_subset": 100},
             "model": {"name": "cnn", "hidden": [32]},
-            "train": {"epochs": EPOCHS, "batch_size": 8},
+            "train": {"epochs": EPOCHS, "batch_size": 8, "lr": 0.01},
             "noise": {"rates": [0.0]},
             "methods": {"ce": {}},
         }
