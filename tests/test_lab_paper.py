@@ -41,6 +41,9 @@ PUBLISHED = {
     "tsla_resnet18_cub": ("cub-200-2011", "resnet18-imagenet", 90, 256, 0.1, (30, 60), 0.1, 1e-4),
     "variational_resnet34_cifar10": ("cifar10", "resnet34", 200, 50, 0.05, (100, 150), 0.1, 1e-3),
     "variational_cnn3_mnist": ("mnist", "cnn3", 200, 50, 0.05, (100, 150), 0.1, 1e-3),
+    # 002's slides give the noise and smoothing rates only: the recipe is ours (the header says)
+    "smooth_or_not_cifar10": ("cifar10", "resnet34", 200, 128, 0.1, (100, 150), 0.1, 5e-4),
+    "smooth_or_not_cifar100": ("cifar100", "resnet34", 200, 128, 0.1, (100, 150), 0.1, 5e-4),
 }  # fmt: skip
 
 TINY = ["data.train_subset=40", "data.test_subset=16", "train.epochs=1", "train.batch_size=40"]
@@ -81,11 +84,12 @@ def test_loads_with_the_published_recipe(name: str, tmp_path: Path) -> None:
     assert train.nesterov == name.startswith(
         "relaxation"
     )  # A.2: Nesterov; 001 and 004 say momentum
-    cifar = name.startswith("relaxation") and "cifar" in name
+    keras = name.startswith("relaxation") and "cifar" in name  # A.2.5's Keras augmentation
+    expected = (0.1, True, "replicate") if keras else (0, False, "zeros")
+    if name.startswith("smooth_or_not"):
+        expected = (4, True, "zeros")
     augment = config.data.augment
-    assert (augment.shift, augment.flip, augment.padding) == (
-        (0.1, True, "replicate") if cifar else (0, False, "zeros")
-    )
+    assert (augment.shift, augment.flip, augment.padding) == expected
     if name.startswith("relaxation"):
         assert config.data.scaling == "center"  # x / 255 minus the training pixel mean
 
@@ -112,6 +116,14 @@ def test_variational_ivon_recipe() -> None:
         "ess": 0.0,  # the number of training examples
     }
     assert config.noise.kinds == ("symmetric", "pairflip")
+
+
+def test_smooth_or_not_has_the_slides_rates() -> None:
+    config = load_config(PAPER / "smooth_or_not_cifar10.toml")
+    assert dict(config.methods["nls"])["smoothing"] == (-0.4, -0.8, -1.0, -2.0, -4.0, -6.0)
+    assert dict(config.methods["ls"])["smoothing"] == (0.4, 0.6, 0.8)
+    assert config.noise.kinds == ("symmetric", "asymmetric-cifar10")
+    assert {0.2, 0.3, 0.4, 0.6} <= set(config.noise.rates) and config.train.switch_epoch == 120
 
 
 def test_pairflip_moves_each_cifar10_class_to_the_next_as_in_the_paper() -> None:
