@@ -93,13 +93,19 @@ def test_mean_accuracy_over_seeds_agrees_with_the_pool() -> None:
     assert abs(statistics.mean(alone) - statistics.mean(together)) <= 5 * spread + 1e-9
 
 
-def test_a_resumed_stack_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+def test_a_resumed_stack_equals_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
     runs = _runs({"ce": {}, "ols": {}}, noise={"rates": [0.0, 0.3]})
     tasks = [
         _task(r, checkpoint_dir=str(tmp_path / str(i)), checkpoint_every=1)
         for i, r in enumerate(runs)
     ]
     whole = execute_stacked([dataclasses.replace(t, checkpoint_dir="") for t in tasks])
+    assert not list(here.iterdir())  # no checkpoint folder: no checkpoint anywhere (once: cwd)
 
     def killed_after_two_epochs(key: str, done: int, total: int) -> None:
         if done == 2:

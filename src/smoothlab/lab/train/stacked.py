@@ -266,7 +266,7 @@ def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) ->
         if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
             stack.write_back()
             for i, trainer in enumerate(trainers):
-                if stack.alive[i]:
+                if stack.alive[i] and trainer.task.checkpoint_dir:  # "" = no checkpoints
                     save_checkpoint(Path(trainer.task.checkpoint_dir), trainer.snapshot(epoch))
         if progress is not None:
             for i, trainer in enumerate(trainers):
