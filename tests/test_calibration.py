@@ -68,7 +68,9 @@ def test_planted_temperature_is_recovered_at_the_nll_minimum(true_temperature: f
     logits, target = planted(true_temperature)
     scaler = TemperatureScaling().fit(logits, target)
     fitted = float(scaler.temperature)
-    assert fitted == pytest.approx(true_temperature, rel=0.02)  # statistical error of the MLE
+    # The MLE's standard error from the Fisher information of these planted logits: 0.77 % of
+    # T at T = 3, 1.54 % at T = 0.3; 5 standard errors of the larger.
+    assert fitted == pytest.approx(true_temperature, rel=0.08)
     optimum = scipy_temperature(logits, target)
     assert fitted == pytest.approx(optimum, rel=1e-6)  # the issue asks for 1e-3
     # The derivative of the NLL in T vanishes there.
@@ -251,7 +253,8 @@ def scipy_inverse_temperatures(
 def test_vector_scaling_recovers_planted_per_class_temperatures() -> None:
     logits, target = planted(PER_CLASS, n=40000, c=4, scale=3.0)
     scaler = VectorScaling(4).fit(logits, target)
-    assert scaler.temperature.tolist() == pytest.approx(PER_CLASS, rel=0.05)
+    # per class up to 1.8 % standard error (Fisher information): 5 standard errors
+    assert scaler.temperature.tolist() == pytest.approx(PER_CLASS, rel=0.09)
     oracle = 1 / scipy_inverse_temperatures(logits, target)
     assert scaler.temperature.tolist() == pytest.approx(oracle.tolist(), rel=1e-5)
     ours = nll(logits, target, scaler.temperature)

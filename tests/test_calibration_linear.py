@@ -57,7 +57,10 @@ def test_planted_map_is_recovered_without_penalty(cls) -> None:
     logits, target = planted(20000, on_log_probs=cls is DirichletCalibration)
     module = cls(3, off_diagonal=0.0, intercept=0.0).fit(logits, target)
     truth = centred(torch.cat([MAP, SHIFT.unsqueeze(1)], 1))
-    torch.testing.assert_close(centred(params_of(module)), truth, atol=0.08, rtol=0)
+    # 5 standard errors of the entries (Fisher information of the planted data): up to 0.021
+    # for matrix scaling, 0.046 for Dirichlet calibration
+    atol = 0.11 if cls is MatrixScaling else 0.23
+    torch.testing.assert_close(centred(params_of(module)), truth, atol=atol, rtol=0)
 
 
 @pytest.mark.parametrize("cls", [MatrixScaling, DirichletCalibration])
