@@ -67,7 +67,8 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(tmp_path: Pa
     try:
         started = time.perf_counter()
         results = list(executor.run_batch([task], progress))
-        assert time.perf_counter() - started < 120
+        # a guard against a hang, not a timing test: a loaded 2-core machine took 144 s
+        assert time.perf_counter() - started < 600
         # on the same runtime: a quarter of a GPU per run is what Ray is asked for
         options = RayExecutor(num_gpus=0.25, max_retries=2).remote._default_options
         assert options["num_gpus"] == 0.25 and options["max_retries"] == 2
