@@ -225,24 +225,37 @@ class _Trainer:
             raise Diverged(epoch) from error
 
     def _record(self, epoch: int, train_loss: float) -> None:
-        points = {"train_loss": train_loss, "lr": self.lr(epoch * self.batches)}
         test = predict_logits(self.model, self.data.x_test.to(self.device))
-        points["test_accuracy"] = float((test.argmax(1) == self.data.y_test).double().mean())
+        val = None
         if len(self.data.y_val):
             val = predict_logits(self.model, self.data.x_val.to(self.device))
+        self.note(epoch, train_loss, test, val, self.model.state_dict)
+
+    def note(
+        self,
+        epoch: int,
+        train_loss: float,
+        test: Tensor,
+        val: Tensor | None,
+        state: Callable[[], dict[str, Tensor]],
+    ) -> None:
+        """Record the epoch's curves from its test and validation logits, and keep the weights
+        (``state()``, copied) that the validation split selects: lower scores are better, and
+        with ``select = "last"`` every epoch ties and the latest one wins (``<=``)."""
+        points = {"train_loss": train_loss, "lr": self.lr(epoch * self.batches)}
+        points["test_accuracy"] = float((test.argmax(1) == self.data.y_test).double().mean())
+        if val is not None:
             points["val_nll"] = float(F.cross_entropy(val, self.data.y_val))
             points["val_accuracy"] = float((val.argmax(1) == self.data.y_val).double().mean())
         for name, value in points.items():
             self.curves.setdefault(name, []).append(value)
-        # lower is better; with "last" every epoch ties and the latest one wins (<=)
         score = {
             "last": 0.0,
             "val_nll": points.get("val_nll", 0.0),
             "val_accuracy": -points.get("val_accuracy", 0.0),
         }[self.run.train.select]
         if self.best is None or score <= self.best[0]:
-            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.best = (score, epoch, state)
+            self.best = (score, epoch, {k: v.detach().clone() for k, v in state().items()})
 
     def snapshot(self, epoch: int) -> Checkpoint:
         """Everything needed to continue after ``epoch``."""

@@ -19,13 +19,13 @@ IVON, SAM, AdamW and teacher methods do not stack (:func:`stack_key` returns Non
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
@@ -231,28 +231,24 @@ def _epoch(stack: _Stack, epoch: int) -> None:
     _record(stack, epoch, totals / batches)
 
 
+def _run_slice(params: dict[str, Tensor], i: int) -> dict[str, Tensor]:
+    """Run ``i``'s weights, as views into the stacked ones."""
+    return {name: p[i] for name, p in params.items()}
+
+
 def _record(stack: _Stack, epoch: int, train_loss: Tensor) -> None:
     """The solo loop's per-epoch curves and validation selection, for every live run."""
     test = stack.predict(stack.x_test)
     val = stack.predict(stack.x_val) if stack.x_val.shape[1] else None
     for i, trainer in enumerate(stack.trainers):
-        if not stack.alive[i]:
-            continue
-        points = {"train_loss": float(train_loss[i]), "lr": trainer.lr(epoch * trainer.batches)}
-        points["test_accuracy"] = float((test[i].argmax(1) == trainer.data.y_test).double().mean())
-        if val is not None:
-            points["val_nll"] = float(F.cross_entropy(val[i], stack.y_val[i]))
-            points["val_accuracy"] = float((val[i].argmax(1) == stack.y_val[i]).double().mean())
-        for name, value in points.items():
-            trainer.curves.setdefault(name, []).append(value)
-        score = {
-            "last": 0.0,
-            "val_nll": points.get("val_nll", 0.0),
-            "val_accuracy": -points.get("val_accuracy", 0.0),
-        }[trainer.run.train.select]
-        if trainer.best is None or score <= trainer.best[0]:
-            state = {name: p[i].detach().clone() for name, p in stack.params.items()}
-            trainer.best = (score, epoch, state)
+        if stack.alive[i]:
+            trainer.note(
+                epoch,
+                float(train_loss[i]),
+                test[i],
+                None if val is None else val[i],
+                functools.partial(_run_slice, stack.params, i),
+            )
 
 
 def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) -> list[RunResult]:
