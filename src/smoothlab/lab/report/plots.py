@@ -129,8 +129,17 @@ def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
     return rate, kind, [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind)]
 
 
-def _pooled(members: Sequence[RunRow]) -> tuple[list[float], list[float], list[float]] | None:
-    """Bin edges, accuracy and share of samples per bin, pooled over seeds (count-weighted)."""
+class _Pooled(NamedTuple):
+    """A method's reliability bins under one noise setting, over its seeds."""
+
+    edges: list[float]
+    accuracy: list[float]  # per bin, weighted by each seed's count in the bin
+    share: list[float]  # of the test samples, per bin
+    ece: float  # the seeds' ECEs, weighted by their sample counts
+
+
+def _pooled(members: Sequence[RunRow]) -> _Pooled | None:
+    """The stored reliability bins of ``members`` pooled over seeds, or None without any."""
     bins = [row.extras["reliability"] for row in members if "reliability" in row.extras]
     if not bins:
         return None
@@ -140,24 +149,18 @@ def _pooled(members: Sequence[RunRow]) -> tuple[list[float], list[float], list[f
         count = sum(b["count"][k] for b in bins)
         accuracy.append(sum(b["accuracy"][k] * b["count"][k] for b in bins) / count if count else 0)
         share.append(count / total)
-    return edges, accuracy, share
-
-
-def _pooled_ece(members: Sequence[RunRow]) -> float:
-    """ECE of the pooled bins: sum_b share_b |accuracy_b - confidence_b|."""
-    bins = [row.extras["reliability"] for row in members if "reliability" in row.extras]
-    total = sum(sum(b["count"]) for b in bins) or 1
-    gap = 0.0
-    for b in bins:
-        for acc, conf, count in zip(b["accuracy"], b["confidence"], b["count"], strict=True):
-            gap += count * abs(acc - conf)
-    return gap / total
+    gaps = (
+        count * abs(acc - conf)
+        for b in bins
+        for acc, conf, count in zip(b["accuracy"], b["confidence"], b["count"], strict=True)
+    )
+    return _Pooled(edges, accuracy, share, sum(gaps) / total)
 
 
 def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> Rendered | None:
     """Reliability diagrams for every noise setting (rows) and method (columns), pooled over
-    seeds: accuracy per confidence bin, the share of test samples per bin (grey), and the ECE
-    of the pooled bins in each panel."""
+    seeds: accuracy per confidence bin, the share of test samples per bin (grey), and in each
+    panel the seeds' ECEs averaged with their sample counts."""
     if not rows:
         return None
     order = order or RunOrder()
@@ -182,12 +185,12 @@ def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> R
             if pooled is None:
                 axis.axis("off")
                 continue
-            edges, accuracy, share = pooled
+            edges, accuracy, share, ece = pooled
             width = edges[1] - edges[0]
             axis.bar(edges[:-1], share, width=width, align="edge", color="0.75")
             axis.bar(edges[:-1], accuracy, width=width, align="edge", alpha=0.6, color="C0")
             axis.plot([0, 1], [0, 1], "k--", lw=0.8)
-            axis.text(0.04, 0.92, f"ECE {_pooled_ece(members):.3f}", fontsize=7)
+            axis.text(0.04, 0.92, f"ECE {ece:.3f}", fontsize=7)
             axis.set(xlim=(0, 1), ylim=(0, 1))
             axis.tick_params(labelsize=6)
             if i == 0:
