@@ -13,9 +13,10 @@ second with the system's C compiler (``$CC``, else ``cc``); nothing is compiled 
 * Without a compiler, or with ``SMOOTHLAB_NATIVE=0`` in the environment, or when a build fails,
   :func:`library` returns ``None`` and every caller runs its PyTorch implementation, which
   computes the same numbers (the tests compare the two). :func:`status` says which happened.
-* Kernels take raw pointers (``Tensor.data_ptr()``) of contiguous CPU tensors; ctypes releases
-  the GIL during a call, so :func:`parallel` splits work over a thread pool of
-  ``torch.get_num_threads()`` threads.
+* :func:`bind` is the one place that loads a library and declares its entry points' argument
+  types (the loss rows and IVON both bind through it). Kernels take raw pointers
+  (:func:`address`) of contiguous CPU tensors; ctypes releases the GIL during a call, so
+  :func:`parallel` splits work over a thread pool of ``torch.get_num_threads()`` threads.
 
 The compiler flags keep IEEE semantics for infinities and NaNs (no ``-ffast-math``);
 ``-fno-math-errno -fno-trapping-math`` let loops with conversions and selects vectorise.
@@ -32,15 +33,27 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from smoothlab import _triton
 
-__all__ = ["FLAGS", "MAX_PARTS", "cache_dir", "disabled", "library", "parallel", "status"]
+__all__ = [
+    "FLAGS",
+    "MAX_PARTS",
+    "address",
+    "bind",
+    "cache_dir",
+    "disabled",
+    "library",
+    "parallel",
+    "status",
+]
 
 #: Flags of every build (``-march=native`` is dropped and the build retried if it fails).
 FLAGS = (
@@ -57,6 +70,7 @@ _SOURCES = Path(__file__).resolve().parent
 _LOCK = threading.Lock()
 _LOADED: dict[str, ctypes.CDLL | None] = {}
 _STATUS: dict[str, str] = {}
+_BOUND: dict[tuple[str, str], ctypes.CDLL] = {}  # (library, entry point) whose types are set
 # (owner pid, workers, pool): a forked child inherits the list but not the threads.
 _POOL: list[tuple[int, int, ThreadPoolExecutor]] = []
 _DISABLED = threading.local()
@@ -166,6 +180,41 @@ def library(name: str) -> ctypes.CDLL | None:
                 _LOADED[name] = None
                 _STATUS[name] = f"unavailable: {error}"
     return _LOADED[name]
+
+
+def bind(name: str, signatures: Mapping[str, tuple[Sequence[Any], Any]]) -> ctypes.CDLL | None:
+    """:func:`library` ``name`` with each entry point's ``(argtypes, restype)`` declared.
+
+    The types are set once per entry point of a loaded library; ``None`` as :func:`library`.
+
+    >>> exp_n = {"sl_exp_n": ([ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64], None)}
+    >>> lib = bind("losses", exp_n)
+    >>> lib is None or lib.sl_exp_n.restype is None
+    True
+    """
+    lib = library(name)
+    if lib is None:
+        return None
+    for entry, (argtypes, restype) in signatures.items():
+        if _BOUND.get((name, entry)) is not lib:
+            with _LOCK:
+                function = getattr(lib, entry)
+                function.argtypes = list(argtypes)
+                function.restype = restype
+                _BOUND[(name, entry)] = lib
+    return lib
+
+
+def address(tensor: Tensor | None, offset: int = 0) -> int | None:
+    """The address of element ``offset`` of a contiguous tensor (``None`` for ``None``).
+
+    >>> t = torch.zeros(4)
+    >>> address(t, 3) - address(t), address(None)
+    (12, None)
+    """
+    if tensor is None:
+        return None
+    return tensor.data_ptr() + offset * tensor.element_size()
 
 
 def status() -> dict[str, str]:

@@ -105,15 +105,22 @@ typedef struct {
     float *cr;
 } lanes_t;
 
+/* The arguments of sl_rows, by name (smoothlab/losses/_native_rows.py mirrors this struct).
+ * Every pointer addresses row 0 of the call's rows; sl_rows runs the range [lo, hi) of them. */
 typedef struct {
-    int kind;
-    const float *a, *b, *pi; /* per-row coefficients (NULL: a0, b0 for all); prior or NULL */
-    float a0, b0, pi_sum, h1, h2, scale;
-    int64_t classes;
-    int grad;
-    const uint8_t *valid; /* per-row: 0 = ignored (loss 0), or NULL */
-    const float *tr, *rw, *r; /* the rows T (or NULL), their class weights, per-row r (or r0) */
-    float r0;
+    int32_t kind, grad;       /* SMOOTH, RELAX or PENALTY; write the gradient into g */
+    int64_t classes;          /* C */
+    const float *z;           /* (rows, C) logits */
+    float *g;                 /* (rows, C) gradient, scale times d loss / dz (may be z), or NULL */
+    const int64_t *y;         /* (rows,) class indices, or NULL (probability targets) */
+    const uint8_t *valid;     /* (rows,) 0 = ignored (loss 0), or NULL */
+    float *loss;              /* (rows,) the losses, out */
+    const float *a, *b, *r;   /* per-row coefficients (NULL: a0, b0, r0 for all rows) */
+    float a0, b0, r0;
+    const float *pi;          /* (C,) prior vector, or NULL for 1/C */
+    float pi_sum;             /* its total mass */
+    const float *tr, *rw;     /* (rows, C) rows T (or NULL) and their (C,) class weights w */
+    float h1, h2, scale;
 } spec_t;
 
 static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
@@ -523,33 +530,27 @@ static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t r
     return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0, 0);
 }
 
-/* Loss (and, with grad, scale times the gradient) of rows [0, rows) of a (rows, C) float32
- * matrix with class indices y (NULL when a = 0: probability targets as the rows T); g may be z
- * (in place) or NULL (forward only). a, b, r: per-row coefficients, or NULL for the constants
- * a0, b0, r0; pi: a (C,) vector with total mass pi_sum, or NULL for 1/C; tr: the (rows, C)
- * matrix T or NULL, rw: its (C,) class weights or NULL; h1, h2: see spec_t and the header. Rows
- * with valid[i] == 0 (valid may be NULL) get loss 0; *total receives the sum of the losses (in
- * double). Returns 0. */
-int sl_rows(int kind, const float *z, float *g, const int64_t *y, int64_t rows, int64_t classes,
-            const float *a, const float *b, double a0, double b0, const float *pi, double pi_sum,
-            const float *tr, const float *rw, const float *r, double r0, double h1, double h2,
-            double scale, int grad, float *loss, const uint8_t *valid, double *total) {
-    spec_t sp = {kind, a, b, pi, (float)a0, (float)b0, (float)pi_sum, (float)h1, (float)h2,
-                 (float)scale, classes, grad, valid, tr, rw, r, (float)r0};
+/* Loss (and, with grad, scale times the gradient) of rows [lo, hi) of the (rows, C) float32
+ * logits sp->z: losses into sp->loss (0 where valid is 0), their sum (in double) into *total.
+ * Returns 0. */
+int sl_rows(const spec_t *sp, int64_t lo, int64_t hi, double *total) {
+    const int64_t classes = sp->classes;
+    const float *z = sp->z;
+    float *g = sp->grad ? sp->g : 0;
     double sum = 0.0;
     if (classes <= SMALL_C) {
-        for (int64_t i = 0; i < rows; i += LANES) {
-            int64_t n = rows - i < LANES ? rows - i : LANES;
-            sum += narrow_block(&sp, z + i * classes, g ? g + i * classes : 0, i, n, y ? y + i : 0,
-                                loss + i);
+        for (int64_t i = lo; i < hi; i += LANES) {
+            int64_t n = hi - i < LANES ? hi - i : LANES;
+            sum += narrow_block(sp, z + i * classes, g ? g + i * classes : 0, i, n,
+                                sp->y ? sp->y + i : 0, sp->loss + i);
         }
     } else {
         /* the in-place penalty's row of e_j (NULL if it cannot be had: e_j is recomputed) */
-        float *tmp = kind == PENALTY && g == z && grad ? malloc((size_t)classes * sizeof(float)) : 0;
-        for (int64_t i = 0; i < rows; i++) {
-            wide_row(&sp, z + i * classes, g ? g + i * classes : 0, i, y ? y[i] : -1, loss + i,
-                     tmp);
-            sum += loss[i];
+        float *tmp = sp->kind == PENALTY && g == z && g ? malloc((size_t)classes * sizeof(float)) : 0;
+        for (int64_t i = lo; i < hi; i++) {
+            wide_row(sp, z + i * classes, g ? g + i * classes : 0, i, sp->y ? sp->y[i] : -1,
+                     sp->loss + i, tmp);
+            sum += sp->loss[i];
         }
         free(tmp);
     }

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from smoothlab import _native
 
-__all__ = ["PENALTY", "RELAX", "SMOOTH", "NativeRows", "kernels"]
+__all__ = ["PENALTY", "RELAX", "SMOOTH", "NativeRows", "RowsArgs", "kernels"]
 
 SMOOTH, RELAX, PENALTY = 0, 1, 2
 #: Logits per thread below which a call runs in the calling thread only. A second thread costs
@@ -32,24 +32,33 @@ SMOOTH, RELAX, PENALTY = 0, 1, 2
 #: thread, 8192 x 1000 (8M) faster in two.
 GRAIN_ELEMENTS = 1 << 21
 
-_P, _I64, _D, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
-_SIGNATURE: list[Any] = [
-    *(_INT, _P, _P, _P, _I64, _I64, _P, _P, _D, _D, _P, _D, _P, _P, _P, _D, _D, _D, _D, _INT),
-    *(_P, _P, _P),
-]
+_F, _P = ctypes.c_float, ctypes.c_void_p
 
 
-_TYPED: list[ctypes.CDLL] = []  # libraries whose signatures are set
+class RowsArgs(ctypes.Structure):
+    """The named arguments of ``sl_rows`` (the ``spec_t`` struct of ``losses.c``, field by field).
+
+    Pointers address row 0 of the call's rows; ``sl_rows(args, lo, hi, total)`` runs rows
+    ``[lo, hi)``, so threads share one struct and no caller computes byte offsets.
+    """
+
+    _fields_ = [
+        *(("kind", ctypes.c_int32), ("grad", ctypes.c_int32), ("classes", ctypes.c_int64)),
+        *(("z", _P), ("g", _P), ("y", _P), ("valid", _P), ("loss", _P)),
+        *(("a", _P), ("b", _P), ("r", _P), ("a0", _F), ("b0", _F), ("r0", _F)),
+        *(("pi", _P), ("pi_sum", _F), ("tr", _P), ("rw", _P)),
+        *(("h1", _F), ("h2", _F), ("scale", _F)),
+    ]
+
+
+_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
+    "sl_rows": ([ctypes.POINTER(RowsArgs), ctypes.c_int64, ctypes.c_int64, _P], ctypes.c_int),
+}
 
 
 def kernels() -> ctypes.CDLL | None:
-    """The loaded ``losses`` library with its signature set, or ``None`` (use PyTorch)."""
-    lib = _native.library("losses")
-    if lib is not None and not any(lib is done for done in _TYPED):
-        lib.sl_rows.argtypes = _SIGNATURE
-        lib.sl_rows.restype = _INT
-        _TYPED.append(lib)
-    return lib
+    """The loaded ``losses`` library with its entry point typed, or ``None`` (use PyTorch)."""
+    return _native.bind("losses", _SIGNATURES)
 
 
 def _rows(value: float | Tensor, start: int, stop: int) -> tuple[Tensor | None, float]:
@@ -135,21 +144,16 @@ class NativeRows:
         grad = scale is not None and g is not None
         assert not grad or (g is not None and g.is_contiguous() and g.dtype == torch.float32)
         parts = torch.zeros(_native.MAX_PARTS, dtype=torch.float64)
-        owned = (g if grad else None, a, b, r, mask, labels, tr)
-        pointers = [0 if t is None else t.data_ptr() for t in owned]
-        fixed = (self.h1, self.h2, 0.0 if scale is None else scale, int(grad))
-        vectors = (None if pi is None else pi.data_ptr(), self.pi_sum)
+        at = _native.address
+        args = RowsArgs(
+            kind=self.kind, grad=int(grad), classes=classes, z=at(z), g=at(g) if grad else None,
+            y=at(labels), valid=at(mask), loss=at(loss), a=at(a), b=at(b), r=at(r), a0=a0,
+            b0=b0, r0=r0, pi=at(pi), pi_sum=self.pi_sum, tr=at(tr), rw=at(rw), h1=self.h1,
+            h2=self.h2, scale=0.0 if scale is None else scale,
+        )  # fmt: skip
 
         def work(lo: int, hi: int, part: int) -> None:
-            gp, ap, bp, rp, vp, yp, tp = pointers
-            lib.sl_rows(
-                self.kind, z.data_ptr() + 4 * lo * classes, gp + 4 * lo * classes if gp else None,
-                yp + 8 * lo if yp else None, hi - lo, classes, ap + 4 * lo if ap else None,
-                bp + 4 * lo if bp else None, a0, b0, *vectors,
-                tp + 4 * lo * classes if tp else None, None if rw is None else rw.data_ptr(),
-                rp + 4 * lo if rp else None, r0, *fixed, loss.data_ptr() + 4 * lo,
-                vp + lo if vp else None, parts.data_ptr() + 8 * part,
-            )  # fmt: skip
+            lib.sl_rows(ctypes.byref(args), lo, hi, at(parts, part))
 
         _native.parallel(work, rows, grain=max(1, GRAIN_ELEMENTS // classes))
         return loss.view(rows, 1, 1), parts.sum().to(torch.float32)

@@ -54,26 +54,19 @@ _P, _I64, _U32, _F, _INT = (
     ctypes.c_float,
     ctypes.c_int,
 )
-_SIGNATURES: dict[str, list[Any]] = {
-    "sl_philox4x32": [_U32, _U32, _U32, _U32, _U32, _U32, _I64, _P],
-    "sl_ivon_normal": [_U32, _U32, _U32, _I64, _I64, _P],
-    "sl_ivon_sample": [_U32, _U32, _U32, _I64, _I64, _P, _P, _P, _P, _F, _F],
-    "sl_ivon_record": [_I64, _P, _P, _P, _P, _P, _F, _F, _F, _F, _INT],
-    "sl_ivon_update": [_I64, _P, _P, _P, _P, _F, _F, _F, _F, _F, _F, _F, _F, _F, _F],
+_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
+    "sl_philox4x32": ([_U32, _U32, _U32, _U32, _U32, _U32, _I64, _P], None),
+    "sl_ivon_normal": ([_U32, _U32, _U32, _I64, _I64, _P], None),
+    "sl_ivon_sample": ([_U32, _U32, _U32, _I64, _I64, _P, _P, _P, _P, _F, _F], None),
+    "sl_ivon_record": ([_I64, _P, _P, _P, _P, _P, _F, _F, _F, _F, _INT], None),
+    "sl_ivon_update": ([_I64, _P, _P, _P, _P, *[_F] * 10], None),
 }
-_TYPED: list[ctypes.CDLL] = []  # libraries whose signatures are set
 
 
 def kernels() -> ctypes.CDLL | None:
-    """The loaded ``ivon`` library with its signatures set, or ``None`` (use PyTorch)."""
-    lib = _native.library("ivon")
-    if lib is not None and not any(lib is done for done in _TYPED):
-        for name, argtypes in _SIGNATURES.items():
-            function = getattr(lib, name)
-            function.argtypes = argtypes
-            function.restype = None
-        _TYPED.append(lib)
-    return lib
+    """The loaded ``ivon`` library with its entry points typed (:func:`smoothlab._native.bind`),
+    or ``None`` (use PyTorch)."""
+    return _native.bind("ivon", _SIGNATURES)
 
 
 def usable(p: Tensor, state: dict[str, Any]) -> bool:
@@ -188,7 +181,7 @@ def record_(
     hyper = (ess, ess * weight_decay, beta1, (1.0 - beta1) * share, int(first))
 
     def work(lo: int, hi: int) -> None:
-        lib.sl_ivon_record(hi - lo, *(t.data_ptr() + 4 * lo for t in tensors), *hyper)
+        lib.sl_ivon_record(hi - lo, *(_native.address(t, lo) for t in tensors), *hyper)
 
     _split(grad.numel(), work)
 
@@ -217,6 +210,6 @@ def update_(
     step = (lr, debias, clip_radius)
 
     def work(lo: int, hi: int) -> None:
-        lib.sl_ivon_update(hi - lo, *(t.data_ptr() + 4 * lo for t in tensors), *hyper, *step)
+        lib.sl_ivon_update(hi - lo, *(_native.address(t, lo) for t in tensors), *hyper, *step)
 
     _split(mean.numel(), work)
