@@ -27,13 +27,18 @@ __all__ = [
 
 
 class Objective(Protocol):
-    """A training loss: ``objective(logits, target, index, epoch)``, ``end_epoch()`` after each
-    epoch, and its state for checkpoints (online smoothing's soft labels)."""
+    """A training loss: ``objective(logits, target, index, epoch)``, ``end_epoch()`` and
+    ``observe_validation(...)`` after each epoch, and its state for checkpoints (online
+    smoothing's soft labels)."""
 
     def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor: ...
 
     def end_epoch(self) -> None:
         """Called by the loop after every epoch trained with this objective."""
+
+    def observe_validation(self, logits: Tensor, target: Tensor) -> None:
+        """Called by the loop after :meth:`end_epoch` with the validation split's float64
+        logits and (noisy) labels, when there is a split (AdaFocal's calibration)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors to checkpoint (empty for stateless losses)."""
@@ -67,6 +72,9 @@ class Stateless:
     def end_epoch(self) -> None:
         pass
 
+    def observe_validation(self, logits: Tensor, target: Tensor) -> None:
+        pass
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -89,6 +97,9 @@ class OnlineObjective:
 
     def end_epoch(self) -> None:
         self.loss.next_epoch()
+
+    def observe_validation(self, logits: Tensor, target: Tensor) -> None:
+        pass
 
     def state_dict(self) -> dict[str, Any]:
         return self.loss.state_dict()

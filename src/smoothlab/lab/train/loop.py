@@ -241,7 +241,10 @@ class _Trainer:
     ) -> None:
         """Record the epoch's curves from its test and validation logits, and keep the weights
         (``state()``, copied) that the validation split selects: lower scores are better, and
-        with ``select = "last"`` every epoch ties and the latest one wins (``<=``)."""
+        with ``select = "last"`` every epoch ties and the latest one wins (``<=``). An epoch
+        trained with the objective also hands it the validation logits (AdaFocal's calibration)."""
+        if val is not None and epoch >= self.run.train.switch_epoch:
+            self.objective.observe_validation(val, self.data.y_val)
         points = {"train_loss": train_loss, "lr": self.lr(epoch * self.batches)}
         points["test_accuracy"] = float((test.argmax(1) == self.data.y_test).double().mean())
         if val is not None:
