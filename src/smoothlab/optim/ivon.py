@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_generator, check_int, fail
-from smoothlab.optim import _ivon_native
+from smoothlab.optim import _ivon_native, _ivon_triton
 from smoothlab.optim._ivon_grads import Fingerprint, fingerprint, mean_loss, rewritten
 from smoothlab.optim._ivon_kernels import record_, update_
 from smoothlab.optim._ivon_native import NoiseSource
@@ -117,7 +117,10 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
     built on first use): three fused passes per step and noise from a Philox4x32-10 counter-based
     generator (Box-Muller normals) keyed by two words drawn from :attr:`generator` per sample, so
     seeds, ``state_dict`` resumes and thread counts keep runs bitwise repeatable on one machine.
-    Other parameters (float64, bfloat16, float16, CUDA), machines without a C compiler,
+    CUDA parameters (float32, bfloat16, float16) run Triton kernels when ``triton`` imports
+    (:mod:`smoothlab._triton.ivon`: one launch per group and dtype for each of sample, record and
+    update, the same Philox words, keyed on the device). Other parameters (float64, half on CPU,
+    CUDA without Triton), machines without a C compiler,
     ``SMOOTHLAB_NATIVE=0`` and ``with smoothlab._native.disabled():`` run the PyTorch
     implementation, whose noise is ``Tensor.normal_`` from the same generator: the two backends
     compute the same update but draw different (identically distributed) noise.
@@ -229,11 +232,12 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         noise = _ivon_native.NoiseSource(generator, native=self._native_noise())
         try:
             with torch.no_grad():
+                drawn = _ivon_triton.sample(self, generator) if self._own_noise() else {}
                 params = ((g, p) for g in self.param_groups for p in g["params"])
                 for stream, (group, p) in enumerate(params):
                     if p.requires_grad:
                         mean_data = p.data
-                        p.data = self._draw(p, group, noise, stream)
+                        p.data = drawn[p] if p in drawn else self._draw(p, group, noise, stream)
                         swapped.append((p, group, mean_data))
             yield swapped
         finally:
@@ -258,16 +262,20 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         do to inject noise) makes every parameter take the PyTorch sampling path."""
         noise.normal_(generator=generator)
 
+    def _own_noise(self) -> bool:
+        """Whether the noise is IVON's own (not injected through ``_fill_noise``)."""
+        return type(self)._fill_noise is IVON._fill_noise and "_fill_noise" not in vars(self)
+
     def _native_noise(self) -> bool:
-        overridden = type(self)._fill_noise is not IVON._fill_noise or "_fill_noise" in vars(self)
-        return not overridden and _ivon_native.kernels() is not None
+        return self._own_noise() and _ivon_native.kernels() is not None
 
     def _record(self, swapped: list[_Swap]) -> None:
         # The gradient momentum takes each sample's share at once, (1 - beta1) / mc_samples, so
         # g-hat never needs a buffer of its own; a missing gradient counts as zero.
         with torch.no_grad():
+            done = _ivon_triton.record(self, swapped)  # CUDA parameters, one launch per dtype
             for p, group, _ in swapped:
-                if p.grad is not None:
+                if p.grad is not None and p not in done:
                     self._record_one(p, p.grad, group, 1.0 / self.mc_samples)
         self._samples += 1
         params = [p for p, _, _ in swapped]
@@ -355,7 +363,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         lr = group["lr"] * ((group["hess_init"] + wd) if group["rescale_lr"] else 1.0)
         hyper: dict[str, Any] = {"ess": group["ess"], "weight_decay": wd, "lr": lr, "samples": n}
         hyper.update(beta2=group["beta2"], clip_radius=group["clip_radius"])
-        for p in params:
+        for p in _ivon_triton.update(self, group, params, lr):  # the rest, after Triton's
             buf, state = self._buffers[p], self.state[p]
             state["step"] += 1
             hyper["debias"] = 1.0 / (1.0 - group["beta1"] ** state["step"])

@@ -1,0 +1,292 @@
+"""IVON's Triton kernels (``smoothlab/_triton/ivon.py``) against the PyTorch path and the C noise.
+
+Every case runs on one ``device``: ``"cpu"`` in Triton's interpreter (a subprocess with
+``TRITON_INTERPRET=1``, ``test_interpreter_suite``), or ``"cuda"`` (marked ``cuda``; skipped
+without a GPU). The shapes are tiny but cross a program boundary (1100 elements: two programs of
+1024, a partial 256-element noise chunk). The sm_90 compilation of the three kernels needs no GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from smoothlab import _native, _triton
+from smoothlab.optim import IVON, _ivon_native
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+HAS_CUDA = torch.cuda.is_available()
+KERNELS = ("sample_", "record_", "update_")
+
+if INTERPRETED:
+    DEVICES = [pytest.param("cpu", id="interpreter")]
+else:
+    no_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+    DEVICES = [pytest.param("cuda", marks=[pytest.mark.cuda, no_gpu], id="cuda")]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The device of a case, with the Triton path switched on and its launches counted."""
+    pytest.importorskip("triton")
+    from smoothlab._triton import ivon
+
+    launches: dict[str, int] = dict.fromkeys(KERNELS, 0)
+    for name in KERNELS:
+        monkeypatch.setattr(ivon, name, _counted(getattr(ivon, name), name, launches))
+    request.node.launches = launches
+    if request.param == "cpu":
+        with _triton.on_cpu():
+            yield "cpu"
+    else:
+        yield "cuda"
+    assert all(launches.values()), f"a kernel never ran: {launches}"
+
+
+def _counted(launch: Callable[..., None], name: str, counts: dict[str, int]) -> Callable[..., None]:
+    def spy(*args: object, **kwargs: object) -> None:
+        counts[name] += 1
+        launch(*args, **kwargs)
+
+    return spy
+
+
+class _Model(nn.Module):
+    """Two float32 tensors (1100 and 3 x 5), a frozen one between them, a bfloat16 vector."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.big = nn.Parameter(torch.randn(1100, generator=g).to(device))
+        self.frozen = nn.Parameter(torch.randn(4, generator=g).to(device), requires_grad=False)
+        self.mat = nn.Parameter(torch.randn(3, 5, generator=g).to(device))
+        self.low = nn.Parameter(torch.randn(7, generator=g).to(device, torch.bfloat16))
+
+    def loss(self, sample: int) -> torch.Tensor:
+        """A quadratic with curvature 1..3; ``mat`` has no gradient in odd samples."""
+        scale = torch.linspace(1.0, 3.0, 1100, device=self.big.device)
+        value = (scale * self.big**2).sum() / 2 + (self.low.float() ** 2).sum()
+        return value + (self.mat**4).sum() if sample % 2 == 0 else value
+
+
+def _train(
+    model: _Model, opt: IVON, steps: int, noises: list[list[torch.Tensor]] | None = None
+) -> None:
+    """``steps`` steps; the noise of every sample is appended to ``noises`` if given."""
+    for _ in range(steps):
+        for sample in range(opt.mc_samples):
+            with opt.sampled_params(train=True):
+                opt.zero_grad()
+                model.loss(sample).backward()
+            if noises is not None:
+                noises.append([opt._buffers[p].noise.clone() for p in _trainable(model)])
+        opt.step()
+
+
+def _trainable(model: _Model) -> list[nn.Parameter]:
+    """The trained parameters in the optimizer's order (the order it draws their noise in)."""
+    return [model.big, model.low, model.mat]
+
+
+def _ivon(model: _Model, mc: int = 1, seed: int = 3) -> IVON:
+    gen = torch.Generator(model.big.device).manual_seed(seed)
+    groups = [
+        {"params": [model.big, model.frozen, model.low]},
+        {"params": [model.mat], "clip_radius": 0.05, "weight_decay": 0.0, "beta2": 0.9},
+    ]
+    return IVON(groups, lr=0.1, ess=50.0, mc_samples=mc, generator=gen)
+
+
+def _inject(opt: IVON, noises: list[list[torch.Tensor]]) -> None:
+    """Make ``opt`` sample with the given noise, parameter by parameter (PyTorch path)."""
+    flat = iter([n for sample in noises for n in sample])
+    opt._fill_noise = lambda buffer, generator: buffer.copy_(next(flat))  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("mc", [1, 2])
+def test_steps_equal_the_pytorch_path_given_the_same_noise(device: str, mc: int) -> None:
+    """Sample, record and update against the PyTorch ops fed the Triton run's noise: two groups,
+    a clipped one, a bfloat16 parameter, a frozen one, a gradient missing from some samples."""
+    model, noises = _Model(device), []  # type: ignore[var-annotated]
+    opt = _ivon(model, mc)
+    twin = copy.deepcopy(model)
+    _train(model, opt, 3, noises)
+    reference = _ivon(twin, mc)
+    _inject(reference, noises)
+    with _native.disabled(), _triton_off():
+        _train(twin, reference, 3)
+    for p, q in zip(_trainable(model), _trainable(twin), strict=True):
+        for name in ("hess", "momentum", *(["mean"] if p.dtype == torch.bfloat16 else [])):
+            torch.testing.assert_close(opt.state[p][name], reference.state[q][name],
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+        torch.testing.assert_close(p.data, q.data, rtol=1e-5, atol=1e-6)
+        assert opt.state[p]["step"] == reference.state[q]["step"] == 3
+
+
+class _triton_off:
+    """Inside: CPU tensors leave the Triton kernels (the PyTorch twin of a CPU case)."""
+
+    def __enter__(self) -> None:
+        self.depth = getattr(_triton._CPU, "depth", 0)
+        _triton._CPU.depth = 0
+
+    def __exit__(self, *exc: object) -> None:
+        _triton._CPU.depth = self.depth
+
+
+def test_noise_is_the_native_layout_and_the_sample_its_formula(device: str) -> None:
+    """The Philox words of the C kernel (the normals to float rounding), per stream; theta is
+    m + eps / sqrt(ess (h + wd)), rounded once to the parameter's dtype."""
+    model = _Model(device)
+    opt = _ivon(model)
+    twin = torch.Generator(device)
+    twin.set_state(opt.generator.get_state())
+    words = torch.randint(0, 2**32, (2,), dtype=torch.int64, generator=twin, device=device)
+    key = (int(words[0]), int(words[1]))
+    with opt.sampled_params():
+        thetas = [p.data.clone() for p in _trainable(model)]
+    # the stream is the position in the optimizer, the frozen parameter included
+    streams = {"big": (0, 1e-4), "low": (2, 1e-4), "mat": (3, 0.0)}  # and weight decay
+    for (name, p), theta in zip(zip(streams, _trainable(model)), thetas, strict=True):
+        eps = opt._buffers[p].noise
+        stream, decay = streams[name]
+        if _ivon_native.kernels() is not None:
+            native = _ivon_native.normal_(torch.empty(p.numel()), key, stream)
+            torch.testing.assert_close(eps.cpu().flatten(), native, rtol=0, atol=2e-6)
+        sigma = 1 / math.sqrt(50.0 * (1.0 + decay))
+        want = (p.data.double() + sigma * eps.double()).to(p.dtype)
+        rtol = 4 * torch.finfo(p.dtype).eps
+        torch.testing.assert_close(theta.double(), want.double(), rtol=rtol, atol=1e-7)
+    _train(model, opt, 1)  # the fixture wants every kernel to run
+
+
+def test_noise_is_standard_normal(device: str) -> None:
+    """8192 normals: mean and variance within 5 standard errors (1/sqrt(n), sqrt(2/n))."""
+    p = nn.Parameter(torch.zeros(8192, device=device))
+    opt = IVON([p], lr=0.1, ess=1.0, hess_init=1.0, weight_decay=0.0,
+               generator=torch.Generator(device).manual_seed(5))  # fmt: skip
+    with opt.sampled_params(train=True):
+        z = p.data.double().cpu()
+        p.sum().backward()
+    opt.step()
+    n = z.numel()
+    assert abs(z.mean().item()) < 5 / math.sqrt(n)
+    assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / n)
+
+
+def test_resume_is_bitwise(device: str) -> None:
+    model = _Model(device)
+    opt = _ivon(model, mc=2)
+    _train(model, opt, 2)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    _train(model, opt, 2)
+    again = _Model(device)
+    again.load_state_dict(saved_model)
+    resumed = _ivon(again, mc=2, seed=99)
+    resumed.load_state_dict(saved_opt)
+    _train(again, resumed, 2)
+    for p, q in zip(_trainable(model), _trainable(again), strict=True):
+        assert torch.equal(p.data, q.data)
+        assert torch.equal(opt.state[p]["hess"], resumed.state[q]["hess"])
+
+
+def test_one_launch_per_group_and_dtype(device: str, request: pytest.FixtureRequest) -> None:
+    model = _Model(device)
+    opt = _ivon(model, mc=2)
+    _train(model, opt, 1)
+    # group 1: float32 and bfloat16 (two launches), group 2: one; mat has no grad in sample 2
+    assert request.node.launches == {"sample_": 6, "record_": 5, "update_": 3}
+
+
+def test_cpu_parameters_keep_the_cpu_paths() -> None:
+    """Without the test switch, CPU parameters never reach the Triton dispatch."""
+    from smoothlab.optim import _ivon_triton
+
+    p = nn.Parameter(torch.randn(10))
+    assert not _ivon_triton.takes(p, {"hess": p.detach(), "momentum": p.detach()})
+    with _triton.on_cpu():
+        if _ivon_triton._kernels(p.device) is not None:
+            assert _ivon_triton.takes(p, {"hess": p.detach(), "momentum": p.detach()})
+            assert not _ivon_triton.takes(p.double(), {"hess": p.detach(), "momentum": p.detach()})
+            channels = torch.zeros(2, 3, 2, 2).to(memory_format=torch.channels_last)
+            assert not _ivon_triton.takes(channels, {"hess": channels, "momentum": channels})
+
+
+class _Recorder:
+    """Stands in for a kernel: records each launch's arguments instead of running it."""
+
+    def __init__(self) -> None:
+        self.launches: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    def __getitem__(self, grid: object) -> Callable[..., None]:
+        return lambda *args, **flags: self.launches.append((args, flags))
+
+
+_SIGNATURE = {torch.float32: "*fp32", torch.int64: "*i64"}
+
+
+def _compile_sm90(kernel: Any, args: tuple[object, ...], flags: dict[str, object]) -> None:
+    """Compile one recorded launch to PTX and a cubin for a Hopper GPU, which needs no GPU."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    signature = {
+        name: _SIGNATURE[value.dtype] if isinstance(value, torch.Tensor) else "fp32"
+        for name, value in zip(names, args, strict=False)
+    }
+    constexprs = {(names.index(k),): v for k, v in flags.items()}
+    signature.update(dict.fromkeys(flags, "constexpr"))
+    source = ASTSource(kernel, signature, constexprs=constexprs)
+    options = {key: flags[key] for key in ("num_warps", "enable_fp_fusion")}
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+    assert "cubin" in compiled.asm
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(INTERPRETED, reason="compiles for a GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("triton.backends.nvidia")
+    from smoothlab._triton import ivon
+
+    recorders = {}
+    for name in ("_sample_kernel", "_record_kernel", "_update_kernel"):
+        recorders[name] = (getattr(ivon, name), _Recorder())
+        monkeypatch.setattr(ivon, name, recorders[name][1])
+    p = nn.Parameter(torch.randn(300).to(dtype))
+    opt = IVON([p], lr=0.1, ess=10.0)
+    with _triton.on_cpu():
+        with opt.sampled_params(train=True):
+            p.float().sum().backward()
+        opt.step()
+    for kernel, recorder in recorders.values():
+        assert len(recorder.launches) == 1
+        _compile_sm90(kernel, *recorder.launches[0])
+
+
+@pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")
+def test_interpreter_suite() -> None:
+    """Run this file's cases on CPU tensors in Triton's interpreter, in a subprocess."""
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["TRITON_INTERPRET"] = "1"
+    quiet = ["-W", "ignore::RuntimeWarning:triton.runtime.interpreter"]
+    command = [sys.executable, "-m", "pytest", __file__, "-p", "no:cacheprovider", "-x", *quiet]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", done.stdout)
+    assert passed is not None and int(passed.group(1)) >= 6, done.stdout[-3000:]
