@@ -1,95 +1,33 @@
-"""The methods registry: one frozen dataclass per method, its fields are its sweepable parameters.
+"""The smoothing methods of the seed papers, and the optimizers that act as label noise.
 
-A method turns into an :class:`~smoothlab.lab.plan.objectives.Objective` (the training loss,
-called by the loop with the epoch, which the loop owns) and names the optimizer kind it needs, a
-key of :data:`smoothlab.lab.train.optimizers.OPTIMIZERS`: the train config's own (``default``),
-``ivon`` or ``sam``. A method may also train with its own learning rate and
-schedule, as IVON's paper does: parameters listed in its ``overrides`` replace the ``[train]`` key
-of the same name (:meth:`Method.train_config`), unless left unset (``""`` or a negative number).
-The CLI's choices, ``smoothlab list`` and plot legends derive from :data:`METHODS`.
+Cross-entropy, label smoothing (positive and negative), label relaxation, the confidence
+penalty, online, two-stage and teacher smoothing; IVON and SAM, which train cross-entropy with
+their own optimizer kind.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import Tensor
 
-from smoothlab._checks import fail
-from smoothlab.lab.plan.objectives import Objective, OnlineObjective, Stateless, cross_entropy
-from smoothlab.lab.plan.schema import ConfigError, TrainConfig
+from smoothlab.lab.plan.methods.base import Method, check
+from smoothlab.lab.plan.objectives import Objective, OnlineObjective, Stateless
 
 __all__ = [
-    "METHODS",
-    "RENAMED",
     "ConfidencePenalty",
     "CrossEntropy",
     "Ivon",
     "LabelRelaxation",
     "LabelSmoothing",
-    "Method",
     "NegativeSmoothing",
     "OnlineSmoothing",
     "Sam",
     "TeacherSmoothing",
     "TwoStageSmoothing",
-    "make_method",
-    "method_fields",
-    "resolved_parameters",
 ]
-
-
-def _is_set(value: object) -> bool:
-    """An override is unset (the ``[train]`` value applies) when ``""`` or a negative number."""
-    return value != "" and not (isinstance(value, int | float) and value < 0)
-
-
-def _check(ok: bool, path: str, expected: str, got: object) -> None:
-    if not ok:
-        raise fail(path, expected, got, kind=ConfigError)
-
-
-@dataclass(frozen=True)
-class Method:
-    """Base: a method's name, description, optimizer kind, and whether it needs a teacher."""
-
-    name: ClassVar[str]
-    description: ClassVar[str]
-    optimizer: ClassVar[str] = "default"
-    needs_teacher: ClassVar[bool] = False
-    primary: ClassVar[tuple[str, ...]] = ()  # always shown in labels
-    # parameters that replace the [train] key of that name (see set_overrides)
-    overrides: ClassVar[tuple[str, ...]] = ()
-
-    def set_overrides(self) -> dict[str, Any]:
-        """The ``overrides`` this method sets, by name (unset ones keep the ``[train]`` value)."""
-        return {n: getattr(self, n) for n in self.overrides if _is_set(getattr(self, n))}
-
-    def train_config(self, train: TrainConfig) -> TrainConfig:
-        """The ``[train]`` recipe this method trains with: ``train`` with its set overrides."""
-        return dataclasses.replace(train, **self.set_overrides())
-
-    def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
-        """The training loss; plain cross-entropy unless a subclass says otherwise."""
-        return Stateless(cross_entropy)
-
-    def label(self) -> str:
-        """``name(param=value, ...)``: the row label in tables and plot legends.
-
-        Shows the method's ``primary`` parameters and every other one that differs from its
-        default, so distinct variants never share a label.
-        """
-        shown = [
-            f"{f.name}={getattr(self, f.name)}"
-            for f in dataclasses.fields(self)
-            if f.name in self.primary or getattr(self, f.name) != f.default
-        ]
-        return f"{self.name}({', '.join(shown)})" if shown else self.name
 
 
 @dataclass(frozen=True)
@@ -113,7 +51,7 @@ class LabelSmoothing(Method):
     smoothing: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(self.smoothing <= 1, f"methods.{self.name}.smoothing", "<= 1", self.smoothing)
+        check(self.smoothing <= 1, f"methods.{self.name}.smoothing", "<= 1", self.smoothing)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import label_smoothing_cross_entropy
@@ -146,7 +84,7 @@ class LabelRelaxation(Method):
     alpha: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(0 < self.alpha < 1, "methods.relax.alpha", "in (0, 1)", self.alpha)
+        check(0 < self.alpha < 1, "methods.relax.alpha", "in (0, 1)", self.alpha)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import label_relaxation_loss
@@ -166,7 +104,7 @@ class ConfidencePenalty(Method):
     beta: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(self.beta >= 0, "methods.cp.beta", ">= 0", self.beta)
+        check(self.beta >= 0, "methods.cp.beta", ">= 0", self.beta)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import confidence_penalty_loss
@@ -186,7 +124,7 @@ class OnlineSmoothing(Method):
     alpha: float = 0.5
 
     def __post_init__(self) -> None:
-        _check(0 <= self.alpha <= 1, "methods.ols.alpha", "in [0, 1]", self.alpha)
+        check(0 <= self.alpha <= 1, "methods.ols.alpha", "in [0, 1]", self.alpha)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         return OnlineObjective(num_classes, self.alpha)
@@ -204,8 +142,8 @@ class TwoStageSmoothing(Method):
     drop_at: int = 10
 
     def __post_init__(self) -> None:
-        _check(self.smoothing <= 1, "methods.tsla.smoothing", "<= 1", self.smoothing)
-        _check(self.drop_at >= 0, "methods.tsla.drop_at", ">= 0", self.drop_at)
+        check(self.smoothing <= 1, "methods.tsla.smoothing", "<= 1", self.smoothing)
+        check(self.drop_at >= 0, "methods.tsla.drop_at", ">= 0", self.drop_at)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import label_smoothing_cross_entropy
@@ -232,10 +170,8 @@ class TeacherSmoothing(Method):
     drop_at: int = 0  # > 0: no smoothing from this epoch on (two-stage, Xu et al. 2020)
 
     def __post_init__(self) -> None:
-        _check(
-            0 <= self.smoothing <= 1, "methods.ls-teacher.smoothing", "in [0, 1]", self.smoothing
-        )
-        _check(self.drop_at >= 0, "methods.ls-teacher.drop_at", ">= 0", self.drop_at)
+        check(0 <= self.smoothing <= 1, "methods.ls-teacher.smoothing", "in [0, 1]", self.smoothing)
+        check(self.drop_at >= 0, "methods.ls-teacher.drop_at", ">= 0", self.drop_at)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import label_smoothing_cross_entropy
@@ -279,17 +215,15 @@ class Ivon(Method):
     warmup_epochs: int = -1  # linear warm-up epochs; -1 = train.warmup_epochs
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "methods.ivon.lr", "> 0", self.lr)
-        _check(self.hess_init > 0, "methods.ivon.hess_init", "> 0", self.hess_init)
-        _check(0 <= self.beta2 < 1, "methods.ivon.beta2", "in [0, 1)", self.beta2)
-        _check(self.ess >= 0 and math.isfinite(self.ess), "methods.ivon.ess", ">= 0", self.ess)
-        _check(self.test_samples >= 0, "methods.ivon.test_samples", ">= 0", self.test_samples)
+        check(self.lr > 0, "methods.ivon.lr", "> 0", self.lr)
+        check(self.hess_init > 0, "methods.ivon.hess_init", "> 0", self.hess_init)
+        check(0 <= self.beta2 < 1, "methods.ivon.beta2", "in [0, 1)", self.beta2)
+        check(self.ess >= 0 and math.isfinite(self.ess), "methods.ivon.ess", ">= 0", self.ess)
+        check(self.test_samples >= 0, "methods.ivon.test_samples", ">= 0", self.test_samples)
         schedules = ("", "constant", "step", "cosine")
         expected = 'one of "", constant, step, cosine'
-        _check(
-            self.lr_schedule in schedules, "methods.ivon.lr_schedule", expected, self.lr_schedule
-        )
-        _check(self.warmup_epochs >= -1, "methods.ivon.warmup_epochs", ">= -1", self.warmup_epochs)
+        check(self.lr_schedule in schedules, "methods.ivon.lr_schedule", expected, self.lr_schedule)
+        check(self.warmup_epochs >= -1, "methods.ivon.warmup_epochs", ">= -1", self.warmup_epochs)
 
 
 @dataclass(frozen=True)
@@ -305,55 +239,4 @@ class Sam(Method):
     adaptive: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.rho >= 0, "methods.sam.rho", ">= 0", self.rho)
-
-
-METHODS: dict[str, type[Method]] = {
-    cls.name: cls
-    for cls in (
-        CrossEntropy,
-        LabelSmoothing,
-        NegativeSmoothing,
-        LabelRelaxation,
-        ConfidencePenalty,
-        OnlineSmoothing,
-        TwoStageSmoothing,
-        TeacherSmoothing,
-        Ivon,
-        Sam,
-    )
-}
-
-
-# Old method names -> new ones: a config with an old name stops with one line naming the new one.
-# ``lr`` (label relaxation) read as a learning rate in ``[methods.lr]``.
-RENAMED = {"lr": "relax"}
-
-
-def method_fields(name: str) -> dict[str, Any]:
-    """Parameter name -> type for the method ``name`` (for config checking)."""
-    cls = METHODS[name]
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def resolved_parameters(
-    name: str, sweep: Mapping[str, tuple[Any, ...]], train: TrainConfig
-) -> dict[str, list[Any]]:
-    """Every parameter of method ``name`` with its values: the ``sweep`` given, else the default;
-    unset overrides show the ``[train]`` value they inherit (for ``show-config``)."""
-    cls = METHODS[name]
-    resolved = {}
-    for f in dataclasses.fields(cls):
-        values = list(sweep.get(f.name, (f.default,)))
-        if f.name in cls.overrides:
-            values = [v if _is_set(v) else getattr(train, f.name) for v in values]
-        resolved[f.name] = values
-    return resolved
-
-
-def make_method(name: str, params: dict[str, Any] | tuple[tuple[str, Any], ...]) -> Method:
-    """Instantiate the method ``name`` with ``params``."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method `{name}` (valid: {', '.join(METHODS)})")
-    return METHODS[name](**dict(params))
+        check(self.rho >= 0, "methods.sam.rho", ">= 0", self.rho)
