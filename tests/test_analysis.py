@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from smoothlab.analysis import (
+    class_smoothed_labels,
     gaussian_softmax_label_noise,
     linear_softmax_label_noise,
     logistic_label_noise,
@@ -217,6 +218,51 @@ def test_online_smoothing_noise_is_classwise() -> None:
     assert torch.equal(noise[0], noise[2])
     uniform = online_smoothing_label_noise(target, torch.full((3, 3), 1 / 3), alpha=0.8)
     torch.testing.assert_close(uniform, smoothing_label_noise(target, 3, 0.2))
+
+
+def _class_smoothed_labels_twin(target: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Loop twin in float64: average y + eps over each class's examples."""
+    k = noise.shape[1]
+    out = torch.full((k, k), math.nan, dtype=F64)
+    for c in range(k):
+        rows = [noise[i].double() + (torch.arange(k) == c).double()
+                for i in range(len(target)) if int(target[i]) == c]  # fmt: skip
+        if rows:
+            out[c] = torch.stack(rows).mean(0)
+    return out
+
+
+def test_class_smoothed_labels_matches_its_twin_and_the_closed_forms() -> None:
+    g = _gen(3)
+    target = torch.randint(0, 4, (50,), generator=g)
+    noise = torch.softmax(torch.randn(50, 4, generator=g, dtype=F64), 1)
+    noise -= nn.functional.one_hot(target, 4).double()  # a prediction minus the label
+    torch.testing.assert_close(
+        class_smoothed_labels(target, noise), _class_smoothed_labels_twin(target, noise)
+    )
+    # uniform smoothing: (1 - r) I + r / K exactly, for every class present
+    ls = class_smoothed_labels(target, smoothing_label_noise(target, 4, 0.3))
+    torch.testing.assert_close(ls, 0.7 * torch.eye(4) + 0.3 / 4)
+    # online smoothing: row c is alpha e_c + (1 - alpha) S_c
+    soft = torch.softmax(torch.randn(4, 4, generator=g), 1)
+    ols = class_smoothed_labels(target, online_smoothing_label_noise(target, soft, alpha=0.6))
+    torch.testing.assert_close(ols, 0.6 * torch.eye(4) + 0.4 * soft)
+    torch.testing.assert_close(ols.sum(1), torch.ones(4))
+
+
+def test_class_smoothed_labels_absent_class_is_nan_and_errors() -> None:
+    target = torch.tensor([0, 0, 2])
+    out = class_smoothed_labels(target, smoothing_label_noise(target, 3, 0.1))
+    assert out[1].isnan().all() and not out[[0, 2]].isnan().any()
+    noise = torch.zeros(3, 3)
+    with pytest.raises(TypeError, match=re.escape("`noise` must be a floating-point tensor")):
+        class_smoothed_labels(target, noise.long())
+    with pytest.raises(ValueError, match=re.escape("`noise` must be label noise of shape (N, K)")):
+        class_smoothed_labels(target, torch.zeros(3))
+    with pytest.raises(ValueError, match=re.escape("`target` must be class indices of shape (3,)")):
+        class_smoothed_labels(target[:2], noise)
+    with pytest.raises(ValueError, match=re.escape("`target` must be")):
+        class_smoothed_labels(torch.tensor([0, 1, 3]), noise)
 
 
 def test_rank_examples() -> None:

@@ -28,6 +28,7 @@ from smoothlab.plots import (  # noqa: E402
     reliability_grid,
     save_figure,
     simplex_loss_map,
+    smoothed_label_maps,
 )
 
 
@@ -292,6 +293,39 @@ def test_label_noise_curve_plot_draws_the_analysis_curve() -> None:
     assert fig.axes[0].get_title() == "Fig. 2"
     with pytest.raises(ValueError, match=re.escape("`limit` must be > 0.0, got -1.0")):
         label_noise_vs_mean_logit(limit=-1.0)
+
+
+def test_smoothed_label_maps_share_one_log_scale_and_floor_small_values() -> None:
+    ls = 0.8 * torch.eye(3) + 0.2 / 3
+    ivon = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [math.nan] * 3], dtype=torch.float64)
+    fig = smoothed_label_maps({"LS": ls, "IVON": ivon}, class_names=["a", "b", "c"],
+                              floor=1e-3, title="Fig. 4")  # fmt: skip
+    maps = [ax.images[0] for ax in fig.axes[:2]]
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["LS", "IVON"]
+    assert all(m.norm.vmin == 1e-3 and m.norm.vmax == 1.0 for m in maps)
+    assert maps[0].get_array().ravel().tolist() == pytest.approx(ls.ravel().tolist())
+    shown = maps[1].get_array()
+    assert shown[0, 2] == 1e-3 and shown[2].tolist() == [1e-3] * 3  # zeros and NaN rows at floor
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b", "c"]
+    assert fig.get_suptitle() == "Fig. 4"
+
+
+@pytest.mark.parametrize(
+    ("matrices", "kwargs", "error", "message"),
+    [
+        ({}, {}, TypeError, "`matrices` must be a non-empty mapping"),
+        ({"a": torch.eye(2).long()}, {}, TypeError, "`matrices['a']` must be a floating-point"),
+        ({"a": torch.ones(2, 3)}, {}, ValueError, "`matrices['a']` must be a square (K, K)"),
+        ({"a": torch.eye(2), "b": torch.eye(3)}, {}, ValueError, "`matrices['b']` must be of"),
+        ({"a": torch.eye(2)}, {"class_names": ["x"]}, ValueError, "`class_names` must be 2 names"),
+        ({"a": torch.eye(2)}, {"floor": 0.0}, ValueError, "`floor` must be > 0.0, got 0.0"),
+    ],
+)
+def test_smoothed_label_maps_errors(
+    matrices: dict[str, torch.Tensor], kwargs: dict[str, object], error: type, message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        smoothed_label_maps(matrices, **kwargs)  # type: ignore[arg-type]
 
 
 def test_penultimate_projection_plots_the_three_classes_only() -> None:

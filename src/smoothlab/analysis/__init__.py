@@ -29,7 +29,11 @@ from smoothlab.analysis.simplex import (
     simplex_grid,
     simplex_loss_grid,
 )
-from smoothlab.analysis.smoothing import online_smoothing_label_noise, smoothing_label_noise
+from smoothlab.analysis.smoothing import (
+    class_smoothed_labels,
+    online_smoothing_label_noise,
+    smoothing_label_noise,
+)
 from smoothlab.analysis.variance import GradientVariance, gradient_variance_ratio
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "LabelNoise",
     "SimplexLoss",
     "SimplexLossName",
+    "class_smoothed_labels",
     "gaussian_softmax_label_noise",
     "gradient_variance_ratio",
     "linear_softmax_label_noise",

@@ -13,7 +13,7 @@ TIP 2021.
 
 from __future__ import annotations
 
-import torch  # noqa: F401 (the doctests' namespace)
+import torch
 from torch import Tensor
 
 from smoothlab._checks import (
@@ -25,7 +25,7 @@ from smoothlab._checks import (
 )
 from smoothlab.targets import smooth_targets
 
-__all__ = ["online_smoothing_label_noise", "smoothing_label_noise"]
+__all__ = ["class_smoothed_labels", "online_smoothing_label_noise", "smoothing_label_noise"]
 
 
 def smoothing_label_noise(
@@ -90,3 +90,42 @@ def online_smoothing_label_noise(target: Tensor, soft_labels: Tensor, *, alpha: 
     if target.dim() != 1:
         raise fail("target", "class indices of shape (N,)", target)
     return smoothing_label_noise(target, num_classes, rate, prior=soft_labels[target.long()])
+
+
+def class_smoothed_labels(target: Tensor, noise: Tensor) -> Tensor:
+    r"""The average smoothed label of each class: :math:`S_{cj} = \operatorname{mean}_{i: y_i = c}
+    (y_i + \epsilon_i)_j` (Yang et al., Fig. 4).
+
+    Condenses any method's label noise :math:`\epsilon` (IVON's example-wise
+    :func:`~smoothlab.analysis.predictive_label_noise`, or :func:`smoothing_label_noise`,
+    :func:`online_smoothing_label_noise`) into one ``(K, K)`` matrix whose row :math:`c` is the
+    label a class-:math:`c` example is effectively trained on, on average. Label smoothing gives
+    :math:`(1 - r) I + r/K` exactly; online smoothing and IVON put the off-diagonal mass on the
+    classes the model confuses with :math:`c`. Rows of classes absent from ``target`` are NaN.
+
+    Args:
+        target: class indices ``(N,)``.
+        noise: :math:`\epsilon`, ``(N, K)`` floating (rows of label noise sum to 0).
+
+    Shape:
+        - returns ``(K, K)``, in ``noise``'s dtype.
+
+    >>> target = torch.tensor([0, 0, 1])
+    >>> class_smoothed_labels(target, smoothing_label_noise(target, 2, 0.2))
+    tensor([[0.9000, 0.1000],
+            [0.1000, 0.9000]])
+    """
+    check_floating("noise", noise)
+    if noise.dim() != 2:
+        raise fail("noise", "label noise of shape (N, K)", noise)
+    if target.dim() != 1 or target.shape[0] != noise.shape[0]:
+        raise fail("target", f"class indices of shape ({noise.shape[0]},)", target)
+    num_classes = noise.shape[1]
+    check_class_indices("target", target, num_classes)
+    labels = target.long()
+    smoothed = noise.clone()
+    smoothed[torch.arange(len(labels)), labels] += 1
+    sums = torch.zeros(num_classes, num_classes, dtype=noise.dtype, device=noise.device)
+    sums.index_add_(0, labels, smoothed)
+    counts = torch.bincount(labels, minlength=num_classes).to(noise.dtype)
+    return sums / counts.unsqueeze(1)  # 0 / 0 = NaN for absent classes

@@ -8,6 +8,7 @@ module, like ``import smoothlab``, needs only torch and numpy.
 
 from smoothlab.plots._base import save_figure
 from smoothlab.plots.calibration import confidence_histogram, reliability_diagram, reliability_grid
+from smoothlab.plots.labels import smoothed_label_maps
 from smoothlab.plots.maps import label_noise_vs_mean_logit, simplex_loss_map
 from smoothlab.plots.representations import penultimate_projection
 from smoothlab.plots.sweeps import Sweep, metric_vs_epoch, metric_vs_noise
@@ -23,4 +24,5 @@ __all__ = [
     "reliability_grid",
     "save_figure",
     "simplex_loss_map",
+    "smoothed_label_maps",
 ]
