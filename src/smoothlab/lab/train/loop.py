@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from smoothlab.lab.plan.grid import RunConfig
+from smoothlab.lab.plan.methods.base import RunContext
 from smoothlab.lab.plan.models import build_model, classifier
 from smoothlab.lab.plan.objectives import LossFn, cross_entropy, teacher_probabilities
 from smoothlab.lab.plan.schema import AugmentConfig
@@ -168,7 +169,8 @@ class _Trainer:
             self.method, self.model, recipe, len(data.y_train), task.seed
         )
         teacher = self._teacher_probs(shape) if self.method.needs_teacher else None
-        self.objective = self.method.objective(data.num_classes, teacher)
+        context = RunContext(data.num_classes, data.y_train, data.y_train_clean, task.seed)
+        self.objective = self.method.run_objective(context, teacher)
         self.batches = math.ceil(len(data.y_train) / self.run.train.batch_size)
         self.lr = lr_schedule(self.run, recipe.lr, self.batches)
         self.generator = torch.Generator().manual_seed(task.seed ^ 0x5EED)

@@ -2,11 +2,20 @@
 
 :mod:`~smoothlab.lab.plan.methods.base` holds :class:`Method` (objective, optimizer kind,
 ``[train]`` overrides, table label); :mod:`~smoothlab.lab.plan.methods.smoothing` the seed papers'
-methods; :mod:`~smoothlab.lab.plan.methods.registry` :data:`METHODS`, from which the CLI's
+methods; :mod:`~smoothlab.lab.plan.methods.baselines` the noisy-label baselines;
+:mod:`~smoothlab.lab.plan.methods.registry` :data:`METHODS`, from which the CLI's
 choices, ``smoothlab list`` and plot legends derive.
 """
 
-from smoothlab.lab.plan.methods.base import Method
+from smoothlab.lab.plan.methods.base import Method, RunContext
+from smoothlab.lab.plan.methods.baselines import (
+    BackwardCorrection,
+    FDivergence,
+    ForwardCorrection,
+    GeneralizedCrossEntropy,
+    PeerLoss,
+    SymmetricCrossEntropy,
+)
 from smoothlab.lab.plan.methods.registry import (
     METHODS,
     RENAMED,
@@ -30,15 +39,22 @@ from smoothlab.lab.plan.methods.smoothing import (
 __all__ = [
     "METHODS",
     "RENAMED",
+    "BackwardCorrection",
     "ConfidencePenalty",
     "CrossEntropy",
+    "FDivergence",
+    "ForwardCorrection",
+    "GeneralizedCrossEntropy",
     "Ivon",
     "LabelRelaxation",
     "LabelSmoothing",
     "Method",
     "NegativeSmoothing",
     "OnlineSmoothing",
+    "PeerLoss",
+    "RunContext",
     "Sam",
+    "SymmetricCrossEntropy",
     "TeacherSmoothing",
     "TwoStageSmoothing",
     "make_method",

@@ -20,7 +20,7 @@ from smoothlab._checks import fail
 from smoothlab.lab.plan.objectives import Objective, Stateless, cross_entropy
 from smoothlab.lab.plan.schema import ConfigError, TrainConfig
 
-__all__ = ["Method", "check", "is_set"]
+__all__ = ["Method", "RunContext", "check", "is_set"]
 
 
 def is_set(value: object) -> bool:
@@ -32,6 +32,21 @@ def check(ok: bool, path: str, expected: str, got: object) -> None:
     """Raise a :class:`ConfigError` ``"`path` must be expected, got got"`` unless ``ok``."""
     if not ok:
         raise fail(path, expected, got, kind=ConfigError)
+
+
+@dataclass(frozen=True, eq=False)
+class RunContext:
+    """What a run knows beyond its method's parameters, for objectives that need it.
+
+    ``labels`` are the (noisy) labels the model trains on and ``clean_labels`` the clean ones,
+    both in training-set order (the ``index`` an objective receives points into them); ``seed``
+    is the run's seed, from its key, for objectives that draw random numbers (house rule 5).
+    """
+
+    num_classes: int
+    labels: Tensor
+    clean_labels: Tensor
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,11 @@ class Method:
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         """The training loss; plain cross-entropy unless a subclass says otherwise."""
         return Stateless(cross_entropy)
+
+    def run_objective(self, context: RunContext, teacher_probs: Tensor | None = None) -> Objective:
+        """The objective of one run, as the loop builds it: :meth:`objective` unless a method
+        needs more of the run (its labels for loss correction, its seed for peer loss)."""
+        return self.objective(context.num_classes, teacher_probs)
 
     def label(self) -> str:
         """``name(param=value, ...)``: the row label in tables and plot legends.

@@ -12,6 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from smoothlab.lab.plan.methods.base import Method, is_set
+from smoothlab.lab.plan.methods.baselines import (
+    BackwardCorrection,
+    FDivergence,
+    ForwardCorrection,
+    GeneralizedCrossEntropy,
+    PeerLoss,
+    SymmetricCrossEntropy,
+)
 from smoothlab.lab.plan.methods.smoothing import (
     ConfidencePenalty,
     CrossEntropy,
@@ -41,6 +49,13 @@ METHODS: dict[str, type[Method]] = {
         TeacherSmoothing,
         Ivon,
         Sam,
+        # the noisy-label baselines (baselines.py)
+        BackwardCorrection,
+        ForwardCorrection,
+        PeerLoss,
+        FDivergence,
+        GeneralizedCrossEntropy,
+        SymmetricCrossEntropy,
     )
 }
 
