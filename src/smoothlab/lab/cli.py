@@ -108,6 +108,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 def _list() -> None:
     from smoothlab.datasets import get_dataset_info, list_datasets
+    from smoothlab.lab.plan.human_noise import HUMAN_NOISE
     from smoothlab.lab.plan.inputs import dataset_inputs
     from smoothlab.lab.plan.methods import METHODS, method_fields
     from smoothlab.lab.plan.models import MODELS
@@ -130,6 +131,8 @@ def _list() -> None:
     print("noise kinds:")
     for kind in NOISE_KINDS:
         print(f"  {kind.name:<19} {kind.description}")
+    for human in HUMAN_NOISE.values():
+        print(f"  {human.name:<19} human labels: {human.description}; rates = [0]")
 
 
 def _show(config: Config) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from smoothlab import noise
 from smoothlab.datasets import list_datasets
+from smoothlab.lab.plan.human_noise import HUMAN_NOISE
 from smoothlab.lab.plan.methods import METHODS, RENAMED, method_fields
 from smoothlab.lab.plan.models import MODELS
 from smoothlab.lab.plan.schema import (
@@ -167,7 +168,7 @@ def _check_names(config: Config) -> None:
             "noise kind",
             "noise.kinds",
             list(config.noise.kinds),
-            [k.name for k in noise.NOISE_KINDS],
+            [k.name for k in noise.NOISE_KINDS] + list(HUMAN_NOISE),
         ),
     ]
     for what, path, values, valid in registries:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 
 from smoothlab.lab.plan.grid import method_variants
+from smoothlab.lab.plan.human_noise import HUMAN_NOISE, check_human_noise
 from smoothlab.lab.plan.inputs import dataset_inputs, models_for
 from smoothlab.lab.plan.methods import METHODS, make_method
 from smoothlab.lab.plan.models import MODELS
@@ -123,8 +124,10 @@ def _check_noise(config: Config) -> None:
             "`noise.rates` must be <= 0.5 with noise kind `class-dependent` in noise.kinds "
             f"(class K flips with probability rate + 0.5), got {max(rates):g}"
         )
+    check_human_noise(config, k)
     for kind, rate in itertools.product(kinds, rates):
-        _probe_noise(kind, rate, k, config.noise.exact, dataset)
+        if kind not in HUMAN_NOISE:  # human label sets are read by the worker, not built
+            _probe_noise(kind, rate, k, config.noise.exact, dataset)
 
 
 def _probe_noise(kind: str, rate: float, k: int, exact: bool, dataset: str) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from smoothlab.lab.plan.grid import RunConfig
+from smoothlab.lab.plan.human_noise import HUMAN_NOISE, human_labels
 
 if TYPE_CHECKING:
     from smoothlab.datasets import Affine, Dataset
@@ -77,7 +78,10 @@ def prepare_data(run: RunConfig, data_seed: int) -> RunData:
     x_test, y_test = _subset(dataset.x_test, dataset.y_test, run.data.test_subset, 0)
     generator = torch.Generator().manual_seed(data_seed)
     noisy = clean
-    if run.noise_kind != "none":  # the clean data: any kind at rate 0
+    if run.noise_kind in HUMAN_NOISE:  # a CIFAR-N label set: the same subset of its labels
+        human = human_labels(run.noise_kind, run.data.root, dataset.y_train)
+        noisy = _subset(human, human, run.data.train_subset, 0)[1]
+    elif run.noise_kind != "none":  # the clean data: any kind at rate 0
         noisy = noise_kind(run.noise_kind).build(
             clean,
             run.noise_rate,
