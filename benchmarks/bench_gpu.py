@@ -7,9 +7,12 @@ cross-entropy when ``liger_kernel`` is importable, and to our uniform smoothing:
 1.15x target). Peak memory is the most allocated during a round beyond what existed before it
 (logits, targets), in units of one ``N x C`` logits buffer. A second table times the fused linear
 heads (logits never whole) against ``F.linear`` + ``F.cross_entropy`` and Liger's fused linear
-cross-entropy, peak extra memory in MiB. Usage::
+cross-entropy, peak extra memory in MiB. A third times IVON's step (Triton kernels: sample,
+record, update) on a 25M-parameter float32 model (``--ivon WIDTHxDEPTH`` square layers with
+biases) against torch's fused AdamW step, both given fixed gradients. Usage::
 
     python benchmarks/bench_gpu.py [--shape 8192x128256] [--head 8192x4096x128256] [--repeats 10]
+                                   [--ivon 2048x6]
     python benchmarks/bench_gpu.py --dry-run   # checks the plan on any machine, measures nothing
 
 Without a CUDA device it exits with status 2 and says so; nothing is estimated.
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 
 import smoothlab
 from smoothlab import _native
+from smoothlab.optim import IVON
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 LS = smoothlab.label_smoothing_cross_entropy
@@ -148,20 +152,80 @@ def head_table(
     report(results, [HEAD_BASELINE, *([liger] if liger else [])], 1 << 20, "MiB")
 
 
+ADAMW = "torch AdamW fused step"
+IVON_STEPS = (ADAMW, "ivon step()", "ivon sample+record+step")
+
+
+def time_call(run: Callable[[], object], prepare: Callable[[], object]) -> float:
+    """Milliseconds of ``run()`` on the GPU after an untimed ``prepare()``."""
+    prepare()
+    torch.cuda.synchronize()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    run()
+    stop.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(stop)
+
+
+def _layers(width: int, depth: int, seed: int) -> list[torch.nn.Parameter]:
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    shapes = [(width, width), (width,)] * depth
+    return [torch.nn.Parameter(torch.randn(s, device=DEVICE, generator=g) / width) for s in shapes]
+
+
+def ivon_table(shape: tuple[int, int], repeats: int) -> None:
+    """IVON's optimizer work per training step against fused AdamW's, medians of interleaved
+    rounds; the gradients are fixed tensors, so no forward or backward pass is timed."""
+    width, depth = shape
+    adam_params, ivon_params = _layers(width, depth, 2), _layers(width, depth, 2)
+    grads = [torch.randn_like(p) for p in adam_params]
+    for p, grad in zip(adam_params, grads, strict=True):
+        p.grad = grad
+    adamw = torch.optim.AdamW(adam_params, lr=1e-3, fused=True)
+    ivon = IVON(ivon_params, lr=1e-3, ess=1e6,
+                generator=torch.Generator(DEVICE).manual_seed(3))  # fmt: skip
+
+    def sample_and_record() -> None:
+        with ivon.sampled_params(train=True):
+            for p, grad in zip(ivon_params, grads, strict=True):
+                p.grad = grad
+
+    def full() -> None:
+        sample_and_record()
+        ivon.step()
+
+    rounds = {ADAMW: (adamw.step, lambda: None), "ivon step()": (ivon.step, sample_and_record)}
+    rounds["ivon sample+record+step"] = (full, lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in IVON_STEPS}
+    for _ in range(repeats + 1):  # the first round compiles the kernels: not counted
+        for name in IVON_STEPS:
+            times[name].append(time_call(*rounds[name]))
+    count = sum(p.numel() for p in ivon_params)
+    print(f"\nIVON {count / 1e6:.1f}M float32 parameters in {2 * depth} tensors: ratio to AdamW")
+    base = statistics.median(times[ADAMW][1:])
+    for name in IVON_STEPS:
+        ms = statistics.median(times[name][1:])
+        print(f"{name:<26}{ms:>9.3f}{ms / base:>10.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="8192x128256", help="N x C logits")
     parser.add_argument("--head", default="8192x4096x128256", help="N x H -> V linear head")
+    parser.add_argument("--ivon", default="2048x6", help="IVON model: WIDTH x DEPTH layers")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, measure nothing")
     args = parser.parse_args(argv)
     n, c = (int(part) for part in args.shape.lower().split("x"))
     rows, hidden, vocab = (int(part) for part in args.head.lower().split("x"))
+    width, depth = (int(part) for part in args.ivon.lower().split("x"))
     dtype = getattr(torch, args.dtype)
     liger = add_liger(LOSSES, HEADS)
     print(f"losses {n}x{c}, heads {rows}x{hidden}->{vocab}, {args.dtype}, {args.repeats} rounds")
     print(f"losses: {', '.join(LOSSES)}; heads: {', '.join(HEADS)}")
+    print(f"ivon {width}x{depth}: {', '.join(IVON_STEPS)}")
     print(f"triton: {_native.status()['triton']}; liger-kernel: {'yes' if liger else 'absent'}")
     if args.dry_run:
         return 0
@@ -173,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     loss_table((n, c), dtype, args.repeats, liger)
     head_table((rows, hidden, vocab), dtype, args.repeats, liger)
+    ivon_table((width, depth), args.repeats)
     return 0
 
 

@@ -52,6 +52,8 @@ def test_gpu_check_dry_run() -> None:
     assert collected is not None and int(collected.group(1)) >= 30, done.stdout
     assert "losses: pytorch ls r=0.1, ls r=0.1," in done.stdout
     assert "heads: pytorch linear + ls r=0.1, ls r=0.1," in done.stdout
+    assert "ivon 2048x6: torch AdamW fused step, ivon step()," in done.stdout
+    assert re.search(r"test_triton_ivon.py: \d+", done.stdout), done.stdout
     assert done.stdout.rstrip().endswith("dry run done: nothing was measured")
     if not HAS_CUDA:
         bad = subprocess.run(
@@ -177,8 +179,10 @@ def test_bench_gpu_tables_run(
         "Event": _Event,
     }.items():
         monkeypatch.setattr(torch.cuda, name, value)
-    assert bench.main(["--shape", "8x50", "--head", "8x4x50", "--repeats", "1"]) == 0
+    assert (
+        bench.main(["--shape", "8x50", "--head", "8x4x50", "--ivon", "16x2", "--repeats", "1"]) == 0
+    )
     out = capsys.readouterr().out
     assert "device: stub" in out
-    for name in [*bench.LOSSES, *bench.HEADS]:
+    for name in [*bench.LOSSES, *bench.HEADS, *bench.IVON_STEPS]:
         assert re.search(rf"^{re.escape(name)} +\d", out, re.MULTILINE), name
