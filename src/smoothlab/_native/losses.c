@@ -1,24 +1,25 @@
 /* Row kernels of smoothlab's loss family for float32 logits: loss and gradient in one call.
  *
- * Every loss of the family has, per row, a gradient of the form
+ * Notation (the same in smoothlab/losses/_kernels.py and smoothlab/_triton/rows.py):
  *
- *     g_j = u e_j + v e_j z_j - c pi_j - cr w_j T_ij   (pi_j = 1 when no prior is given),
- *     g_y -= t,
+ *   target      q = a e_y + b pi + r T      a, b, r per row; pi a (C,) prior vector (1/C when
+ *                                           absent); T the row's own distribution (a per-example
+ *                                           prior, or probability targets) times class weights w
+ *   mass        Q = a + b sum(pi) + r sum(T)
+ *   statistics  m = max z, e_j = exp(z_j - m), S = sum e_j, lse = m + log S, pz = pi . z,
+ *               tz = T . z, tsum = sum(T), ez = sum e_j z_j (terms with a zero left factor are 0)
+ *   gradient    g_j = ce e_j + cez e_j z_j - cb pi_j - cr T_j,   g_y -= ca
+ *               (s times d loss / dz; each c_x is the per-row coefficient of the term x)
  *
- * where e_j = exp(z_j - max z) and u, v, c, cr, t are per-row numbers that depend on the row's
- * statistics S = sum_j e_j (so lse = max z + log S), D = sum_j pi_j z_j (masked where
- * pi_j = 0), R = sum_j w_j T_ij z_j (likewise) and E = sum_j e_j z_j (masked where e_j = 0).
+ * Kinds: SMOOTH  cross-entropy against q: loss = Q lse - a z_y - b pz - r tz, whose gradient
+ *                s (Q p - q) is ce = s Q / S, cez = 0, cb = s b, cr = s r, ca = s a
+ *        RELAX   label relaxation with alpha = strength, per-row weight a
+ *        PENALTY cross-entropy minus beta H(p) (beta = strength), hinged at tau unless tau is
+ *                NaN, per-row weight a; the cross-entropy is against y or against T
+ *
  * The kernels make one sweep for the maximum, one for the sums (storing e_j in g), then the row
- * arithmetic, then one sweep writing g. smoothlab/losses/_kernels.py holds the same algebra in
- * PyTorch, and the tests compare the two.
- *
- * Kinds: SMOOTH  q = a e_y + b pi + r (w . T_i) (a, b, r per row): pi is a (C,) vector (1/C
- *                when absent), T_i the row's own distribution (per-example priors, or
- *                probability targets with a = 0 and no class indices) with optional class
- *                weights w; loss = Q lse - a z_y - b D - r R, Q = a + b sum(pi) + r sum(w T_i)
- *        RELAX   label relaxation with alpha = h1, per-row weight a
- *        PENALTY cross-entropy minus h1 H(p), hinged at h2 unless h2 is NaN, per-row weight a;
- *                the cross-entropy is against class indices or against the rows w . T
+ * arithmetic, then one sweep writing g; the PyTorch and Triton kernels compute the same
+ * numbers, and the tests compare them.
  *
  * Rows with few classes (C <= SMALL_C) are transposed in blocks of LANES rows, so that every
  * sweep runs across rows (SIMD over examples) instead of across ten classes.
@@ -98,10 +99,10 @@ static inline float sl_log(float x) {
 
 /* Per-row statistics in, per-row loss and gradient terms out, for n rows (SIMD across rows). */
 typedef struct {
-    const float *a, *b, *r;         /* the rows' coefficients (a is the weight w for RELAX, PENALTY) */
-    float *m, *s, *d, *e, *zy, *ey; /* max, sum of e_j, sum pi_j z_j, sum e_j z_j, z_y, e_y */
-    float *dr, *mr;                 /* sum_j w_j T_ij z_j and sum_j w_j T_ij (SMOOTH with T) */
-    float *loss, *u, *v, *c, *t;    /* g_j = u e_j + v e_j z_j - c pi_j - cr w_j T_ij, g_y -= t */
+    const float *a, *b, *r;           /* the rows' a, b, r (a: the weight for RELAX, PENALTY) */
+    float *m, *s, *pz, *ez, *zy, *ey; /* the statistics m, S, pz, ez, z_y, e_y (header) */
+    float *tz, *tsum;                 /* tz and tsum (SMOOTH and PENALTY with T) */
+    float *loss, *ce, *cez, *cb, *ca; /* the loss and the gradient's coefficients (header) */
     float *cr;
 } lanes_t;
 
@@ -119,8 +120,9 @@ typedef struct {
     float a0, b0, r0;
     const float *pi;          /* (C,) prior vector, or NULL for 1/C */
     float pi_sum;             /* its total mass */
-    const float *tr, *rw;     /* (rows, C) rows T (or NULL) and their (C,) class weights w */
-    float h1, h2, scale;
+    const float *t, *tw;      /* (rows, C) distributions T (or NULL), their (C,) class weights w */
+    float strength, tau;      /* alpha (RELAX) or beta (PENALTY); the penalty's threshold (NaN) */
+    float scale;              /* d reduced loss / d summed loss (the gradient's factor s) */
 } spec_t;
 
 static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
@@ -129,22 +131,22 @@ static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
     const float per = sp->pi ? scale : scale / (float)sp->classes;
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
-        float q = a[l] + b[l] * pi_sum + r[l] * L.mr[l], lse = L.m[l] + sl_log(L.s[l]);
-        float loss = q * lse - (a[l] != 0.0f ? a[l] * L.zy[l] : 0.0f);
-        loss -= b[l] != 0.0f ? b[l] * L.d[l] : 0.0f;
-        L.loss[l] = loss - (r[l] != 0.0f ? r[l] * L.dr[l] : 0.0f);
-        L.u[l] = scale * q / L.s[l];
-        L.v[l] = 0.0f;
-        L.c[l] = per * b[l];
+        float mass = a[l] + b[l] * pi_sum + r[l] * L.tsum[l], lse = L.m[l] + sl_log(L.s[l]);
+        float loss = mass * lse - (a[l] != 0.0f ? a[l] * L.zy[l] : 0.0f);
+        loss -= b[l] != 0.0f ? b[l] * L.pz[l] : 0.0f;
+        L.loss[l] = loss - (r[l] != 0.0f ? r[l] * L.tz[l] : 0.0f);
+        L.ce[l] = scale * mass / L.s[l];
+        L.cez[l] = 0.0f;
+        L.cb[l] = per * b[l];
         L.cr[l] = scale * r[l];
-        L.t[l] = scale * a[l];
+        L.ca[l] = scale * a[l];
     }
 }
 
 /* Label relaxation (Lienen & Hüllermeier, Eq. 5): zero inside the set p_y >= 1 - alpha, else
  * (1 - alpha) log((1 - alpha) / p_y) + alpha log(alpha / (1 - p_y)), gradient kappa (p - e_y). */
 static void relax_math(const spec_t *sp, int64_t n, lanes_t L) {
-    const float *w = L.a, alpha = sp->h1, scale = sp->scale;
+    const float *w = L.a, alpha = sp->strength, scale = sp->scale;
     const float keep = 1.0f - alpha, border = (float)log1p(-(double)alpha);
     const float log_alpha = (float)log((double)alpha);
 #pragma omp simd
@@ -155,34 +157,34 @@ static void relax_math(const spec_t *sp, int64_t n, lanes_t L) {
         float kl = keep * (border - log_p_y) + alpha * (log_alpha - sl_log(rest));
         float coef = (keep - p_y) / rest * scale * w[l];
         L.loss[l] = inside ? 0.0f : (kl < 0.0f ? 0.0f : kl) * w[l]; /* NaN stays NaN */
-        L.u[l] = inside ? 0.0f : coef / L.s[l];
-        L.v[l] = L.c[l] = 0.0f;
-        L.t[l] = inside ? 0.0f : coef;
+        L.ce[l] = inside ? 0.0f : coef / L.s[l];
+        L.cez[l] = L.cb[l] = 0.0f;
+        L.ca[l] = inside ? 0.0f : coef;
     }
 }
 
 /* The confidence penalty (Pereyra et al.): CE - beta H(p), or CE + beta max(0, tau - H(p)).
- * CE is lse - z_y for class indices, or Q lse - R against the rows T (probability targets
- * times class weights), whose gradient Q p - w T takes the rows term with cr = scale w. */
+ * CE is lse - z_y for class indices, or Q lse - tz against T (probability targets times
+ * class weights, Q = tsum), whose gradient Q p - T takes the T term with cr = s w. */
 static void penalty_math(const spec_t *sp, int64_t n, lanes_t L) {
-    const float *w = L.a, beta = sp->h1, tau = sp->h2, scale = sp->scale;
-    const int hinge = !isnan(tau), rows = sp->tr != 0;
+    const float *w = L.a, beta = sp->strength, tau = sp->tau, scale = sp->scale;
+    const int hinge = !isnan(tau), rows = sp->t != 0;
 #pragma omp simd
     for (int64_t l = 0; l < n; l++) {
-        float lse = L.m[l] + sl_log(L.s[l]), entropy = lse - L.e[l] / L.s[l];
+        float lse = L.m[l] + sl_log(L.s[l]), entropy = lse - L.ez[l] / L.s[l];
         float gamma = beta, penalty = -entropy;
         if (hinge) {
             penalty = entropy > tau ? 0.0f : tau - entropy;
             gamma = entropy < tau ? beta : 0.0f;
         }
-        float sw = scale * w[l], q = rows ? L.mr[l] : 1.0f;
-        float ce = rows ? q * lse - L.dr[l] : lse - L.zy[l];
-        L.loss[l] = w[l] * (ce + beta * penalty);
-        L.u[l] = sw * (q + gamma * (entropy - lse)) / L.s[l];
-        L.v[l] = sw * gamma / L.s[l];
-        L.c[l] = 0.0f;
+        float sw = scale * w[l], mass = rows ? L.tsum[l] : 1.0f;
+        float xent = rows ? mass * lse - L.tz[l] : lse - L.zy[l];
+        L.loss[l] = w[l] * (xent + beta * penalty);
+        L.ce[l] = sw * (mass + gamma * (entropy - lse)) / L.s[l];
+        L.cez[l] = sw * gamma / L.s[l];
+        L.cb[l] = 0.0f;
         L.cr[l] = rows ? sw : 0.0f;
-        L.t[l] = rows ? 0.0f : sw;
+        L.ca[l] = rows ? 0.0f : sw;
     }
 }
 
@@ -202,8 +204,8 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
                      float *tmp) {
     const int64_t C = sp->classes;
     float a = sp->a ? sp->a[i] : sp->a0, b = sp->b ? sp->b[i] : sp->b0;
-    float r = sp->r ? sp->r[i] : sp->r0, dr, mr, cr = 0.0f;
-    float m = z[0], d = 0.0f, zy = y < 0 ? 0.0f : z[y], sf, ef, ey, u, v, c, t;
+    float r = sp->r ? sp->r[i] : sp->r0, tz, tsum, cr = 0.0f;
+    float m = z[0], pz = 0.0f, zy = y < 0 ? 0.0f : z[y], sf, ef, ey, ce, cez, cb, ca;
     int nan = 0;
 #pragma omp simd reduction(max : m) reduction(| : nan)
     for (int64_t j = 0; j < C; j++) {
@@ -211,50 +213,50 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
         nan |= z[j] != z[j];
     }
     m = nan ? NAN : m;
-    const float *pi = sp->pi, *tr = sp->tr ? sp->tr + i * C : 0, *rw = sp->rw;
+    const float *pi = sp->pi, *t = sp->t ? sp->t + i * C : 0, *tw = sp->tw;
     const int store = g != 0 && !(sp->kind == PENALTY && g == z);
-    const int dot = sp->kind == SMOOTH && b != 0.0f, penalty = sp->kind == PENALTY;
-    const int rdot = tr && ((sp->kind == SMOOTH && r != 0.0f) || sp->kind == PENALTY);
-    double s = 0.0, e = 0.0, sum = 0.0, rsum = 0.0, mass = 0.0;
+    const int pdot = sp->kind == SMOOTH && b != 0.0f, penalty = sp->kind == PENALTY;
+    const int tdot = t && ((sp->kind == SMOOTH && r != 0.0f) || sp->kind == PENALTY);
+    double s = 0.0, ez = 0.0, pz_sum = 0.0, tz_sum = 0.0, tsum_sum = 0.0;
     for (int64_t j0 = 0; j0 < C; j0 += BLOCK) {
         const int64_t j1 = C - j0 < BLOCK ? C : j0 + BLOCK;
-        float bs = 0.0f, be = 0.0f, bd = 0.0f, br = 0.0f, bm = 0.0f;
-        if (rdot && rw) {
-#pragma omp simd reduction(+ : br, bm)
+        float bs = 0.0f, bez = 0.0f, bpz = 0.0f, btz = 0.0f, btsum = 0.0f;
+        if (tdot && tw) {
+#pragma omp simd reduction(+ : btz, btsum)
             for (int64_t j = j0; j < j1; j++) {
-                float q = rw[j] * tr[j];
-                br += q != 0.0f ? q * z[j] : 0.0f;
-                bm += q;
+                float wt = tw[j] * t[j];
+                btz += wt != 0.0f ? wt * z[j] : 0.0f;
+                btsum += wt;
             }
-        } else if (rdot) {
-#pragma omp simd reduction(+ : br, bm)
+        } else if (tdot) {
+#pragma omp simd reduction(+ : btz, btsum)
             for (int64_t j = j0; j < j1; j++) {
-                br += tr[j] != 0.0f ? tr[j] * z[j] : 0.0f;
-                bm += tr[j];
+                btz += t[j] != 0.0f ? t[j] * z[j] : 0.0f;
+                btsum += t[j];
             }
         }
-        if (dot && pi) {
-#pragma omp simd reduction(+ : bd)
-            for (int64_t j = j0; j < j1; j++) bd += pi[j] != 0.0f ? pi[j] * z[j] : 0.0f;
-        } else if (dot) {
-#pragma omp simd reduction(+ : bd)
-            for (int64_t j = j0; j < j1; j++) bd += z[j];
+        if (pdot && pi) {
+#pragma omp simd reduction(+ : bpz)
+            for (int64_t j = j0; j < j1; j++) bpz += pi[j] != 0.0f ? pi[j] * z[j] : 0.0f;
+        } else if (pdot) {
+#pragma omp simd reduction(+ : bpz)
+            for (int64_t j = j0; j < j1; j++) bpz += z[j];
         }
         if (penalty && (store || tmp)) {
             float *out = store ? g : tmp;
-#pragma omp simd reduction(+ : bs, be)
+#pragma omp simd reduction(+ : bs, bez)
             for (int64_t j = j0; j < j1; j++) {
                 float ej = sl_exp(z[j] - m);
                 out[j] = ej;
                 bs += ej;
-                be += ej != 0.0f ? ej * z[j] : 0.0f;
+                bez += ej != 0.0f ? ej * z[j] : 0.0f;
             }
         } else if (penalty) {
-#pragma omp simd reduction(+ : bs, be)
+#pragma omp simd reduction(+ : bs, bez)
             for (int64_t j = j0; j < j1; j++) {
                 float ej = sl_exp(z[j] - m);
                 bs += ej;
-                be += ej != 0.0f ? ej * z[j] : 0.0f;
+                bez += ej != 0.0f ? ej * z[j] : 0.0f;
             }
         } else if (store) {
 #pragma omp simd reduction(+ : bs)
@@ -268,48 +270,49 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
             for (int64_t j = j0; j < j1; j++) bs += sl_exp(z[j] - m);
         }
         s += bs;
-        e += be;
-        sum += bd;
-        rsum += br;
-        mass += bm;
+        ez += bez;
+        pz_sum += bpz;
+        tz_sum += btz;
+        tsum_sum += btsum;
     }
-    d = (float)(pi ? sum : sum / (double)C);
-    dr = (float)rsum;
-    mr = (float)mass;
+    pz = (float)(pi ? pz_sum : pz_sum / (double)C);
+    tz = (float)tz_sum;
+    tsum = (float)tsum_sum;
     sf = (float)s;
-    ef = (float)e;
+    ef = (float)ez;
     ey = y < 0 ? 0.0f : store ? g[y] : penalty && tmp ? tmp[y] : sl_exp(zy - m);
-    lanes_t L = {&a, &b, &r, &m, &sf, &d, &ef, &zy, &ey, &dr, &mr, loss, &u, &v, &c, &t, &cr};
+    lanes_t L = {&a,  &b, &r,   &m,   &sf,  &pz,  &ef, &zy, &ey,
+                 &tz, &tsum, loss, &ce, &cez, &cb, &ca, &cr};
     row_math(sp, 1, L);
     if (sp->valid && !sp->valid[i]) *loss = 0.0f;
     if (!sp->grad || g == 0) return;
     if (penalty && !store && tmp) {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) g[j] = tmp[j] != 0.0f ? tmp[j] * (u + v * z[j]) : 0.0f;
+        for (int64_t j = 0; j < C; j++) g[j] = tmp[j] != 0.0f ? tmp[j] * (ce + cez * z[j]) : 0.0f;
     } else if (penalty && !store) {
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) {
             float ej = sl_exp(z[j] - m);
-            g[j] = ej != 0.0f ? ej * (u + v * z[j]) : 0.0f;
+            g[j] = ej != 0.0f ? ej * (ce + cez * z[j]) : 0.0f;
         }
     } else if (penalty) {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) g[j] = g[j] != 0.0f ? g[j] * (u + v * z[j]) : 0.0f;
-    } else if (pi && c != 0.0f) {
+        for (int64_t j = 0; j < C; j++) g[j] = g[j] != 0.0f ? g[j] * (ce + cez * z[j]) : 0.0f;
+    } else if (pi && cb != 0.0f) {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) g[j] = u * g[j] - c * pi[j];
+        for (int64_t j = 0; j < C; j++) g[j] = ce * g[j] - cb * pi[j];
     } else {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) g[j] = u * g[j] - c;
+        for (int64_t j = 0; j < C; j++) g[j] = ce * g[j] - cb;
     }
-    if (rdot && rw) {
+    if (tdot && tw) {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) g[j] -= cr * (rw[j] * tr[j]);
-    } else if (rdot) {
+        for (int64_t j = 0; j < C; j++) g[j] -= cr * (tw[j] * t[j]);
+    } else if (tdot) {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) g[j] -= cr * tr[j];
+        for (int64_t j = 0; j < C; j++) g[j] -= cr * t[j];
     }
-    if (y >= 0) g[y] -= t;
+    if (y >= 0) g[y] -= ca;
 }
 
 /* An 8 x 8 transpose in registers (AVX2 builds). */
@@ -405,16 +408,16 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
                              const int64_t *y, float *loss, const int kind, const int vector,
                              const int rows) {
     const int64_t C = sp->classes;
-    float zt[SMALL_C * LANES], et[SMALL_C * LANES], pt[SMALL_C * LANES];
-    float m[LANES], s[LANES], d[LANES], e[LANES], zy[LANES], ey[LANES], dr[LANES], mr[LANES];
-    float a[LANES], b[LANES], r[LANES], u[LANES], v[LANES], c[LANES], t[LANES], cr[LANES];
+    float zt[SMALL_C * LANES], et[SMALL_C * LANES], tt[SMALL_C * LANES];
+    float m[LANES], s[LANES], pz[LANES], ez[LANES], zy[LANES], ey[LANES], tz[LANES], tsum[LANES];
+    float a[LANES], b[LANES], r[LANES], ce[LANES], cez[LANES], cb[LANES], ca[LANES], cr[LANES];
     to_lanes(z, zt, n, C);
     if (rows) {
-        to_lanes(sp->tr + row0 * C, pt, n, C);
-        for (int64_t j = 0; sp->rw && j < C; j++) {
-            const float w = sp->rw[j];
+        to_lanes(sp->t + row0 * C, tt, n, C);
+        for (int64_t j = 0; sp->tw && j < C; j++) {
+            const float w = sp->tw[j];
 #pragma omp simd
-            for (int64_t l = 0; l < LANES; l++) pt[j * LANES + l] *= w;
+            for (int64_t l = 0; l < LANES; l++) tt[j * LANES + l] *= w;
         }
     }
     for (int64_t l = 0; l < LANES; l++) {
@@ -428,27 +431,27 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
 #pragma omp simd
     for (int64_t l = 0; l < LANES; l++) {
         m[l] = zt[l];
-        s[l] = d[l] = e[l] = zy[l] = ey[l] = dr[l] = mr[l] = 0.0f;
+        s[l] = pz[l] = ez[l] = zy[l] = ey[l] = tz[l] = tsum[l] = 0.0f;
     }
     for (int64_t j = 0; j < C; j++) {
-        const float *zj = zt + j * LANES, *pl = pt + j * LANES;
+        const float *zj = zt + j * LANES, *tl = tt + j * LANES;
         const float pj = vector ? sp->pi[j] : 1.0f / (float)C;
         if (kind == SMOOTH) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++) {
                 m[l] = zj[l] > m[l] ? zj[l] : m[l];
-                d[l] += vector && pj == 0.0f ? 0.0f : pj * zj[l];
+                pz[l] += vector && pj == 0.0f ? 0.0f : pj * zj[l];
                 if (rows) {
-                    dr[l] += pl[l] == 0.0f ? 0.0f : pl[l] * zj[l];
-                    mr[l] += pl[l];
+                    tz[l] += tl[l] == 0.0f ? 0.0f : tl[l] * zj[l];
+                    tsum[l] += tl[l];
                 }
             }
         } else if (kind == PENALTY && rows) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++) {
                 m[l] = zj[l] > m[l] ? zj[l] : m[l];
-                dr[l] += pl[l] == 0.0f ? 0.0f : pl[l] * zj[l];
-                mr[l] += pl[l];
+                tz[l] += tl[l] == 0.0f ? 0.0f : tl[l] * zj[l];
+                tsum[l] += tl[l];
             }
         } else {
 #pragma omp simd
@@ -464,7 +467,7 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
                 float x = sl_exp(zj[l] - m[l]);
                 ej[l] = x;
                 s[l] += x;
-                e[l] += x != 0.0f ? x * zj[l] : 0.0f;
+                ez[l] += x != 0.0f ? x * zj[l] : 0.0f;
             }
         } else {
 #pragma omp simd
@@ -479,7 +482,7 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
         zy[l] = zt[y[l] * LANES + l];
         ey[l] = et[y[l] * LANES + l];
     }
-    lanes_t L = {a, b, r, m, s, d, e, zy, ey, dr, mr, loss, u, v, c, t, cr};
+    lanes_t L = {a, b, r, m, s, pz, ez, zy, ey, tz, tsum, loss, ce, cez, cb, ca, cr};
     if (kind == SMOOTH) smooth_math(sp, n, L);
     else if (kind == RELAX) relax_math(sp, n, L);
     else penalty_math(sp, n, L);
@@ -490,36 +493,36 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
     for (int64_t l = 0; l < n; l++) total += loss[l];
     if (!sp->grad || g == 0) return total;
     for (int64_t j = 0; j < C; j++) {
-        const float *zj = zt + j * LANES, *pl = pt + j * LANES;
+        const float *zj = zt + j * LANES, *tl = tt + j * LANES;
         float *ej = et + j * LANES;
         const float pj = vector ? sp->pi[j] : 1.0f;
         if (kind == PENALTY && rows) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++)
-                ej[l] = (ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f) - cr[l] * pl[l];
+                ej[l] = (ej[l] != 0.0f ? ej[l] * (ce[l] + cez[l] * zj[l]) : 0.0f) - cr[l] * tl[l];
         } else if (kind == PENALTY) {
 #pragma omp simd
             for (int64_t l = 0; l < LANES; l++)
-                ej[l] = ej[l] != 0.0f ? ej[l] * (u[l] + v[l] * zj[l]) : 0.0f;
+                ej[l] = ej[l] != 0.0f ? ej[l] * (ce[l] + cez[l] * zj[l]) : 0.0f;
         } else if (kind == SMOOTH && rows) {
 #pragma omp simd
-            for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l] - c[l] * pj - cr[l] * pl[l];
+            for (int64_t l = 0; l < LANES; l++) ej[l] = ce[l] * ej[l] - cb[l] * pj - cr[l] * tl[l];
         } else if (kind == SMOOTH) {
 #pragma omp simd
-            for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l] - c[l] * pj;
+            for (int64_t l = 0; l < LANES; l++) ej[l] = ce[l] * ej[l] - cb[l] * pj;
         } else {
 #pragma omp simd
-            for (int64_t l = 0; l < LANES; l++) ej[l] = u[l] * ej[l];
+            for (int64_t l = 0; l < LANES; l++) ej[l] = ce[l] * ej[l];
         }
     }
-    for (int64_t l = 0; y && l < n; l++) et[y[l] * LANES + l] -= t[l];
+    for (int64_t l = 0; y && l < n; l++) et[y[l] * LANES + l] -= ca[l];
     from_lanes(et, g, n, C);
     return total;
 }
 
 static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t row0, int64_t n,
                            const int64_t *y, float *loss) {
-    const int vector = sp->pi != 0, rows = sp->tr != 0;
+    const int vector = sp->pi != 0, rows = sp->t != 0;
     if (sp->kind == SMOOTH && vector && rows)
         return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 1, 1);
     if (sp->kind == SMOOTH && rows) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0, 1);
@@ -537,24 +540,25 @@ int sl_rows(const spec_t *sp, int64_t lo, int64_t hi, double *total) {
     const int64_t classes = sp->classes;
     const float *z = sp->z;
     float *g = sp->grad ? sp->g : 0;
-    double sum = 0.0;
+    double total_sum = 0.0;
     if (classes <= SMALL_C) {
         for (int64_t i = lo; i < hi; i += LANES) {
             int64_t n = hi - i < LANES ? hi - i : LANES;
-            sum += narrow_block(sp, z + i * classes, g ? g + i * classes : 0, i, n,
+            total_sum += narrow_block(sp, z + i * classes, g ? g + i * classes : 0, i, n,
                                 sp->y ? sp->y + i : 0, sp->loss + i);
         }
     } else {
         /* the in-place penalty's row of e_j (NULL if it cannot be had: e_j is recomputed) */
-        float *tmp = sp->kind == PENALTY && g == z && g ? malloc((size_t)classes * sizeof(float)) : 0;
+        const int copy = sp->kind == PENALTY && g == z && g;
+        float *tmp = copy ? malloc((size_t)classes * sizeof(float)) : 0;
         for (int64_t i = lo; i < hi; i++) {
             wide_row(sp, z + i * classes, g ? g + i * classes : 0, i, sp->y ? sp->y[i] : -1,
                      sp->loss + i, tmp);
-            sum += sp->loss[i];
+            total_sum += sp->loss[i];
         }
         free(tmp);
     }
-    *total = sum;
+    *total = total_sum;
     return 0;
 }
 

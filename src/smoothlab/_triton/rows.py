@@ -1,16 +1,16 @@
 """The Triton row kernel of the loss family: loss and gradient of a row in one program.
 
-The same algebra as the C kernel (``smoothlab/_native/losses.c``) in the same notation. Per row,
-the target is ``q = a e_y + b pi + r T`` (``pi`` a class vector, ``1/C`` when absent; ``T`` the
-row's own distribution times class weights ``w``: a per-example prior or probability targets),
-and every loss of the family has the gradient
+The same algebra as the C kernel (``smoothlab/_native/losses.c``), in the same notation (its
+header defines it): per row the target is ``q = a e_y + b pi + r T`` (``pi`` a class vector,
+``1/C`` when absent; ``T`` the row's own distribution times class weights ``tw``: a per-example
+prior or probability targets), and every loss of the family has the gradient
 
-    g_j = u e_j + v e_j z_j - c pi_j - cr w_j T_j,     g_y -= t,
+    g_j = ce e_j + cez e_j z_j - cb pi_j - cr T_j,     g_y -= ca,
 
-with ``e_j = exp(z_j - max z)`` and per-row numbers ``u, v, c, cr, t`` computed from the row's
-statistics ``S = sum_j e_j`` (``lse = max z + log S``), ``D = sum_j pi_j z_j``,
-``R = sum_j w_j T_j z_j``, ``M = sum_j w_j T_j`` and ``E = sum_j e_j z_j`` (products masked
-where the left factor is 0, so that ``-inf`` logits with no target mass add exactly 0).
+with ``e_j = exp(z_j - m)`` and per-row coefficients ``ce, cez, cb, cr, ca`` computed from the
+row's statistics ``m = max z``, ``S = sum_j e_j`` (``lse = m + log S``), ``pz = pi . z``,
+``tz = T . z``, ``tsum = sum(T)`` and ``ez = sum_j e_j z_j`` (products masked where the left
+factor is 0, so that ``-inf`` logits with no target mass add exactly 0).
 
 One program per row: the first loop over column blocks gathers the statistics with an online
 log-sum-exp (``S`` and ``E`` rescaled whenever the running maximum grows), the second writes the
@@ -56,16 +56,16 @@ def _capped(z, cap, SOFTCAP: tl.constexpr):
 @triton.jit
 def _row_stats(
     z_ptr, pi_ptr, t_ptr, tw_ptr, C, cap,
-    KIND: tl.constexpr, HAS_D: tl.constexpr, HAS_PI: tl.constexpr, HAS_T: tl.constexpr,
+    KIND: tl.constexpr, HAS_PZ: tl.constexpr, HAS_PI: tl.constexpr, HAS_T: tl.constexpr,
     HAS_TW: tl.constexpr, SOFTCAP: tl.constexpr, BLOCK: tl.constexpr, z_col, t_col,
 ):  # fmt: skip
-    """``(max z, S, D, E, R, M)`` of one row, in one pass (online log-sum-exp)."""
+    """``(m, S, pz, ez, tz, tsum)`` of one row, in one pass (online log-sum-exp)."""
     m = -float("inf")
     s = 0.0
-    d = 0.0
-    e = 0.0
-    dr = 0.0
-    mr = 0.0
+    pz = 0.0
+    ez = 0.0
+    tz = 0.0
+    tsum = 0.0
     for c0 in range(0, C, BLOCK):
         offs = c0 + tl.arange(0, BLOCK)
         mask = offs < C
@@ -74,34 +74,34 @@ def _row_stats(
         m_new = tl.maximum(m, tl.max(z, 0))
         # a maximum of -inf (every logit so far -inf) would make exp(-inf - -inf) NaN
         base = tl.where(m_new == -float("inf"), 0.0, m_new)
-        ez = tl.exp(z - base)
+        ej = tl.exp(z - base)
         rescale = tl.exp(m - base)
-        s = s * rescale + tl.sum(ez, 0)
+        s = s * rescale + tl.sum(ej, 0)
         if KIND == 2:
-            e = e * rescale + tl.sum(tl.where(ez != 0.0, ez * z, 0.0), 0)
-        if HAS_D and HAS_PI:
+            ez = ez * rescale + tl.sum(tl.where(ej != 0.0, ej * z, 0.0), 0)
+        if HAS_PZ and HAS_PI:
             pi = tl.load(pi_ptr + offs, mask=mask, other=0.0)
-            d += tl.sum(tl.where(pi != 0.0, pi * z, 0.0), 0)
-        elif HAS_D:  # uniform pi = 1 / C
-            d += tl.sum(tl.where(mask, z, 0.0), 0) / C
+            pz += tl.sum(tl.where(pi != 0.0, pi * z, 0.0), 0)
+        elif HAS_PZ:  # uniform pi = 1 / C
+            pz += tl.sum(tl.where(mask, z, 0.0), 0) / C
         if HAS_T:
-            t = tl.load(t_ptr + offs * t_col, mask=mask, other=0.0).to(tl.float32)
+            tj = tl.load(t_ptr + offs * t_col, mask=mask, other=0.0).to(tl.float32)
             if HAS_TW:
-                t = t * tl.load(tw_ptr + offs, mask=mask, other=0.0)
-            dr += tl.sum(tl.where(t != 0.0, t * z, 0.0), 0)
-            mr += tl.sum(t, 0)
+                tj = tj * tl.load(tw_ptr + offs, mask=mask, other=0.0)
+            tz += tl.sum(tl.where(tj != 0.0, tj * z, 0.0), 0)
+            tsum += tl.sum(tj, 0)
         m = m_new
-    return m, s, d, e, dr, mr
+    return m, s, pz, ez, tz, tsum
 
 
 @triton.jit
-def _smooth_math(a, b, r, s, lse, zy, d, dr, mr, pi_sum, scale, per):
-    """Cross-entropy against ``q = a e_y + b pi + r T``: loss ``Q lse - a z_y - b D - r R``."""
-    q = a + b * pi_sum + r * mr
-    loss = q * lse - tl.where(a != 0.0, a * zy, 0.0)
-    loss -= tl.where(b != 0.0, b * d, 0.0)
-    loss -= tl.where(r != 0.0, r * dr, 0.0)
-    return loss, scale * q / s, 0.0, per * b, scale * r, scale * a
+def _smooth_math(a, b, r, s, lse, zy, pz, tz, tsum, pi_sum, scale, per):
+    """Cross-entropy against ``q = a e_y + b pi + r T``: loss ``Q lse - a z_y - b pz - r tz``."""
+    mass = a + b * pi_sum + r * tsum
+    loss = mass * lse - tl.where(a != 0.0, a * zy, 0.0)
+    loss -= tl.where(b != 0.0, b * pz, 0.0)
+    loss -= tl.where(r != 0.0, r * tz, 0.0)
+    return loss, scale * mass / s, 0.0, per * b, scale * r, scale * a
 
 
 @triton.jit
@@ -119,53 +119,54 @@ def _relax_math(w, s, lse, zy, ey, alpha, border, log_alpha, scale):
 
 @triton.jit
 def _penalty_math(
-    w, s, lse, zy, e, dr, mr, beta, tau, scale, HAS_T: tl.constexpr, HINGE: tl.constexpr
+    w, s, lse, zy, ez, tz, tsum, beta, tau, scale, HAS_T: tl.constexpr, HINGE: tl.constexpr
 ):
     """Cross-entropy minus ``beta H(p)`` (hinged at ``tau``), weighted by ``w`` (Pereyra et al.)."""
-    entropy = lse - e / s
+    entropy = lse - ez / s
     gamma = beta
     penalty = -entropy
     if HINGE:
         penalty = tl.where(entropy > tau, 0.0, tau - entropy)
         gamma = tl.where(entropy < tau, beta, 0.0)
     sw = scale * w
-    q = 1.0
-    ce = lse - zy
+    mass = 1.0
+    xent = lse - zy
     cr = 0.0
-    t = sw
+    ca = sw
     if HAS_T:
-        q = mr
-        ce = mr * lse - dr
+        mass = tsum
+        xent = tsum * lse - tz
         cr = sw
-        t = 0.0
-    loss = w * (ce + beta * penalty)
-    return loss, sw * (q + gamma * (entropy - lse)) / s, sw * gamma / s, 0.0, cr, t
+        ca = 0.0
+    loss = w * (xent + beta * penalty)
+    return loss, sw * (mass + gamma * (entropy - lse)) / s, sw * gamma / s, 0.0, cr, ca
 
 
 @triton.jit
 def _write_grad(
-    z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, u, v, c, cr, t, cap, z_col, g_col, t_col,
-    KIND: tl.constexpr, HAS_D: tl.constexpr, HAS_PI: tl.constexpr, HAS_T: tl.constexpr,
+    z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, ce, cez, cb, cr, ca, cap,
+    z_col, g_col, t_col,
+    KIND: tl.constexpr, HAS_PZ: tl.constexpr, HAS_PI: tl.constexpr, HAS_T: tl.constexpr,
     HAS_TW: tl.constexpr, SOFTCAP: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    """``g_j = u e_j + v e_j z_j - c pi_j - cr w_j T_j``, ``g_y -= t``, rounded once at the end."""
+    """``g_j = ce e_j + cez e_j z_j - cb pi_j - cr T_j``, ``g_y -= ca``, rounded once at the end."""
     for c0 in range(0, C, BLOCK):
         offs = c0 + tl.arange(0, BLOCK)
         mask = offs < C
         raw = tl.load(z_ptr + offs * z_col, mask=mask, other=0.0).to(tl.float32)
         z = _capped(raw, cap, SOFTCAP)
-        ez = tl.exp(z - base)
-        g = tl.where(ez != 0.0, ez * (u + v * z), 0.0) if KIND == 2 else u * ez
-        if HAS_D and HAS_PI:
-            g -= c * tl.load(pi_ptr + offs, mask=mask, other=0.0)
-        elif HAS_D:
-            g -= c
+        ej = tl.exp(z - base)
+        g = tl.where(ej != 0.0, ej * (ce + cez * z), 0.0) if KIND == 2 else ce * ej
+        if HAS_PZ and HAS_PI:
+            g -= cb * tl.load(pi_ptr + offs, mask=mask, other=0.0)
+        elif HAS_PZ:
+            g -= cb
         if HAS_T:
             tj = tl.load(t_ptr + offs * t_col, mask=mask, other=0.0).to(tl.float32)
             if HAS_TW:
                 tj = tj * tl.load(tw_ptr + offs, mask=mask, other=0.0)
             g -= cr * tj
-        g = tl.where(offs == y, g - t, g)
+        g = tl.where(offs == y, g - ca, g)
         if SOFTCAP:  # chain rule through cap tanh(z / cap)
             g = g * (1.0 - (z / cap) * (z / cap))
         tl.store(g_ptr + offs * g_col, g.to(g_ptr.dtype.element_ty), mask=mask)
@@ -175,9 +176,9 @@ def _write_grad(
 def _rows_kernel(
     z_ptr, g_ptr, y_ptr, valid_ptr, loss_ptr, a_ptr, b_ptr, r_ptr, pi_ptr, t_ptr, tw_ptr,
     z_row, z_col, z_sp, g_row, g_col, g_sp, t_row, t_col, t_sp, S, C,
-    a0, b0, r0, pi_sum, h1, h2, border, log_h1, scale, per, zs, cap,
+    a0, b0, r0, pi_sum, strength, tau, border, log_strength, scale, per, zs, cap,
     KIND: tl.constexpr, HAS_Y: tl.constexpr, HAS_VALID: tl.constexpr, HAS_A: tl.constexpr,
-    HAS_B: tl.constexpr, HAS_R: tl.constexpr, HAS_D: tl.constexpr, HAS_PI: tl.constexpr,
+    HAS_B: tl.constexpr, HAS_R: tl.constexpr, HAS_PZ: tl.constexpr, HAS_PI: tl.constexpr,
     HAS_T: tl.constexpr, HAS_TW: tl.constexpr, HINGE: tl.constexpr, GRAD: tl.constexpr,
     ZLOSS: tl.constexpr, SOFTCAP: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
@@ -192,9 +193,9 @@ def _rows_kernel(
     a = tl.load(a_ptr + row) if HAS_A else a0
     b = tl.load(b_ptr + row) if HAS_B else b0
     r = tl.load(r_ptr + row) if HAS_R else r0
-    m, s, d, e, dr, mr = _row_stats(
+    m, s, pz, ez, tz, tsum = _row_stats(
         z_ptr, pi_ptr, t_ptr, tw_ptr, C, cap,
-        KIND, HAS_D, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK, z_col, t_col,
+        KIND, HAS_PZ, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK, z_col, t_col,
     )  # fmt: skip
     base = tl.where(m == -float("inf"), 0.0, m)
     lse = m + tl.log(s)
@@ -204,23 +205,29 @@ def _rows_kernel(
         y = tl.load(y_ptr + row)
         zy = _capped(tl.load(z_ptr + y * z_col).to(tl.float32), cap, SOFTCAP)
     if KIND == 0:
-        loss, u, v, c, cr, t = _smooth_math(a, b, r, s, lse, zy, d, dr, mr, pi_sum, scale, per)
+        loss, ce, cez, cb, cr, ca = _smooth_math(
+            a, b, r, s, lse, zy, pz, tz, tsum, pi_sum, scale, per
+        )
     elif KIND == 1:
         ey = tl.exp(zy - base)
-        loss, u, v, c, cr, t = _relax_math(a, s, lse, zy, ey, h1, border, log_h1, scale)
+        loss, ce, cez, cb, cr, ca = _relax_math(
+            a, s, lse, zy, ey, strength, border, log_strength, scale
+        )
     else:
-        loss, u, v, c, cr, t = _penalty_math(a, s, lse, zy, e, dr, mr, h1, h2, scale, HAS_T, HINGE)
+        loss, ce, cez, cb, cr, ca = _penalty_math(
+            a, s, lse, zy, ez, tz, tsum, strength, tau, scale, HAS_T, HINGE
+        )
     ok = True
     if HAS_VALID:
         ok = tl.load(valid_ptr + row) != 0
-    if ZLOSS:  # + zs lse^2 on counted rows; its gradient 2 zs lse p_j joins u
+    if ZLOSS:  # + zs lse^2 on counted rows; its gradient 2 zs lse p_j joins ce
         loss += tl.where(ok, zs * lse * lse, 0.0)
-        u += tl.where(ok, 2.0 * scale * zs * lse / s, 0.0)
+        ce += tl.where(ok, 2.0 * scale * zs * lse / s, 0.0)
     tl.store(loss_ptr + row, tl.where(ok, loss, 0.0))
     if GRAD:
         _write_grad(
-            z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, u, v, c, cr, t, cap,
-            z_col, g_col, t_col, KIND, HAS_D, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK,
+            z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, ce, cez, cb, cr, ca, cap,
+            z_col, g_col, t_col, KIND, HAS_PZ, HAS_PI, HAS_T, HAS_TW, SOFTCAP, BLOCK,
         )  # fmt: skip
 
 
@@ -232,10 +239,10 @@ class RowSpec(Protocol):
     b: float | Tensor
     pi: Tensor | None
     pi_sum: float
-    h1: float
-    h2: float
-    rows: Callable[[int, int], Tensor] | None
-    rows_weight: Tensor | None
+    strength: float
+    tau: float
+    t_rows: Callable[[int, int], Tensor] | None
+    tw: Tensor | None
     r: float | Tensor
 
 
@@ -251,7 +258,7 @@ def _relax_constants(spec: RowSpec) -> tuple[float, float]:
     """``(log1p(-alpha), log(alpha))`` for relaxation (unused by the other kinds)."""
     if spec.kind != RELAX:
         return 0.0, 0.0
-    return math.log1p(-spec.h1), math.log(spec.h1)
+    return math.log1p(-spec.strength), math.log(spec.strength)
 
 
 def run_rows(
@@ -289,18 +296,18 @@ def run_rows(
     (a, a0, has_a), (b, b0, has_b) = _per_row(spec.a, dummy, first), _per_row(spec.b, dummy, first)
     r, r0, has_r = _per_row(spec.r, dummy, first)
     pi = dummy if spec.pi is None else spec.pi.to(device=z.device, dtype=torch.float32).contiguous()
-    t = None if spec.rows is None else spec.rows(start, start + examples).reshape(z.shape)
-    tw = spec.rows_weight if t is not None else None
+    t = None if spec.t_rows is None else spec.t_rows(start, start + examples).reshape(z.shape)
+    tw = spec.tw if t is not None else None
     tw = dummy if tw is None else tw.to(torch.float32).contiguous()
     block = min(triton.next_power_of_2(classes), MAX_BLOCK)
-    border, log_h1 = _relax_constants(spec)
+    border, log_strength = _relax_constants(spec)
     per = (1.0 if spec.pi is not None else 1.0 / classes) * (scale or 0.0)
     flags: dict[str, Any] = {
         "KIND": spec.kind, "HAS_Y": y is not None, "HAS_VALID": valid is not None,
         "HAS_A": has_a, "HAS_B": has_b, "HAS_R": has_r, "HAS_PI": spec.pi is not None,
-        "HAS_D": spec.kind == SMOOTH and (has_b or b0 != 0.0), "HAS_T": t is not None,
-        "HAS_TW": t is not None and spec.rows_weight is not None,
-        "HINGE": not math.isnan(spec.h2), "GRAD": grad, "ZLOSS": lse_square_scale != 0.0,
+        "HAS_PZ": spec.kind == SMOOTH and (has_b or b0 != 0.0), "HAS_T": t is not None,
+        "HAS_TW": t is not None and spec.tw is not None,
+        "HINGE": not math.isnan(spec.tau), "GRAD": grad, "ZLOSS": lse_square_scale != 0.0,
         "SOFTCAP": softcap is not None, "BLOCK": block, "num_warps": 8 if block >= 2048 else 4,
         "enable_fp_fusion": True,  # a * b + c as one FMA, as the C kernel's MADD
     }  # fmt: skip
@@ -308,7 +315,7 @@ def run_rows(
         z, out, dummy if y is None else y, dummy if valid is None else valid.view(torch.uint8),
         loss, a, b, r, pi, dummy if t is None else t, tw,
         *z.stride(), *out.stride(), *((0, 0, 0) if t is None else t.stride()), inner,
-        classes, a0, b0, r0, spec.pi_sum, spec.h1, 0.0 if math.isnan(spec.h2) else spec.h2,
-        border, log_h1, scale or 0.0, per, lse_square_scale, softcap or 1.0, **flags,
+        classes, a0, b0, r0, spec.pi_sum, spec.strength, 0.0 if math.isnan(spec.tau) else spec.tau,
+        border, log_strength, scale or 0.0, per, lse_square_scale, softcap or 1.0, **flags,
     )  # fmt: skip
     return loss

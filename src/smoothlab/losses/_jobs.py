@@ -127,7 +127,7 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
     native = NativeRows(SMOOTH, a, b, vector, vector_sum)
     if full is not None:  # the prior's rows as the second term, b as its coefficient
         rows = _rows_of(full.reshape(batch.logits.shape[0], -1))
-        native = NativeRows(SMOOTH, a, 0.0, rows=rows, rows_weight=class_w, r=b)
+        native = NativeRows(SMOOTH, a, 0.0, t_rows=rows, tw=class_w, r=b)
         native = replace(native, scratch=not _float32_rows(full))
     return _job(batch, flat, kernel, full is not None, native)
 
@@ -171,7 +171,7 @@ def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
         if weight is not None:
             prior = weight / batch.num_classes if prior is None else prior * weight
         mass = 1.0 if prior is None else float(prior.sum())
-        native = NativeRows(SMOOTH, 0.0, rate, prior, mass, rows=_rows_of(target), r=1.0 - rate)
+        native = NativeRows(SMOOTH, 0.0, rate, prior, mass, t_rows=_rows_of(target), r=1.0 - rate)
         native = replace(native, scratch=not _float32_rows(probs))
     else:
         mixed = pi.reshape(target.shape)
@@ -180,8 +180,8 @@ def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
             # in float32: targets and prior may come in different (half) precisions
             return torch.lerp(target[start:stop].float(), mixed[start:stop].float(), rate)
 
-        native = NativeRows(SMOOTH, 0.0, 0.0, rows=rows, r=1.0, scratch=True)
-    native = replace(native, rows_weight=weight, indexed=False)
+        native = NativeRows(SMOOTH, 0.0, 0.0, t_rows=rows, r=1.0, scratch=True)
+    native = replace(native, tw=weight, indexed=False)
     return _job(batch, _flat(batch), kernel, True, native)
 
 
@@ -193,7 +193,7 @@ def relaxation_job(batch: Batch, alpha: float) -> Job:
     def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
         return relaxation_rows(chunk, alpha, _slice(w, layout, start, stop), scale)
 
-    return _job(batch, flat, kernel, False, NativeRows(RELAX, w, h1=alpha))
+    return _job(batch, flat, kernel, False, NativeRows(RELAX, w, strength=alpha))
 
 
 def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
@@ -211,9 +211,9 @@ def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
         return penalty_rows(chunk, beta, threshold, w_c, q, scale)
 
     tau = math.nan if threshold is None else threshold
-    native = NativeRows(PENALTY, w, h1=beta, h2=tau)
+    native = NativeRows(PENALTY, w, strength=beta, tau=tau)
     if probs is not None:  # the cross-entropy against w . t, t read in place
         rows = _rows_of(probs.reshape(probs.shape[0], -1))
-        native = replace(native, rows=rows, rows_weight=weight, indexed=False)
+        native = replace(native, t_rows=rows, tw=weight, indexed=False)
         native = replace(native, scratch=not _float32_rows(probs))
     return _job(batch, flat, kernel, True, native)

@@ -5,13 +5,16 @@ gradient of the *scaled* loss into ``g`` (which may be ``z`` itself: each kernel
 needs from ``z`` before the softmax overwrites it). Per-position coefficients are floats or
 tensors of shape ``(B, 1, S)``. ``scale=None`` skips the gradient (forward only).
 
-The algebra (proved in ``tests/test_fast_identities.py``): for a target distribution
-``q = A e_y + B pi`` with total mass ``Q = A + B sum(pi)``,
+The algebra (proved in ``tests/test_fast_identities.py``), in the notation of the C and Triton
+kernels (the header of ``smoothlab/_native/losses.c`` defines it): for a target
+``q = a e_y + b pi + r T`` with mass ``Q = a + b sum(pi) + r sum(T)``,
 
-    loss = Q lse(z) - A z_y - B pi.z,        d loss / dz = Q softmax(z) - q,
+    loss = Q lse(z) - a z_y - b pi.z - r T.z,        d loss / dz = Q softmax(z) - q,
 
 so smoothing costs one softmax plus a dot product per row, and ``lse`` comes from the softmax
 itself: ``lse = z_y - log p_y`` (rows where ``p_y`` underflows are recomputed with logsumexp).
+Here the ``r T`` term (a per-example prior, or probability targets) arrives inside ``pi``
+(:func:`smoothing_rows` with a per-position ``pi``) or as ``q`` (:func:`soft_rows`).
 """
 
 from __future__ import annotations
@@ -128,23 +131,23 @@ def smoothing_rows(
     z, g, y = chunk.z, chunk.g, chunk.y
     assert y is not None
     z_y = z.gather(1, y)
-    q_total = a + b * pi_sum
+    mass = a + b * pi_sum
     loss = -massed(a, z_y)  # a = 0 (a zero weight, r = 1) at z_y = -inf is no term, not NaN
     if isinstance(b, Tensor) or b != 0.0:
         dot = z.mean(1, keepdim=True) if pi is None else _masked_dot(pi, z)
         loss = loss - massed(b, dot)
     lse = softmax_into(z, g, y)
-    loss = loss + q_total * lse
+    loss = loss + mass * lse
     if scale is None:
         return loss
-    if pi is None and not isinstance(q_total, Tensor) and not isinstance(b, Tensor):
+    if pi is None and not isinstance(mass, Tensor) and not isinstance(b, Tensor):
         shift = torch.tensor(-scale * b / z.shape[1], dtype=g.dtype, device=g.device)
-        torch.add(shift, g, alpha=scale * q_total, out=g)  # one sweep: s Q p - s b / C
+        torch.add(shift, g, alpha=scale * mass, out=g)  # one sweep: s Q p - s b / C
     elif pi is None:  # per-position coefficients (weights, ignore_index): still one sweep
         shift = _as_tensor(-scale * b / z.shape[1], z_y)
-        torch.addcmul(shift, g, _as_tensor(scale * q_total, z_y), out=g)
+        torch.addcmul(shift, g, _as_tensor(scale * mass, z_y), out=g)
     else:
-        g.mul_(scale * q_total)
+        g.mul_(scale * mass)
         if isinstance(b, Tensor):
             g.addcmul_(pi, b, value=-scale)
         elif b != 0.0:
@@ -156,11 +159,11 @@ def smoothing_rows(
 def soft_rows(chunk: Chunk, q: Tensor, scale: float | None) -> Tensor:
     """Cross-entropy against an explicit (weighted) target distribution ``q`` ``(B, C, S)``."""
     z, g = chunk.z, chunk.g
-    q_total = q.sum(1, keepdim=True)
+    mass = q.sum(1, keepdim=True)
     loss = -_masked_dot(q, z)
-    loss = loss + q_total * softmax_into(z, g, None)
+    loss = loss + mass * softmax_into(z, g, None)
     if scale is not None:
-        g.mul_(scale * q_total).add_(q, alpha=-scale)
+        g.mul_(scale * mass).add_(q, alpha=-scale)
     return loss
 
 
@@ -207,12 +210,12 @@ def penalty_rows(
     if scratch is None and (aliased or scale is not None):
         scratch = torch.empty_like(z)
     p = g if not aliased or scratch is None else scratch
-    q_total: Coef = 1.0
+    mass: Coef = 1.0
     if q is None:
         assert y is not None
         ce_dot = z.gather(1, y)
     else:
-        ce_dot, q_total = _masked_dot(q, z), q.sum(1, keepdim=True)
+        ce_dot, mass = _masked_dot(q, z), q.sum(1, keepdim=True)
     lse = softmax_into(z, p, y if q is None else None)
     pz = _dot(p, z)
     broken = torch.isnan(pz)  # 0 * (-inf) where p is 0: those rows are summed with a mask
@@ -226,12 +229,12 @@ def penalty_rows(
     else:
         penalty = (threshold - entropy).clamp(min=0.0)
         gamma = beta * (entropy < threshold).to(z.dtype)
-    loss = w * (q_total * lse - ce_dot + beta * penalty)
+    loss = w * (mass * lse - ce_dot + beta * penalty)
     if scale is None:
         return loss
     sw = scale * w
     dead = broken & (p == 0) if any_broken else None
-    first = _as_tensor(sw * (q_total + gamma * (entropy - lse)), lse)
+    first = _as_tensor(sw * (mass + gamma * (entropy - lse)), lse)
     second = _as_tensor(sw * gamma, lse)
     if aliased:  # g is z: turn z into first + second z, then multiply by p
         z.mul_(second).add_(first).mul_(p)

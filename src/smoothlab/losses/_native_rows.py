@@ -1,12 +1,12 @@
 """The compiled row kernels of the loss family (``smoothlab/_native/losses.c``), for float32 rows.
 
 A job whose loss has a native form carries a :class:`NativeRows`: the loss kind and its per-row
-coefficients, in the same terms as :mod:`smoothlab.losses._kernels` (``q = a e_y + b pi`` for
-smoothing, plus ``r (w . T_i)`` for a per-example prior or probability targets ``T``; the
-weight ``w`` as ``a`` for relaxation and the confidence penalty, whose cross-entropy is against
-class indices or the rows ``w . T_i``). The fused path hands it ``(B, C, 1)`` float32 chunks;
-anything else (other dtypes after conversion, spatial positions, or no compiler: see
-:mod:`smoothlab._native`) runs the PyTorch kernels, which compute the same numbers.
+coefficients in the family's one notation (``q = a e_y + b pi + r T``; see
+:mod:`smoothlab.losses._kernels`), the weight as ``a`` for relaxation and the confidence
+penalty. The same object describes the loss to the Triton kernel (:mod:`smoothlab._triton.rows`).
+The fused path hands it ``(B, C, 1)`` float32 chunks; anything else (other dtypes after
+conversion, spatial positions, or no compiler: see :mod:`smoothlab._native`) runs the PyTorch
+kernels, which compute the same numbers.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class RowsArgs(ctypes.Structure):
         *(("kind", ctypes.c_int32), ("grad", ctypes.c_int32), ("classes", ctypes.c_int64)),
         *(("z", _P), ("g", _P), ("y", _P), ("valid", _P), ("loss", _P)),
         *(("a", _P), ("b", _P), ("r", _P), ("a0", _F), ("b0", _F), ("r0", _F)),
-        *(("pi", _P), ("pi_sum", _F), ("tr", _P), ("rw", _P)),
-        *(("h1", _F), ("h2", _F), ("scale", _F)),
+        *(("pi", _P), ("pi_sum", _F), ("t", _P), ("tw", _P)),
+        *(("strength", _F), ("tau", _F), ("scale", _F)),
     ]
 
 
@@ -79,14 +79,14 @@ class NativeRows:
         b: per-row ``b`` (smoothing only).
         pi: ``(C,)`` class prior (times class weights), or ``None`` for uniform ``1 / C``.
         pi_sum: total mass of ``pi`` (1 for uniform).
-        h1: ``alpha`` (relaxation) or ``beta`` (penalty).
-        h2: the penalty's entropy threshold, NaN for none.
-        rows: the smoothing's second term ``r (w . T_i)``: ``rows(start, stop)`` returns the
-            rows' ``(stop - start, C)`` distributions ``T`` (a per-example prior, or probability
-            targets); the kernel takes their sums itself.
-        rows_weight: ``(C,)`` class weights ``w`` of ``T``, or ``None``.
+        strength: ``alpha`` (relaxation) or ``beta`` (penalty).
+        tau: the penalty's entropy threshold, NaN for none.
+        t_rows: the term ``r T``: ``t_rows(start, stop)`` returns the rows'
+            ``(stop - start, C)`` distributions (a per-example prior, or probability targets),
+            which the kernels multiply by ``tw``; they take the sums themselves.
+        tw: ``(C,)`` class weights ``w`` of ``T``, or ``None``.
         r: per-row coefficient of ``T``.
-        scratch: ``rows`` returns a converted copy rather than a view, so the fused path
+        scratch: ``t_rows`` returns a converted copy rather than a view, so the fused path
             bounds the rows per call.
         indexed: the loss reads class indices (everything but probability targets).
     """
@@ -96,10 +96,10 @@ class NativeRows:
     b: float | Tensor = 0.0
     pi: Tensor | None = None
     pi_sum: float = 1.0
-    h1: float = 0.0
-    h2: float = math.nan
-    rows: Callable[[int, int], Tensor] | None = None
-    rows_weight: Tensor | None = None
+    strength: float = 0.0
+    tau: float = math.nan
+    t_rows: Callable[[int, int], Tensor] | None = None
+    tw: Tensor | None = None
     r: float | Tensor = 0.0
     scratch: bool = False
     indexed: bool = True
@@ -134,10 +134,9 @@ class NativeRows:
         (a, a0), (b, b0) = _rows(self.a, start, stop), _rows(self.b, start, stop)
         (r, r0) = _rows(self.r, start, stop)
         pi = None if self.pi is None else self.pi.to(torch.float32).contiguous()
-        tr = None if self.rows is None else self.rows(start, stop).to(torch.float32).contiguous()
-        assert tr is None or tuple(tr.shape) == (rows, classes)
-        rw = self.rows_weight
-        rw = None if rw is None or tr is None else rw.to(torch.float32).contiguous()
+        t = None if self.t_rows is None else self.t_rows(start, stop).float().contiguous()
+        assert t is None or tuple(t.shape) == (rows, classes)
+        tw = None if self.tw is None or t is None else self.tw.to(torch.float32).contiguous()
         labels = None if y is None else y.reshape(-1).contiguous()
         mask = None if valid is None else valid.reshape(-1).contiguous()
         loss = torch.empty(rows, dtype=torch.float32)
@@ -148,8 +147,8 @@ class NativeRows:
         args = RowsArgs(
             kind=self.kind, grad=int(grad), classes=classes, z=at(z), g=at(g) if grad else None,
             y=at(labels), valid=at(mask), loss=at(loss), a=at(a), b=at(b), r=at(r), a0=a0,
-            b0=b0, r0=r0, pi=at(pi), pi_sum=self.pi_sum, tr=at(tr), rw=at(rw), h1=self.h1,
-            h2=self.h2, scale=0.0 if scale is None else scale,
+            b0=b0, r0=r0, pi=at(pi), pi_sum=self.pi_sum, t=at(t), tw=at(tw), strength=self.strength,
+            tau=self.tau, scale=0.0 if scale is None else scale,
         )  # fmt: skip
 
         def work(lo: int, hi: int, part: int) -> None:
