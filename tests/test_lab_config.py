@@ -70,6 +70,10 @@ def _write(tmp_path: Path, text: str) -> Path:
             r'`methods.ivon.lr_schedule` must be one of "", constant, step, cosine, got .cos.',
         ),
         (
+            {"methods": {"ivon": {"beta2": [1.0, 1.5]}}},  # 1 = fixed Hessian (004's Fig. 6)
+            r"`methods.ivon.beta2` must be in \[0, 1\], got 1.5",
+        ),
+        (
             {"methods": {"ivon": {"warmup_epochs": -2}}},
             r"`methods.ivon.warmup_epochs` must be >= -1, got -2",
         ),

@@ -207,7 +207,7 @@ class Ivon(Method):
     overrides: ClassVar[tuple[str, ...]] = ("lr", "lr_schedule", "warmup_epochs")
     lr: float = 0.2
     hess_init: float = 0.9
-    beta2: float = 0.99999
+    beta2: float = 0.99999  # 1 keeps the Hessian, hence the posterior spread, at hess_init (Fig. 6)
     weight_decay: float = 1e-4
     ess: float = 0.0  # effective sample size; 0 = the number of training examples
     test_samples: int = 0  # posterior samples averaged at test time; 0 = predict with the mean
@@ -217,7 +217,7 @@ class Ivon(Method):
     def __post_init__(self) -> None:
         check(self.lr > 0, "methods.ivon.lr", "> 0", self.lr)
         check(self.hess_init > 0, "methods.ivon.hess_init", "> 0", self.hess_init)
-        check(0 <= self.beta2 < 1, "methods.ivon.beta2", "in [0, 1)", self.beta2)
+        check(0 <= self.beta2 <= 1, "methods.ivon.beta2", "in [0, 1]", self.beta2)
         check(self.ess >= 0 and math.isfinite(self.ess), "methods.ivon.ess", ">= 0", self.ess)
         check(self.test_samples >= 0, "methods.ivon.test_samples", ">= 0", self.test_samples)
         schedules = ("", "constant", "step", "cosine")
