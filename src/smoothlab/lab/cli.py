@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from smoothlab.lab.plan.loading import load_config
 from smoothlab.lab.plan.schema import Config, ConfigError, config_to_dict
@@ -37,6 +38,18 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--executor", choices=tuple(EXECUTORS), default="local")
         sub.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
         sub.add_argument("--address", default=None, help="address of an existing Ray cluster")
+        sub.add_argument(
+            "--num-gpus",
+            type=float,
+            default=None,
+            help="ray: GPUs per run, a fraction packs runs on one GPU (default 0)",
+        )
+        sub.add_argument(
+            "--max-retries",
+            type=int,
+            default=None,
+            help="ray: reruns of a run whose worker or node died, from its checkpoint (default 3)",
+        )
         sub.add_argument("--out", type=Path, default=None, help=f"results folder ({out})")
         sub.add_argument("--no-report", action="store_true", help="skip writing the report")
         sub.add_argument(
@@ -78,9 +91,10 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     out = args.out or Path("results") / config.name
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"`--workers` must be >= 1, got {args.workers}")
+    ray = _ray_options(args)
     start = time.perf_counter()
     with folder_lock(out, wait=args.wait):  # before any worker starts: one runner per folder
-        executor = make_executor(args.executor, args.workers, args.address)
+        executor = make_executor(args.executor, args.workers, args.address, **ray)
         try:
             summary = run_experiment(config, out, executor)
         finally:
@@ -104,6 +118,19 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"full tracebacks: smoothlab failures {out}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _ray_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--num-gpus`` and ``--max-retries``, checked; they belong to ``--executor ray``."""
+    given = {"num_gpus": args.num_gpus, "max_retries": args.max_retries}
+    given = {name: value for name, value in given.items() if value is not None}
+    for name in given:
+        flag = "--" + name.replace("_", "-")
+        if args.executor != "ray":
+            raise ConfigError(f"`{flag}` needs --executor ray, got --executor {args.executor}")
+        if not given[name] >= 0:  # NaN too
+            raise ConfigError(f"`{flag}` must be >= 0, got {given[name]}")
+    return given
 
 
 def _list() -> None:

@@ -260,22 +260,44 @@ def _execute_one_thread(task: RunTask, messages: Any, driver: tuple[str, int]) -
     return execute(task, report)
 
 
-# name -> build(workers, address): the CLI's --executor choices and make_executor read this table
-EXECUTORS: dict[str, Callable[[int | None, str | None], Executor]] = {
-    "local": lambda workers, address: LocalExecutor(workers),
-    "stacked": lambda workers, address: StackedExecutor(workers),
-    "ray": lambda workers, address: RayExecutor(workers, address),
+# name -> build(workers, address, num_gpus, max_retries): the CLI's --executor choices and
+# make_executor read this table; only Ray places runs on GPUs of a cluster and retries them
+EXECUTORS: dict[str, Callable[[int | None, str | None, float, int], Executor]] = {
+    "local": lambda workers, address, gpus, retries: LocalExecutor(workers),
+    "stacked": lambda workers, address, gpus, retries: StackedExecutor(workers),
+    "ray": lambda workers, address, gpus, retries: RayExecutor(workers, address, gpus, retries),
 }
 
 
-def make_executor(name: str, workers: int | None = None, address: str | None = None) -> Executor:
-    """Build the executor ``name``, a key of :data:`EXECUTORS`.
+def make_executor(
+    name: str,
+    workers: int | None = None,
+    address: str | None = None,
+    *,
+    num_gpus: float = 0.0,
+    max_retries: int = 3,
+) -> Executor:
+    """Build the executor ``name``, a key of :data:`EXECUTORS`; ``num_gpus`` (per run, a
+    fraction packs several runs on a GPU) and ``max_retries`` are the ``ray`` executor's.
 
     >>> make_executor("slurm")
     Traceback (most recent call last):
     ...
     ValueError: `executor` must be one of local, stacked, ray, got 'slurm'
+    >>> make_executor("local", num_gpus=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: `num_gpus` must be 0 unless the executor is ray, got 0.5 with 'local'
     """
     if name not in EXECUTORS:
         raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {name!r}")
-    return EXECUTORS[name](workers, address)
+    if name != "ray" and num_gpus != 0.0:
+        raise ValueError(
+            f"`num_gpus` must be 0 unless the executor is ray, got {num_gpus} with {name!r}"
+        )
+    if name != "ray" and max_retries != 3:
+        raise ValueError(
+            f"`max_retries` must be 3 (the default) unless the executor is ray, "
+            f"got {max_retries} with {name!r}"
+        )
+    return EXECUTORS[name](workers, address, num_gpus, max_retries)
