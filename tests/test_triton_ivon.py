@@ -16,11 +16,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from torch import nn
+from triton_compile import Recorder, compile_sm90
 
 from smoothlab import _native, _triton
 from smoothlab.optim import IVON, _ivon_native
@@ -158,10 +158,9 @@ def test_noise_is_the_native_layout_and_the_sample_its_formula(device: str) -> N
     with opt.sampled_params():
         thetas = [p.data.clone() for p in _trainable(model)]
     # the stream is the position in the optimizer, the frozen parameter included
-    streams = {"big": (0, 1e-4), "low": (2, 1e-4), "mat": (3, 0.0)}  # and weight decay
-    for (name, p), theta in zip(zip(streams, _trainable(model)), thetas, strict=True):
+    streams = [(0, 1e-4), (2, 1e-4), (3, 0.0)]  # and the weight decay, for big, low, mat
+    for p, theta, (stream, decay) in zip(_trainable(model), thetas, streams, strict=True):
         eps = opt._buffers[p].noise
-        stream, decay = streams[name]
         if _ivon_native.kernels() is not None:
             native = _ivon_native.normal_(torch.empty(p.numel()), key, stream)
             torch.testing.assert_close(eps.cpu().flatten(), native, rtol=0, atol=2e-6)
@@ -224,38 +223,6 @@ def test_cpu_parameters_keep_the_cpu_paths() -> None:
             assert not _ivon_triton.takes(channels, {"hess": channels, "momentum": channels})
 
 
-class _Recorder:
-    """Stands in for a kernel: records each launch's arguments instead of running it."""
-
-    def __init__(self) -> None:
-        self.launches: list[tuple[tuple[object, ...], dict[str, object]]] = []
-
-    def __getitem__(self, grid: object) -> Callable[..., None]:
-        return lambda *args, **flags: self.launches.append((args, flags))
-
-
-_SIGNATURE = {torch.float32: "*fp32", torch.int64: "*i64"}
-
-
-def _compile_sm90(kernel: Any, args: tuple[object, ...], flags: dict[str, object]) -> None:
-    """Compile one recorded launch to PTX and a cubin for a Hopper GPU, which needs no GPU."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    names = kernel.arg_names
-    signature = {
-        name: _SIGNATURE[value.dtype] if isinstance(value, torch.Tensor) else "fp32"
-        for name, value in zip(names, args, strict=False)
-    }
-    constexprs = {(names.index(k),): v for k, v in flags.items()}
-    signature.update(dict.fromkeys(flags, "constexpr"))
-    source = ASTSource(kernel, signature, constexprs=constexprs)
-    options = {key: flags[key] for key in ("num_warps", "enable_fp_fusion")}
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
-    assert "cubin" in compiled.asm
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(INTERPRETED, reason="compiles for a GPU")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -265,7 +232,7 @@ def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.Mon
 
     recorders = {}
     for name in ("_sample_kernel", "_record_kernel", "_update_kernel"):
-        recorders[name] = (getattr(ivon, name), _Recorder())
+        recorders[name] = (getattr(ivon, name), Recorder())
         monkeypatch.setattr(ivon, name, recorders[name][1])
     p = nn.Parameter(torch.randn(300).to(dtype))
     opt = IVON([p], lr=0.1, ess=10.0)
@@ -275,7 +242,7 @@ def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.Mon
         opt.step()
     for kernel, recorder in recorders.values():
         assert len(recorder.launches) == 1
-        _compile_sm90(kernel, *recorder.launches[0])
+        compile_sm90(kernel, *recorder.launches[0])
 
 
 @pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")

@@ -29,6 +29,7 @@ rows not ignored).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -48,9 +49,19 @@ _TYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @triton.jit
+def _dot(x, y, acc, DOT: tl.constexpr, UPCAST: tl.constexpr):
+    """``acc + x y`` in fp32. ``UPCAST`` (the interpreter only, which multiplies half-precision
+    tiles as raw integers) multiplies in fp32: exact, as a product of two half values fits."""
+    if UPCAST:
+        return tl.dot(x.to(tl.float32), y.to(tl.float32), acc, input_precision="ieee")
+    else:
+        return tl.dot(x, y, acc, input_precision=DOT)
+
+
+@triton.jit
 def _logit_tile(
-    h_ptr, w_ptr, rows, cols, N, V, H,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT: tl.constexpr,
+    h_ptr, w_ptr, rows, cols, N, V, H, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    DOT: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
     """``h[rows] W[cols]^T`` as a ``(BM, BN)`` fp32 tile (0 outside the matrices)."""
     acc = tl.zeros((BM, BN), dtype=tl.float32)
@@ -60,14 +71,14 @@ def _logit_tile(
                      mask=(rows[:, None] < N) & (ks[None, :] < H), other=0.0)  # fmt: skip
         wk = tl.load(w_ptr + cols[None, :] * H + ks[:, None],
                      mask=(cols[None, :] < V) & (ks[:, None] < H), other=0.0)  # fmt: skip
-        acc = tl.dot(hk, wk, acc, input_precision=DOT)
+        acc = _dot(hk, wk, acc, DOT, UPCAST)
     return acc
 
 
 @triton.jit
 def _forward_kernel(
     h_ptr, w_ptr, b_ptr, y_ptr, pi_ptr, stats_ptr, N, V, H, per_slice,
-    HAS_BIAS: tl.constexpr, HAS_PI: tl.constexpr, DOT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_PI: tl.constexpr, DOT: tl.constexpr, UPCAST: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
 ):  # fmt: skip
     """Partial ``(max, sum exp(z - max), D, z_y)`` of ``BM`` rows over one vocabulary slice."""
@@ -83,7 +94,7 @@ def _forward_kernel(
     for v0 in range(lo, hi, BN):
         cols = v0 + tl.arange(0, BN)
         ok = cols < hi
-        z = _logit_tile(h_ptr, w_ptr, rows, cols, N, V, H, BM, BN, BK, DOT)
+        z = _logit_tile(h_ptr, w_ptr, rows, cols, N, V, H, BM, BN, BK, DOT, UPCAST)
         if HAS_BIAS:
             z += tl.load(b_ptr + cols, mask=ok, other=0.0).to(tl.float32)[None, :]
         if HAS_PI:
@@ -109,7 +120,7 @@ def _forward_kernel(
 def _backward_kernel(
     h_ptr, w_ptr, b_ptr, y_ptr, pi_ptr, lse_ptr, g_ptr, dh_ptr, dw_ptr, db_ptr,
     N, V, H, a, b, q,
-    HAS_BIAS: tl.constexpr, HAS_PI: tl.constexpr, DOT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_PI: tl.constexpr, DOT: tl.constexpr, UPCAST: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
 ):  # fmt: skip
     """One ``(BM, BN)`` tile of ``dz = g (q p - a e_y - b pi)``, pushed into dh, dW and db."""
@@ -121,7 +132,7 @@ def _backward_kernel(
         return
     y = tl.load(y_ptr + rows, mask=row_ok, other=-1)
     lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
-    z = _logit_tile(h_ptr, w_ptr, rows, cols, N, V, H, BM, BN, BK, DOT)
+    z = _logit_tile(h_ptr, w_ptr, rows, cols, N, V, H, BM, BN, BK, DOT, UPCAST)
     if HAS_BIAS:
         z += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     dz = q * tl.exp(z - lse[:, None])
@@ -140,12 +151,12 @@ def _backward_kernel(
         wk = tl.load(w_ptr + cols[:, None] * H + ks[None, :],
                      mask=col_ok[:, None] & k_ok[None, :], other=0.0)  # fmt: skip
         tl.atomic_add(dh_ptr + rows[:, None] * H + ks[None, :],
-                      tl.dot(dzc, wk, input_precision=DOT),
+                      _dot(dzc, wk, tl.zeros((BM, BK), tl.float32), DOT, UPCAST),
                       mask=row_ok[:, None] & k_ok[None, :])  # fmt: skip
         hk = tl.load(h_ptr + rows[:, None] * H + ks[None, :],
                      mask=row_ok[:, None] & k_ok[None, :], other=0.0)  # fmt: skip
         tl.atomic_add(dw_ptr + cols[:, None] * H + ks[None, :],
-                      tl.dot(tl.trans(dzc), hk, input_precision=DOT),
+                      _dot(tl.trans(dzc), hk, tl.zeros((BN, BK), tl.float32), DOT, UPCAST),
                       mask=col_ok[:, None] & k_ok[None, :])  # fmt: skip
 
 
@@ -153,8 +164,9 @@ def _flags(h: Tensor) -> dict[str, Any]:
     # float32 inputs are multiplied in IEEE fp32, as F.linear (TF32 is off by default in torch)
     return {
         "DOT": "ieee" if h.dtype == torch.float32 else "tf32",
+        "UPCAST": os.environ.get("TRITON_INTERPRET") == "1",
         "BM": BLOCK_M, "BN": BLOCK_N, "BK": BLOCK_K,
-        "num_warps": 8 if BLOCK_M * BLOCK_N >= 8192 else 4,
+        "num_warps": 8 if BLOCK_M * BLOCK_N >= 8192 else 4, "enable_fp_fusion": True,
     }  # fmt: skip
 
 
