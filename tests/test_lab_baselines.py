@@ -279,3 +279,11 @@ def test_a_resumed_peer_run_draws_the_same_peers_as_an_uninterrupted_one(tmp_pat
     assert epochs_run == [3]  # only the last epoch was trained again
     assert resumed.weights == whole.weights
     assert resumed.curves == whole.curves
+
+
+def test_a_missing_teacher_file_names_the_method(tmp_path: Path) -> None:
+    missing = tmp_path / "teacher.safetensors"
+    with pytest.raises(ConfigError) as error:
+        _tasks({"fcorrect": {"transition": "estimated", "teacher": str(missing)}})
+    assert str(error.value) == f"`methods.fcorrect.teacher` file not found: {missing}"
+    assert len(_tasks({"fcorrect": {"teacher": str(missing)}})) == 1  # "true" needs no teacher

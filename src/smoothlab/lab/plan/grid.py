@@ -241,7 +241,7 @@ def plan_runs(config: Config) -> list[RunConfig]:
         if teacher is None:
             path = teacher_file(run)
             if not path.is_file():
-                raise ConfigError(f"`methods.ls-teacher.teacher` file not found: {path}")
+                raise ConfigError(f"`methods.{run.method}.teacher` file not found: {path}")
         elif run_key(teacher) not in keys:
             runs.append(teacher)
             keys.add(run_key(teacher))

@@ -179,7 +179,7 @@ class PeerLoss(Method):
     name: ClassVar[str] = "peer"
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "peer loss: CE minus alpha x CE of random peer pairs (Liu 2020)"
-    alpha: float = 1.0
+    alpha: float = 1.0  # weight of the peer term; 0 is cross-entropy
 
     def __post_init__(self) -> None:
         check(self.alpha >= 0, "methods.peer.alpha", ">= 0", self.alpha)
@@ -202,7 +202,7 @@ class FDivergence(Method):
     name: ClassVar[str] = "fdiv"
     primary: ClassVar[tuple[str, ...]] = ("divergence",)
     description: ClassVar[str] = "f-divergence between joint and product (Wei & Liu 2021)"
-    divergence: str = "total-variation"
+    divergence: str = "total-variation"  # a name of smoothlab.losses.fdivergence.DIVERGENCES
 
     def __post_init__(self) -> None:
         from smoothlab.losses.fdivergence import DIVERGENCES
@@ -226,7 +226,7 @@ class GeneralizedCrossEntropy(Method):
     name: ClassVar[str] = "gce"
     primary: ClassVar[tuple[str, ...]] = ("q",)
     description: ClassVar[str] = "generalized cross-entropy (1 - p_y^q) / q (Zhang 2018)"
-    q: float = 0.7
+    q: float = 0.7  # in (0, 1]: cross-entropy as q -> 0, MAE at 1
 
     def __post_init__(self) -> None:
         check(0 < self.q <= 1, "methods.gce.q", "in (0, 1]", self.q)
@@ -246,8 +246,8 @@ class SymmetricCrossEntropy(Method):
     name: ClassVar[str] = "sce"
     primary: ClassVar[tuple[str, ...]] = ("alpha", "beta")
     description: ClassVar[str] = "symmetric cross-entropy: alpha CE + beta reverse CE (Wang 2019)"
-    alpha: float = 0.1
-    beta: float = 1.0
+    alpha: float = 0.1  # weight of cross-entropy
+    beta: float = 1.0  # weight of reverse cross-entropy (log 0 clipped to -4)
 
     def __post_init__(self) -> None:
         check(self.alpha >= 0, "methods.sce.alpha", ">= 0", self.alpha)
