@@ -144,10 +144,10 @@ def _list() -> None:
     print("methods:")
     for name, method in METHODS.items():
         params = ", ".join(method_fields(name)) or "-"
-        print(f"  {name:<11} {method.description}  [{params}]")
+        print(f"  {name:<13} {method.description}  [{params}]")
         if method.overrides:
             keys = ", ".join(method.overrides)
-            print(f"  {'':<11} its {keys} replace [train]'s (\"\" or -1: keep [train]'s)")
+            print(f"  {'':<13} its {keys} replace [train]'s (\"\" or -1: keep [train]'s)")
     print("datasets:")
     for name in list_datasets():
         print(f"  {name:<17} {get_dataset_info(name).description}")

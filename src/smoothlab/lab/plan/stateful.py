@@ -43,15 +43,28 @@ class AdaFocalObjective:
         from smoothlab.adafocal import AdaFocalLoss
 
         self.loss = AdaFocalLoss(num_bins, lam=lam, gamma_init=gamma_init)
+        self.unobserved = False  # an epoch ended and no validation logits came
 
     def __call__(self, logits: Tensor, target: Tensor, index: Tensor, epoch: int) -> Tensor:
+        if self.unobserved:  # without a split the gammas would silently stay at gamma_init
+            raise ValueError(
+                "`data.val_fraction` must be > 0 for adafocal (its gammas follow the "
+                "validation split's calibration), got no validation split"
+            )
         return self.loss(logits, target)  # type: ignore[no-any-return]
 
     def end_epoch(self) -> None:
-        pass  # the gammas move with the validation data, in observe_validation
+        self.unobserved = True  # the gammas move with the validation data, in observe_validation
 
     def observe_validation(self, logits: Tensor, target: Tensor) -> None:
         """Update every bin's gamma from the validation split's logits and labels."""
+        self.unobserved = False
+        bins = self.loss.num_bins
+        if len(target) < bins:  # every equal-mass bin needs an example
+            raise ValueError(
+                f"`data.val_fraction` must leave >= num_bins = {bins} validation examples for "
+                f"adafocal, got {len(target)}"
+            )
         self.loss.update(logits, target)
 
     def state_dict(self) -> dict[str, Any]:

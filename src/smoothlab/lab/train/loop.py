@@ -169,7 +169,9 @@ class _Trainer:
             self.method, self.model, recipe, len(data.y_train), task.seed
         )
         teacher = self._teacher_probs(shape) if self.method.needs_teacher else None
-        context = RunContext(data.num_classes, data.y_train, data.y_train_clean, task.seed)
+        context = RunContext(
+            data.num_classes, data.y_train, data.y_train_clean, task.seed, self.run.train.epochs
+        )
         self.objective = self.method.run_objective(context, teacher)
         self.batches = math.ceil(len(data.y_train) / self.run.train.batch_size)
         self.lr = lr_schedule(self.run, recipe.lr, self.batches)

@@ -3,6 +3,7 @@
 :mod:`~smoothlab.lab.plan.methods.base` holds :class:`Method` (objective, optimizer kind,
 ``[train]`` overrides, table label); :mod:`~smoothlab.lab.plan.methods.smoothing` the seed papers'
 methods; :mod:`~smoothlab.lab.plan.methods.baselines` the noisy-label baselines;
+:mod:`~smoothlab.lab.plan.methods.family` the newer members of the smoothing family;
 :mod:`~smoothlab.lab.plan.methods.registry` :data:`METHODS`, from which the CLI's
 choices, ``smoothlab list`` and plot legends derive.
 """
@@ -15,6 +16,17 @@ from smoothlab.lab.plan.methods.baselines import (
     GeneralizedCrossEntropy,
     PeerLoss,
     SymmetricCrossEntropy,
+)
+from smoothlab.lab.plan.methods.family import (
+    AdaFocal,
+    Focal,
+    LogitNorm,
+    LogitPenalty,
+    MarginLabelSmoothing,
+    MaxSuppression,
+    ProgressiveSelfDistillation,
+    SampleDependentFocal,
+    ZipfSmoothing,
 )
 from smoothlab.lab.plan.methods.registry import (
     METHODS,
@@ -39,24 +51,33 @@ from smoothlab.lab.plan.methods.smoothing import (
 __all__ = [
     "METHODS",
     "RENAMED",
+    "AdaFocal",
     "BackwardCorrection",
     "ConfidencePenalty",
     "CrossEntropy",
     "FDivergence",
+    "Focal",
     "ForwardCorrection",
     "GeneralizedCrossEntropy",
     "Ivon",
     "LabelRelaxation",
     "LabelSmoothing",
+    "LogitNorm",
+    "LogitPenalty",
+    "MarginLabelSmoothing",
+    "MaxSuppression",
     "Method",
     "NegativeSmoothing",
     "OnlineSmoothing",
     "PeerLoss",
+    "ProgressiveSelfDistillation",
     "RunContext",
     "Sam",
+    "SampleDependentFocal",
     "SymmetricCrossEntropy",
     "TeacherSmoothing",
     "TwoStageSmoothing",
+    "ZipfSmoothing",
     "make_method",
     "method_fields",
     "resolved_parameters",

@@ -40,13 +40,15 @@ class RunContext:
 
     ``labels`` are the (noisy) labels the model trains on and ``clean_labels`` the clean ones,
     both in training-set order (the ``index`` an objective receives points into them); ``seed``
-    is the run's seed, from its key, for objectives that draw random numbers (house rule 5).
+    is the run's seed, from its key, for objectives that draw random numbers (house rule 5);
+    ``epochs`` is the run's ``train.epochs``, for schedules over the whole run (PS-KD's).
     """
 
     num_classes: int
     labels: Tensor
     clean_labels: Tensor
     seed: int
+    epochs: int = 0  # 0: not known (objectives built outside a run)
 
 
 @dataclass(frozen=True)

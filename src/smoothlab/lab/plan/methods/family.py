@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from smoothlab.lab.plan.methods.base import Method, check
+from smoothlab.lab.plan.methods.base import Method, RunContext, check
 from smoothlab.lab.plan.objectives import Objective, Stateless
 from smoothlab.lab.plan.stateful import AdaFocalObjective, SelfDistillationObjective
 
@@ -41,14 +41,28 @@ __all__ = [
 ]
 
 
+def _ramp(name: str, ramp_epochs: int, epochs: int = 0) -> int:
+    """Epochs of a ramp: ``ramp_epochs``, or with -1 the run's ``epochs`` (which only a run
+    knows: :meth:`Method.run_objective` passes them)."""
+    if ramp_epochs >= 0:
+        return ramp_epochs
+    if epochs <= 0:
+        raise ValueError(
+            f"`{name}` with ramp_epochs = -1 ramps over the run's epochs: build it with "
+            "run_objective, got no epochs"
+        )
+    return epochs
+
+
 @dataclass(frozen=True)
 class MaxSuppression(Method):
     """MaxSup (Zhou et al., NeurIPS 2025): ``CE + alpha (max_j z_j - mean_j z_j)``, label
     smoothing with ``z_y`` replaced by the top logit; :func:`smoothlab.losses.max_suppression_loss`.
 
-    ``ramp_epochs > 0`` is the authors' schedule, :func:`smoothlab.losses.max_suppression_schedule`:
-    ``alpha`` rises linearly to ``alpha_end`` over that many epochs (their recipe: 0.1 to 0.2
-    over the whole run, ``ramp_epochs = train.epochs``); 0 keeps ``alpha`` constant.
+    ``ramp_epochs`` turns on the authors' schedule,
+    :func:`smoothlab.losses.max_suppression_schedule`: ``alpha`` rises linearly to ``alpha_end``
+    over that many epochs, or over the whole run with -1 (their recipe: 0.1 to 0.2 over the
+    run); 0, the default, keeps ``alpha`` constant.
     """
 
     name: ClassVar[str] = "maxsup"
@@ -56,19 +70,25 @@ class MaxSuppression(Method):
     description: ClassVar[str] = "max suppression: LS with the top logit for z_y (Zhou 2025)"
     alpha: float = 0.1
     alpha_end: float = 0.2  # reached after ramp_epochs (unused when ramp_epochs = 0)
-    ramp_epochs: int = 0
+    ramp_epochs: int = 0  # -1: the run's train.epochs
 
     def __post_init__(self) -> None:
         check(self.alpha >= 0, "methods.maxsup.alpha", ">= 0", self.alpha)
         check(self.alpha_end >= 0, "methods.maxsup.alpha_end", ">= 0", self.alpha_end)
-        check(self.ramp_epochs >= 0, "methods.maxsup.ramp_epochs", ">= 0", self.ramp_epochs)
+        check(self.ramp_epochs >= -1, "methods.maxsup.ramp_epochs", ">= -1", self.ramp_epochs)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        return self._objective(_ramp(self.name, self.ramp_epochs))
+
+    def run_objective(self, context: RunContext, teacher_probs: Tensor | None = None) -> Objective:
+        return self._objective(_ramp(self.name, self.ramp_epochs, context.epochs))
+
+    def _objective(self, ramp: int) -> Objective:
         from smoothlab.losses import max_suppression_loss, max_suppression_schedule
         from smoothlab.schedules import constant
 
-        if self.ramp_epochs:
-            alpha = max_suppression_schedule(self.ramp_epochs, start=self.alpha, end=self.alpha_end)
+        if ramp:
+            alpha = max_suppression_schedule(ramp, start=self.alpha, end=self.alpha_end)
         else:
             alpha = constant(self.alpha)
         return Stateless(lambda x, y, i, e: max_suppression_loss(x, y, alpha=alpha(e)))
@@ -210,8 +230,8 @@ class ProgressiveSelfDistillation(Method):
     :func:`smoothlab.progressive_self_distillation_targets`.
 
     ``a_t`` rises linearly from 0 to ``alpha`` over ``ramp_epochs`` epochs
-    (:func:`smoothlab.distill.progressive_self_distillation_schedule`; the paper: 0.8 over the
-    whole run, ``ramp_epochs = train.epochs``); 0 uses ``alpha`` from the start. The first epoch
+    (:func:`smoothlab.distill.progressive_self_distillation_schedule`), by default -1 the whole
+    run as in the paper (0.8 over the run); 0 uses ``alpha`` from the start. The first epoch
     has no previous prediction and trains with cross-entropy.
     """
 
@@ -219,19 +239,25 @@ class ProgressiveSelfDistillation(Method):
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "self-distillation from last epoch's predictions (Kim 2021)"
     alpha: float = 0.8
-    ramp_epochs: int = 0
+    ramp_epochs: int = -1  # -1: the run's train.epochs
 
     def __post_init__(self) -> None:
         check(0 <= self.alpha <= 1, "methods.ps-kd.alpha", "in [0, 1]", self.alpha)
-        check(self.ramp_epochs >= 0, "methods.ps-kd.ramp_epochs", ">= 0", self.ramp_epochs)
+        check(self.ramp_epochs >= -1, "methods.ps-kd.ramp_epochs", ">= -1", self.ramp_epochs)
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
+        return self._objective(_ramp(self.name, self.ramp_epochs))
+
+    def run_objective(self, context: RunContext, teacher_probs: Tensor | None = None) -> Objective:
+        return self._objective(_ramp(self.name, self.ramp_epochs, context.epochs))
+
+    def _objective(self, ramp: int) -> Objective:
         from smoothlab.distill import progressive_self_distillation_schedule
         from smoothlab.schedules import constant
 
-        if self.ramp_epochs:
+        if ramp:
             return SelfDistillationObjective(
-                progressive_self_distillation_schedule(self.alpha, self.ramp_epochs)
+                progressive_self_distillation_schedule(self.alpha, ramp)
             )
         return SelfDistillationObjective(constant(self.alpha))
 

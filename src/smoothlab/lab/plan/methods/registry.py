@@ -20,6 +20,17 @@ from smoothlab.lab.plan.methods.baselines import (
     PeerLoss,
     SymmetricCrossEntropy,
 )
+from smoothlab.lab.plan.methods.family import (
+    AdaFocal,
+    Focal,
+    LogitNorm,
+    LogitPenalty,
+    MarginLabelSmoothing,
+    MaxSuppression,
+    ProgressiveSelfDistillation,
+    SampleDependentFocal,
+    ZipfSmoothing,
+)
 from smoothlab.lab.plan.methods.smoothing import (
     ConfidencePenalty,
     CrossEntropy,
@@ -56,6 +67,16 @@ METHODS: dict[str, type[Method]] = {
         FDivergence,
         GeneralizedCrossEntropy,
         SymmetricCrossEntropy,
+        # the newer members of the smoothing family (family.py)
+        MaxSuppression,
+        MarginLabelSmoothing,
+        LogitNorm,
+        LogitPenalty,
+        Focal,
+        SampleDependentFocal,
+        AdaFocal,
+        ProgressiveSelfDistillation,
+        ZipfSmoothing,
     )
 }
 
