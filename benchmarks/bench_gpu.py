@@ -21,6 +21,7 @@ Without a CUDA device it exits with status 2 and says so; nothing is estimated.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from collections.abc import Callable
@@ -63,6 +64,48 @@ HEADS: dict[str, Head] = {
     "relaxation a=0.1": lambda h, w, y: smoothlab.linear_label_relaxation_loss(h, w, y),
     "conf. penalty b=0.1": lambda h, w, y: smoothlab.linear_confidence_penalty_loss(h, w, y),
 }
+
+
+@functools.lru_cache(maxsize=4)
+def _zipf(vocab: int, device: str) -> torch.Tensor:
+    """A Zipf class prior, ``pi_j ~ 1 / (j + 1)``: a word-frequency shape."""
+    weights = 1.0 / torch.arange(1, vocab + 1, device=device, dtype=torch.float32)
+    return weights / weights.sum()
+
+
+def _logits_free(smoothing: float, prior: bool = False) -> Head:
+    """The CCE-style head of ``smoothlab._triton.cce`` (CUDA tensors only)."""
+    from smoothlab._triton.cce import linear_smoothing_cross_entropy
+
+    def run(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pi = _zipf(w.shape[0], str(w.device)) if prior else None
+        return linear_smoothing_cross_entropy(h, w, y, smoothing=smoothing, prior=pi)
+
+    return run
+
+
+#: Heads that run Triton kernels only on CUDA tensors: the CPU smoke run of the tables skips them.
+LOGITS_FREE = {
+    "ce logits-free": (0.0, False),
+    "ls r=0.1 logits-free": (0.1, False),
+    "nls r=-0.1 logits-free": (-0.1, False),
+    "prior r=0.1 logits-free": (0.1, True),
+}
+CUDA_ONLY = set(LOGITS_FREE)
+
+
+def add_logits_free(heads: dict[str, Head]) -> str | None:
+    """Add our logits-free heads (when Triton imports) and Cut Cross-Entropy's (when
+    ``cut_cross_entropy`` imports: plain cross-entropy, no bias, no smoothing)."""
+    try:
+        heads.update({name: _logits_free(*how) for name, how in LOGITS_FREE.items()})
+        from cut_cross_entropy import linear_cross_entropy  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    heads["cut-ce r=0"] = lambda h, w, y: linear_cross_entropy(h, w, y)
+    heads["cut-ce r=0 unfiltered"] = lambda h, w, y: linear_cross_entropy(h, w, y, filter_eps=None)
+    CUDA_ONLY.update({"cut-ce r=0", "cut-ce r=0 unfiltered"})
+    return "cut-ce r=0"
 
 
 def add_liger(losses: dict[str, Loss], heads: dict[str, Head]) -> str | None:
@@ -136,7 +179,7 @@ def loss_table(shape: tuple[int, int], dtype: torch.dtype, repeats: int, liger: 
 
 
 def head_table(
-    shape: tuple[int, int, int], dtype: torch.dtype, repeats: int, liger: str | None
+    shape: tuple[int, int, int], dtype: torch.dtype, repeats: int, refs: list[str]
 ) -> None:
     n, hidden, vocab = shape
     g = torch.Generator(device=DEVICE).manual_seed(1)
@@ -147,9 +190,10 @@ def head_table(
     def make() -> Inputs:
         return h.clone().requires_grad_(), w.clone().requires_grad_(), y
 
-    results = measure(HEADS, make, repeats)
+    heads = {k: v for k, v in HEADS.items() if DEVICE == "cuda" or k not in CUDA_ONLY}
+    results = measure(heads, make, repeats)
     print(f"\nlinear heads {n} x {hidden} -> {vocab}: time ratios as above; peak extra in MiB")
-    report(results, [HEAD_BASELINE, *([liger] if liger else [])], 1 << 20, "MiB")
+    report(results, [HEAD_BASELINE, *(r for r in refs if r in heads)], 1 << 20, "MiB")
 
 
 ADAMW = "torch AdamW fused step"
@@ -223,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     width, depth = (int(part) for part in args.ivon.lower().split("x"))
     dtype = getattr(torch, args.dtype)
     liger = add_liger(LOSSES, HEADS)
+    cut = add_logits_free(HEADS)
     print(f"losses {n}x{c}, heads {rows}x{hidden}->{vocab}, {args.dtype}, {args.repeats} rounds")
     print(f"losses: {', '.join(LOSSES)}; heads: {', '.join(HEADS)}")
     print(f"ivon {width}x{depth}: {', '.join(IVON_STEPS)}")
-    print(f"triton: {_native.status()['triton']}; liger-kernel: {'yes' if liger else 'absent'}")
+    print(f"triton: {_native.status()['triton']}; liger-kernel: {'yes' if liger else 'absent'}; "
+          f"cut-cross-entropy: {'yes' if cut else 'absent'}")  # fmt: skip
     if args.dry_run:
         return 0
     if not torch.cuda.is_available():
@@ -236,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     loss_table((n, c), dtype, args.repeats, liger)
-    head_table((rows, hidden, vocab), dtype, args.repeats, liger)
+    head_table((rows, hidden, vocab), dtype, args.repeats, [r for r in (liger, cut) if r])
     ivon_table((width, depth), args.repeats)
     return 0
 
