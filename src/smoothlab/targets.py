@@ -20,7 +20,14 @@ from smoothlab._checks import (
     fail,
 )
 
-__all__ = ["check_exclusive_mass", "check_prior", "smooth_targets"]
+__all__ = [
+    "check_exclusive_mass",
+    "check_prior",
+    "exclusive_prior",
+    "exclusive_split",
+    "mix_targets",
+    "smooth_targets",
+]
 
 
 def check_prior(prior: object, num_classes: int, shape: tuple[int, ...]) -> Tensor:
@@ -104,20 +111,86 @@ def smooth_targets(
             raise fail("target", "class indices when exclusive=True", target, kind=TypeError)
         if target.dim() < 2 or target.shape[1] != num_classes:
             raise fail("target", f"of shape (N, {num_classes}, ...)", target)
-        onehot = target.to(dtype)
     else:
         check_class_indices("target", target, num_classes)
-        onehot = torch.nn.functional.one_hot(target.long(), num_classes).to(dtype)
-        onehot = onehot.movedim(-1, 1) if onehot.dim() > 2 else onehot
-    shape = tuple(onehot.shape)
+    index = not target.is_floating_point()
+    if index and target.dim() == 0:  # one example: a (1, C) row, as for a (1,) target
+        target = target.unsqueeze(0)
+    shape = (target.shape[0], num_classes, *target.shape[1:]) if index else tuple(target.shape)
     if prior is None:
         pi = torch.full((1, num_classes) + (1,) * (len(shape) - 2), 1.0 / num_classes, dtype=dtype)
-        pi = pi.to(onehot.device)
+        pi = pi.to(target.device)
     else:
         pi = check_prior(prior, num_classes, shape).to(dtype)
+    return mix_targets(target if index else target.to(dtype), rate, pi, exclusive=exclusive)
+
+
+def mix_targets(
+    target: Tensor,
+    smoothing: float,
+    prior: Tensor,
+    *,
+    exclusive: bool = False,
+    valid: Tensor | None = None,
+) -> Tensor:
+    r"""The arithmetic of :func:`smooth_targets` on checked inputs: :math:`(1 - r) t + r \pi`.
+
+    ``target``: ``(N, ...)`` int64 class indices (``t`` their one-hot rows, in ``prior``'s
+    dtype) or ``(N, C, ...)`` probabilities; ``prior``: broadcastable to ``(N, C, ...)``;
+    ``exclusive`` (class indices only) renormalises the prior off the true class
+    (:func:`exclusive_prior`); ``valid``: positions whose prior is checked (``None``: all). The
+    losses' composition (``fused=False``) is the soft-target cross-entropy of these targets.
+
+    >>> mix_targets(torch.tensor([1]), 0.3, torch.full((1, 3), 1 / 3))
+    tensor([[0.1000, 0.8000, 0.1000]])
+    """
+    if target.is_floating_point():
+        return (1.0 - smoothing) * target + smoothing * prior
+    shape = (target.shape[0], prior.shape[1], *target.shape[1:])
+    index = target.long().unsqueeze(1)
     if exclusive:
-        pi = _exclusive_prior(pi.expand(shape), onehot)
-    return (1.0 - rate) * onehot + rate * pi
+        prior = exclusive_prior(prior.expand(shape), index.squeeze(1), valid)
+    # r pi everywhere, then 1 - r added at y: (1 - r) onehot + r pi without the one-hot tensor
+    q = prior.expand(shape) * smoothing
+    return q.scatter_add_(1, index, torch.full_like(index, 1.0 - smoothing, dtype=q.dtype))
+
+
+def exclusive_split(
+    prior: Tensor, index: Tensor, valid: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``prior[n, y_n, ...]`` and the prior's mass on the other classes, checked positive.
+
+    The one place where exclusive smoothing's divisor is computed (the composition and the fused
+    kernels' coefficients both call it). ``prior``: ``(N, C, ...)`` (or broadcastable to it);
+    ``index``: ``(N, ...)`` int64 class indices; ``valid``: ``(N, ...)`` bool or ``None``,
+    positions outside it get a mass of 1 and are not checked. The row sums stay in the prior's
+    dtype (a float64 sum of float32 rows costs 6x more); their difference with ``pi_y`` is exact
+    in float64.
+
+    >>> exclusive_split(torch.tensor([[0.5, 0.25, 0.25]]), torch.tensor([0]))
+    (tensor([0.5000]), tensor([0.5000]))
+    """
+    shape = (index.shape[0], prior.shape[1], *index.shape[1:])
+    pi_y = prior.expand(shape).gather(1, index.unsqueeze(1)).squeeze(1)
+    rest = (prior.sum(1).double() - pi_y.double()).to(pi_y.dtype)
+    if valid is not None:
+        rest = rest.masked_fill(~valid, 1.0)
+    check_exclusive_mass(rest)
+    return pi_y, rest
+
+
+def exclusive_prior(prior: Tensor, index: Tensor, valid: Tensor | None = None) -> Tensor:
+    """The prior renormalised over the classes other than ``y``: ``pi_j / (1 - pi_y)``, 0 at ``y``.
+
+    (``1 - pi_y`` is the mass of the other classes, summed: exact for a prior that does not sum
+    to exactly 1; see :func:`exclusive_split`.)
+
+    >>> exclusive_prior(torch.tensor([[0.5, 0.25, 0.25]]), torch.tensor([0]))
+    tensor([[0.0000, 0.5000, 0.5000]])
+    """
+    _, rest = exclusive_split(prior, index, valid)
+    others = prior.scatter(1, index.unsqueeze(1), 0.0)
+    return others / rest.unsqueeze(1)
 
 
 def check_exclusive_mass(rest: Tensor) -> None:
@@ -132,11 +205,3 @@ def check_exclusive_mass(rest: Tensor) -> None:
             "positive somewhere outside the true class when exclusive=True",
             "!a row with all its mass on the true class",
         )
-
-
-def _exclusive_prior(pi: Tensor, onehot: Tensor) -> Tensor:
-    """Renormalise ``pi`` over the classes other than the true one: ``pi_j / (1 - pi_y)``."""
-    others = pi * (1 - onehot)
-    mass = others.sum(dim=1, keepdim=True)
-    check_exclusive_mass(mass)
-    return others / mass

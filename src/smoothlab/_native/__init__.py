@@ -52,6 +52,7 @@ __all__ = [
     "disabled",
     "library",
     "parallel",
+    "served",
     "status",
 ]
 
@@ -70,6 +71,7 @@ _SOURCES = Path(__file__).resolve().parent
 _LOCK = threading.Lock()
 _LOADED: dict[str, ctypes.CDLL | None] = {}
 _STATUS: dict[str, str] = {}
+_SERVED: dict[str, str] = {}  # loss family -> the backend of its latest call
 _BOUND: dict[tuple[str, str], ctypes.CDLL] = {}  # (library, entry point) whose types are set
 # (owner pid, workers, pool): a forked child inherits the list but not the threads.
 _POOL: list[tuple[int, int, ThreadPoolExecutor]] = []
@@ -217,13 +219,26 @@ def address(tensor: Tensor | None, offset: int = 0) -> int | None:
     return tensor.data_ptr() + offset * tensor.element_size()
 
 
+def served(family: str, backend: str) -> None:
+    """Record that ``backend`` (``"native"``, ``"triton"`` or ``"torch"``) ran the latest fused
+    call of a loss ``family`` (``"smoothing"``, ``"relaxation"``, ``"penalty"``); the one dispatch
+    point, ``Job.backend`` in :mod:`smoothlab.losses._fused`, calls it."""
+    _SERVED[family] = backend
+
+
 def status() -> dict[str, str]:
     """Each native library's state: ``"loaded <path>"``, ``"unavailable: <why>"`` or disabled;
-    and, under ``"triton"``, whether Triton kernels serve CUDA tensors (:mod:`smoothlab._triton`).
+    under ``"triton"``, whether Triton kernels serve CUDA tensors (:mod:`smoothlab._triton`);
+    and under ``"last <family>"`` the backend that ran the latest fused call of each loss family
+    in this process (:func:`served`; absent before the first call).
 
     Builds every library first, so that the answer is about this machine, not this process's
-    history. Which backend runs a given loss call: ``Job.backend`` in
-    :mod:`smoothlab.losses._fused`.
+    history (the ``"last"`` entries are the exception: they are this process's history).
+
+    >>> import smoothlab
+    >>> _ = smoothlab.label_relaxation_loss(torch.zeros(2, 3), torch.tensor([0, 1]))
+    >>> status()["last relaxation"] in ("native", "torch")
+    True
     """
     out = {"triton": _triton.status()}
     for source in sorted(_SOURCES.glob("*.c")):
@@ -233,6 +248,7 @@ def status() -> dict[str, str]:
         else:
             library(name)
             out[name] = _STATUS[name]
+    out.update({f"last {family}": backend for family, backend in sorted(_SERVED.items())})
     return out
 
 

@@ -23,21 +23,26 @@ from smoothlab._checks import (
     fail,
     reduce_loss,
 )
-from smoothlab.targets import check_exclusive_mass
 
 __all__ = [
     "Batch",
+    "Coef",
     "check_pair",
     "class_index",
     "compute_dtype",
-    "exclusive_split",
+    "example_weight",
     "finish",
     "finish_weighted",
+    "masked",
     "massed",
     "prepare",
     "soft_cross_entropy",
     "valid_mask",
 ]
+
+
+#: A per-position coefficient: one number for every position, or a flat ``(N * S,)`` tensor.
+Coef = float | Tensor
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,19 @@ class Batch:
         """``values[n, y_n, ...]``: pick the true class along dim 1 of an ``(N, C, ...)`` tensor."""
         assert self.index is not None  # internal: callers only gather with class-index targets
         return values.gather(1, self.index.unsqueeze(1)).squeeze(1)
+
+    def flat_index(self) -> Tensor | None:
+        """The class indices as a flat ``(N * S,)`` vector (``None`` for probability targets)."""
+        return None if self.index is None else self.index.reshape(-1)
+
+    def flat_valid(self) -> Tensor | None:
+        """The mask of non-ignored positions as a flat vector (``None``: nothing is ignored)."""
+        return None if self.valid is None else self.valid.reshape(-1)
+
+    def flat_weight(self) -> Tensor | None:
+        """``weight[y]`` per position as a flat vector (0 where ignored), ``None`` without."""
+        w_y = self.target_weight()
+        return None if w_y is None else w_y.reshape(-1)
 
     def target_weight(self) -> Tensor | None:
         """``weight[y]`` per position (0 at ignored positions), or ``None`` without weights."""
@@ -210,27 +228,12 @@ def massed(mass: float | Tensor, values: Tensor) -> Tensor:
     return product if mass != 0.0 else torch.where(product.isnan(), 0.0, product)
 
 
-def soft_cross_entropy(batch: Batch, q: Tensor, log_p: Tensor) -> Tensor:
-    """``-sum_j w_j q_j log p_j`` over dim 1 (PyTorch's class weights), 0 where ``w_j q_j = 0``."""
-    if batch.weight is not None:
+def soft_cross_entropy(batch: Batch, q: Tensor, log_p: Tensor, *, weighted: bool = True) -> Tensor:
+    """``-sum_j w_j q_j log p_j`` over dim 1 (PyTorch's class weights, unless ``weighted`` is
+    false), 0 where ``w_j q_j = 0``."""
+    if batch.weight is not None and weighted:
         q = q * batch.class_view(batch.weight)
     return -torch.where(q != 0, q * log_p, 0.0).sum(dim=1)
-
-
-def exclusive_split(batch: Batch, pi: Tensor) -> tuple[Tensor, Tensor]:
-    """``pi[n, y_n, ...]`` and the prior's mass on the other classes, checked positive.
-
-    Exclusive smoothing divides by that mass (``1 - pi_y`` for a prior summing exactly to 1), as
-    :func:`smoothlab.smooth_targets` does and with its message. The row sums stay in the
-    prior's dtype (a float64 sum of float32 rows costs 6x more), their difference with ``pi_y``
-    is exact in float64. Ignored positions get a mass of 1.
-    """
-    pi_y = batch.gather(pi.expand(batch.logits.shape))
-    rest = (pi.sum(1).double() - pi_y.double()).to(pi_y.dtype)
-    if batch.valid is not None:
-        rest = rest.masked_fill(~batch.valid, 1.0)
-    check_exclusive_mass(rest)
-    return pi_y, rest
 
 
 def finish(batch: Batch, loss: Tensor, denominator: Tensor | None) -> Tensor:
@@ -245,6 +248,18 @@ def finish(batch: Batch, loss: Tensor, denominator: Tensor | None) -> Tensor:
     if batch.reduction == "none" and batch.unbatched:
         loss = loss.squeeze(0)
     return reduce_loss(loss, batch.reduction, denominator)
+
+
+def masked(value: Coef, batch: Batch) -> Coef:
+    """A per-position coefficient, 0 at ignored positions (flat; unchanged if none is)."""
+    valid = batch.flat_valid()
+    return value if valid is None else valid.to(compute_dtype(batch.logits.dtype)) * value
+
+
+def example_weight(batch: Batch) -> Coef:
+    """Each position's weight, flat: ``weight[y]`` (0 where ignored), else the valid mask or 1."""
+    w_y = batch.flat_weight()
+    return masked(1.0, batch) if w_y is None else w_y
 
 
 def finish_weighted(batch: Batch, loss: Tensor) -> Tensor:

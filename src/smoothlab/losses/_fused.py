@@ -41,21 +41,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from smoothlab import _triton
+from smoothlab import _native, _triton
 from smoothlab._checks import Reduction, check_bool, fail
-from smoothlab.losses._common import compute_dtype
+from smoothlab.losses._common import Batch, Coef, compute_dtype
 from smoothlab.losses._kernels import Chunk
-from smoothlab.losses._native_rows import GRAIN_ELEMENTS, NativeRows, kernels
+from smoothlab.losses._native_rows import FAMILIES, GRAIN_ELEMENTS, NativeRows, kernels
 
 __all__ = [
     "CHUNK_BYTES",
     "GRAIN",
     "SMALL_C",
+    "Backend",
     "Job",
     "Layout",
     "run_fused",
@@ -67,6 +69,8 @@ SMALL_C = 32
 GRAIN = 32768
 
 Kernel = Callable[[Chunk, "Layout", int, int, "float | None"], Tensor]
+#: The kernels that serve a call: Triton (CUDA), the C rows (CPU) or the PyTorch row kernels.
+Backend = Literal["triton", "native", "torch"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,10 @@ class Layout:
         else:
             out[start:stop].view(stop - start, self.classes, self.inner).copy_(grad)
 
+    def coef(self, value: Coef, start: int, stop: int) -> Coef:
+        """The chunk's slice of a per-position coefficient (a number stays a number)."""
+        return self.positions(value, start, stop) if isinstance(value, Tensor) else value
+
     def positions(self, vector: Tensor, start: int, stop: int) -> Tensor:
         """The chunk's slice of a flat per-position vector, shaped ``(B, 1, S)``."""
         part = vector[start * self.inner : stop * self.inner]
@@ -159,36 +167,53 @@ class Job:
     temporaries: bool
     native: NativeRows | None = None
 
-    def backend(self, logits: Tensor) -> str:
-        """Which kernels run these logits: ``"triton"`` (CUDA, see :mod:`smoothlab._triton`),
-        ``"native"`` (CPU, C) or ``"torch"``; the one dispatch point of the fused losses."""
+    @staticmethod
+    def of(batch: Batch, kernel: Kernel, temporaries: bool, native: NativeRows) -> Job:
+        """The job of a loss's kernels on ``batch``; a mean divides by the total target weight
+        (``w_y``, 0 at ignored positions), else by the number of non-ignored positions."""
+        w_y, valid = batch.flat_weight(), batch.flat_valid()
+        denominator = None if w_y is None else w_y.sum()
+        if denominator is None and valid is not None:
+            denominator = valid.sum().to(compute_dtype(batch.logits.dtype))
+        index, mode = batch.flat_index(), batch.reduction
+        return Job(kernel, index, valid, mode, denominator, batch.unbatched, temporaries, native)
+
+    def backend(self, logits: Tensor) -> Backend:
+        """The one dispatch point of the fused losses: which kernels run these ``(N, C, ...)``
+        logits (or a linear head's ``(B, V)`` chunk). Triton for CUDA tensors (see
+        :mod:`smoothlab._triton`), the C rows for 2-D float32 (or half) CPU logits when they are
+        built (see :mod:`smoothlab._native`), the PyTorch row kernels for everything else."""
         if self.native is not None and _triton.takes(logits):
             return "triton"
-        return "native" if self.runs_native(logits) else "torch"
-
-    def runs_native(self, logits: Tensor) -> bool:
-        """Whether the compiled kernels take these ``(N, C, ...)`` logits (see ``NativeRows``)."""
         compute = compute_dtype(logits.dtype)
-        return self.native is not None and NativeRows.usable(logits.device, compute, logits.dim())
+        if self.native is not None and NativeRows.usable(logits.device, compute, logits.dim()):
+            return "native"
+        return "torch"
+
+    def served(self, backend: Backend) -> Backend:
+        """Record for :func:`smoothlab._native.status` that ``backend`` ran this job's family."""
+        if self.native is not None:
+            _native.served(FAMILIES[self.native.kind], backend)
+        return backend
 
     def losses(
         self,
+        backend: Backend,
         layout: Layout,
-        start: int,
-        stop: int,
+        rows: tuple[int, int],
         scale: float | None,
         z: Tensor,
         g: Tensor,
         scratch: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        """Run the kernel on rows ``start:stop`` (see :class:`Chunk`): the ``(B, 1, S)`` losses,
-        0 at ignored positions, and their sum."""
+        """Run ``backend``'s kernel on the chunk of rows ``start, stop = rows`` (see
+        :class:`Chunk`): the ``(B, 1, S)`` losses, 0 at ignored positions, and their sum."""
+        start, stop = rows
         y = None if self.index is None else layout.positions(self.index, start, stop)
         valid = None if self.valid is None else layout.positions(self.valid, start, stop)
-        native = self.native is not None and (y is not None or not self.native.indexed)
-        if native and z.shape[2] == 1 and _triton.takes(z.squeeze(2)):  # a linear head's chunk
+        if backend == "triton":  # a linear head's (B, V, 1) chunk
             return self._triton_rows(z, g, y, valid, start, scale)
-        native = native and z.shape[2] == 1 and z.dtype == torch.float32
+        native = backend == "native" and z.shape[2] == 1 and z.dtype == torch.float32
         if native and z.is_contiguous() and g.is_contiguous() and kernels() is not None:
             assert self.native is not None
             return self.native.run(z, g, y, valid, start, stop, scale)
@@ -251,7 +276,7 @@ def _sweep(
     job: Job, logits: Tensor, out: Tensor | None, scale: float | None, shape: tuple[int, ...]
 ) -> Tensor:
     """Run the kernel over all chunks, fill ``out`` with the scaled gradient, reduce the loss."""
-    backend = job.backend(logits)
+    backend = job.served(job.backend(logits))
     if backend == "triton":
         return _triton_sweep(job, logits, out, scale, shape)
     native = backend == "native"
@@ -280,7 +305,7 @@ def _sweep(
             g, scratch = z if scratch is None else scratch, None
         else:
             g = z if view is None else view
-        loss, subtotal = job.losses(layout, start, stop, scale, z, g, scratch)
+        loss, subtotal = job.losses(backend, layout, (start, stop), scale, z, g, scratch)
         if keep:
             losses[start * layout.inner : stop * layout.inner] = loss.reshape(-1)
         else:

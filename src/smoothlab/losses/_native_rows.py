@@ -22,9 +22,21 @@ from torch import Tensor
 
 from smoothlab import _native
 
-__all__ = ["PENALTY", "RELAX", "SMOOTH", "NativeRows", "RowsArgs", "kernels"]
+__all__ = [
+    "FAMILIES",
+    "PENALTY",
+    "RELAX",
+    "SMOOTH",
+    "NativeRows",
+    "RowsArgs",
+    "kernels",
+    "rows_of",
+    "viewable",
+]
 
 SMOOTH, RELAX, PENALTY = 0, 1, 2
+#: Each kind's loss family, as :func:`smoothlab._native.status` names it.
+FAMILIES = {SMOOTH: "smoothing", RELAX: "relaxation", PENALTY: "penalty"}
 #: Logits per thread below which a call runs in the calling thread only. A second thread costs
 #: more than a hand-off: right after any parallel PyTorch operation (the class-index check
 #: before the kernel is one), PyTorch's OpenMP workers keep spinning on the other core for up to
@@ -59,6 +71,16 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
 def kernels() -> ctypes.CDLL | None:
     """The loaded ``losses`` library with its entry point typed, or ``None`` (use PyTorch)."""
     return _native.bind("losses", _SIGNATURES)
+
+
+def rows_of(matrix: Tensor) -> Callable[[int, int], Tensor]:
+    """``NativeRows.t_rows`` of an ``(N, C)`` matrix: its rows ``start:stop``."""
+    return lambda start, stop: matrix[start:stop]
+
+
+def viewable(tensor: Tensor) -> bool:
+    """Whether the rows of an ``(N, C)`` tensor reach the kernel as views (no float32 copy)."""
+    return tensor.dtype == torch.float32 and tensor.is_contiguous()
 
 
 def _rows(value: float | Tensor, start: int, stop: int) -> tuple[Tensor | None, float]:

@@ -1,16 +1,29 @@
-"""The confidence penalty (Pereyra et al., 2017)."""
+"""The confidence penalty (Pereyra et al., 2017): the public function, its specification (the
+composition, ``fused=False``) and the coefficient rule of the fused kernels
+(:func:`penalty_job`), one hop from each backend."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import finish, finish_weighted, prepare, soft_cross_entropy
-from smoothlab.losses._fused import run_fused, use_fused
-from smoothlab.losses._jobs import penalty_job
+from smoothlab.losses._common import (
+    Batch,
+    example_weight,
+    finish,
+    finish_weighted,
+    prepare,
+    soft_cross_entropy,
+)
+from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
+from smoothlab.losses._kernels import Chunk, penalty_rows
+from smoothlab.losses._native_rows import PENALTY, NativeRows, rows_of, viewable
 
-__all__ = ["confidence_penalty_loss"]
+__all__ = ["confidence_penalty_loss", "penalty_job"]
 
 
 def confidence_penalty_loss(
@@ -94,3 +107,24 @@ def confidence_penalty_loss(
         return finish(batch, ce + b * penalty, None)
     loss = -batch.gather(log_p) + b * penalty
     return finish_weighted(batch, loss)
+
+
+def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:
+    """The fused job: ``w_y`` times the penalised loss (class indices), or PyTorch's weighted
+    soft cross-entropy against ``T = w . t`` plus the penalty (probability targets ``t``)."""
+    w = example_weight(batch)
+    probs, weight = batch.probs, batch.weight
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        q = None
+        if probs is not None:
+            q = layout.take(probs, start, stop)
+            q = q * weight.view(1, -1, 1) if weight is not None else q
+        return penalty_rows(chunk, beta, threshold, layout.coef(w, start, stop), q, scale)
+
+    tau = math.nan if threshold is None else threshold
+    native = NativeRows(PENALTY, w, strength=beta, tau=tau)
+    if probs is not None:  # the cross-entropy against w . t, t read in place
+        rows = rows_of(probs.reshape(probs.shape[0], -1))
+        native = replace(native, t_rows=rows, tw=weight, indexed=False, scratch=not viewable(probs))
+    return Job.of(batch, kernel, True, native)

@@ -26,8 +26,9 @@ from smoothlab._checks import (
 )
 from smoothlab.losses._common import Batch, class_index, compute_dtype
 from smoothlab.losses._fused import Job, Layout
-from smoothlab.losses._jobs import index_job, penalty_job, relaxation_job
-from smoothlab.losses._native_rows import NativeRows
+from smoothlab.losses.confidence import penalty_job
+from smoothlab.losses.relaxation import relaxation_job
+from smoothlab.losses.smoothing import index_job
 
 __all__ = [
     "LINEAR_CHUNK_BYTES",
@@ -97,9 +98,10 @@ class _LinearLoss(torch.autograd.Function):
         b = None if bias is None else bias.to(dtype)
         rows, vocab = h.shape[0], w.shape[0]
         layout = Layout("rows", rows, vocab, 1, dtype)
-        # The torch kernels of some losses need a second chunk as scratch; the native ones none.
-        native = job.native is not None and NativeRows.usable(h.device, dtype)
-        temporaries = job.temporaries and not native
+        # The one dispatch point picks the kernels (every chunk alike); the torch kernels of
+        # some losses need a second chunk as scratch, the native and Triton ones none.
+        backend = job.served(job.backend(torch.empty((0, vocab), dtype=dtype, device=h.device)))
+        temporaries = job.temporaries and backend == "torch"
         budget = LINEAR_CHUNK_BYTES // (2 if temporaries else 1)
         step = max(1, min(rows, budget // (vocab * h.element_size())))
         scale = job.grad_scale(rows)
@@ -116,7 +118,7 @@ class _LinearLoss(torch.autograd.Function):
                 torch.mm(h[start:stop], w.t(), out=z2)
             else:
                 torch.addmm(b, h[start:stop], w.t(), out=z2)
-            total = total + job.losses(layout, start, stop, scale, z, z, spare)[1]
+            total = total + job.losses(backend, layout, (start, stop), scale, z, z, spare)[1]
             grads.add(z2, start, stop)
         saved = grads.saved(hidden, weight, bias)
         ctx.save_for_backward(*(g for g in saved if g is not None))

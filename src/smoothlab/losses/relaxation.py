@@ -1,4 +1,6 @@
-"""Label relaxation (Lienen & Hüllermeier, AAAI 2021)."""
+"""Label relaxation (Lienen & Hüllermeier, AAAI 2021): the public function, its specification
+(the composition, ``fused=False``) and the coefficient rule of the fused kernels
+(:func:`relaxation_job`), one hop from each backend."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import finish_weighted, prepare
-from smoothlab.losses._fused import run_fused, use_fused
-from smoothlab.losses._jobs import relaxation_job
-from smoothlab.losses._kernels import log1mexp
+from smoothlab.losses._common import Batch, example_weight, finish_weighted, prepare
+from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
+from smoothlab.losses._kernels import Chunk, log1mexp, relaxation_rows
+from smoothlab.losses._native_rows import RELAX, NativeRows
 
-__all__ = ["label_relaxation_loss", "log1mexp"]
+__all__ = ["label_relaxation_loss", "log1mexp", "relaxation_job"]
 
 
 def label_relaxation_loss(
@@ -92,3 +94,14 @@ def label_relaxation_loss(
     # KL >= 0; rounding can leave -1e-17 a hair outside the border.
     loss = torch.where(inside, torch.zeros_like(kl), kl.clamp(min=0.0))
     return finish_weighted(batch, loss)
+
+
+def relaxation_job(batch: Batch, alpha: float) -> Job:
+    """The fused job: each position's relaxation loss times its weight ``w_y`` (the kernels'
+    ``a``), ``alpha`` as their ``strength``."""
+    w = example_weight(batch)
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        return relaxation_rows(chunk, alpha, layout.coef(w, start, stop), scale)
+
+    return Job.of(batch, kernel, False, NativeRows(RELAX, w, strength=alpha))

@@ -1,7 +1,32 @@
-"""Label-smoothing cross-entropy: uniform, prior, teacher and negative (generalized) smoothing."""
+"""Label-smoothing cross-entropy: uniform, prior, teacher and negative (generalized) smoothing.
+
+This module is the whole loss, one hop from each backend: the public function, its
+specification (:func:`_composition`: soft-target cross-entropy of
+:func:`smoothlab.targets.mix_targets`, the arithmetic of ``smooth_targets``), and the
+coefficient rule of the fused kernels (:func:`index_job`, :func:`soft_job`), which
+:mod:`smoothlab.losses._fused` dispatches to the Triton, C or PyTorch row kernels. In their one
+notation (the header of ``smoothlab/_native/losses.c``) class-index smoothing in every variant is
+``q = a e_y + b pi``:
+
+=====================  ===========================  ======================  ==============
+variant                a                            b                       pi
+=====================  ===========================  ======================  ==============
+uniform / negative     ``1 - r``                    ``r``                   ``1 / C``
+class or example pi    ``1 - r``                    ``r``                   ``pi``
+exclusive, uniform     ``1 - r'``                   ``r'``                  ``1 / C``
+exclusive with pi      ``(1 - r) - b pi_y``         ``r / (1 - pi_y)``      ``pi``
+weight, "pytorch"      ``a w_y``                    ``b``                   ``w * pi``
+weight, "example"      ``a w_y``                    ``b w_y``               ``pi``
+=====================  ===========================  ======================  ==============
+
+with ``r' = r K / (K - 1)`` and ``a = b = 0`` at ignored positions; a per-example ``pi`` reaches
+the C and Triton kernels as their ``r T`` term (``T = w * pi``, ``r = b``), and probability
+targets ``t`` as ``q = r (w * pi) + (1 - r) (w * t)``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -10,18 +35,20 @@ from torch import Tensor
 from smoothlab._checks import check_bool, check_real, fail
 from smoothlab.losses._common import (
     Batch,
+    Coef,
     compute_dtype,
-    exclusive_split,
     finish,
+    masked,
     massed,
     prepare,
     soft_cross_entropy,
 )
-from smoothlab.losses._fused import run_fused, use_fused
-from smoothlab.losses._jobs import index_job, soft_job
-from smoothlab.targets import check_prior
+from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
+from smoothlab.losses._kernels import Chunk, smoothing_rows, soft_rows
+from smoothlab.losses._native_rows import SMOOTH, NativeRows, rows_of, viewable
+from smoothlab.targets import check_prior, exclusive_prior, exclusive_split, mix_targets
 
-__all__ = ["Weighting", "label_smoothing_cross_entropy"]
+__all__ = ["Weighting", "index_job", "label_smoothing_cross_entropy", "soft_job"]
 
 Weighting = Literal["pytorch", "example"]
 
@@ -105,48 +132,33 @@ def label_smoothing_cross_entropy(
     rate = check_real("smoothing", smoothing, high=1.0)
     if weighting not in ("pytorch", "example"):
         raise fail("weighting", "one of 'pytorch', 'example'", weighting)
-    if not use_fused(fused, inplace_grad, target, prior, weight):
-        return _reference(
-            input, target, rate, prior, exclusive, weight, weighting, ignore_index, reduction
-        )
+    fast = use_fused(fused, inplace_grad, target, prior, weight)
     batch = prepare(
-        input, target, weight=weight, ignore_index=ignore_index, reduction=reduction, upcast=False
+        input,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        upcast=not fast,
     )
     rate, pi = _resolve(batch, rate, prior, exclusive, weighting)
+    if not fast:
+        return _composition(batch, rate, pi, exclusive, weighting)
     if batch.probs is not None:
         return run_fused(soft_job(batch, rate, pi), batch.logits, inplace_grad)
     job = index_job(batch, rate, pi, exclusive and pi is not None, weighting)
     return run_fused(job, batch.logits, inplace_grad)
 
 
-def _reference(
-    input: Tensor,
-    target: Tensor,
-    rate: float,
-    prior: Tensor | None,
-    exclusive: bool,
-    weight: Tensor | None,
-    weighting: Weighting,
-    ignore_index: int,
-    reduction: str,
-) -> Tensor:
-    """The composition of differentiable torch operations (the specification of the fused path)."""
-    batch = prepare(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
-    rate, pi = _resolve(batch, rate, prior, exclusive, weighting)
-    log_p = torch.log_softmax(batch.logits, dim=1)
-    if batch.probs is not None:
-        return _soft_target_loss(batch, log_p, rate, pi)
-    if exclusive and pi is not None:
-        pi = _exclusive(batch, pi)
-    return _index_target_loss(batch, log_p, rate, pi, weighting)
-
-
 def _resolve(
     batch: Batch, rate: float, prior: Tensor | None, exclusive: bool, weighting: Weighting
 ) -> tuple[float, Tensor | None]:
-    """Check the prior and the options against the targets (both paths); return rate and prior.
+    """Check the prior and the options against the targets (both paths); return the rate and
+    the prior in the compute dtype, broadcastable against the logits (``None``: uniform).
 
-    The prior comes back in the compute dtype, broadcastable against the logits.
+    Exclusive smoothing with the uniform prior, ``r / (K - 1)`` on each other class, is uniform
+    smoothing at rate ``r K / (K - 1)``: the rate comes back rescaled (with a given prior, the
+    prior is renormalised instead: :func:`smoothlab.targets.exclusive_prior`).
     """
     num_classes = batch.num_classes
     check_bool("exclusive", exclusive)
@@ -160,31 +172,43 @@ def _resolve(
     elif exclusive and pi is None:
         if num_classes < 2:  # there is no other class to put r on
             raise fail("input", "at least 2 classes when exclusive=True", batch.logits)
-        # r / (K - 1) on each other class is the uniform form with rate r K / (K - 1).
         rate = rate * num_classes / (num_classes - 1)
     return rate, pi
 
 
-def _index_target_loss(
-    batch: Batch, log_p: Tensor, rate: float, pi: Tensor | None, weighting: Weighting
+def _composition(
+    batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, weighting: Weighting
 ) -> Tensor:
-    nll = -batch.gather(log_p)
+    """The specification (``fused=False``): the soft-target cross-entropy
+    ``-sum_j w_j q_j log p_j`` of the targets ``q = (1 - r) t + r pi`` of
+    :func:`smoothlab.targets.smooth_targets`, as differentiable torch operations (double
+    backward, forward AD, gradients for the prior and the targets).
+
+    For class indices the cross-entropy, linear in ``q``, is taken term by term:
+    ``(1 - r) CE(e_y) + r CE(pi)``, the first a gather (no ``N x C`` one-hot), the second
+    against the prior that ``smooth_targets`` uses (renormalised off ``y`` when exclusive).
+    """
+    log_p = torch.log_softmax(batch.logits, dim=1)
+    if batch.probs is not None:
+        uniform = torch.full_like(batch.logits[:1], 1.0 / batch.num_classes)
+        q = mix_targets(batch.probs, rate, uniform if pi is None else pi)
+        return finish(batch, soft_cross_entropy(batch, q, log_p), None)
+    assert batch.index is not None
+    if exclusive and pi is not None:
+        pi = exclusive_prior(pi.expand_as(batch.logits), batch.index, batch.valid)
     w_y = batch.target_weight()
-    example = weighting == "example" and w_y is not None
-    class_w = None if example else batch.weight
+    example = weighting == "example" and w_y is not None  # w_y CE(q, p): q stays undistorted
     mass = 1.0 - rate if w_y is None or example else (1.0 - rate) * w_y
-    loss = massed(mass, nll)  # a zero weight (or r = 1) at a -inf true logit: no term
+    loss = massed(mass, -batch.gather(log_p))  # no term where the mass is 0, even at -inf
     if rate != 0.0:
-        loss = loss + rate * _smoothing_term(batch, log_p, pi, class_w)
+        loss = loss + rate * _prior_term(batch, log_p, pi, None if example else batch.weight)
     if example and w_y is not None:
         loss = massed(w_y, loss)
     return finish(batch, loss, None if w_y is None else w_y.sum())
 
 
-def _smoothing_term(
-    batch: Batch, log_p: Tensor, pi: Tensor | None, weight: Tensor | None
-) -> Tensor:
-    """``-sum_j w_j pi_j log p_j``, with exact zeros where ``w_j pi_j = 0``."""
+def _prior_term(batch: Batch, log_p: Tensor, pi: Tensor | None, weight: Tensor | None) -> Tensor:
+    """``CE(pi) = -sum_j w_j pi_j log p_j`` (``pi=None``: uniform), 0 where ``w_j pi_j = 0``."""
     if pi is None:
         if weight is None:
             return -log_p.mean(dim=1)
@@ -194,22 +218,91 @@ def _smoothing_term(
     return -massed(coef, log_p).sum(dim=1)
 
 
-def _soft_target_loss(batch: Batch, log_p: Tensor, rate: float, pi: Tensor | None) -> Tensor:
-    assert batch.probs is not None
-    q = batch.probs
-    if rate != 0.0:
-        prior = pi if pi is not None else torch.full_like(q[:1], 1.0 / batch.num_classes)
-        q = (1.0 - rate) * q + rate * prior
-    return finish(batch, soft_cross_entropy(batch, q, log_p), None)
-
-
-def _exclusive(batch: Batch, pi: Tensor) -> Tensor:
-    """Per-example prior ``pi_j / (1 - pi_y)`` on the classes other than ``y``, 0 on ``y``.
-
-    (``1 - pi_y`` is the mass of the other classes, summed: exact for a prior that is not.)
-    """
-    pi = pi.expand_as(batch.logits)
-    _, rest = exclusive_split(batch, pi)
+# ----------------------------------------------- the coefficient rule of the fused kernels
+def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, weighting: str) -> Job:
+    """The fused job for class-index targets: ``q = a e_y + b pi`` per position, as the table of
+    the module docstring (``pi``: ``(1, C, 1...)`` or per example, in the compute dtype;
+    ``exclusive`` with a given ``pi`` only: :func:`_resolve` rescales the uniform case)."""
     assert batch.index is not None
-    others = pi.scatter(1, batch.index.unsqueeze(1), 0.0)
-    return others / rest.unsqueeze(1)
+    w_y = batch.flat_weight()
+    a: Coef = 1.0 - rate
+    b: Coef = rate
+    if exclusive:  # a given prior renormalised off y (a uniform one arrives as rate r')
+        assert pi is not None
+        parts = exclusive_split(pi, batch.index, batch.valid)
+        pi_y, rest = (part.reshape(-1) for part in parts)
+        b = rate / rest
+        a = (1.0 - rate) - b * pi_y
+    class_w = batch.weight if weighting == "pytorch" else None
+    if w_y is not None:
+        a = a * w_y
+        b = b * w_y if weighting == "example" else masked(b, batch)
+    else:
+        a, b = masked(a, batch), masked(b, batch)
+    per_example = pi is not None and pi.numel() != batch.num_classes
+    vector = None if pi is None or per_example else pi.reshape(-1)
+    if class_w is not None and not per_example:
+        vector = class_w / batch.num_classes if vector is None else vector * class_w
+    if rate == 0.0:
+        vector, b, per_example = None, 0.0, False
+    full = pi if per_example else None
+    vector_sum = 1.0 if vector is None else float(vector.sum())
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        prior: Tensor | None = None
+        total: Coef = vector_sum
+        if full is not None:
+            prior = layout.take(full, start, stop)
+            if class_w is not None:
+                prior = prior * class_w.view(1, -1, 1)
+            total = prior.sum(1, keepdim=True)
+        elif vector is not None:
+            prior = vector.view(1, -1, 1)
+        a_c, b_c = layout.coef(a, start, stop), layout.coef(b, start, stop)
+        return smoothing_rows(chunk, a_c, b_c, prior, total, scale)
+
+    native = NativeRows(SMOOTH, a, b, vector, vector_sum)
+    if full is not None:  # natively the per-example prior is the T term, b its coefficient r
+        rows = full.reshape(batch.logits.shape[0], -1)
+        native = NativeRows(SMOOTH, a, 0.0, t_rows=rows_of(rows), tw=class_w, r=b)
+        native = replace(native, scratch=not viewable(full))
+    return Job.of(batch, kernel, full is not None, native)
+
+
+def soft_job(batch: Batch, rate: float, pi: Tensor | None) -> Job:
+    """The fused job for probability targets ``t``: cross-entropy against
+    ``w * ((1 - r) t + r pi)`` (``pi``: ``(1, C, 1...)`` or per example, in the compute dtype)."""
+    probs, weight = batch.probs, batch.weight
+    assert probs is not None
+    vector = pi is not None and pi.numel() == batch.num_classes
+
+    def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
+        q = layout.take(probs, start, stop) * (1.0 - rate)
+        if rate != 0.0 and pi is None:
+            q.add_(rate / layout.classes)
+        elif rate != 0.0 and pi is not None:
+            part = pi.reshape(1, -1, 1) if vector else layout.take(pi, start, stop)
+            q.add_(part, alpha=rate)
+        if weight is not None:
+            q.mul_(weight.view(1, -1, 1))
+        return soft_rows(chunk, q, scale)
+
+    # Natively q = b (w . pi) + r (w . T) with b = r, r = 1 - r and T = t (or pi as the vector
+    # term); a per-example pi is mixed into T chunk by chunk.
+    target = probs.reshape(probs.shape[0], -1)
+    if pi is None or vector:
+        prior = None if pi is None else pi.reshape(-1)
+        if weight is not None:
+            prior = weight / batch.num_classes if prior is None else prior * weight
+        mass = 1.0 if prior is None else float(prior.sum())
+        native = NativeRows(SMOOTH, 0.0, rate, prior, mass, t_rows=rows_of(target), r=1.0 - rate)
+        native = replace(native, scratch=not viewable(probs))
+    else:
+        mixed = pi.reshape(target.shape)
+
+        def rows(start: int, stop: int) -> Tensor:
+            # in float32: targets and prior may come in different (half) precisions
+            return torch.lerp(target[start:stop].float(), mixed[start:stop].float(), rate)
+
+        native = NativeRows(SMOOTH, 0.0, 0.0, t_rows=rows, r=1.0, scratch=True)
+    return Job.of(batch, kernel, True, replace(native, tw=weight, indexed=False))
