@@ -68,9 +68,9 @@ class MaxSuppression(Method):
     name: ClassVar[str] = "maxsup"
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "max suppression: LS with the top logit for z_y (Zhou 2025)"
-    alpha: float = 0.1
+    alpha: float = 0.1  # the suppression weight (the smoothing rate it replaces); the ramp's start
     alpha_end: float = 0.2  # reached after ramp_epochs (unused when ramp_epochs = 0)
-    ramp_epochs: int = 0  # -1: the run's train.epochs
+    ramp_epochs: int = 0  # epochs of the linear ramp; 0 = constant alpha; -1 = train.epochs
 
     def __post_init__(self) -> None:
         check(self.alpha >= 0, "methods.maxsup.alpha", ">= 0", self.alpha)
@@ -102,8 +102,8 @@ class MarginLabelSmoothing(Method):
     name: ClassVar[str] = "mbls"
     primary: ClassVar[tuple[str, ...]] = ("margin", "alpha")
     description: ClassVar[str] = "margin-based LS: penalise logit gaps beyond a margin (Liu 2022)"
-    margin: float = 10.0
-    alpha: float = 0.1
+    margin: float = 10.0  # logit gaps up to this are free
+    alpha: float = 0.1  # weight of the penalty on the gaps beyond the margin
 
     def __post_init__(self) -> None:
         check(self.margin >= 0, "methods.mbls.margin", ">= 0", self.margin)
@@ -126,7 +126,7 @@ class LogitNorm(Method):
     name: ClassVar[str] = "logitnorm"
     primary: ClassVar[tuple[str, ...]] = ("temperature",)
     description: ClassVar[str] = "cross-entropy of logits normalised to norm 1/tau (Wei 2022)"
-    temperature: float = 0.04
+    temperature: float = 0.04  # tau: the logits are scaled to norm 1 / tau
 
     def __post_init__(self) -> None:
         check(self.temperature > 0, "methods.logitnorm.temperature", "> 0", self.temperature)
@@ -147,7 +147,7 @@ class LogitPenalty(Method):
     name: ClassVar[str] = "logit-penalty"
     primary: ClassVar[tuple[str, ...]] = ("beta",)
     description: ClassVar[str] = "cross-entropy plus beta/2 x squared logit norm (Dauphin 2021)"
-    beta: float = 0.01
+    beta: float = 0.01  # weight of beta/2 x the squared logit norm
 
     def __post_init__(self) -> None:
         check(self.beta >= 0, "methods.logit-penalty.beta", ">= 0", self.beta)
@@ -167,7 +167,7 @@ class Focal(Method):
     name: ClassVar[str] = "focal"
     primary: ClassVar[tuple[str, ...]] = ("gamma",)
     description: ClassVar[str] = "focal loss -(1 - p_y)^gamma log p_y (Lin 2017, Mukhoti 2020)"
-    gamma: float = 2.0
+    gamma: float = 2.0  # the focusing parameter; 0 = cross-entropy
 
     def __post_init__(self) -> None:
         check(self.gamma >= 0, "methods.focal.gamma", ">= 0", self.gamma)
@@ -188,7 +188,7 @@ class SampleDependentFocal(Method):
     description: ClassVar[str] = (
         "sample-dependent focal: gamma 5 if p_y < 0.2, else 3 (Mukhoti 2020)"
     )
-    threshold: float = 0.2
+    threshold: float = 0.2  # gamma 5 where p_y is below it, 3 elsewhere
 
     def __post_init__(self) -> None:
         check(0 <= self.threshold <= 1, "methods.flsd53.threshold", "in [0, 1]", self.threshold)
@@ -208,9 +208,9 @@ class AdaFocal(Method):
 
     name: ClassVar[str] = "adafocal"
     description: ClassVar[str] = "focal loss with per-bin gamma from validation calibration (Ghosh)"
-    num_bins: int = 15
-    lam: float = 1.0
-    gamma_init: float = 1.0
+    num_bins: int = 15  # equal-mass confidence bins, each with its gamma
+    lam: float = 1.0  # update rate: gamma_b <- gamma_b exp(lam x (confidence - accuracy))
+    gamma_init: float = 1.0  # every bin's gamma before the first update
 
     def __post_init__(self) -> None:
         check(self.num_bins >= 1, "methods.adafocal.num_bins", ">= 1", self.num_bins)
@@ -238,8 +238,8 @@ class ProgressiveSelfDistillation(Method):
     name: ClassVar[str] = "ps-kd"
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
     description: ClassVar[str] = "self-distillation from last epoch's predictions (Kim 2021)"
-    alpha: float = 0.8
-    ramp_epochs: int = -1  # -1: the run's train.epochs
+    alpha: float = 0.8  # the final weight of last epoch's predictions in the targets
+    ramp_epochs: int = -1  # linear ramp from 0 over these epochs; 0 = none; -1 = train.epochs
 
     def __post_init__(self) -> None:
         check(0 <= self.alpha <= 1, "methods.ps-kd.alpha", "in [0, 1]", self.alpha)
@@ -271,8 +271,8 @@ class ZipfSmoothing(Method):
     name: ClassVar[str] = "zipf"
     primary: ClassVar[tuple[str, ...]] = ("smoothing",)
     description: ClassVar[str] = "smoothing mass by Zipf's law over the model's ranking (Liang)"
-    smoothing: float = 0.1
-    power: float = 1.0
+    smoothing: float = 0.1  # mass moved from the label to the other classes
+    power: float = 1.0  # Zipf exponent: the class ranked r gets mass proportional to r^-power
 
     def __post_init__(self) -> None:
         check(0 <= self.smoothing <= 1, "methods.zipf.smoothing", "in [0, 1]", self.smoothing)
