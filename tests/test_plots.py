@@ -295,17 +295,20 @@ def test_label_noise_curve_plot_draws_the_analysis_curve() -> None:
         label_noise_vs_mean_logit(limit=-1.0)
 
 
-def test_smoothed_label_maps_share_one_log_scale_and_floor_small_values() -> None:
+def test_smoothed_label_maps_draw_the_signed_noise_on_one_shared_scale() -> None:
     ls = 0.8 * torch.eye(3) + 0.2 / 3
-    ivon = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [math.nan] * 3], dtype=torch.float64)
+    ivon = torch.tensor([[1.2, -0.1, -0.1], [0.2, 0.8, 0.0], [math.nan] * 3], dtype=torch.float64)
     fig = smoothed_label_maps({"LS": ls, "IVON": ivon}, class_names=["a", "b", "c"],
-                              floor=1e-3, title="Fig. 4")  # fmt: skip
+                              linear_below=1e-2, title="Fig. 4")  # fmt: skip
     maps = [ax.images[0] for ax in fig.axes[:2]]
     assert [ax.get_title() for ax in fig.axes[:2]] == ["LS", "IVON"]
-    assert all(m.norm.vmin == 1e-3 and m.norm.vmax == 1.0 for m in maps)
-    assert maps[0].get_array().ravel().tolist() == pytest.approx(ls.ravel().tolist())
-    shown = maps[1].get_array()
-    assert shown[0, 2] == 1e-3 and shown[2].tolist() == [1e-3] * 3  # zeros and NaN rows at floor
+    assert all(m.norm is maps[0].norm for m in maps)  # one scale for every panel
+    assert (maps[0].norm.vmin, maps[0].norm.vmax) == pytest.approx((-0.2, 0.2))  # max |S - I|
+    assert maps[0].norm.linthresh == 1e-2
+    drawn = torch.as_tensor(maps[0].get_array())
+    torch.testing.assert_close(drawn, (ls - torch.eye(3)).double())
+    ivon_drawn = torch.as_tensor(maps[1].get_array())
+    assert ivon_drawn[0, 0] == pytest.approx(0.2) and ivon_drawn[2].isnan().all()
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b", "c"]
     assert fig.get_suptitle() == "Fig. 4"
 
@@ -318,7 +321,7 @@ def test_smoothed_label_maps_share_one_log_scale_and_floor_small_values() -> Non
         ({"a": torch.ones(2, 3)}, {}, ValueError, "`matrices['a']` must be a square (K, K)"),
         ({"a": torch.eye(2), "b": torch.eye(3)}, {}, ValueError, "`matrices['b']` must be of"),
         ({"a": torch.eye(2)}, {"class_names": ["x"]}, ValueError, "`class_names` must be 2 names"),
-        ({"a": torch.eye(2)}, {"floor": 0.0}, ValueError, "`floor` must be > 0.0, got 0.0"),
+        ({"a": torch.eye(2)}, {"linear_below": 0.0}, ValueError, "`linear_below` must be > 0.0"),
     ],
 )
 def test_smoothed_label_maps_errors(

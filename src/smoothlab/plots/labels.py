@@ -1,8 +1,9 @@
 """004's Fig. 4: the smoothed labels of IVON, label smoothing and online label smoothing.
 
 The matrices come from :func:`smoothlab.analysis.class_smoothed_labels` (tested there); this
-module only draws them, side by side on one logarithmic colour scale so that the uniform floor of
-label smoothing and the class-dependent mass of the adaptive methods read at a glance.
+module only draws their noise, side by side on one signed logarithmic colour scale, so that the
+uniform noise of label smoothing and the class-dependent noise of the adaptive methods read at a
+glance.
 
 Reference: S.-H. Yang, Z. Liu, G. M. Marconi, M. E. Khan, "Variational Learning Induces Adaptive
 Label Smoothing", 2025, Fig. 4.
@@ -47,20 +48,24 @@ def smoothed_label_maps(
     matrices: Mapping[str, Tensor],
     *,
     class_names: Sequence[str] | None = None,
-    floor: float = 1e-4,
+    linear_below: float = 1e-3,
     title: str | None = None,
 ) -> Figure:
-    r"""Heat maps of average smoothed labels :math:`S_{cj}`, one panel per method (004, Fig. 4).
+    r"""Heat maps of the average label noise :math:`S - I` per class, one panel per method
+    (004, Fig. 4).
 
-    Row :math:`c` of each matrix is the label class-:math:`c` examples are trained on, on average
-    (:func:`smoothlab.analysis.class_smoothed_labels`); colours are :math:`\log_{10} S_{cj}` on one
-    scale shared by all panels, values below ``floor`` (and NaN rows of absent classes) drawn at
-    the floor. The diagonal is the kept label mass, the rest the noise.
+    Row :math:`c` of each ``(K, K)`` matrix :math:`S` is the label class-:math:`c` examples are
+    trained on, on average (:func:`smoothlab.analysis.class_smoothed_labels`). What is drawn is
+    the signed noise :math:`S - I`, on one symmetric logarithmic scale shared by all panels
+    (linear within ``linear_below`` of 0), because the noise has either sign: smoothing takes
+    mass off the diagonal (blue) and puts it elsewhere (red), while IVON's noise is positive on
+    the diagonal for confidently classified examples (Eq. 10: :math:`\sigma(f(m))` exceeds its
+    posterior mean there). NaN rows (absent classes) stay blank.
 
     Args:
         matrices: method name -> ``(K, K)`` matrix, drawn left to right in the mapping's order.
         class_names: tick labels (``K`` of them); default the class indices.
-        floor: the smallest value shown, ``> 0``.
+        linear_below: the half-width of the linear band around 0, ``> 0``.
         title: the figure's title.
 
     >>> S = torch.tensor([[0.9, 0.1], [0.05, 0.95]])
@@ -69,28 +74,29 @@ def smoothed_label_maps(
     (['ls', 'ivon'], 3)
     """
     names, values = _check_matrices(matrices)
-    low = check_real("floor", floor, low=0.0, low_open=True)
+    band = check_real("linear_below", linear_below, low=0.0, low_open=True)
     k = values[0].shape[0]
     if class_names is not None and len(class_names) != k:
         raise fail("class_names", f"{k} names", len(class_names))
     ticks = [str(c) for c in (class_names if class_names is not None else range(k))]
-    colors = require("matplotlib.colors")
-    norm = colors.LogNorm(vmin=low, vmax=1.0)
+    noises = [matrix - torch.eye(k, dtype=matrix.dtype) for matrix in values]
+    top = max([band * 10] + [float(n.nan_to_num(0.0).abs().max()) for n in noises])
+    norm = require("matplotlib.colors").SymLogNorm(linthresh=band, vmin=-top, vmax=top, base=10)
     with paper_style():
         figure: Figure = require("matplotlib.figure").Figure(
             figsize=(COLUMN_WIDTH * 0.75 * len(names) + 0.6, COLUMN_WIDTH * 0.8),
             layout="constrained",
         )
         axes = figure.subplots(1, len(names), squeeze=False)[0]
-        for ax, name, matrix in zip(axes, names, values, strict=True):
-            shown = torch.nan_to_num(matrix, nan=low).clamp(min=low, max=1.0)
-            image = ax.imshow(shown.numpy(), norm=norm, cmap="magma")
+        for ax, name, noise in zip(axes, names, noises, strict=True):
+            image = ax.imshow(noise.numpy(), norm=norm, cmap="RdBu_r")
             ax.set_title(name)
             ax.set_xticks(range(k), ticks, rotation=90)
             ax.set_yticks(range(k), ticks if ax is axes[0] else [])
-            ax.set_xlabel("label mass on class j")
+            ax.set_xlabel("class j")
         axes[0].set_ylabel("true class c")
-        figure.colorbar(image, ax=list(axes), label="average smoothed label", shrink=0.8)
+        figure.colorbar(image, ax=list(axes), label="average label noise $S_{cj} - [c = j]$",
+                        shrink=0.8)  # fmt: skip
         if title is not None:
             figure.suptitle(title)
     return figure
