@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import Tensor
 
 from smoothlab import losses
@@ -106,6 +108,22 @@ def test_ps_kd_mixes_the_label_with_last_epochs_prediction_of_the_same_example()
             assert got == pytest.approx(_naive_soft_ce(x.detach(), q), abs=1e-6)
         objective.end_epoch()
         seen = now
+
+
+@given(st.integers(1, 12), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_ps_kd_remembers_each_examples_softmax_in_training_set_order(
+    n: int, batch: int, seed: int
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, 3, generator=generator, dtype=torch.float64)
+    order = torch.randperm(n, generator=generator)
+    objective = SelfDistillationObjective(constant(0.5))
+    for b in range(0, n, batch):
+        index = order[b : b + batch]
+        objective(logits[index], torch.zeros(len(index), dtype=torch.long), index, 0)
+    objective.end_epoch()
+    expected = torch.softmax(logits, dim=1).float()  # row i: example i, whatever the order
+    torch.testing.assert_close(objective.state_dict()["previous"], expected)
 
 
 def test_ps_kd_needs_every_example_once_per_epoch() -> None:
