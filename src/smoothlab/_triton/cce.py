@@ -82,7 +82,7 @@ def _forward_kernel(
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
 ):  # fmt: skip
     """Partial ``(max, sum exp(z - max), D, z_y)`` of ``BM`` rows over one vocabulary slice."""
-    rows = tl.program_id(0) * BM + tl.arange(0, BM)
+    rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)  # V H may pass 2^31
     piece = tl.program_id(1)
     y = tl.load(y_ptr + rows, mask=rows < N, other=-1)
     m = tl.full((BM,), -float("inf"), tl.float32)
@@ -92,7 +92,7 @@ def _forward_kernel(
     lo = piece * per_slice
     hi = tl.minimum(lo + per_slice, V)
     for v0 in range(lo, hi, BN):
-        cols = v0 + tl.arange(0, BN)
+        cols = (v0 + tl.arange(0, BN)).to(tl.int64)
         ok = cols < hi
         z = _logit_tile(h_ptr, w_ptr, rows, cols, N, V, H, BM, BN, BK, DOT, UPCAST)
         if HAS_BIAS:
@@ -124,8 +124,8 @@ def _backward_kernel(
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
 ):  # fmt: skip
     """One ``(BM, BN)`` tile of ``dz = g (q p - a e_y - b pi)``, pushed into dh, dW and db."""
-    rows = tl.program_id(0) * BM + tl.arange(0, BM)
-    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)  # V H may pass 2^31
+    cols = tl.program_id(1).to(tl.int64) * BN + tl.arange(0, BN)
     row_ok, col_ok = rows < N, cols < V
     g = tl.load(g_ptr + rows, mask=row_ok, other=0.0)
     if tl.max(tl.abs(g), 0) == 0.0:  # ignored or padding rows only: nothing to add
