@@ -18,6 +18,7 @@ from safetensors.torch import load as load_weights
 
 from smoothlab.lab.plan.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
 from smoothlab.lab.plan.loading import config_from_dict
+from smoothlab.lab.plan.models import build_model
 from smoothlab.lab.run.executors import chunks
 from smoothlab.lab.train import stacked
 from smoothlab.lab.train.loop import RunResult, RunTask, execute
@@ -82,6 +83,24 @@ def test_runs_with_their_own_learning_rates_stack() -> None:
     assert len({stack_key(t) for t in tasks}) == 1
     for task, result in zip(tasks, execute_stacked(tasks), strict=True):
         _close(execute(task), result)
+
+
+def test_models_other_than_mlps_stack_through_vmap() -> None:
+    # the MLP runs as batched products; a CNN (no buffers, no dropout) goes through vmap
+    cnn = _runs({"ce": {}, "ls": {"smoothing": 0.3}}, model={"name": "cnn", "hidden": [16]},
+                train={**TINY["train"], "epochs": 2})  # fmt: skip
+    tasks = [_task(r) for r in cnn]
+    assert len({stack_key(t) for t in tasks}) == 1
+    for task, result in zip(tasks, execute_stacked(tasks), strict=True):
+        _close(execute(task), result)
+
+
+def test_only_plain_mlps_take_the_batched_product_path() -> None:
+    mlp = build_model("mlp", (8,), 3, (4, 5))
+    assert stacked._mlp_layers(mlp) == ("flatten", "linear", "relu", "linear", "relu", "linear")
+    assert stacked._mlp_layers(build_model("cnn", (1, 8, 8), 3, (4,))) is None
+    assert stacked._mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.Tanh())) is None
+    assert stacked._mlp_layers(nn.Sequential(nn.Flatten(0), nn.Linear(2, 3))) is None
 
 
 def test_mean_accuracy_over_seeds_agrees_with_the_pool() -> None:
