@@ -23,7 +23,7 @@ from torch import nn
 from triton_compile import Recorder, compile_sm90
 
 from smoothlab import _native, _triton
-from smoothlab.optim import IVON, _ivon_native
+from smoothlab.optim import IVON, _ivon_native, _ivon_triton
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -116,7 +116,9 @@ def _inject(opt: IVON, noises: list[list[torch.Tensor]]) -> None:
 
 
 @pytest.mark.parametrize("mc", [1, 2])
-def test_steps_equal_the_pytorch_path_given_the_same_noise(device: str, mc: int) -> None:
+def test_steps_equal_the_pytorch_path_given_the_same_noise(
+    device: str, mc: int, request: pytest.FixtureRequest
+) -> None:
     """Sample, record and update against the PyTorch ops fed the Triton run's noise: two groups,
     a clipped one, a bfloat16 parameter, a frozen one, a gradient missing from some samples."""
     model, noises = _Model(device), []  # type: ignore[var-annotated]
@@ -125,25 +127,17 @@ def test_steps_equal_the_pytorch_path_given_the_same_noise(device: str, mc: int)
     _train(model, opt, 3, noises)
     reference = _ivon(twin, mc)
     _inject(reference, noises)
-    with _native.disabled(), _triton_off():
+    launched = dict(request.node.launches)
+    with _native.disabled(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ivon_triton, "_kernels", lambda device: None)  # the PyTorch ops
         _train(twin, reference, 3)
+    assert request.node.launches == launched  # the reference ran no Triton kernel
     for p, q in zip(_trainable(model), _trainable(twin), strict=True):
         for name in ("hess", "momentum", *(["mean"] if p.dtype == torch.bfloat16 else [])):
             torch.testing.assert_close(opt.state[p][name], reference.state[q][name],
                                        rtol=1e-5, atol=1e-6)  # fmt: skip
         torch.testing.assert_close(p.data, q.data, rtol=1e-5, atol=1e-6)
         assert opt.state[p]["step"] == reference.state[q]["step"] == 3
-
-
-class _triton_off:
-    """Inside: CPU tensors leave the Triton kernels (the PyTorch twin of a CPU case)."""
-
-    def __enter__(self) -> None:
-        self.depth = getattr(_triton._CPU, "depth", 0)
-        _triton._CPU.depth = 0
-
-    def __exit__(self, *exc: object) -> None:
-        _triton._CPU.depth = self.depth
 
 
 def test_noise_is_the_native_layout_and_the_sample_its_formula(device: str) -> None:
@@ -163,7 +157,9 @@ def test_noise_is_the_native_layout_and_the_sample_its_formula(device: str) -> N
         eps = opt._buffers[p].noise
         if _ivon_native.kernels() is not None:
             native = _ivon_native.normal_(torch.empty(p.numel()), key, stream)
-            torch.testing.assert_close(eps.cpu().flatten(), native, rtol=0, atol=2e-6)
+            # libm-grade log and cos in the interpreter; the GPU's are within a few ulps
+            atol = 2e-6 if device == "cpu" else 2e-5
+            torch.testing.assert_close(eps.cpu().flatten(), native, rtol=0, atol=atol)
         sigma = 1 / math.sqrt(50.0 * (1.0 + decay))
         want = (p.data.double() + sigma * eps.double()).to(p.dtype)
         rtol = 4 * torch.finfo(p.dtype).eps
@@ -211,8 +207,6 @@ def test_one_launch_per_group_and_dtype(device: str, request: pytest.FixtureRequ
 
 def test_cpu_parameters_keep_the_cpu_paths() -> None:
     """Without the test switch, CPU parameters never reach the Triton dispatch."""
-    from smoothlab.optim import _ivon_triton
-
     p = nn.Parameter(torch.randn(10))
     assert not _ivon_triton.takes(p, {"hess": p.detach(), "momentum": p.detach()})
     with _triton.on_cpu():
