@@ -203,6 +203,14 @@ def _owners(sizes: tuple[int, ...], device: torch.device) -> tuple[Tensor, tuple
     return owner.to(device), firsts
 
 
+@functools.lru_cache(maxsize=256)
+def _table(values: tuple[int, ...], device: torch.device) -> Tensor:
+    """``values`` as an int64 tensor on ``device``. Cached: a training loop's tables repeat step
+    after step (the caching allocator gives the gradients the same addresses), so most launches
+    reuse a table already on the device rather than copying a new one."""
+    return torch.tensor(values, dtype=torch.int64, device=device)
+
+
 def _tables(
     pointers: Sequence[Sequence[Tensor]], head: Sequence[int]
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -211,10 +219,9 @@ def _tables(
     device = pointers[0][0].device
     sizes = tuple(row[0].numel() for row in pointers)
     owner, firsts = _owners(sizes, device)
-    ptrs = [t.data_ptr() for row in pointers for t in row]
-    info = [v for i, n in enumerate(sizes) for v in (head[i], n, firsts[i])]
-    as_table = functools.partial(torch.tensor, dtype=torch.int64, device=device)
-    return as_table(ptrs), as_table(info), owner
+    ptrs = tuple(t.data_ptr() for row in pointers for t in row)
+    info = tuple(v for i, n in enumerate(sizes) for v in (head[i], n, firsts[i]))
+    return _table(ptrs, device), _table(info, device), owner
 
 
 _FLAGS = {"num_warps": 4, "enable_fp_fusion": True}
