@@ -17,6 +17,10 @@
  *        PENALTY cross-entropy minus beta H(p) (beta = strength), hinged at tau unless tau is
  *                NaN, per-row weight a; the cross-entropy is against y or against T
  *
+ * Options of every kind: zloss adds zloss lse^2 per counted row (PaLM's z-loss), and softcap
+ * replaces z by softcap tanh(z / softcap) before everything else (Gemma 2), the gradient
+ * multiplied by the chain rule's 1 - (capped / softcap)^2.
+ *
  * The kernels make one sweep for the maximum, one for the sums (storing e_j in g), then the row
  * arithmetic, then one sweep writing g; the PyTorch and Triton kernels compute the same
  * numbers, and the tests compare them.
@@ -123,6 +127,8 @@ typedef struct {
     const float *t, *tw;      /* (rows, C) distributions T (or NULL), their (C,) class weights w */
     float strength, tau;      /* alpha (RELAX) or beta (PENALTY); the penalty's threshold (NaN) */
     float scale;              /* d reduced loss / d summed loss (the gradient's factor s) */
+    float zloss;              /* + zloss lse^2 per counted row (PaLM's z-loss), or 0 */
+    float softcap;            /* z_j <- softcap tanh(z_j / softcap) first, or 0 for none */
 } spec_t;
 
 static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
@@ -188,10 +194,34 @@ static void penalty_math(const spec_t *sp, int64_t n, lanes_t L) {
     }
 }
 
+/* The z-loss (PaLM, Chowdhery et al. 2022): + zloss lse^2 on each counted row (valid[l], all
+ * rows when valid is NULL); its gradient 2 zloss lse p_j is a share of ce e_j. */
+static void zloss_math(const spec_t *sp, int64_t n, lanes_t L, const uint8_t *valid) {
+    const float zs = sp->zloss, scale = sp->scale;
+#pragma omp simd
+    for (int64_t l = 0; l < n; l++) {
+        float lse = L.m[l] + sl_log(L.s[l]);
+        int counted = valid ? valid[l] != 0 : 1;
+        L.loss[l] += counted ? zs * lse * lse : 0.0f;
+        L.ce[l] += counted ? 2.0f * scale * zs * lse / L.s[l] : 0.0f;
+    }
+}
+
 static void row_math(const spec_t *sp, int64_t n, lanes_t L) {
     if (sp->kind == SMOOTH) smooth_math(sp, n, L);
     else if (sp->kind == RELAX) relax_math(sp, n, L);
     else penalty_math(sp, n, L);
+}
+
+/* The tanh softcap (Gemma 2): capped[j] = cap tanh(z[j] / cap), and the chain rule's factor
+ * d capped / dz = 1 - (capped / cap)^2 applied to a gradient computed against capped. */
+static void cap_row(const float *z, float *capped, int64_t n, float cap) {
+    for (int64_t j = 0; j < n; j++) capped[j] = cap * tanhf(z[j] / cap);
+}
+
+static void uncap_grad(const float *capped, float *g, int64_t n, float cap) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) g[j] *= 1.0f - (capped[j] / cap) * (capped[j] / cap);
 }
 
 /* Sums over a row in float SIMD lanes per block of BLOCK classes, blocks added in double: as
@@ -284,6 +314,7 @@ static void wide_row(const spec_t *sp, const float *z, float *g, int64_t i, int6
     lanes_t L = {&a,  &b, &r,   &m,   &sf,  &pz,  &ef, &zy, &ey,
                  &tz, &tsum, loss, &ce, &cez, &cb, &ca, &cr};
     row_math(sp, 1, L);
+    if (sp->zloss != 0.0f) zloss_math(sp, 1, L, sp->valid ? sp->valid + i : 0);
     if (sp->valid && !sp->valid[i]) *loss = 0.0f;
     if (!sp->grad || g == 0) return;
     if (penalty && !store && tmp) {
@@ -412,6 +443,7 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
     float m[LANES], s[LANES], pz[LANES], ez[LANES], zy[LANES], ey[LANES], tz[LANES], tsum[LANES];
     float a[LANES], b[LANES], r[LANES], ce[LANES], cez[LANES], cb[LANES], ca[LANES], cr[LANES];
     to_lanes(z, zt, n, C);
+    if (sp->softcap > 0.0f) cap_row(zt, zt, C * LANES, sp->softcap);
     if (rows) {
         to_lanes(sp->t + row0 * C, tt, n, C);
         for (int64_t j = 0; sp->tw && j < C; j++) {
@@ -486,6 +518,7 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
     if (kind == SMOOTH) smooth_math(sp, n, L);
     else if (kind == RELAX) relax_math(sp, n, L);
     else penalty_math(sp, n, L);
+    if (sp->zloss != 0.0f) zloss_math(sp, n, L, sp->valid ? sp->valid + row0 : 0);
     if (sp->valid)
         for (int64_t l = 0; l < n; l++) loss[l] = sp->valid[row0 + l] ? loss[l] : 0.0f;
     double total = 0.0;
@@ -516,6 +549,7 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
         }
     }
     for (int64_t l = 0; y && l < n; l++) et[y[l] * LANES + l] -= ca[l];
+    if (sp->softcap > 0.0f) uncap_grad(zt, et, C * LANES, sp->softcap);
     from_lanes(et, g, n, C);
     return total;
 }
@@ -535,7 +569,7 @@ static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t r
 
 /* Loss (and, with grad, scale times the gradient) of rows [lo, hi) of the (rows, C) float32
  * logits sp->z: losses into sp->loss (0 where valid is 0), their sum (in double) into *total.
- * Returns 0. */
+ * Returns 0, or 1 when a row buffer could not be allocated. */
 int sl_rows(const spec_t *sp, int64_t lo, int64_t hi, double *total) {
     const int64_t classes = sp->classes;
     const float *z = sp->z;
@@ -547,6 +581,18 @@ int sl_rows(const spec_t *sp, int64_t lo, int64_t hi, double *total) {
             total_sum += narrow_block(sp, z + i * classes, g ? g + i * classes : 0, i, n,
                                 sp->y ? sp->y + i : 0, sp->loss + i);
         }
+    } else if (sp->softcap > 0.0f) {
+        /* each row capped into a buffer first (so g never aliases the logits it reads) */
+        float *capped = malloc((size_t)classes * sizeof(float));
+        if (!capped) return 1;
+        for (int64_t i = lo; i < hi; i++) {
+            float *gi = g ? g + i * classes : 0;
+            cap_row(z + i * classes, capped, classes, sp->softcap);
+            wide_row(sp, capped, gi, i, sp->y ? sp->y[i] : -1, sp->loss + i, 0);
+            if (gi) uncap_grad(capped, gi, classes, sp->softcap);
+            total_sum += sp->loss[i];
+        }
+        free(capped);
     } else {
         /* the in-place penalty's row of e_j (NULL if it cannot be had: e_j is recomputed) */
         const int copy = sp->kind == PENALTY && g == z && g;

@@ -7,7 +7,7 @@ errors raised) by all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -17,6 +17,7 @@ from smoothlab._checks import (
     check_class_indices,
     check_floating,
     check_int,
+    check_real,
     check_reduction,
     check_tensor,
     check_weight,
@@ -27,6 +28,8 @@ from smoothlab._checks import (
 __all__ = [
     "Batch",
     "Coef",
+    "capped",
+    "check_logit_options",
     "check_pair",
     "class_index",
     "compute_dtype",
@@ -38,6 +41,7 @@ __all__ = [
     "prepare",
     "soft_cross_entropy",
     "valid_mask",
+    "z_loss",
 ]
 
 
@@ -262,9 +266,31 @@ def example_weight(batch: Batch) -> Coef:
     return masked(1.0, batch) if w_y is None else w_y
 
 
-def finish_weighted(batch: Batch, loss: Tensor) -> Tensor:
-    """Scale each position's loss by ``weight[y]``, then reduce; a mean divides by their sum."""
+def finish_weighted(batch: Batch, loss: Tensor, extra: float | Tensor = 0.0) -> Tensor:
+    """Scale each position's loss by ``weight[y]``, add the unweighted ``extra`` (a z-loss),
+    then reduce; a mean divides by the sum of the weights."""
     w_y = batch.target_weight()
     if w_y is None:
-        return finish(batch, loss, None)
-    return finish(batch, w_y * loss, w_y.sum())
+        return finish(batch, loss + extra, None)
+    return finish(batch, w_y * loss + extra, w_y.sum())
+
+
+def check_logit_options(lse_square_scale: object, softcap: object) -> tuple[float, float]:
+    """Validate the z-loss scale (``>= 0``) and the softcap (``None`` or ``> 0``; 0 for none)."""
+    scale = check_real("lse_square_scale", lse_square_scale, low=0.0)
+    cap = 0.0 if softcap is None else check_real("softcap", softcap, low=0.0, low_open=True)
+    return scale, cap
+
+
+def capped(batch: Batch, softcap: float) -> Batch:
+    """The batch with logits ``softcap tanh(z / softcap)`` (unchanged for a softcap of 0)."""
+    if not softcap:
+        return batch
+    return replace(batch, logits=softcap * torch.tanh(batch.logits / softcap))
+
+
+def z_loss(batch: Batch, lse_square_scale: float) -> Tensor | float:
+    """``s lse(z)^2`` per position (PaLM's auxiliary z-loss), or 0 for ``s = 0``."""
+    if not lse_square_scale:
+        return 0.0
+    return lse_square_scale * torch.logsumexp(batch.logits, dim=1).square()

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -50,7 +50,7 @@ from torch.autograd.function import FunctionCtx
 from smoothlab import _native, _triton
 from smoothlab._checks import Reduction, check_bool, fail
 from smoothlab.losses._common import Batch, Coef, compute_dtype
-from smoothlab.losses._kernels import Chunk
+from smoothlab.losses._kernels import Chunk, with_logit_options
 from smoothlab.losses._native_rows import FAMILIES, GRAIN_ELEMENTS, NativeRows, kernels
 
 __all__ = [
@@ -178,6 +178,14 @@ class Job:
         index, mode = batch.flat_index(), batch.reduction
         return Job(kernel, index, valid, mode, denominator, batch.unbatched, temporaries, native)
 
+    def with_options(self, lse_square_scale: float, softcap: float) -> Job:
+        """This job with the z-loss ``lse_square_scale lse^2`` and the tanh ``softcap`` (0:
+        none), which every backend applies (see :meth:`losses` for the PyTorch kernels)."""
+        if self.native is None or (lse_square_scale == 0.0 and softcap == 0.0):
+            return self
+        native = replace(self.native, zloss=lse_square_scale, softcap=softcap)
+        return replace(self, native=native)
+
     def backend(self, logits: Tensor) -> Backend:
         """The one dispatch point of the fused losses: which kernels run these ``(N, C, ...)``
         logits (or a linear head's ``(B, V)`` chunk). Triton for CUDA tensors (see
@@ -217,7 +225,12 @@ class Job:
         if native and z.is_contiguous() and g.is_contiguous() and kernels() is not None:
             assert self.native is not None
             return self.native.run(z, g, y, valid, start, stop, scale)
-        loss = self.kernel(Chunk(z, g, y, scratch), layout, start, stop, scale)
+        zs, cap = (0.0, 0.0) if self.native is None else (self.native.zloss, self.native.softcap)
+
+        def kernel(chunk: Chunk) -> Tensor:
+            return self.kernel(chunk, layout, start, stop, scale)
+
+        loss = with_logit_options(kernel, Chunk(z, g, y, scratch), valid, scale, zs, cap)
         if valid is not None:
             loss = loss.masked_fill(~valid, 0.0)
         return loss, loss.sum()
@@ -235,7 +248,11 @@ class Job:
         module = _triton.kernels(z.device)
         assert module is not None and self.native is not None
         flat = [None if t is None else t.reshape(-1) for t in (y, valid)]
-        loss = module.run_rows(self.native, z.squeeze(2), g.squeeze(2), *flat, scale, start=start)
+        zs, cap = self.native.zloss, self.native.softcap or None
+        z, g = z.squeeze(2), g.squeeze(2)
+        loss = module.run_rows(
+            self.native, z, g, *flat, scale, start=start, lse_square_scale=zs, softcap=cap
+        )
         return loss.view(-1, 1, 1), loss.sum()
 
     def reduce(self, total: Tensor, count: int) -> Tensor:
@@ -323,7 +340,11 @@ def _triton_sweep(
     """All rows in one Triton launch (logits read in their dtype, ``out`` of any strides)."""
     module = _triton.kernels(logits.device)
     assert module is not None and job.native is not None
-    losses: Tensor = module.run_rows(job.native, logits, out, job.index, job.valid, scale)
+    native, index, valid = job.native, job.index, job.valid
+    zs, cap = native.zloss, native.softcap or None
+    losses: Tensor = module.run_rows(
+        native, logits, out, index, valid, scale, lse_square_scale=zs, softcap=cap
+    )
     if job.reduction == "none":
         return losses.view(() if job.unbatched else shape)
     return job.reduce(losses.sum(), math.prod(shape))

@@ -20,7 +20,8 @@ Here the ``r T`` term (a per-example prior, or probability targets) arrives insi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -34,6 +35,7 @@ __all__ = [
     "relaxation_rows",
     "smoothing_rows",
     "soft_rows",
+    "with_logit_options",
 ]
 
 Coef = float | Tensor
@@ -249,4 +251,34 @@ def penalty_rows(
         g.scatter_add_(1, y, _as_tensor(-sw, lse))
     else:
         g.addcmul_(q, _as_tensor(sw, lse), value=-1.0)
+    return loss
+
+
+def with_logit_options(
+    kernel: Callable[[Chunk], Tensor],
+    chunk: Chunk,
+    valid: Tensor | None,
+    scale: float | None,
+    lse_square_scale: float,
+    softcap: float,
+) -> Tensor:
+    """``kernel(chunk)`` with the tanh softcap and the z-loss around it (the C and Triton kernels
+    apply both inside).
+
+    With ``softcap`` ``c``, the kernel runs on the copy ``capped = c tanh(z / c)`` (so ``g``
+    never aliases what it reads) and its gradient is multiplied by ``1 - (capped / c)^2``; with
+    ``lse_square_scale`` ``s``, ``s lse^2`` joins the losses and ``2 s lse softmax`` the gradient
+    at the positions ``valid`` counts (all when ``None``).
+    """
+    z = chunk.z.div(softcap).tanh_().mul_(softcap) if softcap else chunk.z
+    lse = torch.logsumexp(z, 1, keepdim=True) if lse_square_scale else None
+    loss = kernel(replace(chunk, z=z))
+    if lse is not None:
+        loss = loss + lse_square_scale * lse.square()
+        if scale is not None:
+            share = 2.0 * scale * lse_square_scale * lse
+            share = share if valid is None else share.masked_fill(~valid, 0.0)
+            chunk.g.add_(torch.exp(z - lse).mul_(share))
+    if softcap and scale is not None:
+        chunk.g.mul_(1.0 - (z / softcap).square())
     return loss

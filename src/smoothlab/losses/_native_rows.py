@@ -59,7 +59,7 @@ class RowsArgs(ctypes.Structure):
         *(("z", _P), ("g", _P), ("y", _P), ("valid", _P), ("loss", _P)),
         *(("a", _P), ("b", _P), ("r", _P), ("a0", _F), ("b0", _F), ("r0", _F)),
         *(("pi", _P), ("pi_sum", _F), ("t", _P), ("tw", _P)),
-        *(("strength", _F), ("tau", _F), ("scale", _F)),
+        *(("strength", _F), ("tau", _F), ("scale", _F), ("zloss", _F), ("softcap", _F)),
     ]
 
 
@@ -111,6 +111,8 @@ class NativeRows:
         scratch: ``t_rows`` returns a converted copy rather than a view, so the fused path
             bounds the rows per call.
         indexed: the loss reads class indices (everything but probability targets).
+        zloss: ``lse_square_scale``: ``zloss lse^2`` is added at each counted position.
+        softcap: the logits are ``softcap tanh(z / softcap)`` before anything else (0: none).
     """
 
     kind: int
@@ -125,6 +127,8 @@ class NativeRows:
     r: float | Tensor = 0.0
     scratch: bool = False
     indexed: bool = True
+    zloss: float = 0.0
+    softcap: float = 0.0
 
     @staticmethod
     def usable(device: torch.device, compute: torch.dtype, dim: int = 2) -> bool:
@@ -170,11 +174,13 @@ class NativeRows:
             kind=self.kind, grad=int(grad), classes=classes, z=at(z), g=at(g) if grad else None,
             y=at(labels), valid=at(mask), loss=at(loss), a=at(a), b=at(b), r=at(r), a0=a0,
             b0=b0, r0=r0, pi=at(pi), pi_sum=self.pi_sum, t=at(t), tw=at(tw), strength=self.strength,
-            tau=self.tau, scale=0.0 if scale is None else scale,
+            tau=self.tau, scale=0.0 if scale is None else scale, zloss=self.zloss,
+            softcap=self.softcap,
         )  # fmt: skip
 
         def work(lo: int, hi: int, part: int) -> None:
-            lib.sl_rows(ctypes.byref(args), lo, hi, at(parts, part))
+            if lib.sl_rows(ctypes.byref(args), lo, hi, at(parts, part)) != 0:
+                raise MemoryError("sl_rows could not allocate a row buffer")
 
         _native.parallel(work, rows, grain=max(1, GRAIN_ELEMENTS // classes))
         return loss.view(rows, 1, 1), parts.sum().to(torch.float32)

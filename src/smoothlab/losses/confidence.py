@@ -13,11 +13,14 @@ from torch import Tensor
 from smoothlab._checks import check_real
 from smoothlab.losses._common import (
     Batch,
+    capped,
+    check_logit_options,
     example_weight,
     finish,
     finish_weighted,
     prepare,
     soft_cross_entropy,
+    z_loss,
 )
 from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
 from smoothlab.losses._kernels import Chunk, penalty_rows
@@ -35,6 +38,8 @@ def confidence_penalty_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    lse_square_scale: float = 0.0,
+    softcap: float | None = None,
     fused: bool = True,
     inplace_grad: bool = False,
 ) -> Tensor:
@@ -68,6 +73,9 @@ def confidence_penalty_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        lse_square_scale: the z-loss scale ``s >= 0`` (PaLM's auxiliary ``s lse^2``).
+        softcap: ``c > 0`` caps the logits at ``c tanh(z / c)`` first (Gemma 2; see
+            :func:`~smoothlab.losses.label_smoothing_cross_entropy`); ``None``: off.
         fused: compute the gradient in the forward pass (see :mod:`smoothlab.losses`): per row
             ``w [p (Q + gamma (log p + H)) - q]`` with ``gamma = beta`` where penalised;
             ``False`` runs the composition of torch operations.
@@ -86,6 +94,7 @@ def confidence_penalty_loss(
     """
     b = check_real("beta", beta, low=0.0)
     tau = None if threshold is None else check_real("threshold", threshold, low=0.0)
+    zs, cap = check_logit_options(lse_square_scale, softcap)
     fast = use_fused(fused, inplace_grad, target, weight)
     batch = prepare(
         input,
@@ -96,7 +105,11 @@ def confidence_penalty_loss(
         upcast=not fast,
     )
     if fast:
-        return run_fused(penalty_job(batch, b, tau), batch.logits, inplace_grad)
+        return run_fused(
+            penalty_job(batch, b, tau).with_options(zs, cap), batch.logits, inplace_grad
+        )
+    batch = capped(batch, cap)
+    extra = z_loss(batch, zs)
     log_p = torch.log_softmax(batch.logits, dim=1)
     p = log_p.exp()
     # 0 log 0 = 0, with the log masked too so that -inf logits send no NaN gradient.
@@ -104,9 +117,9 @@ def confidence_penalty_loss(
     penalty = -entropy if tau is None else torch.clamp(tau - entropy, min=0.0)
     if batch.probs is not None:
         ce = soft_cross_entropy(batch, batch.probs, log_p)
-        return finish(batch, ce + b * penalty, None)
+        return finish(batch, ce + b * penalty + extra, None)
     loss = -batch.gather(log_p) + b * penalty
-    return finish_weighted(batch, loss)
+    return finish_weighted(batch, loss, extra)
 
 
 def penalty_job(batch: Batch, beta: float, threshold: float | None) -> Job:

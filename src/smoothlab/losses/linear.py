@@ -24,7 +24,7 @@ from smoothlab._checks import (
     check_tensor,
     fail,
 )
-from smoothlab.losses._common import Batch, class_index, compute_dtype
+from smoothlab.losses._common import Batch, check_logit_options, class_index, compute_dtype
 from smoothlab.losses._fused import Job, Layout
 from smoothlab.losses.confidence import penalty_job
 from smoothlab.losses.relaxation import relaxation_job
@@ -196,6 +196,8 @@ def linear_label_smoothing_cross_entropy(
     smoothing: float = 0.1,
     ignore_index: int = -100,
     reduction: str = "mean",
+    lse_square_scale: float = 0.0,
+    softcap: float | None = None,
 ) -> Tensor:
     r"""Label-smoothing cross-entropy of a linear head, without the ``N x V`` logits.
 
@@ -205,8 +207,11 @@ def linear_label_smoothing_cross_entropy(
         z = h W^\top + b, \qquad \ell = -(1 - r) \log p_y - \frac{r}{V} \sum_j \log p_j
 
     with gradients for ``hidden``, ``weight`` and ``bias`` accumulated chunk by chunk in the
-    forward pass (see the module docstring). Negative ``r`` is negative label smoothing (Wei et
-    al., 2022; unbounded below). Half-precision inputs are computed in float32.
+    forward pass (see the module docstring). ``softcap`` :math:`c` caps the logits at
+    :math:`c \tanh(z / c)` first and ``lse_square_scale`` :math:`s` adds PaLM's z-loss
+    :math:`s (\log \sum_j e^{z_j})^2` per row, as in :func:`label_smoothing_cross_entropy`.
+    Negative ``r`` is negative label smoothing (Wei et al., 2022; unbounded
+    below). Half-precision inputs are computed in float32.
 
     Args:
         hidden: ``(N, H)`` or ``(..., H)`` hidden states.
@@ -217,6 +222,8 @@ def linear_label_smoothing_cross_entropy(
         ignore_index: target value whose positions contribute nothing.
         reduction: ``"mean"`` or ``"sum"`` (``"none"`` would need the backward pass to redo the
             products; use the unfused composition for it).
+        lse_square_scale: the z-loss scale ``s >= 0``: ``s lse(z)^2`` per kept row (PaLM).
+        softcap: ``c > 0`` caps the logits at ``c tanh(z / c)`` first (Gemma 2); ``None``: off.
 
     Shape:
         - output: scalar.
@@ -229,8 +236,10 @@ def linear_label_smoothing_cross_entropy(
     References: Szegedy et al., CVPR 2016; Wei et al., ICML 2022.
     """
     rate = check_real("smoothing", smoothing, high=1.0)
+    options = check_logit_options(lse_square_scale, softcap)
     rows, batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
-    return _run(index_job(batch, rate, None, False, "pytorch"), rows, weight, bias)
+    job = index_job(batch, rate, None, False, "pytorch")
+    return _run(job.with_options(*options), rows, weight, bias)
 
 
 def linear_label_relaxation_loss(
@@ -242,6 +251,8 @@ def linear_label_relaxation_loss(
     alpha: float = 0.1,
     ignore_index: int = -100,
     reduction: str = "mean",
+    lse_square_scale: float = 0.0,
+    softcap: float | None = None,
 ) -> Tensor:
     r"""Label relaxation (Lienen & Hüllermeier, AAAI 2021) of a linear head, fused.
 
@@ -258,8 +269,9 @@ def linear_label_relaxation_loss(
     Reference: J. Lienen and E. Hüllermeier, "From Label Smoothing to Label Relaxation", 2021.
     """
     a = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    options = check_logit_options(lse_square_scale, softcap)
     rows, batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
-    return _run(relaxation_job(batch, a), rows, weight, bias)
+    return _run(relaxation_job(batch, a).with_options(*options), rows, weight, bias)
 
 
 def linear_confidence_penalty_loss(
@@ -272,6 +284,8 @@ def linear_confidence_penalty_loss(
     threshold: float | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    lse_square_scale: float = 0.0,
+    softcap: float | None = None,
 ) -> Tensor:
     r"""The confidence penalty (Pereyra et al., 2017) of a linear head, fused.
 
@@ -289,5 +303,6 @@ def linear_confidence_penalty_loss(
     """
     b = check_real("beta", beta, low=0.0)
     tau = None if threshold is None else check_real("threshold", threshold, low=0.0)
+    options = check_logit_options(lse_square_scale, softcap)
     rows, batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
-    return _run(penalty_job(batch, b, tau), rows, weight, bias)
+    return _run(penalty_job(batch, b, tau).with_options(*options), rows, weight, bias)

@@ -10,7 +10,15 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import Batch, example_weight, finish_weighted, prepare
+from smoothlab.losses._common import (
+    Batch,
+    capped,
+    check_logit_options,
+    example_weight,
+    finish_weighted,
+    prepare,
+    z_loss,
+)
 from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
 from smoothlab.losses._kernels import Chunk, log1mexp, relaxation_rows
 from smoothlab.losses._native_rows import RELAX, NativeRows
@@ -26,6 +34,8 @@ def label_relaxation_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    lse_square_scale: float = 0.0,
+    softcap: float | None = None,
     fused: bool = True,
     inplace_grad: bool = False,
 ) -> Tensor:
@@ -55,6 +65,9 @@ def label_relaxation_loss(
         weight: optional per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        lse_square_scale: the z-loss scale ``s >= 0`` (PaLM's auxiliary ``s lse^2``).
+        softcap: ``c > 0`` caps the logits at ``c tanh(z / c)`` first (Gemma 2; see
+            :func:`label_smoothing_cross_entropy`); ``None``: off.
         fused: compute the gradient in the forward pass (see :mod:`smoothlab.losses`): it is
             ``kappa (softmax(z) - e_y)`` with ``kappa = ((1 - alpha) - p_y) / (1 - p_y)``
             outside the set; ``False`` runs the composition of torch operations.
@@ -72,6 +85,7 @@ def label_relaxation_loss(
     AAAI 2021.
     """
     a = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    zs, cap = check_logit_options(lse_square_scale, softcap)
     fast = use_fused(fused, inplace_grad, weight)
     batch = prepare(
         input,
@@ -83,7 +97,8 @@ def label_relaxation_loss(
         upcast=not fast,
     )
     if fast:
-        return run_fused(relaxation_job(batch, a), batch.logits, inplace_grad)
+        return run_fused(relaxation_job(batch, a).with_options(zs, cap), batch.logits, inplace_grad)
+    batch = capped(batch, cap)
     log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
     border = math.log1p(-a)
     inside = log_p_y >= border
@@ -93,7 +108,7 @@ def label_relaxation_loss(
     kl = (1 - a) * (border - safe) + a * (math.log(a) - log1mexp(safe))
     # KL >= 0; rounding can leave -1e-17 a hair outside the border.
     loss = torch.where(inside, torch.zeros_like(kl), kl.clamp(min=0.0))
-    return finish_weighted(batch, loss)
+    return finish_weighted(batch, loss, z_loss(batch, zs))
 
 
 def relaxation_job(batch: Batch, alpha: float) -> Job:

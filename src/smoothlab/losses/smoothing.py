@@ -36,12 +36,15 @@ from smoothlab._checks import check_bool, check_real, fail
 from smoothlab.losses._common import (
     Batch,
     Coef,
+    capped,
+    check_logit_options,
     compute_dtype,
     finish,
     masked,
     massed,
     prepare,
     soft_cross_entropy,
+    z_loss,
 )
 from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
 from smoothlab.losses._kernels import Chunk, smoothing_rows, soft_rows
@@ -64,6 +67,8 @@ def label_smoothing_cross_entropy(
     weighting: Weighting = "pytorch",
     ignore_index: int = -100,
     reduction: str = "mean",
+    lse_square_scale: float = 0.0,
+    softcap: float | None = None,
     fused: bool = True,
     inplace_grad: bool = False,
 ) -> Tensor:
@@ -94,7 +99,13 @@ def label_smoothing_cross_entropy(
     smoothlab never does. Terms with zero target mass :math:`w_j q_j` (a zero probability or a
     zero class weight) contribute exactly 0, even at ``-inf`` logits, on every path. PyTorch
     computes :math:`0 \cdot \infty` there and returns NaN: the one place where the numbers
-    differ from PyTorch's. Half-precision inputs are computed in float32 and the loss is
+    differ from PyTorch's.
+
+    Options of the GPU anchors (Liger-Kernel), on every backend: with ``softcap`` :math:`c` the
+    logits are first capped, :math:`z \leftarrow c \tanh(z / c)` (Gemma 2), and with
+    ``lse_square_scale`` :math:`s` each non-ignored position adds PaLM's z-loss
+    :math:`s\,(\log \sum_j e^{z_j})^2`, unweighted, to :math:`\ell` (a ``mean`` keeps its
+    denominator). Half-precision inputs are computed in float32 and the loss is
     returned in float32. A ``mean`` over no positions (empty or all ignored) is NaN, a ``sum``
     is 0 (as in PyTorch).
 
@@ -109,6 +120,8 @@ def label_smoothing_cross_entropy(
         weighting: ``"pytorch"`` (default, PyTorch's semantics) or ``"example"``.
         ignore_index: class index whose positions contribute nothing (class-index targets).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        lse_square_scale: the z-loss scale ``s >= 0`` (PaLM's auxiliary ``s lse^2``).
+        softcap: ``c > 0`` caps the logits at ``c tanh(z / c)`` first (Gemma 2); ``None``: off.
         fused: compute the gradient in the forward pass (see :mod:`smoothlab.losses`);
             ``False`` runs the composition of torch operations (double backward, forward AD).
         inplace_grad: write the gradient into ``input``'s storage (the logits are destroyed;
@@ -125,11 +138,17 @@ def label_smoothing_cross_entropy(
     tensor(0.5047)
     >>> label_smoothing_cross_entropy(logits, torch.tensor([0, 1]), -0.5)  # negative smoothing
     tensor(-0.1453)
+    >>> label_smoothing_cross_entropy(logits, torch.tensor([0, 1]), 0.1, lse_square_scale=1e-2)
+    tensor(0.5419)
+    >>> label_smoothing_cross_entropy(logits, torch.tensor([0, 1]), 0.1, softcap=1.0)
+    tensor(0.6815)
 
     References: Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016; Wei et al.,
-    ICML 2022; Xu et al., "Towards Understanding Label Smoothing", 2020 (teacher prior).
+    ICML 2022; Xu et al., "Towards Understanding Label Smoothing", 2020 (teacher prior);
+    Chowdhery et al., "PaLM", 2022 (z-loss); Gemma Team, "Gemma 2", 2024 (softcap).
     """
     rate = check_real("smoothing", smoothing, high=1.0)
+    zs, cap = check_logit_options(lse_square_scale, softcap)
     if weighting not in ("pytorch", "example"):
         raise fail("weighting", "one of 'pytorch', 'example'", weighting)
     fast = use_fused(fused, inplace_grad, target, prior, weight)
@@ -143,11 +162,12 @@ def label_smoothing_cross_entropy(
     )
     rate, pi = _resolve(batch, rate, prior, exclusive, weighting)
     if not fast:
-        return _composition(batch, rate, pi, exclusive, weighting)
+        return _composition(capped(batch, cap), rate, pi, exclusive, weighting, zs)
     if batch.probs is not None:
-        return run_fused(soft_job(batch, rate, pi), batch.logits, inplace_grad)
-    job = index_job(batch, rate, pi, exclusive and pi is not None, weighting)
-    return run_fused(job, batch.logits, inplace_grad)
+        job = soft_job(batch, rate, pi)
+    else:
+        job = index_job(batch, rate, pi, exclusive and pi is not None, weighting)
+    return run_fused(job.with_options(zs, cap), batch.logits, inplace_grad)
 
 
 def _resolve(
@@ -177,7 +197,12 @@ def _resolve(
 
 
 def _composition(
-    batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, weighting: Weighting
+    batch: Batch,
+    rate: float,
+    pi: Tensor | None,
+    exclusive: bool,
+    weighting: Weighting,
+    lse_square_scale: float,
 ) -> Tensor:
     """The specification (``fused=False``): the soft-target cross-entropy
     ``-sum_j w_j q_j log p_j`` of the targets ``q = (1 - r) t + r pi`` of
@@ -187,12 +212,14 @@ def _composition(
     For class indices the cross-entropy, linear in ``q``, is taken term by term:
     ``(1 - r) CE(e_y) + r CE(pi)``, the first a gather (no ``N x C`` one-hot), the second
     against the prior that ``smooth_targets`` uses (renormalised off ``y`` when exclusive).
+    The z-loss joins each position's loss unweighted (``batch``'s logits are already capped).
     """
+    extra = z_loss(batch, lse_square_scale)
     log_p = torch.log_softmax(batch.logits, dim=1)
     if batch.probs is not None:
         uniform = torch.full_like(batch.logits[:1], 1.0 / batch.num_classes)
         q = mix_targets(batch.probs, rate, uniform if pi is None else pi)
-        return finish(batch, soft_cross_entropy(batch, q, log_p), None)
+        return finish(batch, soft_cross_entropy(batch, q, log_p) + extra, None)
     assert batch.index is not None
     if exclusive and pi is not None:
         pi = exclusive_prior(pi.expand_as(batch.logits), batch.index, batch.valid)
@@ -204,7 +231,7 @@ def _composition(
         loss = loss + rate * _prior_term(batch, log_p, pi, None if example else batch.weight)
     if example and w_y is not None:
         loss = massed(w_y, loss)
-    return finish(batch, loss, None if w_y is None else w_y.sum())
+    return finish(batch, loss + extra, None if w_y is None else w_y.sum())
 
 
 def _prior_term(batch: Batch, log_p: Tensor, pi: Tensor | None, weight: Tensor | None) -> Tensor:
