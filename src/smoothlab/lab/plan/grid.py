@@ -7,9 +7,9 @@ keys, no whitespace), so the same run always gets the same key, in any process, 
 
 Runs that differ only along the grid's axes (method and its parameters, noise kind and rate,
 replicate) belong to one *experiment*: :func:`experiment_id` hashes the rest of the resolved
-config (data, model, the ``[train]`` recipe, exact noise counts), so runs trained with 3 epochs
-and with 10 are two experiments and are never averaged together, while adding a method, a noise
-rate or seeds to a config keeps its experiment.
+config (data, model, the ``[train]`` recipe, exact noise counts, a ``[calibration]`` other
+than the default), so runs trained with 3 epochs and with 10 are two experiments and are never
+averaged together, while adding a method, a noise rate or seeds to a config keeps its experiment.
 
 Two seeds derive from the run: the *data seed* (noise draw and validation split) from the data
 part only (dataset, noise, replicate), so that every method of one replicate sees the same noisy
@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from smoothlab.lab.plan.methods import Method, make_method
-from smoothlab.lab.plan.schema import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
+from smoothlab.lab.plan.schema import (
+    CalibrationConfig,
+    Config,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
 
 __all__ = [
     "CLEAN_AT_ZERO",
@@ -67,6 +74,8 @@ class RunConfig:
     method: str
     params: Params
     replicate: int
+    # after training: in the key and experiment only when not the default (keys stay as before)
+    calibration: CalibrationConfig = dataclasses.field(default_factory=CalibrationConfig)
 
     @functools.cached_property
     def variant(self) -> Method:
@@ -77,6 +86,8 @@ class RunConfig:
         """Plain JSON-ready data (tuples become lists)."""
         raw = dataclasses.asdict(self)
         raw["params"] = dict(self.params)
+        if self.calibration == CalibrationConfig():
+            del raw["calibration"]
         return json.loads(json.dumps(raw))  # type: ignore[no-any-return]
 
     def data_dict(self) -> dict[str, Any]:
@@ -114,6 +125,8 @@ def run_key(run: RunConfig) -> str:
 
 
 EXPERIMENT_PARTS = ("data", "model", "train", "exact_noise")  # what every run of a grid shares
+# plain data of the default [calibration], which an experiment id leaves out
+_DEFAULT_CALIBRATION = json.loads(json.dumps(dataclasses.asdict(CalibrationConfig())))
 
 
 def experiment_id(run: Mapping[str, Any]) -> str:
@@ -130,6 +143,9 @@ def experiment_id(run: Mapping[str, Any]) -> str:
     (1, False, 16)
     """
     parts = {name: run.get(name) for name in EXPERIMENT_PARTS}
+    calibration = run.get("calibration")  # the default is left out: ids stay as before it
+    if calibration is not None and calibration != _DEFAULT_CALIBRATION:
+        parts["calibration"] = calibration
     return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:16]
 
 
@@ -201,6 +217,7 @@ def expand_grid(config: Config) -> list[RunConfig]:
                     method=name,
                     params=params,
                     replicate=replicate,
+                    calibration=config.calibration,
                 )
                 runs.setdefault(run_key(run), run)
     return list(runs.values())

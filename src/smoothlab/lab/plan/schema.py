@@ -18,6 +18,7 @@ Layout of a config file (every section and key is optional; defaults are the dem
               lr_schedule, lr_milestones, lr_gamma, warmup_epochs, switch_epoch, switch_lr, select,
               temperature_scaling, precision, compile
     [noise]   kinds, rates, exact
+    [calibration]  methods, off_diagonal, intercept, bins
     [methods.NAME]  the method's parameters; a list is a sweep
 
 Every number must be finite: TOML's ``inf``, ``-inf`` and ``nan`` are rejected at load for every
@@ -38,6 +39,7 @@ from smoothlab._checks import fail
 
 __all__ = [
     "AugmentConfig",
+    "CalibrationConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -136,7 +138,9 @@ class TrainConfig:
     # 0 = the schedule goes on
     switch_lr: float = 0.0
     select: str = "last"  # model selection on the validation split: last | val_nll | val_accuracy
-    temperature_scaling: bool = True  # fit T on the validation split; reported separately
+    # fit [calibration]'s calibrators (temperature scaling by default) on the validation split
+    # after training, reported separately; false = none
+    temperature_scaling: bool = True
     precision: str = "fp32"  # fp32 | bf16: torch.autocast around the forward pass and the loss
     compile: bool = False  # torch.compile the model (a GPU's speed-up; slow to start)
 
@@ -148,6 +152,24 @@ class NoiseConfig:
     kinds: tuple[str, ...] = ("symmetric",)  # names from smoothlab.noise.NOISE_KINDS
     rates: tuple[float, ...] = (0.0, 0.2, 0.4)  # for class-dependent: kappa
     exact: bool = False  # flip exactly the expected number of labels per class
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """``[calibration]``: post-hoc calibrators fitted on the validation split after training.
+
+    Each is measured on the test set under its own metric suffix (``ece_ts``, ``ece_iso``, ...).
+    The default, temperature scaling alone, is left out of run keys, so a config without the
+    table keeps its keys; any other value is part of every run's key and experiment.
+    """
+
+    # names from smoothlab.lab.plan.calibrators.CALIBRATORS: temperature (suffix _ts), vector
+    # (_vs), matrix (_ms), dirichlet (_dir), histogram (_hist), isotonic (_iso); they need
+    # train.temperature_scaling = true (false turns every calibrator off) and data.val_fraction > 0
+    methods: tuple[str, ...] = ("temperature",)
+    off_diagonal: float = 0.01  # ODIR weight of the off-diagonal entries (matrix, dirichlet)
+    intercept: float = 0.01  # ODIR weight of the intercepts (matrix, dirichlet)
+    bins: int = 15  # equal-width bins per class of histogram binning
 
 
 @dataclass(frozen=True)
@@ -163,6 +185,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # method name -> parameter name -> values (a sweep); validated against the methods registry
     methods: Mapping[str, Mapping[str, tuple[Scalar, ...]]] = field(
         default_factory=lambda: {"ce": {}}
@@ -174,6 +197,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "train": TrainConfig,
     "noise": NoiseConfig,
+    "calibration": CalibrationConfig,
 }
 TOP_KEYS = ("name", "description", "seeds", "device", "checkpoint_every")
 

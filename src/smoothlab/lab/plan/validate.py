@@ -14,19 +14,22 @@ instead of failing every run of the grid minutes later. What is checked:
 - every method variant of the grid builds (parameter ranges), and ``device`` is a torch device;
 - ``model.name`` accepts the inputs of ``data.dataset`` (no image model on a table:
   :mod:`smoothlab.lab.plan.inputs`), and ``data.augment_*`` is only used on images;
-- ``model.checkpoint`` is an existing file, and ``train.backbone_lr`` is not used with IVON.
+- ``model.checkpoint`` is an existing file, and ``train.backbone_lr`` is not used with IVON;
+- ``[calibration]``: registered calibrators, each once, options in range and read by one of them,
+  and a validation split to fit them on (:mod:`smoothlab.lab.plan.calibrators`).
 """
 
 from __future__ import annotations
 
 import itertools
 
+from smoothlab.lab.plan.calibrators import CALIBRATORS, calibrator
 from smoothlab.lab.plan.grid import method_variants
 from smoothlab.lab.plan.human_noise import HUMAN_NOISE, check_human_noise
 from smoothlab.lab.plan.inputs import dataset_inputs, models_for
 from smoothlab.lab.plan.methods import METHODS, make_method
 from smoothlab.lab.plan.models import MODELS
-from smoothlab.lab.plan.schema import Config, ConfigError, TrainConfig
+from smoothlab.lab.plan.schema import CalibrationConfig, Config, ConfigError, TrainConfig
 
 __all__ = ["check_combinations"]
 
@@ -48,6 +51,7 @@ def check_combinations(config: Config) -> None:
     _check_noise(config)
     _check_schedule(config.train, "train.lr_schedule", "train.warmup_epochs")
     _check_methods(config)
+    _check_calibration(config)
 
 
 def _check_device(device: str) -> None:
@@ -180,3 +184,45 @@ def _check_methods(config: Config) -> None:
                 for key in ("lr_schedule", "warmup_epochs")
             )
             _check_schedule(recipe, schedule_key, warmup_key)
+
+
+def _check_calibration(config: Config) -> None:
+    """Calibrator names and options, and what fitting them needs (a validation split)."""
+    calibration = config.calibration
+    if calibration == CalibrationConfig():
+        return  # today's temperature scaling, which train.temperature_scaling switches
+    names = list(calibration.methods)
+    if not names:
+        raise ConfigError(
+            "`calibration.methods` must be a non-empty list of calibrators "
+            "(train.temperature_scaling = false turns calibration off), got []"
+        )
+    used = {option for name in names for option in calibrator(name).options}
+    if len(set(names)) < len(names):
+        raise ConfigError(f"`calibration.methods` must name each calibrator once, got {names}")
+    ranges = (("off_diagonal", 0, ">= 0"), ("intercept", 0, ">= 0"), ("bins", 1, ">= 1"))
+    for option, low, expected in ranges:
+        value = getattr(calibration, option)
+        if value < low:
+            raise ConfigError(f"`calibration.{option}` must be {expected}, got {value!r}")
+        if option not in used and value != getattr(CalibrationConfig(), option):
+            readers = ", ".join(row.name for row in CALIBRATORS if option in row.options)
+            raise ConfigError(
+                f"`calibration.{option}` must be left out unless calibration.methods has "
+                f"{readers} (no other calibrator reads it), got {value!r}"
+            )
+    _check_calibration_split(config)
+
+
+def _check_calibration_split(config: Config) -> None:
+    """Every calibrator is fitted on the validation split, after training."""
+    if not config.train.temperature_scaling:
+        raise ConfigError(
+            "`train.temperature_scaling` must be true with a [calibration] table "
+            "(false turns every calibrator off), got false"
+        )
+    if config.data.val_fraction == 0:
+        raise ConfigError(
+            "`data.val_fraction` must be > 0 with a [calibration] table (the calibrators are "
+            f"fitted on the validation split), got {config.data.val_fraction!r}"
+        )

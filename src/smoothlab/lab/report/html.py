@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smoothlab.lab.report.calibration import calibration_section
 from smoothlab.lab.report.experiments import Experiment, differences, group_experiments, index_page
 from smoothlab.lab.report.labels import short_labels
 from smoothlab.lab.report.order import RunOrder
@@ -145,6 +146,7 @@ def _html(
         "<p>Best of each noise setting in bold; TS = after temperature scaling fitted on the "
         "validation split; T = the fitted temperature; ⚠ = a mean past 1e4 or not finite.</p>",
         metrics_table(summary),
+        calibration_section(summary),
     ]
     for name, (caption, png) in images.items():
         data = base64.b64encode(png).decode()

@@ -304,7 +304,7 @@ class _Trainer:
         y_val = self.data.y_val
         if not self.run.train.temperature_scaling:
             val, y_val = val[:0], y_val[:0]
-        metrics, extras = score_logits(test, self.data.y_test, val, y_val)
+        metrics, extras = score_logits(test, self.data.y_test, val, y_val, self.run.calibration)
         metrics["realised_noise_rate"] = self.data.realised_noise_rate
         metrics["selected_epoch"] = float(self.best[1] + 1)
         extras.update(self.kind.extras(self.model, self.optimizer, self.data))
