@@ -21,7 +21,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smoothlab import _native
+from smoothlab import _native, smooth_targets
 from smoothlab.losses import (
     confidence_penalty_loss,
     label_relaxation_loss,
@@ -287,3 +287,23 @@ def test_triton_kernel_in_the_interpreter() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert float(done.stdout.strip().splitlines()[-1]) < 2e-5
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.parametrize("prior", ["uniform", "class", "example"])
+def test_composition_is_soft_cross_entropy_of_smooth_targets(prior: str, exclusive: bool) -> None:
+    """``fused=False`` is the soft-target cross-entropy of ``smooth_targets`` (house rule 2)."""
+    z, y = _data(6, 5, seed=9)
+    z, y = z.double(), y.clamp(min=0)
+    g = torch.Generator().manual_seed(10)
+    pi = {
+        "uniform": None,
+        "class": torch.softmax(torch.randn(5, generator=g, dtype=torch.float64), 0),
+        "example": torch.softmax(torch.randn(6, 5, generator=g, dtype=torch.float64), 1),
+    }[prior]
+    q = smooth_targets(y, 5, -0.3, prior=pi, exclusive=exclusive, dtype=torch.float64)
+    want = -(q * torch.log_softmax(z, 1)).sum(1)
+    got = label_smoothing_cross_entropy(
+        z, y, -0.3, prior=pi, exclusive=exclusive, reduction="none", fused=False
+    )
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
