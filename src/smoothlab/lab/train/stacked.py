@@ -121,7 +121,7 @@ class _Stack:
         self.alive = torch.ones(len(trainers), dtype=torch.bool)
         self.errors: dict[int, str] = {}
         rates = [_smoothing(t) for t in trainers]
-        self.vectorized = torch.tensor([r is not None for r in rates])
+        self.own = [i for i, r in enumerate(rates) if r is None]  # runs with their own objective
         self.rates = torch.tensor([r or 0.0 for r in rates], device=device)
         self.switch = torch.tensor([t.run.train.switch_epoch for t in trainers], device=device)
         # runs with the same recipe share a learning-rate schedule: evaluated once per step
@@ -180,16 +180,20 @@ class _Stack:
         nll = -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         r = torch.where(epoch >= self.switch, self.rates, torch.zeros_like(self.rates))
         smoothed = ((1 - r)[:, None] * nll - r[:, None] * log_p.mean(-1)).mean(1)
-        out = list(smoothed.unbind())
-        for i, trainer in enumerate(self.trainers):
-            if not self.vectorized[i] and self.alive[i]:
-                fn = trainer.objective if epoch >= trainer.run.train.switch_epoch else cross_entropy
-                try:
-                    out[i] = fn(logits[i], y[i], index[i], epoch)
-                except Exception:  # one run failing must not stop the others
-                    self.kill(i, traceback.format_exc())
-                    out[i] = smoothed[i] * 0
-        return torch.stack(out)
+        own = [i for i in self.own if self.alive[i]]
+        if not own:  # no per-run autograd nodes when every run is of the smoothing family
+            return smoothed
+        values = []
+        for i in own:
+            trainer = self.trainers[i]
+            fn = trainer.objective if epoch >= trainer.run.train.switch_epoch else cross_entropy
+            try:
+                values.append(fn(logits[i], y[i], index[i], epoch))
+            except Exception:  # one run failing must not stop the others
+                self.kill(i, traceback.format_exc())
+                values.append(smoothed[i] * 0)
+        rows = torch.tensor(own, device=smoothed.device)
+        return smoothed.index_put((rows,), torch.stack(values).to(smoothed.dtype))
 
     def kill(self, i: int, error: str) -> None:
         self.alive[i] = False
