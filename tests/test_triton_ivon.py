@@ -28,7 +28,7 @@ from smoothlab.optim import IVON, _ivon_native, _ivon_triton
 ROOT = Path(__file__).resolve().parents[1]
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 HAS_CUDA = torch.cuda.is_available()
-KERNELS = ("sample_", "record_", "update_")
+KERNELS = ("sample_", "record_", "update_", "step_")
 
 if INTERPRETED:
     DEVICES = [pytest.param("cpu", id="interpreter")]
@@ -52,7 +52,7 @@ def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
             yield "cpu"
     else:
         yield "cuda"
-    assert all(launches.values()), f"a kernel never ran: {launches}"
+    assert launches["sample_"] and launches["update_"] + launches["step_"], launches
 
 
 def _counted(launch: Callable[..., None], name: str, counts: dict[str, int]) -> Callable[..., None]:
@@ -181,15 +181,16 @@ def test_noise_is_standard_normal(device: str) -> None:
     assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / n)
 
 
-def test_resume_is_bitwise(device: str) -> None:
+@pytest.mark.parametrize("mc", [1, 2])
+def test_resume_is_bitwise(device: str, mc: int) -> None:
     model = _Model(device)
-    opt = _ivon(model, mc=2)
+    opt = _ivon(model, mc=mc)
     _train(model, opt, 2)
     saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
     _train(model, opt, 2)
     again = _Model(device)
     again.load_state_dict(saved_model)
-    resumed = _ivon(again, mc=2, seed=99)
+    resumed = _ivon(again, mc=mc, seed=99)
     resumed.load_state_dict(saved_opt)
     _train(again, resumed, 2)
     for p, q in zip(_trainable(model), _trainable(again), strict=True):
@@ -198,11 +199,13 @@ def test_resume_is_bitwise(device: str) -> None:
 
 
 def test_one_launch_per_group_and_dtype(device: str, request: pytest.FixtureRequest) -> None:
+    """Group 1 holds float32 and bfloat16 tensors (two launches), group 2 one; ``mat`` has no
+    gradient in a second sample. One sample per step records and updates in one launch."""
     model = _Model(device)
-    opt = _ivon(model, mc=2)
-    _train(model, opt, 1)
-    # group 1: float32 and bfloat16 (two launches), group 2: one; mat has no grad in sample 2
-    assert request.node.launches == {"sample_": 6, "record_": 5, "update_": 3}
+    _train(model, _ivon(model, mc=2), 1)
+    assert request.node.launches == {"sample_": 6, "record_": 5, "update_": 3, "step_": 0}
+    _train(model, _ivon(model, mc=1), 1)
+    assert request.node.launches == {"sample_": 9, "record_": 5, "update_": 3, "step_": 3}
 
 
 def test_cpu_parameters_keep_the_cpu_paths() -> None:
@@ -225,17 +228,19 @@ def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.Mon
     from smoothlab._triton import ivon
 
     recorders = {}
-    for name in ("_sample_kernel", "_record_kernel", "_update_kernel"):
+    for name in ("_sample_kernel", "_record_kernel", "_update_kernel", "_step_kernel"):
         recorders[name] = (getattr(ivon, name), Recorder())
         monkeypatch.setattr(ivon, name, recorders[name][1])
     p = nn.Parameter(torch.randn(300).to(dtype))
-    opt = IVON([p], lr=0.1, ess=10.0)
-    with _triton.on_cpu():
-        with opt.sampled_params(train=True):
-            p.float().sum().backward()
-        opt.step()
+    for mc in (1, 2):  # one sample: sample and step; two: sample, record and update
+        opt = IVON([p], lr=0.1, ess=10.0, mc_samples=mc)
+        with _triton.on_cpu():
+            for _ in range(mc):
+                with opt.sampled_params(train=True):
+                    p.float().sum().backward()
+            opt.step()
     for kernel, recorder in recorders.values():
-        assert len(recorder.launches) == 1
+        assert recorder.launches
         compile_sm90(kernel, *recorder.launches[0])
 
 

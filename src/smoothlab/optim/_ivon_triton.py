@@ -3,7 +3,8 @@ r"""IVON's dispatch to the Triton kernels (:mod:`smoothlab._triton.ivon`) for CU
 :class:`~smoothlab.optim.IVON` asks this module first, at each of its three moments (sample,
 record, update): the parameters it takes (float32, bfloat16 or float16 on a CUDA device, with
 contiguous float32 state, when Triton can be imported) run one kernel launch per parameter group
-and dtype; the others go on to the CPU-native or PyTorch paths unchanged. Nothing here imports
+and dtype; the others go on to the CPU-native or PyTorch paths unchanged. With one sample per
+step the record waits for ``step()``, which records and updates in one launch. Nothing here imports
 Triton until a CUDA parameter (or the test switch :func:`smoothlab._triton.on_cpu`) asks.
 
 The Philox key of a ``sampled_params`` call is drawn from the optimizer's generator exactly as
@@ -20,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from smoothlab import _triton
 from smoothlab.optim._ivon_state import Buffers
@@ -28,6 +30,8 @@ __all__ = ["record", "sample", "takes", "update"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MODULE: list[ModuleType | None] = []
+#: Gradients whose record waits for ``step()`` (one sample per step), by parameter identity.
+_DEFERRED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 _T = TypeVar("_T")
 
 
@@ -103,10 +107,20 @@ def sample(opt: _IVON, generator: torch.Generator) -> dict[Tensor, Tensor]:
 
 
 def record(opt: _IVON, swapped: Sequence[tuple[Tensor, dict[str, Any], Tensor]]) -> set[Tensor]:
-    """Record the sample's gradients of the parameters the kernels take; returns them."""
+    """Record the sample's gradients of the parameters the kernels take; returns them.
+
+    With one sample per step the gradient is only kept: :func:`update` records and updates in
+    one pass (IVON refuses a gradient written between the block and ``step()``).
+    """
     done: set[Tensor] = set()
     for group in opt.param_groups:
         mine = [p for p, g, _ in swapped if g is group and _recordable(p, opt.state[p])]
+        if opt.mc_samples == 1:
+            for p in mine:
+                _DEFERRED[p] = p.grad
+                opt._counts[p] = 1
+            done.update(mine)
+            continue
         for params in _by_dtype(mine, _grad_dtype):
             module = _kernels(params[0].device)
             assert module is not None
@@ -138,16 +152,23 @@ def _recordable(p: Tensor, state: dict[str, Any]) -> bool:
 def update(opt: _IVON, group: dict[str, Any], params: list[Tensor], lr: float) -> list[Tensor]:
     """Update the group's parameters that the kernels take; returns the others."""
     mine = [p for p in params if takes(p, opt.state[p])]
+    grads: dict[Tensor, Tensor] = {p: _DEFERRED[p] for p in mine if p in _DEFERRED}
+    for p in grads:
+        del _DEFERRED[p]
     for chunk in _by_dtype(mine, lambda p: p.dtype):
         states = [opt.state[p] for p in chunk]
         for state in states:
             state["step"] += 1
+        debias = [1.0 / (1.0 - group["beta1"] ** s["step"]) for s in states]
         module = _kernels(chunk[0].device)
         assert module is not None
+        if chunk[0] in grads:  # one sample per step: every parameter's record was deferred
+            _record_and_update(opt, group, list(zip(chunk, debias, strict=True)), grads, lr)
+            continue
         module.update_(
             [opt._mean(p) for p in chunk], [s["hess"] for s in states],
             [s["momentum"] for s in states], [opt._buffers[p].diff_sum for p in chunk],
-            [p.data for p in chunk], [1.0 / (1.0 - group["beta1"] ** s["step"]) for s in states],
+            [p.data for p in chunk], debias,
             [opt.mc_samples - opt._counts[p] for p in chunk], ess=group["ess"],
             weight_decay=group["weight_decay"], beta2=group["beta2"], lr=lr,
             clip_radius=group["clip_radius"], samples=opt.mc_samples,
@@ -156,3 +177,27 @@ def update(opt: _IVON, group: dict[str, Any], params: list[Tensor], lr: float) -
             opt._buffers[p].stale()  # sigma of the PyTorch path is out of date
     done = set(mine)
     return [p for p in params if p not in done]
+
+
+def _record_and_update(
+    opt: _IVON,
+    group: dict[str, Any],
+    chunk: list[tuple[Tensor, float]],
+    grads: dict[Tensor, Tensor],
+    lr: float,
+) -> None:
+    """The deferred record and the update of one sample per step, for ``(parameter, debias)``
+    pairs: one launch per gradient dtype."""
+    for batch in _by_dtype(chunk, lambda pair: grads[pair[0]].dtype):
+        params = [p for p, _ in batch]
+        states = [opt.state[p] for p in params]
+        module = _kernels(params[0].device)
+        assert module is not None
+        module.step_(
+            [opt._mean(p) for p in params], [s["hess"] for s in states],
+            [s["momentum"] for s in states], [opt._buffers[p].noise for p in params],
+            [grads[p].contiguous() for p in params], [p.data for p in params],
+            [debias for _, debias in batch], ess=group["ess"],
+            weight_decay=group["weight_decay"], beta1=group["beta1"], beta2=group["beta2"],
+            lr=lr, clip_radius=group["clip_radius"],
+        )  # fmt: skip

@@ -119,7 +119,8 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
     seeds, ``state_dict`` resumes and thread counts keep runs bitwise repeatable on one machine.
     CUDA parameters (float32, bfloat16, float16) run Triton kernels when ``triton`` imports
     (:mod:`smoothlab._triton.ivon`: one launch per group and dtype for each of sample, record and
-    update, the same Philox words, keyed on the device). Other parameters (float64, half on CPU,
+    update, record and update fused for one sample per step; the same Philox words, keyed on the
+    device). Other parameters (float64, half on CPU,
     CUDA without Triton), machines without a C compiler,
     ``SMOOTHLAB_NATIVE=0`` and ``with smoothlab._native.disabled():`` run the PyTorch
     implementation, whose noise is ``Tensor.normal_`` from the same generator: the two backends
