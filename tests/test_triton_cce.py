@@ -10,6 +10,7 @@ float64 with autograd; a loop twin checks it on the values.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from triton_compile import Recorder, compile_sm90
 
+from smoothlab import _triton
 from smoothlab.losses import label_smoothing_cross_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +193,47 @@ def test_half_precision(device: str, dtype: torch.dtype) -> None:
 def test_property(device: str, rows: int, classes: int, rate: float, seed: int) -> None:
     h, w, b, y, pi = _inputs(device, seed=seed, n=rows, v=classes)
     _check(h, w, y, b, tol=5e-5, smoothing=rate, prior=pi, reduction="none")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_public_head_runs_it(
+    device: str, reduction: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``linear_label_smoothing_cross_entropy`` on a Triton device without z-loss or softcap:
+    this kernel (the ignored rows dropped first), ``(..., H)`` hidden states, the composition's
+    numbers; with a z-loss it keeps its chunked path."""
+    from smoothlab import _native
+    from smoothlab._triton import cce
+    from smoothlab.losses import linear_label_smoothing_cross_entropy as head
+
+    calls: list[int] = []
+    run = cce.linear_smoothing_cross_entropy
+    monkeypatch.setattr(
+        cce, "linear_smoothing_cross_entropy", lambda *a, **k: calls.append(1) or run(*a, **k)
+    )
+    h, w, b, y, _ = _inputs(device, seed=8, n=8)
+    y[3] = -100
+    hs, ys = h.view(2, 4, H), y.view(2, 4)
+    xs = [t.detach().clone().requires_grad_() for t in (hs, w, b)]
+    with _triton.on_cpu() if device == "cpu" else contextlib.nullcontext():
+        loss = head(xs[0], xs[1], ys, bias=xs[2], smoothing=-0.2, reduction=reduction)
+        assert calls == [1] and _native.status()["last smoothing"] == "triton"
+        head(hs, w, ys, bias=b, smoothing=-0.2, lse_square_scale=1e-2)
+        assert calls == [1]
+    grads = torch.autograd.grad(loss, xs)
+    want = _reference(h, w, y, b, smoothing=-0.2, reduction=reduction)
+    torch.testing.assert_close(loss.cpu().double(), want[0], rtol=2e-5, atol=2e-5)
+    for got, ref in zip(grads, want[1:], strict=True):
+        torch.testing.assert_close(got.reshape(ref.shape).cpu().double(), ref, rtol=2e-5, atol=2e-5)
+
+
+def test_no_rows(device: str) -> None:
+    """Zero rows (every target ignored before the kernel): a NaN mean, a zero sum and zero
+    gradients, and no launch of an empty grid."""
+    h, w, b, y, _ = _inputs(device, seed=9, n=0)
+    _check(h, w, y, b, smoothing=0.1, reduction="sum")
+    got = _ours(h, w, y, b, smoothing=0.1)
+    assert torch.isnan(got[0]) and not got[2].any() and not got[3].any()
 
 
 @pytest.mark.cuda

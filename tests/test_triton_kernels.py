@@ -295,9 +295,13 @@ def test_few_classes_unbatched_and_forward_only(device: str) -> None:
 
 
 HEADS = {
+    # a z-loss keeps the smoothing head on its chunks; without one it runs the logits-free
+    # kernel (tests/test_triton_cce.py)
     "smoothing": (
-        lambda h, w, y, b: linear_label_smoothing_cross_entropy(h, w, y, bias=b, smoothing=-0.2),
-        lambda z, y: label_smoothing_cross_entropy(z, y, -0.2, fused=False),
+        lambda h, w, y, b: linear_label_smoothing_cross_entropy(
+            h, w, y, bias=b, smoothing=-0.2, lse_square_scale=1e-2
+        ),
+        lambda z, y: label_smoothing_cross_entropy(z, y, -0.2, fused=False, lse_square_scale=1e-2),
     ),
     "relaxation": (
         lambda h, w, y, b: linear_label_relaxation_loss(h, w, y, bias=b, alpha=0.2),

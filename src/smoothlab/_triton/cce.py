@@ -179,6 +179,8 @@ def _statistics(
     per_slice = triton.cdiv(triton.cdiv(vocab, slices), BLOCK_N) * BLOCK_N
     slices = triton.cdiv(vocab, per_slice)
     stats = torch.empty(4, slices, n, dtype=torch.float32, device=h.device)
+    if n == 0:  # no rows: no launch of an empty grid
+        return stats[0, 0], stats[0, 0], stats[0, 0]
     _forward_kernel[(triton.cdiv(n, BLOCK_M), slices)](
         h, w, h if bias is None else bias, y, h if pi is None else pi, stats,
         n, vocab, hidden, per_slice, HAS_BIAS=bias is not None, HAS_PI=pi is not None,
@@ -214,11 +216,12 @@ class _LinearSmoothingCE(torch.autograd.Function):
         dw = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
         db = torch.zeros(w.shape[0], dtype=torch.float32, device=w.device)
         grid = (triton.cdiv(h.shape[0], BLOCK_M), triton.cdiv(w.shape[0], BLOCK_N))
-        _backward_kernel[grid](
-            h, w, h if bias is None else bias, y, h if pi is None else pi, lse, g, dh, dw, db,
-            h.shape[0], w.shape[0], h.shape[1], a, b, a + b,
-            HAS_BIAS=bias is not None, HAS_PI=pi is not None, **_flags(h),
-        )  # fmt: skip
+        if h.shape[0]:  # no rows: zero gradients, and no launch of an empty grid
+            _backward_kernel[grid](
+                h, w, h if bias is None else bias, y, h if pi is None else pi, lse, g, dh, dw,
+                db, h.shape[0], w.shape[0], h.shape[1], a, b, a + b,
+                HAS_BIAS=bias is not None, HAS_PI=pi is not None, **_flags(h),
+            )  # fmt: skip
         dbias = None if bias is None else db.to(bias.dtype)
         return dh.to(h.dtype), dw.to(w.dtype), dbias, None, None, None, None, None
 

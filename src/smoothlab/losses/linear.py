@@ -12,10 +12,14 @@ several ``N x V`` buffers. Rows whose target is ``ignore_index`` are dropped bef
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from smoothlab import _native, _triton
 from smoothlab._checks import (
     check_floating,
     check_int,
@@ -211,7 +215,10 @@ def linear_label_smoothing_cross_entropy(
     :math:`c \tanh(z / c)` first and ``lse_square_scale`` :math:`s` adds PaLM's z-loss
     :math:`s (\log \sum_j e^{z_j})^2` per row, as in :func:`label_smoothing_cross_entropy`.
     Negative ``r`` is negative label smoothing (Wei et al., 2022; unbounded
-    below). Half-precision inputs are computed in float32.
+    below). Half-precision inputs are computed in float32. On CUDA with Triton, and without
+    z-loss or softcap, the head needs only ``lse(z)``, ``z_y`` and the mean logit and runs the
+    logits-free kernel of :mod:`smoothlab._triton.cce` instead (half-precision products with
+    float32 accumulation; no chunk of logits at all).
 
     Args:
         hidden: ``(N, H)`` or ``(..., H)`` hidden states.
@@ -238,8 +245,26 @@ def linear_label_smoothing_cross_entropy(
     rate = check_real("smoothing", smoothing, high=1.0)
     options = check_logit_options(lse_square_scale, softcap)
     rows, batch = _prepare(hidden, weight, bias, target, ignore_index, reduction)
+    head = _logits_free(rows, bias) if options == (0.0, 0.0) else None
+    if head is not None:  # CUDA: lse, z_y and mean z from tiles in registers (issue 16)
+        _native.served("smoothing", "triton")
+        loss: Tensor = head.linear_smoothing_cross_entropy(
+            rows, weight, batch.index, bias=bias, smoothing=rate, reduction=reduction
+        )
+        return loss
     job = index_job(batch, rate, None, False, "pytorch")
     return _run(job.with_options(*options), rows, weight, bias)
+
+
+def _logits_free(rows: Tensor, bias: Tensor | None) -> ModuleType | None:
+    """The logits-free head (:mod:`smoothlab._triton.cce`: uniform smoothing needs only lse,
+    ``z_y`` and the mean logit, so no logits reach memory) when it serves these inputs: CUDA
+    tensors with Triton, float32 or half precision, a bias of the same dtype."""
+    if rows.dtype not in _triton.DTYPES or _triton.kernels(rows.device) is None:
+        return None
+    if bias is not None and bias.dtype != rows.dtype:
+        return None
+    return importlib.import_module("smoothlab._triton.cce")
 
 
 def linear_label_relaxation_loss(
