@@ -56,10 +56,7 @@ __all__ = ["BLOCK", "record_", "sample_", "step_", "update_"]
 
 #: Elements per program: four 256-element chunks of the noise layout (a multiple of 256).
 BLOCK = 1024
-_LANES = 64  # Philox blocks per chunk; each gives four words, 4 x 64 = 256 elements
 _TYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
-
-
 BLOCK_: tl.constexpr = tl.constexpr(BLOCK)
 
 
@@ -114,6 +111,7 @@ def _rounded(x, DTYPE: tl.constexpr):
 
 @triton.jit
 def _sample_word(mean, hess, theta, eps, offs, n, z, ess, ess_wd, THETA: tl.constexpr):
+    """Store one word's normals ``z`` and the sample they give, at element offsets ``offs``."""
     mask = offs < n
     m = tl.load(mean + offs, mask=mask, other=0.0)
     h = tl.load(hess + offs, mask=mask, other=1.0)
@@ -124,7 +122,7 @@ def _sample_word(mean, hess, theta, eps, offs, n, z, ess, ess_wd, THETA: tl.cons
 @triton.jit
 def _sample_kernel(
     ptrs, info, owner, key_ptr, ess, ess_wd,
-    THETA: tl.constexpr, num_warps: tl.constexpr, enable_fp_fusion: tl.constexpr,
+    THETA: tl.constexpr,
 ):  # fmt: skip
     """``eps = z`` and ``theta = m + eps / sqrt(P)``; ``ptrs`` rows: mean, hess, theta, eps."""
     t, stream, n, start = _tile(info, owner)
@@ -143,7 +141,7 @@ def _sample_kernel(
 @triton.jit
 def _record_kernel(
     ptrs, info, owner, ess, ess_wd, keep, share,
-    GRAD: tl.constexpr, num_warps: tl.constexpr, enable_fp_fusion: tl.constexpr,
+    GRAD: tl.constexpr,
 ):  # fmt: skip
     """``D (+)= h - g eps sqrt(P)``, ``mom = k mom + s g``; ``ptrs`` rows: grad, eps, hess,
     momentum, diff; ``info`` rows: first sample of the step?, size, first program."""
@@ -183,7 +181,7 @@ def _move(mean, hess, param, offs, mask, m, h, d, mo, debias, ess, ess_wd, wd, a
 @triton.jit
 def _update_kernel(
     ptrs, info, owner, scalars, ess, ess_wd, wd, a, c2, samples, lr, clip,
-    PARAM: tl.constexpr, num_warps: tl.constexpr, enable_fp_fusion: tl.constexpr,
+    PARAM: tl.constexpr,
 ):  # fmt: skip
     """The update from the recorded ``D``; ``ptrs`` rows: mean, hess, momentum, diff, parameter
     (written when it is not the mean); ``scalars`` rows: debias, missing."""
@@ -208,8 +206,7 @@ def _update_kernel(
 @triton.jit
 def _step_kernel(
     ptrs, info, owner, scalars, ess, ess_wd, wd, a, c2, lr, clip, keep, share,
-    PARAM: tl.constexpr, GRAD: tl.constexpr, num_warps: tl.constexpr,
-    enable_fp_fusion: tl.constexpr,
+    PARAM: tl.constexpr, GRAD: tl.constexpr,
 ):  # fmt: skip
     """Record and update in one pass, for one sample per step (``D = h - h_hat``, the momentum
     ``keep g + share g_hat``); ``ptrs`` rows: mean, hess, momentum, noise, gradient, parameter;
