@@ -324,3 +324,21 @@ def test_the_section_shows_what_the_main_table_lacks() -> None:
     configured = _summary(ece=Cell(0.2, 0), ece_dir=Cell(0.1, 0), nll=Cell(1, 0))
     section = calibration_section(configured)
     assert section.count("<h3>") == 2 and "Dir-ODIR = dirichlet (Kull et al." in section
+
+
+def test_a_folder_with_and_without_the_table_reports_two_experiments(tmp_path: Path) -> None:
+    from smoothlab.lab.report.html import write_report
+    from smoothlab.lab.run.store import ResultsStore, RunRow
+
+    store = ResultsStore(tmp_path)
+    for table in ({}, {"calibration": {"methods": ["isotonic"]}}):
+        run = expand_grid(config_from_dict({**TINY, **table}))[0]
+        metrics = {"accuracy": 0.9, "ece": 0.1, "ece_iso": 0.05, "smooth_ece": 0.1}
+        config = run.to_dict()
+        row = RunRow(run_key(run), "cal", "ce", "ce", run.noise_kind, run.noise_rate, 0, config,
+                     metrics, {}, {}, 1.0, experiment_id(config))  # fmt: skip
+        store.add_run(row, b"")
+    store.close()
+    index = write_report(tmp_path).read_text()
+    assert "calibration.methods = [temperature]" in index
+    assert "calibration.methods = [isotonic]" in index

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smoothlab.lab.plan.grid import EXPERIMENT_PARTS
+from smoothlab.lab.plan.schema import Config, config_to_dict
 from smoothlab.lab.run.store import ExperimentConfig, RunRow
 
 __all__ = ["Experiment", "differences", "group_experiments", "index_page"]
@@ -72,9 +73,21 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
+# what a run stored without [calibration] was measured with
+_DEFAULT_CALIBRATION = config_to_dict(Config())["calibration"]
+
+
+def _recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a run's config that make its experiment; runs with the default
+    ``[calibration]`` leave it out of their config, so it is filled in to compare."""
+    parts = {part: config.get(part) for part in EXPERIMENT_PARTS}
+    return {**parts, "calibration": config.get("calibration") or _DEFAULT_CALIBRATION}
+
+
 def differences(experiments: Sequence[Experiment]) -> dict[str, list[str]]:
     """Experiment id -> ``key = value`` for every key of the shared recipe (data, model,
-    ``[train]``, exact noise) whose value is not the same in all ``experiments``.
+    ``[train]``, exact noise, ``[calibration]``) whose value is not the same in all
+    ``experiments``.
 
     >>> def exp(ident, epochs):
     ...     config = {"train": {"epochs": epochs, "lr": 0.1}}
@@ -82,11 +95,12 @@ def differences(experiments: Sequence[Experiment]) -> dict[str, list[str]]:
     ...     return Experiment(ident, "b", (run,), ())
     >>> differences([exp("x", 3), exp("y", 10)])
     {'x': ['train.epochs = 3'], 'y': ['train.epochs = 10']}
+    >>> calibrated = exp("z", 3)
+    >>> calibrated.rows[0].config["calibration"] = {**_DEFAULT_CALIBRATION, "methods": ["vector"]}
+    >>> differences([exp("x", 3), calibrated])
+    {'x': ['calibration.methods = [temperature]'], 'z': ['calibration.methods = [vector]']}
     """
-    flats = {
-        e.id: _flat("", {part: e.rows[0].config.get(part) for part in EXPERIMENT_PARTS})
-        for e in experiments
-    }
+    flats = {e.id: _flat("", _recipe(e.rows[0].config)) for e in experiments}
     keys = sorted({key for flat in flats.values() for key in flat})
     varying = [k for k in keys if len({repr(flat.get(k)) for flat in flats.values()}) > 1]
     return {
