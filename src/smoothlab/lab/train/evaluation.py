@@ -92,8 +92,14 @@ def score_logits(
     (none when ``y_val`` is empty), and reliability bins for the report's diagrams.
 
     The metrics are accuracy, top-5 accuracy when K >= 5, NLL, ECE (15 bins), Brier, smooth ECE,
-    classwise ECE and AURC; a calibrator's carry its suffix (``ece_ts``), its reliability bins
-    are ``reliability`` + suffix, and temperature scaling's fitted ``temperature`` is kept.
+    classwise ECE and AURC; a calibrator's metrics carry its suffix (``ece_ts``), its reliability
+    bins are ``reliability`` + suffix, and temperature scaling's fitted ``temperature`` is kept.
+
+    Args:
+        test, y_test: ``(N, K)`` float64 test logits and ``(N,)`` clean labels.
+        val, y_val: ``(M, K)`` validation logits and ``(M,)`` (noisy) labels; ``M = 0`` fits
+            no calibrator.
+        calibration: the run's ``[calibration]``: which calibrators, with which options.
 
     Logits three times too sharp: temperature scaling finds T close to 3 on the validation half,
     and both calibrators cut the test ECE (isotonic's NLL is large: it maps some true classes'
