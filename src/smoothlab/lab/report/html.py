@@ -126,6 +126,7 @@ _STYLE = (
     "pre{background:#f6f6f6;padding:1em;font-size:12px;overflow:auto}"
     "img{display:block;margin:0 auto}.flag{color:#b00020}"
     ".provenance th{text-align:left;background:#f6f6f6}.provenance td,.index td{text-align:left}"
+    ".provenance td{white-space:normal;word-break:break-all}"  # a long command wraps
 )
 
 
