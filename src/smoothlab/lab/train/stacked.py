@@ -1,10 +1,11 @@
 """Stacked training: many small compatible runs trained as one model along a run dimension.
 
-A sweep of small models (a 64-unit MLP on Twonorm, 165 runs) spends most of its time on the
+A sweep of small models (a 64-unit MLP on Twonorm, 275 runs) spends most of its time on the
 fixed cost of tiny matrix products, one run at a time. Here the ``R`` runs of a group keep their
 own weights, labels, batch order, learning-rate schedule and objective, but their weights are
-stacked into ``(R, ...)`` tensors and one batched forward (``torch.func.vmap`` of
-``functional_call``) and one backward serve them all. Everything that defines a run is taken
+stacked into ``(R, ...)`` tensors and one batched forward (an MLP as batched products
+``x W^T + b``, any other model through ``torch.func.vmap`` of ``functional_call``) and one
+backward serve them all. Everything that defines a run is taken
 from the same :class:`~smoothlab.lab.train.loop` trainer the solo path builds (initial weights
 from the run's seed, batch-order generator, schedules, objective, validation selection, final
 evaluation), so a stacked run is the run trained alone up to floating-point rounding, and it is
