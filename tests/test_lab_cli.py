@@ -135,6 +135,12 @@ def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     listing = capsys.readouterr().out
     for name in ("ce", "ls-teacher", "ivon", "sam", "digits", "resnet56v2", "pairflip"):
         assert f"  {name} " in listing
+    calibrators = listing.split("calibrators ([calibration] methods")[1]
+    for name in ("temperature", "vector", "matrix", "dirichlet", "histogram", "isotonic"):
+        assert f"  {name} " in calibrators
+    assert (
+        "MS-ODIR, metrics suffixed _ms (Kull et al., NeurIPS 2019, options off_diagonal" in listing
+    )
     (tmp_path / "tiny.toml").write_text(TINY)
     assert main(["show-config", str(tmp_path / "tiny.toml"), "--set", "train.epochs=9"]) == 0
     shown = capsys.readouterr().out

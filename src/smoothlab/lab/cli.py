@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("folder", type=Path)
     report.add_argument("--out", type=Path, default=None, help="report folder (FOLDER/report)")
-    commands.add_parser("list", help="methods, datasets, models and noise kinds")
+    commands.add_parser("list", help="methods, datasets, models, noise kinds and calibrators")
     download = commands.add_parser("download", help="fetch a dataset's files (verified)")
     download.add_argument("dataset")
     download.add_argument("--root", type=Path, default=None, help="data folder (default: cache)")
@@ -135,6 +135,7 @@ def _ray_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _list() -> None:
     from smoothlab.datasets import get_dataset_info, list_datasets
+    from smoothlab.lab.plan.calibrators import CALIBRATORS
     from smoothlab.lab.plan.human_noise import HUMAN_NOISE
     from smoothlab.lab.plan.inputs import dataset_inputs
     from smoothlab.lab.plan.methods import METHODS, method_fields
@@ -160,6 +161,10 @@ def _list() -> None:
         print(f"  {kind.name:<19} {kind.description}")
     for human in HUMAN_NOISE.values():
         print(f"  {human.name:<19} human labels: {human.description}; rates = [0]")
+    print("calibrators ([calibration] methods; fitted on the validation split):")
+    for row in CALIBRATORS:
+        options = f", options {', '.join(row.options)}" if row.options else ""
+        print(f"  {row.name:<11} {row.title}, metrics suffixed {row.suffix} ({row.paper}{options})")
 
 
 def _show(config: Config) -> None:
