@@ -70,7 +70,7 @@ nitpick_ignore_regex = [
     # The lab's stages are internal (its API is smoothlab.lab's __all__), as are private modules
     # and names outside every __all__; signatures and docstrings still name them.
     (r"py:.*", r"smoothlab\.lab\.(plan|train|run|report)\..*"),
-    (r"py:mod", r"smoothlab(\.\w+)*\._\w+"),
+    (r"py:.*", r"smoothlab(\.\w+)*\._\w+(\.\w+)*"),
     (r"py:.*", r"(XScale|IMAGE_SIDE)"),
     # Methods a module inherits from torch.nn.Module.
     (r"py:meth", r"(load_state_dict|state_dict|forward|zero_grad|step)"),

@@ -1,6 +1,6 @@
 """The confidence penalty (Pereyra et al., 2017): the public function, its specification (the
 composition, ``fused=False``) and the coefficient rule of the fused kernels
-(:func:`penalty_job`), one hop from each backend."""
+(``penalty_job``), one hop from each backend."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
 from smoothlab.losses._kernels import Chunk, penalty_rows
 from smoothlab.losses._native_rows import PENALTY, NativeRows, rows_of, viewable
 
-__all__ = ["confidence_penalty_loss", "penalty_job"]
+__all__ = ["confidence_penalty_loss"]
 
 
 def confidence_penalty_loss(

@@ -1,6 +1,6 @@
 """Label relaxation (Lienen & Hüllermeier, AAAI 2021): the public function, its specification
 (the composition, ``fused=False``) and the coefficient rule of the fused kernels
-(:func:`relaxation_job`), one hop from each backend."""
+(``relaxation_job``), one hop from each backend."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from smoothlab.losses._fused import Job, Layout, run_fused, use_fused
 from smoothlab.losses._kernels import Chunk, log1mexp, relaxation_rows
 from smoothlab.losses._native_rows import RELAX, NativeRows
 
-__all__ = ["label_relaxation_loss", "log1mexp", "relaxation_job"]
+__all__ = ["label_relaxation_loss", "log1mexp"]
 
 
 def label_relaxation_loss(

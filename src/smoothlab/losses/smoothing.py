@@ -1,9 +1,9 @@
 """Label-smoothing cross-entropy: uniform, prior, teacher and negative (generalized) smoothing.
 
 This module is the whole loss, one hop from each backend: the public function, its
-specification (:func:`_composition`: soft-target cross-entropy of
+specification (``_composition``: soft-target cross-entropy of
 :func:`smoothlab.targets.mix_targets`, the arithmetic of ``smooth_targets``), and the
-coefficient rule of the fused kernels (:func:`index_job`, :func:`soft_job`), which
+coefficient rule of the fused kernels (``index_job``, ``soft_job``), which
 :mod:`smoothlab.losses._fused` dispatches to the Triton, C or PyTorch row kernels. In their one
 notation (the header of ``smoothlab/_native/losses.c``) class-index smoothing in every variant is
 ``q = a e_y + b pi``:
@@ -51,7 +51,7 @@ from smoothlab.losses._kernels import Chunk, smoothing_rows, soft_rows
 from smoothlab.losses._native_rows import SMOOTH, NativeRows, rows_of, viewable
 from smoothlab.targets import check_prior, exclusive_prior, exclusive_split, mix_targets
 
-__all__ = ["Weighting", "index_job", "label_smoothing_cross_entropy", "soft_job"]
+__all__ = ["Weighting", "label_smoothing_cross_entropy"]
 
 Weighting = Literal["pytorch", "example"]
 
@@ -249,7 +249,7 @@ def _prior_term(batch: Batch, log_p: Tensor, pi: Tensor | None, weight: Tensor |
 def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, weighting: str) -> Job:
     """The fused job for class-index targets: ``q = a e_y + b pi`` per position, as the table of
     the module docstring (``pi``: ``(1, C, 1...)`` or per example, in the compute dtype;
-    ``exclusive`` with a given ``pi`` only: :func:`_resolve` rescales the uniform case)."""
+    ``exclusive`` with a given ``pi`` only: ``_resolve`` rescales the uniform case)."""
     assert batch.index is not None
     w_y = batch.flat_weight()
     a: Coef = 1.0 - rate

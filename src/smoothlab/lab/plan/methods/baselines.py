@@ -174,7 +174,7 @@ class PeerObjective:
 class PeerLoss(Method):
     """Peer loss (Liu & Guo, ICML 2020): cross-entropy minus ``alpha`` times the cross-entropy
     of a random (input, label) peer pair from the batch, :func:`smoothlab.losses.peer_loss`; the
-    pairs come from a generator seeded from the run (:class:`PeerObjective`)."""
+    pairs come from a generator seeded from the run (``PeerObjective``)."""
 
     name: ClassVar[str] = "peer"
     primary: ClassVar[tuple[str, ...]] = ("alpha",)
