@@ -100,8 +100,10 @@ def class_smoothed_labels(target: Tensor, noise: Tensor) -> Tensor:
     :func:`~smoothlab.analysis.predictive_label_noise`, or :func:`smoothing_label_noise`,
     :func:`online_smoothing_label_noise`) into one ``(K, K)`` matrix whose row :math:`c` is the
     label a class-:math:`c` example is effectively trained on, on average. Label smoothing gives
-    :math:`(1 - r) I + r/K` exactly; online smoothing and IVON put the off-diagonal mass on the
-    classes the model confuses with :math:`c`. Rows of classes absent from ``target`` are NaN.
+    :math:`(1 - r) I + r/K` exactly; online smoothing puts the off-diagonal mass on the classes
+    the model confuses with :math:`c`, while IVON's noise may take mass off them: it is positive on
+    the true class wherever the model is confident, so its rows can leave the simplex. Rows of
+    classes absent from ``target`` are NaN.
 
     Args:
         target: class indices ``(N,)``.
