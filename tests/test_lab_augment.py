@@ -129,15 +129,14 @@ _TINY = {
 
 
 def _lab_task(augment: dict[str, object], **top: object):  # type: ignore[no-untyped-def]
-    from smoothlab.lab.plan.grid import canonical_json, expand_grid, run_key, seed_from
+    from smoothlab.lab.plan.grid import expand_grid, run_key, run_seeds
     from smoothlab.lab.plan.loading import config_from_dict
     from smoothlab.lab.train.loop import RunTask
 
     keys = {f"augment_{k}": v for k, v in augment.items()}
     raw = {**_TINY, **top, "data": {**_TINY["data"], **keys}}
     run = expand_grid(config_from_dict(raw))[0]
-    key = run_key(run)
-    return RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu")
+    return RunTask(run_key(run), run, *run_seeds(run), "cpu")
 
 
 def test_config_augment_keys_are_checked() -> None:

@@ -202,17 +202,13 @@ TINY = {
 }
 
 
-def _tasks(methods: dict[str, dict[str, Any]], **fields: Any) -> list[Any]:
-    from smoothlab.lab.plan.grid import canonical_json, plan_runs, run_key, seed_from
+def _tasks(methods: dict[str, dict[str, Any]]) -> list[Any]:
+    from smoothlab.lab.plan.grid import plan_runs, run_key, run_seeds
     from smoothlab.lab.plan.loading import config_from_dict
     from smoothlab.lab.train.loop import RunTask
 
-    tasks = []
-    for run in plan_runs(config_from_dict({**TINY, "methods": methods})):
-        key, data = run_key(run), canonical_json(run.data_dict())
-        task = RunTask(key, run, seed_from(key), seed_from(data), "cpu")
-        tasks.append(dataclasses.replace(task, **fields))
-    return tasks
+    runs = plan_runs(config_from_dict({**TINY, "methods": methods}))
+    return [RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs]
 
 
 def test_only_an_estimated_transition_brings_a_ce_teacher_into_the_grid() -> None:

@@ -29,7 +29,7 @@ from smoothlab.lab.plan.grid import (
     expand_grid,
     experiment_id,
     run_key,
-    seed_from,
+    run_seeds,
 )
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.plan.schema import CalibrationConfig, ConfigError, config_to_dict
@@ -228,10 +228,7 @@ def test_the_registry_passes_the_options_on() -> None:
 
 def _tasks() -> list[RunTask]:
     runs = expand_grid(config_from_dict({**TINY, "calibration": {"methods": ALL}}))
-    return [
-        RunTask(run_key(r), r, seed_from(run_key(r)), seed_from(canonical_json(r.data_dict())))
-        for r in runs
-    ]
+    return [RunTask(run_key(r), r, *run_seeds(r)) for r in runs]
 
 
 class _StackedInProcess:

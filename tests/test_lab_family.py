@@ -235,17 +235,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _tasks(methods: dict[str, dict[str, Any]], **fields: Any) -> list[Any]:
-    from smoothlab.lab.plan.grid import canonical_json, expand_grid, run_key, seed_from
+def _tasks(methods: dict[str, dict[str, Any]]) -> list[Any]:
+    from smoothlab.lab.plan.grid import expand_grid, run_key, run_seeds
     from smoothlab.lab.plan.loading import config_from_dict
     from smoothlab.lab.train.loop import RunTask
 
-    tasks = []
-    for run in expand_grid(config_from_dict({**TINY, "methods": methods})):
-        key, data = run_key(run), canonical_json(run.data_dict())
-        task = RunTask(key, run, seed_from(key), seed_from(data), "cpu")
-        tasks.append(dataclasses.replace(task, **fields))
-    return tasks
+    runs = expand_grid(config_from_dict({**TINY, "methods": methods}))
+    return [RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs]
 
 
 def test_every_member_trains_alone_and_stacked_to_the_same_numbers() -> None:
@@ -302,7 +298,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smoothing_family_fas
 
 def test_the_family_config_compares_every_member_and_each_run_trains_reduced() -> None:
     pytest.importorskip("sklearn")
-    from smoothlab.lab.plan.grid import canonical_json, plan_runs, run_key, seed_from
+    from smoothlab.lab.plan.grid import plan_runs, run_key, run_seeds
     from smoothlab.lab.plan.loading import load_config
     from smoothlab.lab.train.loop import RunTask, execute
 
@@ -313,9 +309,7 @@ def test_the_family_config_compares_every_member_and_each_run_trains_reduced() -
     tiny = ["data.dataset=digits", "data.train_subset=200", "data.test_subset=30", "seeds=1",
             "noise.rates=[0.4]", "train.epochs=2", "train.switch_epoch=1"]  # fmt: skip
     for run in plan_runs(load_config(CONFIG, tiny)):
-        key = run_key(run)
-        task = RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu")
-        result = execute(task)
+        result = execute(RunTask(run_key(run), run, *run_seeds(run), "cpu"))
         assert result.error == "", result.error
         assert math.isfinite(result.metrics["nll"]) and len(result.curves["train_loss"]) == 2
 

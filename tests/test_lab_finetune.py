@@ -15,7 +15,7 @@ pytest.importorskip("safetensors")
 
 from safetensors.torch import save_file
 
-from smoothlab.lab.plan.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.plan.grid import RunConfig, expand_grid, run_key, run_seeds
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.plan.models import build_model
 from smoothlab.lab.plan.schema import ConfigError
@@ -42,8 +42,7 @@ def _raw(**sections: dict[str, object]) -> dict[str, object]:
 
 
 def _task(run: RunConfig) -> RunTask:
-    key = run_key(run)
-    return RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu")
+    return RunTask(run_key(run), run, *run_seeds(run), "cpu")
 
 
 def _run(**sections: dict[str, object]) -> RunConfig:

@@ -113,7 +113,7 @@ def test_every_human_kind_names_a_cifar_n_variant() -> None:
 def test_loss_correction_sees_the_human_noise(root: Path) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")
-    from smoothlab.lab.plan.grid import canonical_json, run_key, seed_from
+    from smoothlab.lab.plan.grid import run_key, run_seeds
     from smoothlab.lab.plan.methods import RunContext
     from smoothlab.lab.plan.methods.baselines import run_transition
     from smoothlab.lab.train.loop import RunTask, execute
@@ -127,12 +127,12 @@ def test_loss_correction_sees_the_human_noise(root: Path) -> None:
         "seeds": 1,
     }
     (run,) = expand_grid(config_from_dict(raw))
-    key, data_seed = run_key(run), seed_from(canonical_json(run.data_dict()))
+    seed, data_seed = run_seeds(run)
     data = prepare_data(run, data_seed)
     matrix = run_transition("true", RunContext(10, data.y_train, data.y_train_clean, 0))
     classes = torch.arange(10)
     moved = matrix[classes, (classes + 1) % 10]  # the human labels' only flip: to the next class
     assert torch.allclose(matrix.diagonal() + moved, torch.ones(10, dtype=torch.float64))
     assert 0.2 < float(moved.mean()) < 0.8
-    result = execute(RunTask(key, run, seed_from(key), data_seed, "cpu"))
+    result = execute(RunTask(run_key(run), run, seed, data_seed, "cpu"))
     assert result.error == "" and result.metrics["realised_noise_rate"] > 0.3

@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("safetensors")
 pytest.importorskip("sklearn")
 
-from smoothlab.lab.plan.grid import canonical_json, plan_runs, run_key, seed_from, teacher_file
+from smoothlab.lab.plan.grid import plan_runs, run_key, run_seeds, teacher_file
 from smoothlab.lab.plan.loading import load_config
 from smoothlab.lab.plan.schema import Config, ConfigError
 from smoothlab.lab.train.loop import RunTask, execute
@@ -252,11 +252,8 @@ def test_one_reduced_run_trains_on_the_cpu(name: str, tmp_path: Path) -> None:
     # the last method of the grid (cp, tsla, ivon); IVON's posterior predictive on ResNet-34
     # is a minute on a CPU, so there the first (ce): variational_cnn3_mnist runs IVON
     run = runs[0] if "resnet34" in name else runs[-1]
-    key = run_key(run)
     teacher = teacher_file(run).read_bytes() if run.variant.needs_teacher else None  # the runner's
-    task = RunTask(
-        key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu", teacher
-    )
+    task = RunTask(run_key(run), run, *run_seeds(run), "cpu", teacher)
     result = execute(task)
     assert result.error == "", result.error
     assert math.isfinite(result.metrics["nll"]) and len(result.curves["train_loss"]) == 1

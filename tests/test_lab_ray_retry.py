@@ -15,7 +15,7 @@ pytest.importorskip("ray")
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
 
-from smoothlab.lab.plan.grid import canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.plan.grid import expand_grid, run_key, run_seeds
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.run.executors import RayExecutor
 from smoothlab.lab.train.loop import RunTask, execute
@@ -37,9 +37,7 @@ def _task(folder: Path) -> RunTask:
         }
     )
     run = expand_grid(config)[0]
-    key = run_key(run)
-    seeds = (seed_from(key), seed_from(canonical_json(run.data_dict())))
-    return RunTask(key, run, *seeds, "cpu", None, str(folder), checkpoint_every=1)
+    return RunTask(run_key(run), run, *run_seeds(run), "cpu", None, str(folder), checkpoint_every=1)
 
 
 def _kill_worker() -> int:

@@ -16,7 +16,7 @@ pytest.importorskip("safetensors")
 
 from safetensors.torch import load as load_weights
 
-from smoothlab.lab.plan.grid import RunConfig, canonical_json, expand_grid, run_key, seed_from
+from smoothlab.lab.plan.grid import RunConfig, expand_grid, run_key, run_seeds
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.plan.models import build_model
 from smoothlab.lab.run.executors import chunks
@@ -39,8 +39,7 @@ def _runs(methods: dict[str, dict[str, object]], **changes: object) -> list[RunC
 
 
 def _task(run: RunConfig, **fields: object) -> RunTask:
-    key = run_key(run)
-    task = RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), "cpu")
+    task = RunTask(run_key(run), run, *run_seeds(run), "cpu")
     return dataclasses.replace(task, **fields)  # type: ignore[arg-type]
 
 

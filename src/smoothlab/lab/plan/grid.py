@@ -50,6 +50,7 @@ __all__ = [
     "method_variants",
     "plan_runs",
     "run_key",
+    "run_seeds",
     "seed_from",
     "teacher_file",
     "teacher_of",
@@ -168,6 +169,21 @@ def seed_from(text: str) -> int:
     4213142463398924266
     """
     return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16) & (2**63 - 1)
+
+
+def run_seeds(run: RunConfig) -> tuple[int, int]:
+    """The run's two seeds: training (weights, batch order) from its key, and data (its noisy
+    labels, split) from :meth:`RunConfig.data_dict`, which runs that differ only in their method
+    share.
+
+    >>> from smoothlab.lab.plan.schema import Config
+    >>> a, b = expand_grid(Config())[:2]
+    >>> run_seeds(a) == (seed_from(run_key(a)), seed_from(canonical_json(a.data_dict())))
+    True
+    >>> run_seeds(a)[1] == run_seeds(dataclasses.replace(a, method="ls"))[1]
+    True
+    """
+    return seed_from(run_key(run)), seed_from(canonical_json(run.data_dict()))
 
 
 def method_variants(name: str, sweep: dict[str, tuple[Any, ...]]) -> list[Params]:

@@ -16,12 +16,11 @@ from pathlib import Path
 from smoothlab.lab.plan.data_files import check_data_files
 from smoothlab.lab.plan.grid import (
     RunConfig,
-    canonical_json,
     config_experiment_id,
     experiment_id,
     plan_runs,
     run_key,
-    seed_from,
+    run_seeds,
     teacher_file,
     teacher_of,
 )
@@ -61,12 +60,9 @@ def _task(run: RunConfig, config: Config, store: ResultsStore) -> RunTask:
         teacher = teacher_of(run)
         path = store.weights_path(run_key(teacher)) if teacher else teacher_file(run)
         teacher_weights = path.read_bytes() if path.is_file() else None
-    data_seed = seed_from(canonical_json(run.data_dict()))
     every = config.checkpoint_every
     folder = str(store.checkpoint_dir(key)) if every > 0 else ""
-    return RunTask(
-        key, run, seed_from(key), data_seed, config.device, teacher_weights, folder, every
-    )
+    return RunTask(key, run, *run_seeds(run), config.device, teacher_weights, folder, every)
 
 
 def _line(run: RunConfig, result: RunResult) -> str:
