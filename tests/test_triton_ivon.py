@@ -10,31 +10,23 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-from triton_compile import Recorder, compile_sm90
+from triton_compile import (
+    DEVICES,
+    INTERPRETED,
+    Recorder,
+    compile_sm90,
+    run_interpreter_suite,
+)
 
 from smoothlab import _native, _triton
 from smoothlab.optim import IVON, _ivon_native, _ivon_triton
 
-ROOT = Path(__file__).resolve().parents[1]
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-HAS_CUDA = torch.cuda.is_available()
 KERNELS = ("sample_", "record_", "update_", "step_")
-
-if INTERPRETED:
-    DEVICES = [pytest.param("cpu", id="interpreter")]
-else:
-    no_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
-    DEVICES = [pytest.param("cuda", marks=[pytest.mark.cuda, no_gpu], id="cuda")]
 
 
 @pytest.fixture(params=DEVICES)
@@ -247,12 +239,4 @@ def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.Mon
 @pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")
 def test_interpreter_suite() -> None:
     """Run this file's cases on CPU tensors in Triton's interpreter, in a subprocess."""
-    pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["TRITON_INTERPRET"] = "1"
-    quiet = ["-W", "ignore::RuntimeWarning:triton.runtime.interpreter"]
-    command = [sys.executable, "-m", "pytest", __file__, "-p", "no:cacheprovider", "-x", *quiet]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    passed = re.search(r"(\d+) passed", done.stdout)
-    assert passed is not None and int(passed.group(1)) >= 6, done.stdout[-3000:]
+    run_interpreter_suite(__file__, 6)

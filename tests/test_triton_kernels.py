@@ -10,17 +10,13 @@ online log-sum-exp across blocks, a partial last block).
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from triton_compile import DEVICES, HAS_CUDA, INTERPRETED, run_interpreter_suite
 
 from smoothlab import _triton
 from smoothlab.losses import (
@@ -35,16 +31,7 @@ from smoothlab.losses import (
 from smoothlab.losses._common import prepare
 from smoothlab.losses._jobs import index_job
 
-ROOT = Path(__file__).resolve().parents[1]
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-HAS_CUDA = torch.cuda.is_available()
 Loss = Callable[..., torch.Tensor]
-
-if INTERPRETED:
-    DEVICES = [pytest.param("cpu", id="interpreter")]
-else:
-    no_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
-    DEVICES = [pytest.param("cuda", marks=[pytest.mark.cuda, no_gpu], id="cuda")]
 
 
 @pytest.fixture(params=DEVICES)
@@ -409,26 +396,7 @@ def test_vocabulary_scale_bf16() -> None:
 @pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")
 def test_interpreter_suite() -> None:
     """Run this file's cases on CPU tensors in Triton's interpreter, in a subprocess."""
-    pytest.importorskip("triton")
-    # a fresh pytest: none of this run's PYTEST_* variables (xdist's worker id, the current test)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["TRITON_INTERPRET"] = "1"
-    # numpy warns about the NaN that masked-off lanes compute and discard (0 * -inf)
-    quiet = ["-W", "ignore::RuntimeWarning:triton.runtime.interpreter"]
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        __file__,
-        "-p",
-        "no:cacheprovider",
-        "-x",
-        *quiet,
-    ]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    passed = re.search(r"(\d+) passed", done.stdout)
-    assert passed is not None and int(passed.group(1)) >= 44, done.stdout[-3000:]
+    run_interpreter_suite(__file__, 44)
 
 
 def test_status_and_backend_say_which_kernels_run() -> None:

@@ -1,12 +1,46 @@
-"""Compile a recorded Triton launch for a Hopper GPU (sm_90) without a GPU: the test helper of
-the IVON and linear-head kernels (``test_triton_ivon.py``, ``test_triton_cce.py``)."""
+"""Test helpers of the Triton kernels (``test_triton_kernels.py``, ``test_triton_ivon.py``,
+``test_triton_cce.py``): the devices a case runs on, the same file rerun in Triton's
+interpreter, and a recorded launch compiled for a Hopper GPU (sm_90) without a GPU."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+HAS_CUDA = torch.cuda.is_available()
+
+if INTERPRETED:
+    DEVICES = [pytest.param("cpu", id="interpreter")]
+else:
+    _no_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+    DEVICES = [pytest.param("cuda", marks=[pytest.mark.cuda, _no_gpu], id="cuda")]
+
+
+def run_interpreter_suite(path: str, minimum: int) -> None:
+    """Run the test file ``path`` on CPU tensors in Triton's interpreter, in a subprocess, and
+    check that it passes with at least ``minimum`` tests."""
+    pytest.importorskip("triton")
+    # a fresh pytest: none of this run's PYTEST_* variables (xdist's worker id, the current test)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["TRITON_INTERPRET"] = "1"
+    # numpy warns about the NaN that masked-off lanes compute and discard (0 * -inf)
+    quiet = ["-W", "ignore::RuntimeWarning:triton.runtime.interpreter"]
+    command = [sys.executable, "-m", "pytest", path, "-p", "no:cacheprovider", "-x", *quiet]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", done.stdout)
+    assert passed is not None and int(passed.group(1)) >= minimum, done.stdout[-3000:]
+
 
 _POINTERS = {
     torch.float32: "*fp32",
