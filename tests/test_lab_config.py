@@ -74,6 +74,10 @@ def _write(tmp_path: Path, text: str) -> Path:
             r"`methods.ivon.beta2` must be in \[0, 1\], got 1.5",
         ),
         (
+            {"methods": {"ivon": {"train_samples": [1, 0]}}},
+            r"`methods.ivon.train_samples` must be >= 1, got 0",
+        ),
+        (
             {"methods": {"ivon": {"warmup_epochs": -2}}},
             r"`methods.ivon.warmup_epochs` must be >= -1, got -2",
         ),

@@ -156,6 +156,30 @@ def test_ivon_schedule_overrides_reach_the_optimizer(monkeypatch: pytest.MonkeyP
     assert sam == pytest.approx([0.1] * 6 + [0.01] * 3)
 
 
+def test_ivon_train_samples_draw_that_many_forward_backward_passes_per_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smoothlab.optim import IVON
+
+    recorded: list[int] = []
+    original = IVON._record
+
+    def counting(self: IVON, swapped: object) -> None:
+        recorded.append(self._samples)
+        original(self, swapped)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IVON, "_record", counting)
+    run = _run("ivon", {"train_samples": 3}, epochs=1)
+    assert dict(run.params)["train_samples"] == 3 and "train_samples=3" in run.label()
+    assert execute(_task(run)).error == ""
+    # 300 training examples in batches of 100: 3 steps, each recording samples 0, 1, 2
+    assert recorded == [0, 1, 2] * 3
+    # at its default the parameter stays out of the run's params, so stored keys do not change
+    default = _run("ivon", {}, epochs=1)
+    assert "train_samples" not in dict(default.params)
+    assert default == _run("ivon", {"train_samples": 1}, epochs=1)
+
+
 def test_models_shapes_and_sizes() -> None:
     assert set(MODELS) == {
         "mlp",

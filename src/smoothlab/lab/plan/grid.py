@@ -188,7 +188,8 @@ def run_seeds(run: RunConfig) -> tuple[int, int]:
 
 def method_variants(name: str, sweep: dict[str, tuple[Any, ...]]) -> list[Params]:
     """Every combination of the ``sweep`` lists of method ``name``, each checked by building the
-    method and filled in with its defaults: the ``params`` of the grid's runs.
+    method and filled in with its defaults (a ``late`` parameter only when set, see
+    :meth:`~smoothlab.lab.plan.methods.base.Method.key_params`): the ``params`` of the grid's runs.
 
     >>> method_variants("tsla", {"smoothing": (0.1, 0.2)})
     [(('smoothing', 0.1), ('drop_at', 10)), (('smoothing', 0.2), ('drop_at', 10))]
@@ -198,9 +199,7 @@ def method_variants(name: str, sweep: dict[str, tuple[Any, ...]]) -> list[Params
     variants = []
     for values in combos:
         params = tuple(zip(names, values, strict=True))
-        defaults = make_method(name, params)  # checks the values; fills the defaults
-        full = tuple((f.name, getattr(defaults, f.name)) for f in dataclasses.fields(defaults))
-        variants.append(full)
+        variants.append(make_method(name, params).key_params())  # checked, defaults filled
     return variants
 
 

@@ -105,6 +105,7 @@ def _build_ivon(
         beta1=train.momentum,
         beta2=method.beta2,
         weight_decay=method.weight_decay,
+        mc_samples=method.train_samples,
         generator=torch.Generator(device).manual_seed(seed),  # weight noise from the run's key
     )
 
@@ -134,12 +135,15 @@ def _step_ivon(
     model: nn.Module, optimizer: Any, loss_fn: LossFn, batch: Batch, epoch: int
 ) -> Tensor:
     x, y, index = batch
-    with optimizer.sampled_params(train=True):  # forward-backward at a posterior sample
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y, index, epoch)
-        loss.backward()  # type: ignore[no-untyped-call]
+    losses = []
+    for _ in range(optimizer.mc_samples):  # forward-backward at each posterior sample
+        with optimizer.sampled_params(train=True):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y, index, epoch)
+            loss.backward()  # type: ignore[no-untyped-call]
+        losses.append(loss.detach())
     optimizer.step()
-    return loss.detach()
+    return torch.stack(losses).mean() if len(losses) > 1 else losses[0]
 
 
 def _step_sam(

@@ -62,6 +62,19 @@ class Method:
     primary: ClassVar[tuple[str, ...]] = ()  # always shown in labels
     # parameters that replace the [train] key of that name (see set_overrides)
     overrides: ClassVar[tuple[str, ...]] = ()
+    # parameters added after results were stored: left out of a run's params (so of its key and
+    # seeds) while at their default, so that stored runs keep their keys (see key_params)
+    late: ClassVar[tuple[str, ...]] = ()
+
+    def key_params(self) -> tuple[tuple[str, Any], ...]:
+        """The ``(name, value)`` pairs a run stores and hashes: every field, except ``late``
+        ones at their default."""
+        fields = dataclasses.fields(self)
+        return tuple(
+            (f.name, getattr(self, f.name))
+            for f in fields
+            if f.name not in self.late or getattr(self, f.name) != f.default
+        )
 
     def set_overrides(self) -> dict[str, Any]:
         """The ``overrides`` this method sets, by name (unset ones keep the ``[train]`` value)."""

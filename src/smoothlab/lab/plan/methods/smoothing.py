@@ -205,12 +205,14 @@ class Ivon(Method):
     description: ClassVar[str] = "IVON variational learning: adaptive label noise (Yang 2025)"
     optimizer: ClassVar[str] = "ivon"
     overrides: ClassVar[tuple[str, ...]] = ("lr", "lr_schedule", "warmup_epochs")
+    late: ClassVar[tuple[str, ...]] = ("train_samples",)
     lr: float = 0.2
     hess_init: float = 0.9
     beta2: float = 0.99999  # 1 keeps the Hessian, hence the posterior spread, at hess_init (Fig. 6)
     weight_decay: float = 1e-4
     ess: float = 0.0  # effective sample size; 0 = the number of training examples
     test_samples: int = 0  # posterior samples averaged at test time; 0 = predict with the mean
+    train_samples: int = 1  # weight samples per step (forward-backward each); IVON's mc_samples
     lr_schedule: str = ""  # constant | step | cosine; "" = train.lr_schedule
     warmup_epochs: int = -1  # linear warm-up epochs; -1 = train.warmup_epochs
 
@@ -220,6 +222,7 @@ class Ivon(Method):
         check(0 <= self.beta2 <= 1, "methods.ivon.beta2", "in [0, 1]", self.beta2)
         check(self.ess >= 0 and math.isfinite(self.ess), "methods.ivon.ess", ">= 0", self.ess)
         check(self.test_samples >= 0, "methods.ivon.test_samples", ">= 0", self.test_samples)
+        check(self.train_samples >= 1, "methods.ivon.train_samples", ">= 1", self.train_samples)
         schedules = ("", "constant", "step", "cosine")
         expected = 'one of "", constant, step, cosine'
         check(self.lr_schedule in schedules, "methods.ivon.lr_schedule", expected, self.lr_schedule)
