@@ -1,5 +1,7 @@
-"""Label noise: transition matrices, corruption, estimation, instance-dependent noise, kinds."""
+"""Label noise: transition matrices, corruption, estimation (from clean labels or from anchor
+points), instance-dependent noise, kinds."""
 
+from smoothlab.noise.anchors import estimate_transition_from_anchors
 from smoothlab.noise.corrupt import corrupt_labels, estimate_transition, realised_noise_rate
 from smoothlab.noise.instance import InstanceNoise, instance_noise, instance_transition
 from smoothlab.noise.kinds import NOISE_KINDS, NoiseBuilder, NoiseKind, noise_kind
@@ -27,6 +29,7 @@ __all__ = [
     "class_dependent",
     "corrupt_labels",
     "estimate_transition",
+    "estimate_transition_from_anchors",
     "from_column_stochastic",
     "instance_noise",
     "instance_transition",
