@@ -19,6 +19,7 @@ from smoothlab.lab.plan.methods import METHODS, RunContext, make_method
 from smoothlab.lab.plan.methods.baselines import PeerObjective, run_transition
 from smoothlab.lab.plan.schema import ConfigError
 from smoothlab.losses.fdivergence import DIVERGENCES
+from smoothlab.noise import estimate_transition_from_anchors
 
 BASELINES = ("bcorrect", "fcorrect", "peer", "fdiv", "gce", "sce")
 K = 4
@@ -80,8 +81,22 @@ def test_estimated_transition_counts_the_teachers_predictions_against_the_labels
         run_transition("estimated", context)
 
 
+def test_anchor_transition_reads_the_teachers_softmax_at_its_anchors() -> None:
+    context = _context()
+    g = torch.Generator().manual_seed(5)
+    teacher = torch.softmax(3 * torch.randn(len(context.labels), K, generator=g), dim=1)
+    expected = estimate_transition_from_anchors(teacher)  # the 97th percentile of each column
+    assert torch.equal(run_transition("anchors", context, teacher), expected)
+    # a teacher that is the exact noisy-label model p(noisy | x) = T[clean(x)] gives T back
+    true = run_transition("true", context)
+    exact = F.one_hot(context.clean_labels, K).double() @ true
+    torch.testing.assert_close(run_transition("anchors", context, exact), true)
+    with pytest.raises(ValueError, match=r"^`teacher_probs` must be given for an estimated"):
+        run_transition("anchors", context)
+
+
 @pytest.mark.parametrize("name", ["fcorrect", "bcorrect"])
-@pytest.mark.parametrize("source", ["true", "estimated"])
+@pytest.mark.parametrize("source", ["true", "estimated", "anchors"])
 def test_loss_correction_is_the_library_function_with_the_runs_matrix(
     name: str, source: str
 ) -> None:
@@ -151,7 +166,7 @@ def test_peer_pairs_come_from_the_runs_seed() -> None:
         (
             "fcorrect",
             {"transition": "known"},
-            "`methods.fcorrect.transition` must be one of true, estimated, got 'known'",
+            "`methods.fcorrect.transition` must be one of true, estimated, anchors, got 'known'",
         ),
         (
             "bcorrect",
@@ -217,6 +232,8 @@ def test_only_an_estimated_transition_brings_a_ce_teacher_into_the_grid() -> Non
     estimated = _tasks({"fcorrect": {"transition": "estimated"}})
     assert [t.run.method for t in estimated] == ["fcorrect", "ce"]
     assert estimated[0].run.variant.needs_teacher and not true[0].run.variant.needs_teacher
+    anchors = _tasks({"bcorrect": {"transition": "anchors"}})
+    assert [t.run.method for t in anchors] == ["bcorrect", "ce"]
 
 
 def test_every_baseline_trains_alone_and_stacked_to_the_same_numbers() -> None:
@@ -238,13 +255,14 @@ def test_every_baseline_trains_alone_and_stacked_to_the_same_numbers() -> None:
             torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-4)
 
 
-def test_an_estimated_transition_trains_alone_with_its_ce_teacher() -> None:
+@pytest.mark.parametrize(("name", "source"), [("bcorrect", "estimated"), ("fcorrect", "anchors")])
+def test_an_estimated_transition_trains_alone_with_its_ce_teacher(name: str, source: str) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")
     from smoothlab.lab.train.loop import execute
     from smoothlab.lab.train.stacked import stack_key
 
-    corrected, teacher = _tasks({"bcorrect": {"transition": "estimated"}})
+    corrected, teacher = _tasks({name: {"transition": source}})
     assert stack_key(corrected) is None
     ce = execute(teacher)
     result = execute(dataclasses.replace(corrected, teacher_weights=ce.weights))

@@ -7,7 +7,7 @@ f-divergence training (Wei & Liu, ICLR 2021); GCE (Zhang & Sabuncu, NeurIPS 2018
 (Wang et al., ICCV 2019) are the robust losses every noisy-label table has. Each objective calls
 the library's public function of :mod:`smoothlab.losses`. All of them train with the ``[train]``
 optimizer, so they stack (each run's objective on its slice of the stacked logits), except loss
-correction with an estimated transition, which needs a teacher and trains alone.
+correction with a transition estimated from a teacher, which trains alone.
 
 Loss correction needs the run's transition matrix ``T[clean, noisy]`` (``transition``):
 
@@ -18,6 +18,12 @@ Loss correction needs the run's transition matrix ``T[clean, noisy]`` (``transit
   labels, ``T[i, j] = P(noisy = j | the teacher predicts i)``; the teacher is a ``ce`` run on
   the same data, noise and seed (``teacher = "ce"``), or a weights file, as for ``ls-teacher``.
   A class the teacher never predicts keeps an identity row.
+- ``"anchors"``: Patrini et al.'s own estimator,
+  :func:`smoothlab.noise.estimate_transition_from_anchors` of the same teacher's softmax outputs
+  on the training examples: row ``i`` is the output at the example whose probability of class
+  ``i`` is that column's 97th percentile. No clean labels and no counting: the teacher, trained
+  on the noisy labels, estimates ``p(noisy | x)``, which is row ``i`` of ``T`` where ``x`` surely
+  belongs to class ``i``.
 
 >>> import torch
 >>> clean, noisy = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1])
@@ -29,6 +35,9 @@ tensor([[0.5000, 0.5000],
 >>> run_transition("estimated", context, teacher)  # the teacher never predicts class 1
 tensor([[0.2500, 0.7500],
         [0.0000, 1.0000]], dtype=torch.float64)
+>>> run_transition("anchors", context, teacher)  # rows: the outputs at examples 0 and 3
+tensor([[0.9000, 0.1000],
+        [0.8000, 0.2000]], dtype=torch.float64)
 """
 
 from __future__ import annotations
@@ -54,17 +63,19 @@ __all__ = [
     "run_transition",
 ]
 
-TRANSITIONS = ("true", "estimated")
+TRANSITIONS = ("true", "estimated", "anchors")
 
 
 def run_transition(source: str, context: RunContext, teacher_probs: Tensor | None = None) -> Tensor:
     """The ``(K, K)`` float64 transition matrix a loss-corrected run trains with (see above)."""
-    from smoothlab.noise import estimate_transition
+    from smoothlab.noise import estimate_transition, estimate_transition_from_anchors
 
     if source == "true":
         return estimate_transition(context.clean_labels, context.labels, context.num_classes)
     if teacher_probs is None:
         raise ValueError("`teacher_probs` must be given for an estimated transition, got None")
+    if source == "anchors":
+        return estimate_transition_from_anchors(teacher_probs).cpu()
     predicted = teacher_probs.argmax(dim=1).cpu()
     matrix = estimate_transition(predicted, context.labels.cpu(), context.num_classes)
     # a class the teacher never predicts has no estimate (a NaN row): assume it is not flipped
@@ -78,8 +89,8 @@ class _LossCorrection(Method):
     """Loss correction with the run's true or a teacher-estimated transition matrix."""
 
     primary: ClassVar[tuple[str, ...]] = ("transition",)
-    transition: str = "true"  # true | estimated (from a teacher's predictions)
-    teacher: str = "ce"  # for "estimated": the ce run with the same data, noise and seed; or a path
+    transition: str = "true"  # true | estimated (teacher's classes) | anchors (teacher's softmax)
+    teacher: str = "ce"  # estimated, anchors: the ce run with the same data, noise, seed; or a path
 
     def __post_init__(self) -> None:
         expected = f"one of {', '.join(TRANSITIONS)}"
@@ -91,8 +102,8 @@ class _LossCorrection(Method):
     # instances (run.variant), so a property serves where the base declares a ClassVar
     @property
     def needs_teacher(self) -> bool:  # type: ignore[override]
-        """Only an estimated transition needs a teacher's predictions."""
-        return self.transition == "estimated"
+        """Only an estimated transition (counted or from anchors) needs a teacher's predictions."""
+        return self.transition != "true"
 
     def objective(self, num_classes: int, teacher_probs: Tensor | None = None) -> Objective:
         """Loss correction needs the run's labels: the loop builds it with :meth:`run_objective`."""
@@ -106,7 +117,9 @@ class ForwardCorrection(_LossCorrection):
     :func:`smoothlab.losses.forward_corrected_cross_entropy`."""
 
     name: ClassVar[str] = "fcorrect"
-    description: ClassVar[str] = "forward loss correction: -log (p T)_y (Patrini 2017)"
+    description: ClassVar[str] = (
+        "forward loss correction: -log (p T)_y, T true|estimated|anchors (Patrini 2017)"
+    )
 
     def run_objective(self, context: RunContext, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import forward_corrected_cross_entropy
@@ -124,7 +137,9 @@ class BackwardCorrection(_LossCorrection):
     :func:`smoothlab.losses.backward_corrected_cross_entropy`; ``T`` must be invertible."""
 
     name: ClassVar[str] = "bcorrect"
-    description: ClassVar[str] = "backward loss correction: CEs mixed by T^-1 (Patrini 2017)"
+    description: ClassVar[str] = (
+        "backward loss correction: CEs mixed by T^-1, T true|estimated|anchors (Patrini 2017)"
+    )
 
     def run_objective(self, context: RunContext, teacher_probs: Tensor | None = None) -> Objective:
         from smoothlab.losses import backward_corrected_cross_entropy
