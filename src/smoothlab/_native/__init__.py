@@ -130,8 +130,12 @@ def _compiler() -> str | None:
 
 
 def _build(name: str) -> Path:
-    """Compile ``name.c`` into the cache (if not already there) and return the library's path."""
-    source = (_SOURCES / f"{name}.c").read_bytes()
+    """Compile ``name.c`` into the cache (if not already there) and return the library's path.
+
+    The cache key covers the headers beside the sources too (``losses.c`` includes one), so
+    that editing a header rebuilds the libraries."""
+    headers = b"".join(path.read_bytes() for path in sorted(_SOURCES.glob("*.h")))
+    source = (_SOURCES / f"{name}.c").read_bytes() + headers
     compiler = _compiler()
     if compiler is None:
         raise OSError("no C compiler found (set CC or install cc)")

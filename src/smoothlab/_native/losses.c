@@ -11,7 +11,8 @@
  *   gradient    g_j = ce e_j + cez e_j z_j - cb pi_j - cr T_j,   g_y -= ca
  *               (s times d loss / dz; each c_x is the per-row coefficient of the term x)
  *
- * Kinds: SMOOTH  cross-entropy against q: loss = Q lse - a z_y - b pz - r tz, whose gradient
+ * Kinds (and losses_kinds.h: focal, GCE, SCE, and cross-entropy plus a logit regulariser):
+ *        SMOOTH  cross-entropy against q: loss = Q lse - a z_y - b pz - r tz, whose gradient
  *                s (Q p - q) is ce = s Q / S, cez = 0, cb = s b, cr = s r, ca = s a
  *        RELAX   label relaxation with alpha = strength, per-row weight a
  *        PENALTY cross-entropy minus beta H(p) (beta = strength), hinged at tau unless tau is
@@ -129,6 +130,7 @@ typedef struct {
     float scale;              /* d reduced loss / d summed loss (the gradient's factor s) */
     float zloss;              /* + zloss lse^2 per counted row (PaLM's z-loss), or 0 */
     float softcap;            /* z_j <- softcap tanh(z_j / softcap) first, or 0 for none */
+    float param;              /* a second hyperparameter of the kinds of losses_kinds.h */
 } spec_t;
 
 static void smooth_math(const spec_t *sp, int64_t n, lanes_t L) {
@@ -207,10 +209,13 @@ static void zloss_math(const spec_t *sp, int64_t n, lanes_t L, const uint8_t *va
     }
 }
 
+static void py_math(const spec_t *sp, int64_t n, lanes_t L); /* losses_kinds.h */
+
 static void row_math(const spec_t *sp, int64_t n, lanes_t L) {
     if (sp->kind == SMOOTH) smooth_math(sp, n, L);
     else if (sp->kind == RELAX) relax_math(sp, n, L);
-    else penalty_math(sp, n, L);
+    else if (sp->kind == PENALTY) penalty_math(sp, n, L);
+    else py_math(sp, n, L);
 }
 
 /* The tanh softcap (Gemma 2): capped[j] = cap tanh(z[j] / cap), and the chain rule's factor
@@ -515,9 +520,7 @@ SL_INLINE double narrow_kind(const spec_t *sp, const float *z, float *g, int64_t
         ey[l] = et[y[l] * LANES + l];
     }
     lanes_t L = {a, b, r, m, s, pz, ez, zy, ey, tz, tsum, loss, ce, cez, cb, ca, cr};
-    if (kind == SMOOTH) smooth_math(sp, n, L);
-    else if (kind == RELAX) relax_math(sp, n, L);
-    else penalty_math(sp, n, L);
+    row_math(sp, n, L);
     if (sp->zloss != 0.0f) zloss_math(sp, n, L, sp->valid ? sp->valid + row0 : 0);
     if (sp->valid)
         for (int64_t l = 0; l < n; l++) loss[l] = sp->valid[row0 + l] ? loss[l] : 0.0f;
@@ -562,10 +565,13 @@ static double narrow_block(const spec_t *sp, const float *z, float *g, int64_t r
     if (sp->kind == SMOOTH && rows) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0, 1);
     if (sp->kind == SMOOTH && vector) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 1, 0);
     if (sp->kind == SMOOTH) return narrow_kind(sp, z, g, row0, n, y, loss, SMOOTH, 0, 0);
-    if (sp->kind == RELAX) return narrow_kind(sp, z, g, row0, n, y, loss, RELAX, 0, 0);
+    if (sp->kind != PENALTY) /* RELAX and the p_y kinds of losses_kinds.h: the same sweeps */
+        return narrow_kind(sp, z, g, row0, n, y, loss, RELAX, 0, 0);
     if (rows) return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0, 1);
     return narrow_kind(sp, z, g, row0, n, y, loss, PENALTY, 0, 0);
 }
+
+#include "losses_kinds.h"
 
 /* Loss (and, with grad, scale times the gradient) of rows [lo, hi) of the (rows, C) float32
  * logits sp->z: losses into sp->loss (0 where valid is 0), their sum (in double) into *total.
@@ -575,6 +581,10 @@ int sl_rows(const spec_t *sp, int64_t lo, int64_t hi, double *total) {
     const float *z = sp->z;
     float *g = sp->grad ? sp->g : 0;
     double total_sum = 0.0;
+    if (sp->kind >= LPEN) {
+        *total = logit_rows(sp, lo, hi);
+        return 0;
+    }
     if (classes <= SMALL_C) {
         for (int64_t i = lo; i < hi; i += LANES) {
             int64_t n = hi - i < LANES ? hi - i : LANES;

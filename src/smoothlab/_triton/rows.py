@@ -36,7 +36,7 @@ from torch import Tensor
 
 __all__ = ["MAX_BLOCK", "PENALTY", "RELAX", "SMOOTH", "run_rows"]
 
-SMOOTH, RELAX, PENALTY = 0, 1, 2
+SMOOTH, RELAX, PENALTY = 0, 1, 2  # then FOCAL, GCE, SCE = 3, 4, 5 (see _py_math)
 #: Widest column block: 4096 fp32 values per block keep a program's registers (8 warps) in use
 #: without spilling; not yet tuned on a GPU.
 MAX_BLOCK = 4096
@@ -143,6 +143,43 @@ def _penalty_math(
 
 
 @triton.jit
+def _expm1(x):
+    """``exp(x) - 1`` accurate near 0 (Kahan: ``(u - 1) x / log u`` with ``u = exp(x)``)."""
+    u = tl.exp(x)
+    ratio = (u - 1.0) * x / tl.log(u)
+    return tl.where(u == 1.0, x, tl.where(u - 1.0 == -1.0, -1.0, ratio))
+
+
+@triton.jit
+def _pow(base, exponent):
+    """``base ** exponent`` for ``base >= 0``, with ``0 ** 0 = 1`` as ``torch.pow``."""
+    return tl.where(exponent == 0.0, 1.0, tl.exp(exponent * tl.log(base)))
+
+
+@triton.jit
+def _py_math(w, lse, zy, s, strength, tau, param, scale, KIND: tl.constexpr):
+    """The losses ``w f(lp)`` of ``lp = log p_y`` alone (``losses_kinds.h`` defines them): focal
+    (3), GCE (4) and SCE (5); the gradient ``s w f'(lp) (e_y - p)``."""
+    lp = zy - lse
+    if KIND == 3:
+        p = tl.exp(lp)
+        gamma = tl.where(p < tau, param, strength)
+        base = -_expm1(lp)
+        pw = _pow(base, gamma)
+        slope = tl.where(gamma == 0.0, 0.0, gamma * _pow(base, gamma - 1.0) * p)
+        f = -pw * lp
+        d = -pw + slope * lp
+    elif KIND == 4:
+        f = -_expm1(strength * lp) / strength
+        d = -tl.exp(strength * lp)
+    else:
+        f = -strength * lp - param * _expm1(lp)
+        d = -strength - param * tl.exp(lp)
+    c = tl.where(w != 0.0, scale * w * d, 0.0)
+    return tl.where(w != 0.0, w * f, 0.0), -c / s, 0.0, 0.0, 0.0, -c
+
+
+@triton.jit
 def _write_grad(
     z_ptr, g_ptr, pi_ptr, t_ptr, tw_ptr, C, y, base, ce, cez, cb, cr, ca, cap,
     z_col, g_col, t_col,
@@ -176,7 +213,7 @@ def _write_grad(
 def _rows_kernel(
     z_ptr, g_ptr, y_ptr, valid_ptr, loss_ptr, a_ptr, b_ptr, r_ptr, pi_ptr, t_ptr, tw_ptr,
     z_row, z_col, z_sp, g_row, g_col, g_sp, t_row, t_col, t_sp, S, C,
-    a0, b0, r0, pi_sum, strength, tau, border, log_strength, scale, per, zs, cap,
+    a0, b0, r0, pi_sum, strength, tau, border, log_strength, scale, per, zs, cap, param,
     KIND: tl.constexpr, HAS_Y: tl.constexpr, HAS_VALID: tl.constexpr, HAS_A: tl.constexpr,
     HAS_B: tl.constexpr, HAS_R: tl.constexpr, HAS_PZ: tl.constexpr, HAS_PI: tl.constexpr,
     HAS_T: tl.constexpr, HAS_TW: tl.constexpr, HINGE: tl.constexpr, GRAD: tl.constexpr,
@@ -213,10 +250,12 @@ def _rows_kernel(
         loss, ce, cez, cb, cr, ca = _relax_math(
             a, s, lse, zy, ey, strength, border, log_strength, scale
         )
-    else:
+    elif KIND == 2:
         loss, ce, cez, cb, cr, ca = _penalty_math(
             a, s, lse, zy, ez, tz, tsum, strength, tau, scale, HAS_T, HINGE
         )
+    else:
+        loss, ce, cez, cb, cr, ca = _py_math(a, lse, zy, s, strength, tau, param, scale, KIND)
     ok = True
     if HAS_VALID:
         ok = tl.load(valid_ptr + row) != 0
@@ -244,6 +283,7 @@ class RowSpec(Protocol):
     t_rows: Callable[[int, int], Tensor] | None
     tw: Tensor | None
     r: float | Tensor
+    param: float
 
 
 def _per_row(value: float | Tensor, dummy: Tensor, start: int) -> tuple[Tensor, float, bool]:
@@ -316,6 +356,7 @@ def run_rows(
         loss, a, b, r, pi, dummy if t is None else t, tw,
         *z.stride(), *out.stride(), *((0, 0, 0) if t is None else t.stride()), inner,
         classes, a0, b0, r0, spec.pi_sum, spec.strength, 0.0 if math.isnan(spec.tau) else spec.tau,
-        border, log_strength, scale or 0.0, per, lse_square_scale, softcap or 1.0, **flags,
+        border, log_strength, scale or 0.0, per, lse_square_scale, softcap or 1.0, spec.param,
+        **flags,
     )  # fmt: skip
     return loss

@@ -156,9 +156,14 @@ class Layout:
 
 @dataclass(frozen=True)
 class Job:
-    """A loss to run: its kernel, whether it needs temporaries, and the reduction."""
+    """A loss to run: its kernel, whether it needs temporaries, and the reduction.
 
-    kernel: Kernel
+    ``kernel`` is ``None`` for a loss served by the C and Triton kernels only
+    (:func:`smoothlab.losses._served.run_or_compose` runs its composition wherever they do
+    not serve).
+    """
+
+    kernel: Kernel | None
     index: Tensor | None  # flat (N * S,) int64 class indices
     valid: Tensor | None  # flat (N * S,) bool
     reduction: Reduction
@@ -168,7 +173,7 @@ class Job:
     native: NativeRows | None = None
 
     @staticmethod
-    def of(batch: Batch, kernel: Kernel, temporaries: bool, native: NativeRows) -> Job:
+    def of(batch: Batch, kernel: Kernel | None, temporaries: bool, native: NativeRows) -> Job:
         """The job of a loss's kernels on ``batch``; a mean divides by the total target weight
         (``w_y``, 0 at ignored positions), else by the number of non-ignored positions."""
         w_y, valid = batch.flat_weight(), batch.flat_valid()
@@ -228,6 +233,7 @@ class Job:
         zs, cap = (0.0, 0.0) if self.native is None else (self.native.zloss, self.native.softcap)
 
         def kernel(chunk: Chunk) -> Tensor:
+            assert self.kernel is not None  # run_or_compose sends no such job here
             return self.kernel(chunk, layout, start, stop, scale)
 
         loss = with_logit_options(kernel, Chunk(z, g, y, scratch), valid, scale, zs, cap)

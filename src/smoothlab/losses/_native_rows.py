@@ -24,8 +24,15 @@ from smoothlab import _native
 
 __all__ = [
     "FAMILIES",
+    "FOCAL",
+    "GCE",
+    "LOGITNORM",
+    "LPEN",
+    "MAXSUP",
+    "MBLS",
     "PENALTY",
     "RELAX",
+    "SCE",
     "SMOOTH",
     "NativeRows",
     "RowsArgs",
@@ -35,8 +42,22 @@ __all__ = [
 ]
 
 SMOOTH, RELAX, PENALTY = 0, 1, 2
+#: The kinds of ``losses_kinds.h``: losses of ``log p_y`` alone, then cross-entropy plus a
+#: function of the logits (class indices only).
+FOCAL, GCE, SCE, LPEN, MAXSUP, MBLS, LOGITNORM = 3, 4, 5, 6, 7, 8, 9
 #: Each kind's loss family, as :func:`smoothlab._native.status` names it.
-FAMILIES = {SMOOTH: "smoothing", RELAX: "relaxation", PENALTY: "penalty"}
+FAMILIES = {
+    SMOOTH: "smoothing",
+    RELAX: "relaxation",
+    PENALTY: "penalty",
+    FOCAL: "focal",
+    GCE: "generalized cross-entropy",
+    SCE: "symmetric cross-entropy",
+    LPEN: "logit penalty",
+    MAXSUP: "max suppression",
+    MBLS: "margin label smoothing",
+    LOGITNORM: "logit norm",
+}
 #: Logits per thread below which a call runs in the calling thread only. A second thread costs
 #: more than a hand-off: right after any parallel PyTorch operation (the class-index check
 #: before the kernel is one), PyTorch's OpenMP workers keep spinning on the other core for up to
@@ -60,6 +81,7 @@ class RowsArgs(ctypes.Structure):
         *(("a", _P), ("b", _P), ("r", _P), ("a0", _F), ("b0", _F), ("r0", _F)),
         *(("pi", _P), ("pi_sum", _F), ("t", _P), ("tw", _P)),
         *(("strength", _F), ("tau", _F), ("scale", _F), ("zloss", _F), ("softcap", _F)),
+        ("param", _F),
     ]
 
 
@@ -95,7 +117,9 @@ class NativeRows:
     """A loss in the native kernel's terms (see the header of ``losses.c``).
 
     Attributes:
-        kind: ``SMOOTH``, ``RELAX`` or ``PENALTY``.
+        kind: ``SMOOTH``, ``RELAX``, ``PENALTY``, or a kind of ``losses_kinds.h`` (``FOCAL``
+            ... ``LOGITNORM``, whose header there says what ``strength``, ``tau`` and
+            ``param`` are for each).
         a: per-row ``a`` (smoothing) or weight ``w`` (the others): a float or a flat ``(N,)``
             tensor.
         b: per-row ``b`` (smoothing only).
@@ -113,6 +137,7 @@ class NativeRows:
         indexed: the loss reads class indices (everything but probability targets).
         zloss: ``lse_square_scale``: ``zloss lse^2`` is added at each counted position.
         softcap: the logits are ``softcap tanh(z / softcap)`` before anything else (0: none).
+        param: a second hyperparameter of the kinds of ``losses_kinds.h``.
     """
 
     kind: int
@@ -129,6 +154,7 @@ class NativeRows:
     indexed: bool = True
     zloss: float = 0.0
     softcap: float = 0.0
+    param: float = 0.0
 
     @staticmethod
     def usable(device: torch.device, compute: torch.dtype, dim: int = 2) -> bool:
@@ -175,7 +201,7 @@ class NativeRows:
             y=at(labels), valid=at(mask), loss=at(loss), a=at(a), b=at(b), r=at(r), a0=a0,
             b0=b0, r0=r0, pi=at(pi), pi_sum=self.pi_sum, t=at(t), tw=at(tw), strength=self.strength,
             tau=self.tau, scale=0.0 if scale is None else scale, zloss=self.zloss,
-            softcap=self.softcap,
+            softcap=self.softcap, param=self.param,
         )  # fmt: skip
 
         def work(lo: int, hi: int, part: int) -> None:

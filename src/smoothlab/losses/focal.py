@@ -2,6 +2,10 @@
 
 The stateful AdaFocal, whose focusing parameter follows validation calibration, is
 :class:`smoothlab.adafocal.AdaFocalLoss`; it shares :func:`signed_focal_nll` with these.
+Both losses here have a fused path (``focal_job``: the ``FOCAL`` kind of the C and Triton row
+kernels, one sweep of a row for loss and gradient) and their composition of torch operations,
+which is their specification and runs wherever the kernels do not (``fused=False``, float64,
+spatial positions on the CPU).
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import finish_weighted, prepare
+from smoothlab.losses._common import Batch, example_weight, finish_weighted, prepare
+from smoothlab.losses._fused import Job, use_fused
+from smoothlab.losses._native_rows import FOCAL, NativeRows
+from smoothlab.losses._served import run_or_compose
 
 __all__ = ["focal_loss", "sample_dependent_focal_loss", "signed_focal_nll"]
 
@@ -44,6 +51,8 @@ def focal_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Focal loss: cross-entropy down-weighted on well-classified examples.
 
@@ -62,6 +71,10 @@ def focal_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: compute loss and gradient in one sweep of each row (C kernels for float32 or
+            half ``(N, C)`` CPU logits, Triton for CUDA); ``False`` (and every other input)
+            runs the composition of torch operations, with the same numbers.
+        inplace_grad: write the gradient into ``input``'s storage (the fused path only).
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)``.
@@ -76,6 +89,7 @@ def focal_loss(
     P. Dokania, "Calibrating Deep Neural Networks using Focal Loss", NeurIPS 2020.
     """
     g = check_real("gamma", gamma, low=0.0)
+    fast = use_fused(fused, inplace_grad, weight)
     batch = prepare(
         input,
         target,
@@ -83,9 +97,16 @@ def focal_loss(
         ignore_index=ignore_index,
         reduction=reduction,
         allow_probs=False,
+        upcast=not fast,
     )
-    log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
-    return finish_weighted(batch, signed_focal_nll(log_p_y, g))
+
+    def composition(batch: Batch) -> Tensor:
+        log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
+        return finish_weighted(batch, signed_focal_nll(log_p_y, g))
+
+    if fast:
+        return run_or_compose(focal_job(batch, 0.0, g, g), batch, inplace_grad, composition)
+    return composition(batch)
 
 
 def sample_dependent_focal_loss(
@@ -98,6 +119,8 @@ def sample_dependent_focal_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Sample-dependent focal loss (FLSD): a larger ``gamma`` for poorly fit examples.
 
@@ -119,6 +142,9 @@ def sample_dependent_focal_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: as :func:`focal_loss`; the kernels choose each row's ``gamma`` from their own
+            float32 :math:`p_y`.
+        inplace_grad: as :func:`focal_loss`.
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)``.
@@ -134,6 +160,7 @@ def sample_dependent_focal_loss(
     theta = check_real("threshold", threshold, low=0.0, high=1.0)
     below = check_real("gamma_below", gamma_below, low=0.0)
     above = check_real("gamma_above", gamma_above, low=0.0)
+    fast = use_fused(fused, inplace_grad, weight)
     batch = prepare(
         input,
         target,
@@ -141,7 +168,23 @@ def sample_dependent_focal_loss(
         ignore_index=ignore_index,
         reduction=reduction,
         allow_probs=False,
+        upcast=not fast,
     )
-    log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
-    gamma = torch.where(log_p_y.detach().exp() < theta, below, above).to(log_p_y.dtype)
-    return finish_weighted(batch, signed_focal_nll(log_p_y, gamma))
+
+    def composition(batch: Batch) -> Tensor:
+        log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
+        gamma = torch.where(log_p_y.detach().exp() < theta, below, above).to(log_p_y.dtype)
+        return finish_weighted(batch, signed_focal_nll(log_p_y, gamma))
+
+    if fast:
+        job = focal_job(batch, theta, below, above)
+        return run_or_compose(job, batch, inplace_grad, composition)
+    return composition(batch)
+
+
+def focal_job(batch: Batch, threshold: float, below: float, above: float) -> Job:
+    """The fused job: ``w_y`` times the focal term with ``gamma = below`` where ``p_y <
+    threshold``, else ``above`` (focal loss: threshold 0), as the ``FOCAL`` kind's ``param``,
+    ``tau`` and ``strength``."""
+    native = NativeRows(FOCAL, example_weight(batch), strength=above, tau=threshold, param=below)
+    return Job.of(batch, None, False, native)

@@ -1,7 +1,10 @@
 """Noise-robust baselines: loss correction, peer loss, GCE and SCE.
 
 The losses that noisy-label tables (e.g. Table 5 of Wei et al., "To Smooth or Not?", ICML 2022)
-compare label smoothing with. All take class-index targets (the observed, possibly noisy
+compare label smoothing with. GCE and SCE have a fused path (``gce_job``, ``sce_job``: kinds of
+the C and Triton row kernels, loss and gradient in one sweep of a row) beside their composition
+of torch operations, their specification, which runs wherever the kernels do not (``fused=False``,
+float64, spatial positions on the CPU). All take class-index targets (the observed, possibly noisy
 labels), PyTorch's ``weight`` (each position's loss scaled by :math:`w_{\tilde y}`, a ``mean``
 divided by the total weight), ``ignore_index`` and ``reduction``. Transition matrices are
 row-stochastic, ``T[i, j] = P(noisy = j | clean = i)``, as in :mod:`smoothlab.noise`, so
@@ -14,7 +17,10 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_generator, check_real, check_same_shape, fail, reduce_loss
-from smoothlab.losses._common import Batch, finish_weighted, prepare
+from smoothlab.losses._common import Batch, example_weight, finish_weighted, prepare
+from smoothlab.losses._fused import Job, use_fused
+from smoothlab.losses._native_rows import GCE, SCE, NativeRows
+from smoothlab.losses._served import run_or_compose
 from smoothlab.noise.matrices import check_transition
 
 __all__ = [
@@ -30,7 +36,12 @@ _MAX_CONDITION = 1e12
 
 
 def _indices(
-    input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    upcast: bool = True,
 ) -> Batch:
     return prepare(
         input,
@@ -39,6 +50,7 @@ def _indices(
         ignore_index=ignore_index,
         reduction=reduction,
         allow_probs=False,
+        upcast=upcast,
     )
 
 
@@ -233,6 +245,8 @@ def generalized_cross_entropy(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Generalized cross-entropy (the :math:`L_q` loss), between CE and MAE.
 
@@ -251,6 +265,10 @@ def generalized_cross_entropy(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: compute loss and gradient in one sweep of each row (C kernels for float32 or
+            half ``(N, C)`` CPU logits, Triton for CUDA); ``False`` (and every other input)
+            runs the composition of torch operations, with the same numbers.
+        inplace_grad: write the gradient into ``input``'s storage (the fused path only).
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)``.
@@ -264,9 +282,21 @@ def generalized_cross_entropy(
     Neural Networks with Noisy Labels", NeurIPS 2018.
     """
     exponent = check_real("q", q, low=0.0, high=1.0, low_open=True)
-    batch = _indices(input, target, weight, ignore_index, reduction)
-    log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
-    return finish_weighted(batch, -torch.expm1(exponent * log_p_y) / exponent)
+    fast = use_fused(fused, inplace_grad, weight)
+    batch = _indices(input, target, weight, ignore_index, reduction, upcast=not fast)
+
+    def composition(batch: Batch) -> Tensor:
+        log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
+        return finish_weighted(batch, -torch.expm1(exponent * log_p_y) / exponent)
+
+    if fast:
+        return run_or_compose(gce_job(batch, exponent), batch, inplace_grad, composition)
+    return composition(batch)
+
+
+def gce_job(batch: Batch, q: float) -> Job:
+    """The fused job: ``w_y (1 - p_y^q) / q``, the ``GCE`` kind with ``strength = q``."""
+    return Job.of(batch, None, False, NativeRows(GCE, example_weight(batch), strength=q))
 
 
 def symmetric_cross_entropy(
@@ -279,6 +309,8 @@ def symmetric_cross_entropy(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Symmetric cross-entropy: cross-entropy plus reverse cross-entropy.
 
@@ -299,6 +331,8 @@ def symmetric_cross_entropy(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: as :func:`generalized_cross_entropy`.
+        inplace_grad: as :func:`generalized_cross_entropy`.
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)``.
@@ -314,7 +348,21 @@ def symmetric_cross_entropy(
     a = check_real("alpha", alpha, low=0.0)
     b = check_real("beta", beta, low=0.0)
     big_a = check_real("log_zero", log_zero, high=0.0, high_open=True)
-    batch = _indices(input, target, weight, ignore_index, reduction)
-    log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
-    loss = a * -log_p_y + b * -big_a * -torch.expm1(log_p_y)
-    return finish_weighted(batch, loss)
+    fast = use_fused(fused, inplace_grad, weight)
+    batch = _indices(input, target, weight, ignore_index, reduction, upcast=not fast)
+
+    def composition(batch: Batch) -> Tensor:
+        log_p_y = batch.gather(torch.log_softmax(batch.logits, dim=1))
+        loss = a * -log_p_y + b * -big_a * -torch.expm1(log_p_y)
+        return finish_weighted(batch, loss)
+
+    if fast:
+        return run_or_compose(sce_job(batch, a, -b * big_a), batch, inplace_grad, composition)
+    return composition(batch)
+
+
+def sce_job(batch: Batch, alpha: float, reverse: float) -> Job:
+    """The fused job: ``w_y (-alpha log p_y + reverse (1 - p_y))`` with ``reverse = -beta A``,
+    the ``SCE`` kind with ``strength = alpha`` and ``param = reverse``."""
+    native = NativeRows(SCE, example_weight(batch), strength=alpha, param=reverse)
+    return Job.of(batch, None, False, native)
