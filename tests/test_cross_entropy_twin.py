@@ -85,10 +85,12 @@ def _parameters(fn: object) -> list[tuple[str, object, object]]:
         (CrossEntropyLoss.forward, torch.nn.CrossEntropyLoss.forward),
     ],
 )
-def test_signature_is_pytorchs_plus_keyword_only_prior(ours: object, theirs: object) -> None:
+def test_signature_is_pytorchs_plus_keyword_only_extras(ours: object, theirs: object) -> None:
     mine, torchs = _parameters(ours), _parameters(theirs)
     assert mine[: len(torchs)] == torchs
-    assert mine[len(torchs) :] in ([], [("prior", inspect.Parameter.KEYWORD_ONLY, None)])
+    extras = [("prior", None), ("lse_square_scale", 0.0), ("softcap", None)]
+    keyword = [(name, inspect.Parameter.KEYWORD_ONLY, default) for name, default in extras]
+    assert mine[len(torchs) :] == ([] if ours is CrossEntropyLoss.forward else keyword)
 
 
 def test_public_names_and_subclass() -> None:

@@ -1,4 +1,9 @@
-"""``nn.Module`` wrappers of the loss family (L2): hyperparameters stored, ``forward`` one call."""
+"""``nn.Module`` wrappers of the loss family (L2): hyperparameters stored, ``forward`` one call.
+
+The four smoothing-family modules take the z-loss and softcap options of their functions
+(``lse_square_scale``, ``softcap``; see :func:`smoothlab.label_smoothing_cross_entropy`),
+validated at construction and stored as plain attributes.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from smoothlab.losses import (
     label_relaxation_loss,
     label_smoothing_cross_entropy,
 )
+from smoothlab.losses._common import check_logit_options
 from smoothlab.losses.cross_entropy import resolve_reduction
 
 __all__ = [
@@ -52,10 +58,12 @@ __all__ = [
 
 class CrossEntropyLoss(nn.CrossEntropyLoss):
     """Module form of :func:`smoothlab.cross_entropy`, with ``torch.nn.CrossEntropyLoss``'s
-    signature (plus a keyword-only ``prior``, a buffer like ``weight``).
+    signature (plus keyword-only ``prior``, a buffer like ``weight``, ``lse_square_scale`` and
+    ``softcap``).
 
     A subclass of PyTorch's class, so ``isinstance`` checks, attributes and state dicts carry
-    over; ``label_smoothing`` may be negative and is validated here rather than at the call.
+    over; ``label_smoothing`` may be negative and is validated here rather than at the call, as
+    are the keyword-only ``lse_square_scale`` (z-loss) and ``softcap``.
 
     >>> import torch
     >>> logits, target = torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([0])
@@ -63,6 +71,8 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     tensor(0.3913)
     >>> torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, target)
     tensor(0.3913)
+    >>> CrossEntropyLoss(label_smoothing=0.1, lse_square_scale=1e-2, softcap=2.0)(logits, target)
+    tensor(0.5180)
     """
 
     prior: Tensor | None
@@ -77,11 +87,14 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         label_smoothing: float = 0.0,
         *,
         prior: Tensor | None = None,
+        lse_square_scale: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
         mode = resolve_reduction(size_average, reduce, reduction)
         rate = check_real("label_smoothing", label_smoothing, high=1.0)
         super().__init__(weight, ignore_index=ignore_index, reduction=mode, label_smoothing=rate)
         self.register_buffer("prior", prior)
+        self.lse_square_scale, self.softcap = _logit_options(lse_square_scale, softcap)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return cross_entropy(
@@ -92,7 +105,15 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
             prior=self.prior,
+            lse_square_scale=self.lse_square_scale,
+            softcap=self.softcap,
         )
+
+
+def _logit_options(lse_square_scale: object, softcap: object) -> tuple[float, float | None]:
+    """The validated z-loss scale and softcap, as the functions take them (``None``: no cap)."""
+    scale, cap = check_logit_options(lse_square_scale, softcap)
+    return scale, cap or None
 
 
 class _Loss(nn.Module):
@@ -100,11 +121,24 @@ class _Loss(nn.Module):
 
     weight: Tensor | None
 
-    def __init__(self, weight: Tensor | None, ignore_index: int, reduction: str) -> None:
+    def __init__(
+        self,
+        weight: Tensor | None,
+        ignore_index: int,
+        reduction: str,
+        lse_square_scale: float,
+        softcap: float | None,
+    ) -> None:
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
+        self.lse_square_scale, self.softcap = _logit_options(lse_square_scale, softcap)
+
+    def _options_repr(self) -> str:
+        """The z-loss and softcap for ``extra_repr``, only when set (the common case is off)."""
+        scale = f", lse_square_scale={self.lse_square_scale}" if self.lse_square_scale else ""
+        return scale + (f", softcap={self.softcap}" if self.softcap is not None else "")
 
 
 class LabelSmoothingCrossEntropyLoss(_Loss):
@@ -117,6 +151,11 @@ class LabelSmoothingCrossEntropyLoss(_Loss):
     >>> loss_fn = LabelSmoothingCrossEntropyLoss(smoothing=0.1)
     >>> loss_fn(torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([0]))
     tensor(0.3913)
+    >>> capped = LabelSmoothingCrossEntropyLoss(0.1, lse_square_scale=1e-4, softcap=30.0)
+    >>> capped.extra_repr()
+    "smoothing=0.1, exclusive=False, reduction='mean', lse_square_scale=0.0001, softcap=30.0"
+    >>> capped(torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([0]))
+    tensor(0.3922)
     """
 
     prior: Tensor | None
@@ -131,8 +170,10 @@ class LabelSmoothingCrossEntropyLoss(_Loss):
         weighting: Weighting = "pytorch",
         ignore_index: int = -100,
         reduction: str = "mean",
+        lse_square_scale: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
-        super().__init__(weight, ignore_index, reduction)
+        super().__init__(weight, ignore_index, reduction, lse_square_scale, softcap)
         self.smoothing = check_real("smoothing", smoothing, high=1.0)
         self.register_buffer("prior", prior)
         self.exclusive = exclusive
@@ -149,11 +190,14 @@ class LabelSmoothingCrossEntropyLoss(_Loss):
             weighting=self.weighting,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
+            lse_square_scale=self.lse_square_scale,
+            softcap=self.softcap,
         )
 
     def extra_repr(self) -> str:
         return (
             f"smoothing={self.smoothing}, exclusive={self.exclusive}, reduction={self.reduction!r}"
+            + self._options_repr()
         )
 
 
@@ -172,8 +216,10 @@ class LabelRelaxationLoss(_Loss):
         weight: Tensor | None = None,
         ignore_index: int = -100,
         reduction: str = "mean",
+        lse_square_scale: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
-        super().__init__(weight, ignore_index, reduction)
+        super().__init__(weight, ignore_index, reduction, lse_square_scale, softcap)
         self.alpha = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -184,10 +230,12 @@ class LabelRelaxationLoss(_Loss):
             weight=self.weight,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
+            lse_square_scale=self.lse_square_scale,
+            softcap=self.softcap,
         )
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, reduction={self.reduction!r}"
+        return f"alpha={self.alpha}, reduction={self.reduction!r}" + self._options_repr()
 
 
 class ConfidencePenaltyLoss(_Loss):
@@ -206,8 +254,10 @@ class ConfidencePenaltyLoss(_Loss):
         weight: Tensor | None = None,
         ignore_index: int = -100,
         reduction: str = "mean",
+        lse_square_scale: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
-        super().__init__(weight, ignore_index, reduction)
+        super().__init__(weight, ignore_index, reduction, lse_square_scale, softcap)
         self.beta = check_real("beta", beta, low=0.0)
         self.threshold = None if threshold is None else check_real("threshold", threshold, low=0.0)
 
@@ -220,7 +270,12 @@ class ConfidencePenaltyLoss(_Loss):
             weight=self.weight,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
+            lse_square_scale=self.lse_square_scale,
+            softcap=self.softcap,
         )
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}, reduction={self.reduction!r}"
+        return (
+            f"beta={self.beta}, threshold={self.threshold}, reduction={self.reduction!r}"
+            + self._options_repr()
+        )

@@ -2,7 +2,8 @@
 
 A user porting ``F.cross_entropy(x, y, label_smoothing=0.1)`` replaces only the name: same
 positional order, keyword names and defaults, same numbers, and on top negative smoothing,
-a ``prior=`` and half-precision batches that PyTorch overflows.
+a ``prior=``, the z-loss and tanh softcap of the GPU kernels, and half-precision batches that
+PyTorch overflows.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def cross_entropy(
     label_smoothing: float = 0.0,
     *,
     prior: Tensor | None = None,
+    lse_square_scale: float = 0.0,
+    softcap: float | None = None,
 ) -> Tensor:
     r"""``torch.nn.functional.cross_entropy`` with the same signature, on smoothlab's kernels.
 
@@ -71,6 +74,10 @@ def cross_entropy(
     for class indices :math:`y`, and :math:`\ell = -\sum_j w_j ((1 - r) t_j + r \pi_j) \log p_j`
     for probability targets :math:`t`; ``mean`` divides by :math:`\sum_n w_{y_n}` over
     non-ignored positions (class indices) or by the number of positions (probabilities).
+    With ``softcap`` :math:`c` the logits are first capped, :math:`z \leftarrow c \tanh(z / c)`,
+    and with ``lse_square_scale`` :math:`s` each non-ignored position adds
+    :math:`s\,(\log \sum_j e^{z_j})^2`, unweighted, to :math:`\ell` (``mean`` keeps its
+    denominator); both default to off, which is PyTorch's loss.
 
     Every input PyTorch accepts gives PyTorch's numbers, with one documented exception: a term
     with no target mass (a zero class weight or probability) is 0 even at a ``-inf`` logit,
@@ -82,6 +89,9 @@ def cross_entropy(
       (a teacher's predictions, Xu et al., 2020) in place of the uniform :math:`1/C`.
     * float16 / bfloat16 logits are computed in float32, and the loss is float32 (as under
       autocast); PyTorch's float16 loss overflows to ``inf`` past 65504.
+    * ``lse_square_scale=`` (PaLM's z-loss, Chowdhery et al., 2022) and ``softcap=`` (Gemma 2's
+      tanh cap), the options of Liger-Kernel's cross-entropy, as in
+      :func:`label_smoothing_cross_entropy`.
 
     Args:
         input: logits ``(N, C)``, ``(N, C, d1, ...)`` or ``(C,)``.
@@ -94,6 +104,8 @@ def cross_entropy(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         label_smoothing: the rate :math:`r \le 1`; negative for negative label smoothing.
         prior: ``None`` (uniform), ``(C,)``, or per-example ``(N, C, d1, ...)``.
+        lse_square_scale: the z-loss scale ``s >= 0``.
+        softcap: ``c > 0`` caps the logits at ``c tanh(z / c)`` first; ``None``: off.
 
     Shape:
         - input: ``(N, C, d1, ...)``, ``(N, C)`` or ``(C,)``.
@@ -115,9 +127,12 @@ def cross_entropy(
     >>> ones = torch.ones(4096, dtype=torch.long)
     >>> cross_entropy(half, ones), torch.nn.functional.cross_entropy(half, ones)
     (tensor(40.), tensor(inf, dtype=torch.float16))
+    >>> cross_entropy(logits, target, label_smoothing=0.1, lse_square_scale=1e-2, softcap=2.0)
+    tensor(0.5933)
 
     References: Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016; Wei et al.,
-    "To Smooth or Not?", ICML 2022; Xu et al., "Towards Understanding Label Smoothing", 2020.
+    "To Smooth or Not?", ICML 2022; Xu et al., "Towards Understanding Label Smoothing", 2020;
+    Chowdhery et al., "PaLM", 2022 (z-loss); Gemma Team, "Gemma 2", 2024 (softcap).
     """
     mode = resolve_reduction(size_average, reduce, reduction)
     rate = check_real("label_smoothing", label_smoothing, high=1.0)
@@ -129,4 +144,6 @@ def cross_entropy(
         weight=weight,
         ignore_index=ignore_index,
         reduction=mode,
+        lse_square_scale=lse_square_scale,
+        softcap=softcap,
     )
