@@ -25,6 +25,12 @@ from test_losses_robust import naive_gce, naive_sce
 from smoothlab import _native
 from smoothlab.losses import _native_rows
 from smoothlab.losses.focal import focal_loss, sample_dependent_focal_loss
+from smoothlab.losses.regularized import (
+    logit_norm_loss,
+    logit_penalty_loss,
+    margin_label_smoothing_loss,
+    max_suppression_loss,
+)
 from smoothlab.losses.robust import generalized_cross_entropy, symmetric_cross_entropy
 
 pytestmark = pytest.mark.skipif(
@@ -75,6 +81,34 @@ KINDS = {
         {"alpha": 0.3, "beta": 0.7, "log_zero": -6.0},
         "symmetric cross-entropy",
         _one(naive_sce, 0.3, 0.7, -6.0),
+    ),
+    "logit-penalty": Kind(
+        logit_penalty_loss,
+        {"beta": 0.05},
+        "logit penalty",
+        lambda z, y: naive_family("penalty", z, y, beta=0.05),
+        finite=True,
+    ),
+    "maxsup": Kind(
+        max_suppression_loss,
+        {"alpha": 0.3},
+        "max suppression",
+        lambda z, y: naive_family("maxsup", z, y, alpha=0.3),
+        finite=True,
+    ),
+    "mbls": Kind(
+        margin_label_smoothing_loss,
+        {"margin": 1.5, "alpha": 0.2},
+        "margin label smoothing",
+        lambda z, y: naive_family("mbls", z, y, alpha=0.2, margin=1.5),
+        finite=True,
+    ),
+    "logit-norm": Kind(
+        logit_norm_loss,
+        {"temperature": 0.3},
+        "logit norm",
+        lambda z, y: naive_family("logit_norm", z, y, temperature=0.3),
+        finite=True,
     ),
 }
 
@@ -250,3 +284,22 @@ def test_switch_errors(name: str) -> None:
         ValueError, match=r"^`inplace_grad` must be False when fused=False, got True$"
     ):
         kind.fn(z, y, **kind.options, fused=False, inplace_grad=True)
+
+
+@pytest.mark.parametrize("c", [10, 300])
+def test_tied_maxima_and_gaps_at_the_margin(c: int) -> None:
+    """Integer logits: tied maxima share the max's gradient evenly (as ``torch.amax``'s), and
+    gaps exactly at MbLS's margin are not penalised (``relu'(0) = 0``)."""
+    z = torch.randint(-2, 3, (70, c), generator=torch.Generator().manual_seed(c)).float()
+    z[0] = 0.0  # a zero row: every class ties, and LogitNorm's norm is 0
+    y = torch.randint(0, c, (70,), generator=torch.Generator().manual_seed(1))
+    for kind, options in (
+        (max_suppression_loss, {"alpha": 0.3}),
+        (margin_label_smoothing_loss, {"alpha": 0.2, "margin": 1.0}),
+        (logit_norm_loss, {"temperature": 0.5}),
+    ):
+        x = z.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(kind(x, y, **options), x)
+        x64 = z.double().requires_grad_()
+        (ref,) = torch.autograd.grad(kind(x64, y, **options, fused=False), x64)
+        _close(grad, ref)

@@ -40,7 +40,9 @@ LAYERS = {
 ALLOWED_THIRD_PARTY = {0: {"torch"}, 1: {"torch", "numpy"}, 2: {"torch", "numpy"}}
 # Kernel modules that need their compiler at module level (decorators); imported lazily by
 # their package, never by `import smoothlab`.
-KERNEL_MODULES = {f"_triton/{name}.py": {"triton"} for name in ("rows", "ivon", "cce")}
+KERNEL_MODULES = {
+    f"_triton/{name}.py": {"triton"} for name in ("rows", "rows_family", "ivon", "cce")
+}
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 
 

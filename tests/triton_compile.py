@@ -47,6 +47,7 @@ _POINTERS = {
     torch.bfloat16: "*bf16",
     torch.float16: "*fp16",
     torch.int64: "*i64",
+    torch.uint8: "*u8",
 }
 
 

@@ -18,6 +18,11 @@ gradient (into the logits' own buffer when asked). Half-precision logits are rea
 everything is computed in fp32; the true-class term ``- t`` is subtracted in fp32 before the
 gradient is rounded to the logits' dtype (``p_y - 1`` cancels in bf16).
 
+Beyond the smoothing family, focal loss (FLSD too), GCE and SCE, losses of ``log p_y`` alone,
+run here with ``e_y - p`` gradients (:func:`_py_math`; ``losses_kinds.h`` beside the C kernels
+defines them); the logit regularisers have their own kernel (:mod:`smoothlab._triton.rows_family`),
+to which :func:`run_rows` sends them.
+
 Options beyond the CPU kernels: z-loss ``lse_square_scale * lse^2`` per non-ignored row
 (PaLM, Chowdhery et al. 2022, Sec. 5) and a tanh softcap ``z <- cap tanh(z / cap)`` of the
 logits (Gemma 2, Team et al. 2024), both with their exact gradients.
@@ -34,9 +39,21 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-__all__ = ["MAX_BLOCK", "PENALTY", "RELAX", "SMOOTH", "run_rows"]
+__all__ = [
+    "FOCAL",
+    "GCE",
+    "MAX_BLOCK",
+    "PENALTY",
+    "RELAX",
+    "SCE",
+    "SMOOTH",
+    "RowSpec",
+    "per_row",
+    "run_rows",
+]
 
-SMOOTH, RELAX, PENALTY = 0, 1, 2  # then FOCAL, GCE, SCE = 3, 4, 5 (see _py_math)
+SMOOTH, RELAX, PENALTY = 0, 1, 2
+FOCAL, GCE, SCE = 3, 4, 5  # see _py_math; the kinds above them: rows_family
 #: Widest column block: 4096 fp32 values per block keep a program's registers (8 warps) in use
 #: without spilling; not yet tuned on a GPU.
 MAX_BLOCK = 4096
@@ -286,7 +303,7 @@ class RowSpec(Protocol):
     param: float
 
 
-def _per_row(value: float | Tensor, dummy: Tensor, start: int) -> tuple[Tensor, float, bool]:
+def per_row(value: float | Tensor, dummy: Tensor, start: int) -> tuple[Tensor, float, bool]:
     """A per-row coefficient from row ``start`` on: (pointer tensor, constant, pointer read?)."""
     if isinstance(value, Tensor):
         rows = dummy.shape[0]
@@ -323,6 +340,12 @@ def run_rows(
     ``lse_square_scale`` adds the z-loss, ``softcap`` caps the logits at ``softcap tanh(z /
     softcap)`` first.
     """
+    if spec.kind > PENALTY and spec.kind not in (FOCAL, GCE, SCE):
+        # imported here: rows_family imports this module for its helpers
+        from smoothlab._triton import rows_family
+
+        assert y is not None
+        return rows_family.run_logit_rows(spec, z, g, y, valid, scale, start=start)
     z = z.view(*z.shape[:2], math.prod(z.shape[2:]))  # (N, C, S): a view, so that g may be z
     examples, classes, inner = (int(size) for size in z.shape)
     rows = examples * inner
@@ -333,8 +356,8 @@ def run_rows(
     out = g.view(z.shape) if grad and g is not None else z
     dummy = loss
     first = start * inner  # the first position's index in the per-position coefficients
-    (a, a0, has_a), (b, b0, has_b) = _per_row(spec.a, dummy, first), _per_row(spec.b, dummy, first)
-    r, r0, has_r = _per_row(spec.r, dummy, first)
+    (a, a0, has_a), (b, b0, has_b) = per_row(spec.a, dummy, first), per_row(spec.b, dummy, first)
+    r, r0, has_r = per_row(spec.r, dummy, first)
     pi = dummy if spec.pi is None else spec.pi.to(device=z.device, dtype=torch.float32).contiguous()
     t = None if spec.t_rows is None else spec.t_rows(start, start + examples).reshape(z.shape)
     tw = spec.tw if t is not None else None

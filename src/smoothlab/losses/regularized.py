@@ -5,6 +5,11 @@ class-index targets ``weight`` scales each position's whole loss by :math:`w_y` 
 divides by :math:`\\sum_n w_{y_n}` (so a zero regulariser is ``F.cross_entropy`` with the same
 weights); with probability targets (mixup, cutmix) the cross-entropy term follows PyTorch and
 the regulariser is unweighted.
+
+With class indices, each has a fused path (``logit_job``: a kind of the C and Triton row kernels,
+loss and gradient in one sweep of a row, see ``smoothlab/_native/losses_kinds.h``); probability
+targets, float64, spatial CPU positions and ``fused=False`` run the composition of torch
+operations, their specification.
 """
 
 from __future__ import annotations
@@ -13,7 +18,17 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import check_real
-from smoothlab.losses._common import Batch, finish, finish_weighted, prepare, soft_cross_entropy
+from smoothlab.losses._common import (
+    Batch,
+    example_weight,
+    finish,
+    finish_weighted,
+    prepare,
+    soft_cross_entropy,
+)
+from smoothlab.losses._fused import Job, use_fused
+from smoothlab.losses._native_rows import LOGITNORM, LPEN, MAXSUP, MBLS, NativeRows
+from smoothlab.losses._served import run_or_compose
 from smoothlab.schedules import Schedule, linear
 
 __all__ = [
@@ -26,9 +41,35 @@ __all__ = [
 
 
 def _prepare(
-    input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    fast: bool = False,
 ) -> Batch:
-    return prepare(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    return prepare(
+        input,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        upcast=not fast,
+    )
+
+
+def _fast(fused: object, inplace_grad: object, target: object, weight: Tensor | None) -> bool:
+    """Whether the fused kernels may serve: :func:`use_fused`, and class-index targets."""
+    indexed = isinstance(target, Tensor) and not target.is_floating_point()
+    return use_fused(fused, inplace_grad, weight) and indexed
+
+
+def logit_job(batch: Batch, kind: int, strength: float, param: float = 0.0) -> Job:
+    """The fused job of a kind of ``losses_kinds.h`` (``LPEN``, ``MAXSUP``, ``MBLS``,
+    ``LOGITNORM``): ``w_y`` times cross-entropy plus the regulariser; its header says what
+    ``strength`` and ``param`` are for each kind."""
+    native = NativeRows(kind, example_weight(batch), strength=strength, param=param)
+    return Job.of(batch, None, False, native)
 
 
 def _cross_entropy_plus(batch: Batch, logits: Tensor, penalty: Tensor | float) -> Tensor:
@@ -47,6 +88,8 @@ def max_suppression_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Max suppression (MaxSup): cross-entropy plus ``alpha`` times the top logit's lead.
 
@@ -67,6 +110,10 @@ def max_suppression_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: compute loss and gradient in one sweep of each row (C kernels for float32 or
+            half ``(N, C)`` CPU logits with class indices, Triton for CUDA); ``False`` (and
+            every other input) runs the composition of torch operations, with the same numbers.
+        inplace_grad: write the gradient into ``input``'s storage (the fused path only).
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)`` or ``(N, C, d1, ...)``.
@@ -80,9 +127,16 @@ def max_suppression_loss(
     Overcoming Representation Collapse in Label Smoothing", NeurIPS 2025.
     """
     a = check_real("alpha", alpha, low=0.0)
-    batch = _prepare(input, target, weight, ignore_index, reduction)
-    z = batch.logits
-    return _cross_entropy_plus(batch, z, a * (z.amax(dim=1) - z.mean(dim=1)))
+    fast = _fast(fused, inplace_grad, target, weight)
+    batch = _prepare(input, target, weight, ignore_index, reduction, fast)
+
+    def composition(batch: Batch) -> Tensor:
+        z = batch.logits
+        return _cross_entropy_plus(batch, z, a * (z.amax(dim=1) - z.mean(dim=1)))
+
+    if fast:
+        return run_or_compose(logit_job(batch, MAXSUP, a), batch, inplace_grad, composition)
+    return composition(batch)
 
 
 def max_suppression_schedule(steps: int, *, start: float = 0.1, end: float = 0.2) -> Schedule:
@@ -111,6 +165,8 @@ def margin_label_smoothing_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Margin-based label smoothing (MbLS): penalise logit gaps beyond a margin only.
 
@@ -131,6 +187,8 @@ def margin_label_smoothing_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: as :func:`max_suppression_loss`.
+        inplace_grad: as :func:`max_suppression_loss`.
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)`` or ``(N, C, d1, ...)``.
@@ -145,10 +203,17 @@ def margin_label_smoothing_loss(
     """
     m = check_real("margin", margin, low=0.0)
     a = check_real("alpha", alpha, low=0.0)
-    batch = _prepare(input, target, weight, ignore_index, reduction)
-    z = batch.logits
-    gaps = z.amax(dim=1, keepdim=True) - z
-    return _cross_entropy_plus(batch, z, a * torch.relu(gaps - m).sum(dim=1))
+    fast = _fast(fused, inplace_grad, target, weight)
+    batch = _prepare(input, target, weight, ignore_index, reduction, fast)
+
+    def composition(batch: Batch) -> Tensor:
+        z = batch.logits
+        gaps = z.amax(dim=1, keepdim=True) - z
+        return _cross_entropy_plus(batch, z, a * torch.relu(gaps - m).sum(dim=1))
+
+    if fast:
+        return run_or_compose(logit_job(batch, MBLS, a, m), batch, inplace_grad, composition)
+    return composition(batch)
 
 
 def logit_norm_loss(
@@ -160,6 +225,8 @@ def logit_norm_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""LogitNorm: cross-entropy of the logits scaled to a fixed norm ``1 / temperature``.
 
@@ -179,6 +246,8 @@ def logit_norm_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: as :func:`max_suppression_loss`.
+        inplace_grad: as :func:`max_suppression_loss`.
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)`` or ``(N, C, d1, ...)``.
@@ -193,10 +262,18 @@ def logit_norm_loss(
     """
     tau = check_real("temperature", temperature, low=0.0, low_open=True)
     epsilon = check_real("eps", eps, low=0.0, low_open=True)
-    batch = _prepare(input, target, weight, ignore_index, reduction)
-    z = batch.logits
-    norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
-    return _cross_entropy_plus(batch, z / (tau * (norm + epsilon)), 0.0)
+    fast = _fast(fused, inplace_grad, target, weight)
+    batch = _prepare(input, target, weight, ignore_index, reduction, fast)
+
+    def composition(batch: Batch) -> Tensor:
+        z = batch.logits
+        norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+        return _cross_entropy_plus(batch, z / (tau * (norm + epsilon)), 0.0)
+
+    if fast:
+        job = logit_job(batch, LOGITNORM, tau, epsilon)
+        return run_or_compose(job, batch, inplace_grad, composition)
+    return composition(batch)
 
 
 def logit_penalty_loss(
@@ -207,6 +284,8 @@ def logit_penalty_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool = True,
+    inplace_grad: bool = False,
 ) -> Tensor:
     r"""Cross-entropy plus an L2 penalty on the logits.
 
@@ -224,6 +303,8 @@ def logit_penalty_loss(
         weight: per-class weights ``(C,)``.
         ignore_index: class index whose positions contribute nothing.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        fused: as :func:`max_suppression_loss`.
+        inplace_grad: as :func:`max_suppression_loss`.
 
     Shape:
         - input: ``(N, C, d1, ...)``; target: ``(N, d1, ...)`` or ``(N, C, d1, ...)``.
@@ -237,6 +318,13 @@ def logit_penalty_loss(
     ICLR 2021.
     """
     b = check_real("beta", beta, low=0.0)
-    batch = _prepare(input, target, weight, ignore_index, reduction)
-    z = batch.logits
-    return _cross_entropy_plus(batch, z, 0.5 * b * (z * z).sum(dim=1))
+    fast = _fast(fused, inplace_grad, target, weight)
+    batch = _prepare(input, target, weight, ignore_index, reduction, fast)
+
+    def composition(batch: Batch) -> Tensor:
+        z = batch.logits
+        return _cross_entropy_plus(batch, z, 0.5 * b * (z * z).sum(dim=1))
+
+    if fast:
+        return run_or_compose(logit_job(batch, LPEN, b), batch, inplace_grad, composition)
+    return composition(batch)
