@@ -16,12 +16,17 @@ instead of failing every run of the grid minutes later. What is checked:
   :mod:`smoothlab.lab.plan.inputs`), and ``data.augment_*`` is only used on images;
 - ``model.checkpoint`` is an existing file, and ``train.backbone_lr`` is not used with IVON;
 - ``[calibration]``: registered calibrators, each once, options in range and read by one of them,
-  and a validation split to fit them on (:mod:`smoothlab.lab.plan.calibrators`).
+  and a validation split to fit them on (:mod:`smoothlab.lab.plan.calibrators`);
+- methods that learn from the validation split (:data:`VALIDATION_METHODS`: ``adafocal``) have
+  one, with at least ``num_bins`` examples where ``data.train_subset`` bounds its size. Without
+  it an AdaFocal run failed after its first epoch, or, trained one epoch, silently stayed focal
+  loss at ``gamma_init``.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 from smoothlab.lab.plan.calibrators import CALIBRATORS, calibrator
 from smoothlab.lab.plan.grid import method_variants
@@ -31,7 +36,11 @@ from smoothlab.lab.plan.methods import METHODS, make_method
 from smoothlab.lab.plan.models import MODELS
 from smoothlab.lab.plan.schema import CalibrationConfig, Config, ConfigError, TrainConfig
 
-__all__ = ["check_combinations"]
+__all__ = ["VALIDATION_METHODS", "check_combinations"]
+
+#: Methods whose objective learns from the validation split after every epoch it trains
+#: (``Objective.observe_validation``), with what it learns there, for the error message.
+VALIDATION_METHODS = {"adafocal": "its gammas follow the validation split's calibration"}
 
 
 def check_combinations(config: Config) -> None:
@@ -51,6 +60,7 @@ def check_combinations(config: Config) -> None:
     _check_noise(config)
     _check_schedule(config.train, "train.lr_schedule", "train.warmup_epochs")
     _check_methods(config)
+    _check_validation_methods(config)
     _check_calibration(config)
 
 
@@ -184,6 +194,28 @@ def _check_methods(config: Config) -> None:
                 for key in ("lr_schedule", "warmup_epochs")
             )
             _check_schedule(recipe, schedule_key, warmup_key)
+
+
+def _check_validation_methods(config: Config) -> None:
+    """A method of :data:`VALIDATION_METHODS` needs a validation split; AdaFocal's equal-mass
+    bins need an example each, so ``num_bins`` at most the split's size, known (as an upper
+    bound: a smaller dataset holds fewer) when ``data.train_subset`` is set."""
+    fraction, subset = config.data.val_fraction, config.data.train_subset
+    for name in (n for n in config.methods if n in VALIDATION_METHODS):
+        if fraction == 0:
+            raise ConfigError(
+                f"`data.val_fraction` must be > 0 with methods.{name} "
+                f"({VALIDATION_METHODS[name]}), got {fraction!r}"
+            )
+        held = math.floor(fraction * subset + 0.5)  # split_indices' rounding of its size
+        for params in method_variants(name, dict(config.methods[name])):
+            bins = dict(params).get("num_bins", 1)
+            if subset > 0 and held < bins:
+                raise ConfigError(
+                    f"`data.val_fraction` must leave >= num_bins = {bins} validation examples "
+                    f"for methods.{name} (data.train_subset = {subset} leaves at most {held}), "
+                    f"got {fraction!r}"
+                )
 
 
 def _check_calibration(config: Config) -> None:
