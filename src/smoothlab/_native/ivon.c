@@ -28,13 +28,23 @@
  *     update  d = (D + missing h) / S;  h <- h + d (c2 d / P - a),  a = 1 - beta2,
  *             c2 = a^2 ess / 2;  m <- m - lr clip((debias momentum + wd m) / (h + wd), r)
  *
+ * Arguments. sample, record and update take one ivon_args_t of named fields (mirrored by
+ * IvonArgs in smoothlab/optim/_ivon_native.py) and an element range [lo, hi): the pointers
+ * address element 0 of one parameter's tensors, so threads share one struct and no caller
+ * computes offsets. The normal and Philox entry points keep their few positional arguments.
+ *
  * Compiled with -fno-math-errno -fno-trapping-math and without -ffast-math; log, sin and cos
  * are small polynomials below because the libm calls do not vectorise. The Philox words are the
  * same on every machine; the normals differ in the last bit between builds with and without
  * FMA (the polynomials use it where the CPU has it), so runs repeat bitwise on one machine.
+ * Outside the polynomials nothing is fused: sample, record and update round every operation
+ * as written, which the tests check bit for bit against float32 PyTorch.
  */
 #include <math.h>
 #include <stdint.h>
+
+/* gcc in -std=c11 mode never contracts a * b + c into an FMA; clang's default would */
+#pragma STDC FP_CONTRACT OFF
 
 enum { LANES = 64, CHUNK = 4 * LANES, ROUNDS = 10 };
 
@@ -227,10 +237,22 @@ void sl_ivon_normal(uint32_t k0, uint32_t k1, uint32_t stream, int64_t lo, int64
     }
 }
 
-/* sample: eps = z, theta = m + eps / sqrt(ess h + ess wd), elements [lo, hi). */
-void sl_ivon_sample(uint32_t k0, uint32_t k1, uint32_t stream, int64_t lo, int64_t hi,
-                    const float *m, const float *h, float *theta, float *eps, float ess,
-                    float ess_wd) {
+/* The arguments of sample, record and update, by name; each reads the fields its comment lists. */
+typedef struct {
+    uint32_t k0, k1, stream; /* sample: the Philox key and the parameter's stream */
+    int32_t first;           /* record: the step's first sample assigns D and decays momentum */
+    float *m, *h, *theta, *eps, *g, *mom, *diff; /* mean, Hessian, sample, noise, gradient, ... */
+    float ess, ess_wd, wd;   /* precision P = ess h + ess_wd; wd the weight decay (update) */
+    float keep, share;       /* record: momentum <- keep momentum + share g */
+    float a, c2, missing, samples, lr, debias, clip; /* update, as in the header */
+} ivon_args_t;
+
+/* sample: eps = z, theta = m + eps / sqrt(ess h + ess wd), elements [lo, hi).
+ * Reads k0, k1, stream, m, h, ess, ess_wd; writes theta, eps. */
+void sl_ivon_sample(const ivon_args_t *args, int64_t lo, int64_t hi) {
+    const uint32_t k0 = args->k0, k1 = args->k1, stream = args->stream;
+    const float *m = args->m, *h = args->h, ess = args->ess, ess_wd = args->ess_wd;
+    float *theta = args->theta, *eps = args->eps;
     float z[CHUNK];
     for (int64_t q = lo / CHUNK; q * CHUNK < hi; q++) {
         normal_chunk(k0, k1, stream, q, z);
@@ -247,10 +269,14 @@ void sl_ivon_sample(uint32_t k0, uint32_t k1, uint32_t stream, int64_t lo, int64
 }
 
 /* record: D (=) h - g eps sqrt(P) and momentum (=) keep momentum + share g; `first` assigns,
- * otherwise D accumulates and keep is unused. */
-void sl_ivon_record(int64_t n, const float *g, const float *eps, const float *h, float *mom,
-                    float *diff, float ess, float ess_wd, float keep, float share, int first) {
-    if (first) {
+ * otherwise D accumulates and keep is unused. Reads g, eps, h, ess, ess_wd, keep, share, first;
+ * writes mom, diff. */
+void sl_ivon_record(const ivon_args_t *args, int64_t lo, int64_t hi) {
+    const int64_t n = hi - lo;
+    const float *g = args->g + lo, *eps = args->eps + lo, *h = args->h + lo;
+    float *mom = args->mom + lo, *diff = args->diff + lo;
+    const float ess = args->ess, ess_wd = args->ess_wd, keep = args->keep, share = args->share;
+    if (args->first) {
 #pragma omp simd
         for (int64_t j = 0; j < n; j++) {
             diff[j] = h[j] - g[j] * eps[j] * sqrtf(ess * h[j] + ess_wd);
@@ -265,10 +291,15 @@ void sl_ivon_record(int64_t n, const float *g, const float *eps, const float *h,
     }
 }
 
-/* update: the Hessian with its correction term, then the debiased, clipped mean step. */
-void sl_ivon_update(int64_t n, float *m, float *h, const float *mom, const float *diff,
-                    float ess, float ess_wd, float wd, float a, float c2, float missing,
-                    float samples, float lr, float debias, float clip) {
+/* update: the Hessian with its correction term, then the debiased, clipped mean step. Reads mom,
+ * diff, ess, ess_wd, wd, a, c2, missing, samples, lr, debias, clip; updates m and h. */
+void sl_ivon_update(const ivon_args_t *args, int64_t lo, int64_t hi) {
+    const int64_t n = hi - lo;
+    float *m = args->m + lo, *h = args->h + lo;
+    const float *mom = args->mom + lo, *diff = args->diff + lo;
+    const float ess = args->ess, ess_wd = args->ess_wd, wd = args->wd, a = args->a, c2 = args->c2;
+    const float missing = args->missing, samples = args->samples;
+    const float lr = args->lr, debias = args->debias, clip = args->clip;
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) {
         float hj = h[j];

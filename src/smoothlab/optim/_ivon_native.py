@@ -6,7 +6,9 @@ memory, and torch's Mersenne-Twister ``normal_``): :func:`sample_` draws
 :math:`\theta = m + \sigma \epsilon`; :func:`record_` turns one sample's gradient into
 :math:`h - \hat h` and the momentum's share; :func:`update_` does the Hessian update, the
 :math:`\sigma` refresh (implicitly: :math:`\sigma` is recomputed from :math:`h` when sampling)
-and the mean update. The header of ``ivon.c`` states the maths and the noise layout.
+and the mean update. The header of ``ivon.c`` states the maths and the noise layout. The three
+take one :class:`IvonArgs` of named fields and an element range, as the loss rows take
+``RowsArgs`` (:mod:`smoothlab.losses._native_rows`).
 
 The noise of one ``sampled_params`` call is fixed by a 64-bit Philox key drawn from the optimizer's
 ``torch.Generator`` (:class:`NoiseSource`) and, per parameter, its position in the optimizer (the
@@ -32,6 +34,7 @@ from torch import Tensor
 from smoothlab import _native
 
 __all__ = [
+    "IvonArgs",
     "NoiseSource",
     "kernels",
     "normal_",
@@ -47,19 +50,34 @@ __all__ = [
 #: time PyTorch's OpenMP workers keep spinning after the backward pass.
 GRAIN_ELEMENTS = 1 << 18
 
-_P, _I64, _U32, _F, _INT = (
-    ctypes.c_void_p,
-    ctypes.c_int64,
-    ctypes.c_uint32,
-    ctypes.c_float,
-    ctypes.c_int,
-)
+_P, _I64, _U32, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32, ctypes.c_float
+
+
+class IvonArgs(ctypes.Structure):
+    """The named arguments of ``sl_ivon_sample``, ``sl_ivon_record`` and ``sl_ivon_update`` (the
+    ``ivon_args_t`` struct of ``ivon.c``, field by field; each entry point reads its own fields,
+    the others stay 0).
+
+    Pointers address element 0 of one parameter's tensors; ``sl_ivon_*(args, lo, hi)`` runs
+    elements ``[lo, hi)``, so threads share one struct and no caller computes byte offsets.
+    """
+
+    _fields_ = [
+        *(("k0", _U32), ("k1", _U32), ("stream", _U32), ("first", ctypes.c_int32)),
+        *(("m", _P), ("h", _P), ("theta", _P), ("eps", _P), ("g", _P), ("mom", _P), ("diff", _P)),
+        *(("ess", _F), ("ess_wd", _F), ("wd", _F), ("keep", _F), ("share", _F)),
+        *(("a", _F), ("c2", _F), ("missing", _F), ("samples", _F)),
+        *(("lr", _F), ("debias", _F), ("clip", _F)),
+    ]
+
+
+_RANGE = ([ctypes.POINTER(IvonArgs), _I64, _I64], None)
 _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "sl_philox4x32": ([_U32, _U32, _U32, _U32, _U32, _U32, _I64, _P], None),
     "sl_ivon_normal": ([_U32, _U32, _U32, _I64, _I64, _P], None),
-    "sl_ivon_sample": ([_U32, _U32, _U32, _I64, _I64, _P, _P, _P, _P, _F, _F], None),
-    "sl_ivon_record": ([_I64, _P, _P, _P, _P, _P, _F, _F, _F, _F, _INT], None),
-    "sl_ivon_update": ([_I64, _P, _P, _P, _P, *[_F] * 10], None),
+    "sl_ivon_sample": _RANGE,
+    "sl_ivon_record": _RANGE,
+    "sl_ivon_update": _RANGE,
 }
 
 
@@ -125,6 +143,12 @@ def _split(n: int, call: Callable[[int, int], None]) -> None:
     _native.parallel(lambda lo, hi, _part: call(lo, hi), n, grain=GRAIN_ELEMENTS)
 
 
+def _run(entry: Callable[[Any, int, int], None], args: IvonArgs, n: int) -> None:
+    """``entry(args, lo, hi)`` over ``[0, n)``, the threads sharing ``args``."""
+    pointer = ctypes.byref(args)
+    _split(n, lambda lo, hi: entry(pointer, lo, hi))
+
+
 def normal_(out: Tensor, key: tuple[int, int], stream: int) -> Tensor:
     r"""Fill a contiguous float32 CPU tensor with the standard normals of ``stream``.
 
@@ -153,10 +177,12 @@ def sample_(
 ) -> None:
     r""":math:`\epsilon \sim \mathcal N(0, I)` into ``noise`` and
     :math:`\theta = m + \epsilon / \sqrt{\lambda (h + \delta)}` into ``sample``, one pass."""
-    lib, n = _lib(), mean.numel()
-    pointers = (mean.data_ptr(), hess.data_ptr(), sample.data_ptr(), noise.data_ptr())
-    ess_wd = ess * weight_decay
-    _split(n, lambda lo, hi: lib.sl_ivon_sample(*key, stream, lo, hi, *pointers, ess, ess_wd))
+    at = _native.address
+    args = IvonArgs(
+        k0=key[0], k1=key[1], stream=stream, m=at(mean), h=at(hess), theta=at(sample),
+        eps=at(noise), ess=ess, ess_wd=ess * weight_decay,
+    )  # fmt: skip
+    _run(_lib().sl_ivon_sample, args, mean.numel())
 
 
 def record_(
@@ -175,15 +201,12 @@ def record_(
     r"""Record one sample: :math:`D \mathrel{(+)=} h - \hat g \epsilon \sqrt{\lambda (h +
     \delta)}` and the momentum's share :math:`(1 - \beta_1) \hat g / S`, one pass (the first
     sample of a step assigns :math:`D` and first decays the momentum by :math:`\beta_1`)."""
-    lib = _lib()
-    grad = grad.contiguous()
-    tensors = (grad, noise, hess, momentum, diff)
-    hyper = (ess, ess * weight_decay, beta1, (1.0 - beta1) * share, int(first))
-
-    def work(lo: int, hi: int) -> None:
-        lib.sl_ivon_record(hi - lo, *(_native.address(t, lo) for t in tensors), *hyper)
-
-    _split(grad.numel(), work)
+    grad, at = grad.contiguous(), _native.address
+    args = IvonArgs(
+        g=at(grad), eps=at(noise), h=at(hess), mom=at(momentum), diff=at(diff), ess=ess,
+        ess_wd=ess * weight_decay, keep=beta1, share=(1.0 - beta1) * share, first=int(first),
+    )  # fmt: skip
+    _run(_lib().sl_ivon_record, args, grad.numel())
 
 
 def update_(
@@ -204,12 +227,10 @@ def update_(
     r"""One step from the recorded sum :math:`D`: the Hessian update with its correction term,
     then :math:`m \leftarrow m - \alpha\,\mathrm{clip}((b g + \delta m) / (h + \delta), r)`, one
     pass (see :mod:`smoothlab.optim._ivon_kernels` for the same lines in PyTorch)."""
-    lib, a = _lib(), 1.0 - beta2
-    tensors = (mean, hess, momentum, diff)
-    hyper = (ess, ess * weight_decay, weight_decay, a, 0.5 * a * a * ess, missing, samples)
-    step = (lr, debias, clip_radius)
-
-    def work(lo: int, hi: int) -> None:
-        lib.sl_ivon_update(hi - lo, *(_native.address(t, lo) for t in tensors), *hyper, *step)
-
-    _split(mean.numel(), work)
+    a, at = 1.0 - beta2, _native.address
+    args = IvonArgs(
+        m=at(mean), h=at(hess), mom=at(momentum), diff=at(diff), ess=ess,
+        ess_wd=ess * weight_decay, wd=weight_decay, a=a, c2=0.5 * a * a * ess, missing=missing,
+        samples=samples, lr=lr, debias=debias, clip=clip_radius,
+    )  # fmt: skip
+    _run(_lib().sl_ivon_update, args, mean.numel())
