@@ -3,7 +3,7 @@ r"""Estimating the noise transition without clean labels, from anchor points.
 A model trained on noisy labels estimates :math:`p(\tilde y = j \mid x) = \sum_i p(y = i \mid x)
 T_{ij}`. At a *perfect anchor* of class ``i``, an input with :math:`p(y = i \mid x) = 1`, that sum
 is row ``i`` of ``T``. Patrini et al. (CVPR 2017, "Making deep neural networks robust to label
-noise: a loss correction approach", Sec. 4) take as the anchor of class ``i`` the example with
+noise: a loss correction approach") take as the anchor of class ``i`` the example with
 the largest :math:`p(\tilde y = i \mid x)` and, for robustness to outliers, the example at a high
 percentile (97 %) of that column instead. :func:`estimate_transition_from_anchors` is that
 estimator; :func:`smoothlab.noise.estimate_transition` is the count for when clean labels exist.
@@ -41,13 +41,14 @@ def estimate_transition_from_anchors(probs: Tensor, *, quantile: float = 0.97) -
 
     where :math:`p_{(0), i} \le \dots \le p_{(N-1), i}` is column ``i`` sorted (0-based; NumPy's
     ``"higher"`` quantile) and ties go to the lowest example index. ``quantile = 1`` is the
-    argmax rule of Patrini et al.'s Eq. (13), :math:`a_i = \arg\max_n p_{ni}` (the first of equal
+    argmax rule of Patrini et al., :math:`a_i = \arg\max_n p_{ni}` (the first of equal
     maxima, as :func:`torch.argmax`); their experiments use the 97th percentile, the default,
     which skips the few examples the model is overconfident about. The division only removes the
-    rounding of the rows' sums, so the result is row-stochastic in float64. If every class has a
-    perfect anchor among the examples, more than a ``1 - quantile`` share of them, and the model
-    is exact (``probs = onehot(clean) @ T``, ``T[i, i] > T[c, i]`` for ``c != i``), the estimate is
-    ``T``. It is a selection, so it carries no gradient.
+    rounding of the rows' sums, so the result is row-stochastic in float64. If every class has
+    perfect anchors among the examples, more than ``N - 1 - ceil(q (N - 1))`` of them (about a
+    ``1 - quantile`` share), and the model is exact (``probs = onehot(clean) @ T``, with
+    ``T[i, i] > T[c, i]`` for ``c != i``), the estimate is ``T``. It is a selection, so it carries
+    no gradient.
 
     Args:
         probs: ``(N, K)`` softmax outputs of a model trained on the noisy labels, rows summing
