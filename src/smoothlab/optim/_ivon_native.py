@@ -177,10 +177,9 @@ def sample_(
 ) -> None:
     r""":math:`\epsilon \sim \mathcal N(0, I)` into ``noise`` and
     :math:`\theta = m + \epsilon / \sqrt{\lambda (h + \delta)}` into ``sample``, one pass."""
-    at = _native.address
     args = IvonArgs(
-        k0=key[0], k1=key[1], stream=stream, m=at(mean), h=at(hess), theta=at(sample),
-        eps=at(noise), ess=ess, ess_wd=ess * weight_decay,
+        k0=key[0], k1=key[1], stream=stream, m=mean.data_ptr(), h=hess.data_ptr(),
+        theta=sample.data_ptr(), eps=noise.data_ptr(), ess=ess, ess_wd=ess * weight_decay,
     )  # fmt: skip
     _run(_lib().sl_ivon_sample, args, mean.numel())
 
@@ -201,10 +200,11 @@ def record_(
     r"""Record one sample: :math:`D \mathrel{(+)=} h - \hat g \epsilon \sqrt{\lambda (h +
     \delta)}` and the momentum's share :math:`(1 - \beta_1) \hat g / S`, one pass (the first
     sample of a step assigns :math:`D` and first decays the momentum by :math:`\beta_1`)."""
-    grad, at = grad.contiguous(), _native.address
+    grad = grad.contiguous()
     args = IvonArgs(
-        g=at(grad), eps=at(noise), h=at(hess), mom=at(momentum), diff=at(diff), ess=ess,
-        ess_wd=ess * weight_decay, keep=beta1, share=(1.0 - beta1) * share, first=int(first),
+        g=grad.data_ptr(), eps=noise.data_ptr(), h=hess.data_ptr(), mom=momentum.data_ptr(),
+        diff=diff.data_ptr(), ess=ess, ess_wd=ess * weight_decay, keep=beta1,
+        share=(1.0 - beta1) * share, first=int(first),
     )  # fmt: skip
     _run(_lib().sl_ivon_record, args, grad.numel())
 
@@ -227,10 +227,10 @@ def update_(
     r"""One step from the recorded sum :math:`D`: the Hessian update with its correction term,
     then :math:`m \leftarrow m - \alpha\,\mathrm{clip}((b g + \delta m) / (h + \delta), r)`, one
     pass (see :mod:`smoothlab.optim._ivon_kernels` for the same lines in PyTorch)."""
-    a, at = 1.0 - beta2, _native.address
+    a = 1.0 - beta2
     args = IvonArgs(
-        m=at(mean), h=at(hess), mom=at(momentum), diff=at(diff), ess=ess,
-        ess_wd=ess * weight_decay, wd=weight_decay, a=a, c2=0.5 * a * a * ess, missing=missing,
-        samples=samples, lr=lr, debias=debias, clip=clip_radius,
+        m=mean.data_ptr(), h=hess.data_ptr(), mom=momentum.data_ptr(), diff=diff.data_ptr(),
+        ess=ess, ess_wd=ess * weight_decay, wd=weight_decay, a=a, c2=0.5 * a * a * ess,
+        missing=missing, samples=samples, lr=lr, debias=debias, clip=clip_radius,
     )  # fmt: skip
     _run(_lib().sl_ivon_update, args, mean.numel())
