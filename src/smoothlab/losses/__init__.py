@@ -19,6 +19,11 @@ is what the tests compare against. The composition runs instead when
   whole);
 * a prior, probability targets or weights require a gradient.
 
+Focal loss, FLSD, GCE, SCE and the logit regularisers (MaxSup, MbLS, LogitNorm, the logit
+penalty) have only the C and Triton row kernels (``smoothlab.losses._served``): they run
+fused on 2-D float32 or half CPU logits with class indices and on CUDA, and their composition
+everywhere else. Loss correction, peer loss and the f-divergence loss are compositions only.
+
 Half-precision inputs are computed and accumulated in float32 chunk by chunk; the gradient is
 returned in the input's dtype. :mod:`smoothlab.losses.linear` fuses the output layer too, for
 vocabulary-scale heads that never materialise the ``N x V`` logits.
