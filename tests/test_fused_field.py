@@ -222,6 +222,19 @@ def test_other_inputs_run_the_composition(name: str) -> None:
     torch.testing.assert_close(
         got, kind.fn(spatial, target, **kind.options, reduction="none", fused=False)
     )
+    # where the composition runs, inplace_grad writes nothing, and a weight that needs a
+    # gradient (which the kernels do not compute) gets one
+    logits = z.double().requires_grad_()
+    before = logits.detach().clone()
+    kind.fn(logits, y, **kind.options, inplace_grad=True).backward()
+    assert torch.equal(logits.detach(), before)
+    grads = []
+    for fused in (True, False):
+        trained = _weight(5).requires_grad_()
+        kind.fn(z, y, **kind.options, weight=trained, fused=fused).backward()
+        grads.append(trained.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0] is not None and bool(grads[0].abs().sum() > 0)
 
 
 @pytest.mark.parametrize("c", [10, 100])
