@@ -1,4 +1,5 @@
-"""IVON's Triton kernels (``smoothlab/_triton/ivon.py``) against the PyTorch path and the C noise.
+"""IVON's Triton kernels (``smoothlab/_triton/ivon.py``) against the PyTorch path, the C noise
+and, bit for bit, the kernels that stored the noise (``ivon_stored_noise.py``).
 
 Every case runs on one ``device``: ``"cpu"`` in Triton's interpreter (a subprocess with
 ``TRITON_INTERPRET=1``, ``test_interpreter_suite``), or ``"cuda"`` (marked ``cuda``; skipped
@@ -74,17 +75,32 @@ class _Model(nn.Module):
 
 
 def _train(
-    model: _Model, opt: IVON, steps: int, noises: list[list[torch.Tensor]] | None = None
+    model: _Model,
+    opt: IVON,
+    steps: int,
+    noises: list[list[torch.Tensor]] | None = None,
+    thetas: list[torch.Tensor] | None = None,
 ) -> None:
-    """``steps`` steps; the noise of every sample is appended to ``noises`` if given."""
+    """``steps`` steps; the noise of every (Triton) sample is appended to ``noises``, and the
+    sampled parameters to ``thetas``, if given."""
     for _ in range(steps):
         for sample in range(opt.mc_samples):
             with opt.sampled_params(train=True):
                 opt.zero_grad()
                 model.loss(sample).backward()
+                if thetas is not None:
+                    thetas.extend(p.data.clone() for p in _trainable(model))
             if noises is not None:
-                noises.append([opt._buffers[p].noise.clone() for p in _trainable(model)])
+                noises.append([_noise(p) for p in _trainable(model)])
         opt.step()
+
+
+def _noise(p: torch.Tensor) -> torch.Tensor:
+    """The noise of ``p``'s last Triton sample, regenerated from its key and stream."""
+    from ivon_stored_noise import normals
+
+    key, stream = _ivon_triton._DRAWN[p]
+    return normals(p.numel(), key, stream).view(p.shape)
 
 
 def _trainable(model: _Model) -> list[nn.Parameter]:
@@ -146,7 +162,9 @@ def test_noise_is_the_native_layout_and_the_sample_its_formula(device: str) -> N
     # the stream is the position in the optimizer, the frozen parameter included
     streams = [(0, 1e-4), (2, 1e-4), (3, 0.0)]  # and the weight decay, for big, low, mat
     for p, theta, (stream, decay) in zip(_trainable(model), thetas, streams, strict=True):
-        eps = opt._buffers[p].noise
+        assert torch.equal(_ivon_triton._DRAWN[p][0].cpu(), words.cpu())
+        assert _ivon_triton._DRAWN[p][1] == stream
+        eps = _noise(p)
         if _ivon_native.kernels() is not None:
             native = _ivon_native.normal_(torch.empty(p.numel()), key, stream)
             # libm-grade log and cos in the interpreter; the GPU's are within a few ulps
@@ -157,6 +175,65 @@ def test_noise_is_the_native_layout_and_the_sample_its_formula(device: str) -> N
         rtol = 4 * torch.finfo(p.dtype).eps
         torch.testing.assert_close(theta.double(), want.double(), rtol=rtol, atol=1e-7)
     _train(model, opt, 1)  # the fixture wants every kernel to run
+
+
+@pytest.mark.parametrize("mc", [1, 2])
+def test_regenerated_noise_gives_the_bits_of_the_stored_noise(device: str, mc: int) -> None:
+    """Three steps through the kernels that regenerate the noise and through those that stored
+    it: every sample, parameter (float32 and bfloat16), mean, Hessian and momentum bit for bit."""
+    from ivon_stored_noise import StoredNoise
+
+    model, twin = _Model(device), _Model(device)
+    opt, reference = _ivon(model, mc), _ivon(twin, mc)
+    thetas: list[torch.Tensor] = []
+    twin_thetas: list[torch.Tensor] = []
+    _train(model, opt, 3, thetas=thetas)
+    stored = StoredNoise()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ivon_triton, "_kernels", lambda device: stored)
+        _train(twin, reference, 3, thetas=twin_thetas)
+    assert len(stored.noise) == 3  # the reference ran, with a buffer per stream
+    assert all(torch.equal(a, b) for a, b in zip(thetas, twin_thetas, strict=True))
+    for p, q in zip(_trainable(model), _trainable(twin), strict=True):
+        assert torch.equal(p.data, q.data)
+        for name in ("hess", "momentum", *(["mean"] if p.dtype == torch.bfloat16 else [])):
+            assert torch.equal(opt.state[p][name], reference.state[q][name]), name
+
+
+def test_a_sample_between_the_block_and_step_leaves_the_record_alone(device: str) -> None:
+    """One sample per step records at ``step()`` with the noise of the recorded sample, not that
+    of a later one (an evaluation at a sample between the block and ``step()``)."""
+    model, twin = _Model(device), _Model(device)
+    opt, plain = _ivon(model), _ivon(twin)
+    with opt.sampled_params(train=True):
+        model.loss(0).backward()
+    with opt.sampled_params(), torch.no_grad():
+        model.loss(1)  # evaluated at a second sample: its noise is not the recorded one
+    opt.step()
+    _train(twin, plain, 1)
+    for p, q in zip(_trainable(model), _trainable(twin), strict=True):
+        assert torch.equal(p.data, q.data)
+        assert torch.equal(opt.state[p]["hess"], plain.state[q]["hess"])
+
+
+def test_injected_noise_is_recorded_by_the_path_that_stored_it(device: str) -> None:
+    """Noise injected through ``_fill_noise`` samples on the PyTorch path, which stores it, so
+    the record is that path's too: the steps equal the PyTorch path given the same noise."""
+    model, twin = _Model(device), _Model(device)
+    g = torch.Generator().manual_seed(1)
+    noises = [[torch.randn(p.shape, generator=g).to(device) for p in _trainable(model)]
+              for _ in range(2)]  # fmt: skip
+    opt, reference = _ivon(model), _ivon(twin)
+    _inject(opt, noises)
+    _inject(reference, noises)
+    _train(model, opt, 2)
+    with _native.disabled(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ivon_triton, "_kernels", lambda device: None)
+        _train(twin, reference, 2)
+    for p, q in zip(_trainable(model), _trainable(twin), strict=True):
+        torch.testing.assert_close(opt.state[p]["hess"], reference.state[q]["hess"])
+        torch.testing.assert_close(p.data, q.data)
+    _train(model, _ivon(model), 1)  # the fixture wants every kernel to run
 
 
 def test_noise_is_standard_normal(device: str) -> None:
@@ -239,4 +316,4 @@ def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.Mon
 @pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")
 def test_interpreter_suite() -> None:
     """Run this file's cases on CPU tensors in Triton's interpreter, in a subprocess."""
-    run_interpreter_suite(__file__, 6)
+    run_interpreter_suite(__file__, 9)

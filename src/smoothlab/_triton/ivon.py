@@ -4,7 +4,7 @@ The same per-element maths as the C kernels (``smoothlab/_native/ivon.c``), with
 :math:`P = \lambda (h + \delta)` (Shen et al., ICML 2024, Algorithm 1):
 
 .. math::
-    \text{sample}\quad & \epsilon = z,\quad \theta = m + \epsilon / \sqrt P \\
+    \text{sample}\quad & \theta = m + \epsilon / \sqrt P,\quad \epsilon = z \\
     \text{record}\quad & D \mathrel{(+)=} h - \hat g \epsilon \sqrt P, \quad
         g \leftarrow k g + s \hat g \ (k = \beta_1 \text{ on a step's first sample, else } 1) \\
     \text{update}\quad & d = (D + \text{missing}\ h) / S,\quad
@@ -21,7 +21,15 @@ parameter group): an ``int64`` table holds each tensor's data pointers and sizes
 program handles ``BLOCK`` elements of one tensor, found through a per-program owner table, so
 that a model of a hundred tensors costs three launches per step rather than three hundred. With
 one sample per step (``S = 1``) record and update run as one kernel at ``step()`` (``step_``):
-:math:`D` is never written, and a step moves 48 bytes per float32 parameter instead of 64.
+:math:`D` is never written.
+
+**Bytes per float32 parameter.** The noise is never stored: the record (and ``step_``)
+regenerates :math:`\epsilon` from the sample's key and stream, through the one function that the
+sample drew it with, so it has the sampled bits. A step with one sample reads and writes 40 bytes
+(sample: read :math:`m, h`, write :math:`\theta`; ``step_``: read :math:`m, h, g, \hat g`, write
+:math:`m, h, g`), where storing :math:`\epsilon` cost 48; with :math:`S \ge 2` samples each
+sample costs 12 + 24 (record; 20 on a step's first sample, which does not read :math:`D`) and the
+update 24. Torch's fused AdamW moves 28.
 
 **Noise.** The counter-based Philox4x32-10 generator (Salmon et al., SC 2011) in the layout of
 the C kernel: element :math:`j` of stream :math:`s` (the parameter's position in the optimizer)
@@ -33,7 +41,7 @@ is word :math:`w = (j \bmod 256) / 64` of the block with counter
 :math:`z_0 = \sqrt{-2\ln u_0}\cos(2\pi(u_1 - \tfrac12))`, :math:`z_1` with the sine. The
 normals differ from the C kernel's in the last bits (its ``log``, ``sin`` and ``cos`` are
 polynomials), so a run repeats and resumes bitwise on one backend and one device. The key stays
-on the device: drawing it never waits for the GPU.
+on the device (drawing it never waits for the GPU), where the dispatch keeps it until the record.
 
 Reference: Y. Shen et al., "Variational Learning is Effective for Large Deep Networks", ICML
 2024; J. K. Salmon, M. A. Moraes, R. O. Dror, D. E. Shaw, "Parallel random numbers: as easy as
@@ -62,13 +70,14 @@ BLOCK_: tl.constexpr = tl.constexpr(BLOCK)
 
 @triton.jit
 def _tile(info_ptr, owner_ptr):
-    """This program's tensor ``t``, its ``info`` row ``(head, size, first program)`` read as
-    ``(head, size)``, and the program's first element."""
+    """This program's tensor ``t``, its ``info`` row ``(stream, flag, size, first program)`` read
+    as ``(stream, flag, size)``, and the program's first element."""
     t = tl.load(owner_ptr + tl.program_id(0)).to(tl.int64)
-    head = tl.load(info_ptr + 3 * t)
-    n = tl.load(info_ptr + 3 * t + 1)
-    start = (tl.program_id(0) - tl.load(info_ptr + 3 * t + 2)) * BLOCK_
-    return t, head, n, start
+    stream = tl.load(info_ptr + 4 * t)
+    flag = tl.load(info_ptr + 4 * t + 1)
+    n = tl.load(info_ptr + 4 * t + 2)
+    start = (tl.program_id(0) - tl.load(info_ptr + 4 * t + 3)) * BLOCK_
+    return t, stream, flag, n, start
 
 
 @triton.jit
@@ -79,7 +88,9 @@ def _unit(x):
 
 @triton.jit
 def _normals(key_ptr, stream, start):
-    """The four ``(BLOCK / 256, 64)`` normals ``z_w`` of the chunks from element ``start``."""
+    """The four ``(BLOCK / 256, 64)`` normals ``z_w`` of the chunks from element ``start``, and
+    their element offsets ``chunk * 256 + w * 64 + lane`` for ``w = 0``. The sample and the
+    record call this one function, so a regenerated normal has the bits of the sampled one."""
     k0 = tl.load(key_ptr).to(tl.uint32)
     k1 = tl.load(key_ptr + 1).to(tl.uint32)
     chunk = start // 256 + tl.arange(0, BLOCK_ // 256)[:, None]
@@ -92,7 +103,8 @@ def _normals(key_ptr, stream, start):
     rb = tl.sqrt(-2.0 * tl.log(_unit(x2)))
     ta = 6.283185307179586 * (_unit(x1) - 0.5)
     tb = 6.283185307179586 * (_unit(x3) - 0.5)
-    return ra * tl.cos(ta), ra * tl.sin(ta), rb * tl.cos(tb), rb * tl.sin(tb), chunk
+    offs = chunk * 256 + tl.arange(0, 64)[None, :]
+    return ra * tl.cos(ta), ra * tl.sin(ta), rb * tl.cos(tb), rb * tl.sin(tb), offs
 
 
 @triton.jit
@@ -110,12 +122,11 @@ def _rounded(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _sample_word(mean, hess, theta, eps, offs, n, z, ess, ess_wd, THETA: tl.constexpr):
-    """Store one word's normals ``z`` and the sample they give, at element offsets ``offs``."""
+def _sample_word(mean, hess, theta, offs, n, z, ess, ess_wd, THETA: tl.constexpr):
+    """Store the sample that one word's normals ``z`` give, at element offsets ``offs``."""
     mask = offs < n
     m = tl.load(mean + offs, mask=mask, other=0.0)
     h = tl.load(hess + offs, mask=mask, other=1.0)
-    tl.store(eps + offs, z, mask=mask)
     tl.store(theta + offs, _rounded(m + z / tl.sqrt(ess * h + ess_wd), THETA), mask=mask)
 
 
@@ -124,43 +135,49 @@ def _sample_kernel(
     ptrs, info, owner, key_ptr, ess, ess_wd,
     THETA: tl.constexpr,
 ):  # fmt: skip
-    """``eps = z`` and ``theta = m + eps / sqrt(P)``; ``ptrs`` rows: mean, hess, theta, eps."""
-    t, stream, n, start = _tile(info, owner)
-    mean = tl.load(ptrs + 4 * t).to(tl.pointer_type(tl.float32))
-    hess = tl.load(ptrs + 4 * t + 1).to(tl.pointer_type(tl.float32))
-    theta = tl.load(ptrs + 4 * t + 2).to(tl.pointer_type(THETA))
-    eps = tl.load(ptrs + 4 * t + 3).to(tl.pointer_type(tl.float32))
-    z0, z1, z2, z3, chunk = _normals(key_ptr, stream, start)
-    offs = chunk * 256 + tl.arange(0, 64)[None, :]
-    _sample_word(mean, hess, theta, eps, offs, n, z0, ess, ess_wd, THETA)
-    _sample_word(mean, hess, theta, eps, offs + 64, n, z1, ess, ess_wd, THETA)
-    _sample_word(mean, hess, theta, eps, offs + 128, n, z2, ess, ess_wd, THETA)
-    _sample_word(mean, hess, theta, eps, offs + 192, n, z3, ess, ess_wd, THETA)
+    """``theta = m + z / sqrt(P)``; ``ptrs`` rows: mean, hess, theta. The noise is not stored."""
+    t, stream, _, n, start = _tile(info, owner)
+    mean = tl.load(ptrs + 3 * t).to(tl.pointer_type(tl.float32))
+    hess = tl.load(ptrs + 3 * t + 1).to(tl.pointer_type(tl.float32))
+    theta = tl.load(ptrs + 3 * t + 2).to(tl.pointer_type(THETA))
+    z0, z1, z2, z3, offs = _normals(key_ptr, stream, start)
+    _sample_word(mean, hess, theta, offs, n, z0, ess, ess_wd, THETA)
+    _sample_word(mean, hess, theta, offs + 64, n, z1, ess, ess_wd, THETA)
+    _sample_word(mean, hess, theta, offs + 128, n, z2, ess, ess_wd, THETA)
+    _sample_word(mean, hess, theta, offs + 192, n, z3, ess, ess_wd, THETA)
 
 
 @triton.jit
-def _record_kernel(
-    ptrs, info, owner, ess, ess_wd, keep, share,
-    GRAD: tl.constexpr,
-):  # fmt: skip
-    """``D (+)= h - g eps sqrt(P)``, ``mom = k mom + s g``; ``ptrs`` rows: grad, eps, hess,
-    momentum, diff; ``info`` rows: first sample of the step?, size, first program."""
-    t, first, n, start = _tile(info, owner)
-    grad = tl.load(ptrs + 5 * t).to(tl.pointer_type(GRAD))
-    eps = tl.load(ptrs + 5 * t + 1).to(tl.pointer_type(tl.float32))
-    hess = tl.load(ptrs + 5 * t + 2).to(tl.pointer_type(tl.float32))
-    mom = tl.load(ptrs + 5 * t + 3).to(tl.pointer_type(tl.float32))
-    diff = tl.load(ptrs + 5 * t + 4).to(tl.pointer_type(tl.float32))
-    offs = start + tl.arange(0, BLOCK_)
+def _record_word(grad, hess, mom, diff, offs, n, e, first, ess, ess_wd, keep, share):
+    """Record one word's elements, whose regenerated noise is ``e``."""
     mask = offs < n
     g = tl.load(grad + offs, mask=mask, other=0.0).to(tl.float32)
-    e = tl.load(eps + offs, mask=mask, other=0.0)
     h = tl.load(hess + offs, mask=mask, other=1.0)
     later = mask & (offs * 0 + first == 0)  # a first sample assigns D: no read
     old = tl.load(diff + offs, mask=later, other=0.0)
     tl.store(diff + offs, old + (h - g * e * tl.sqrt(ess * h + ess_wd)), mask=mask)
     k = tl.where(first != 0, keep, 1.0)
     tl.store(mom + offs, k * tl.load(mom + offs, mask=mask, other=0.0) + share * g, mask=mask)
+
+
+@triton.jit
+def _record_kernel(
+    ptrs, info, owner, key_ptr, ess, ess_wd, keep, share,
+    GRAD: tl.constexpr,
+):  # fmt: skip
+    """``D (+)= h - g eps sqrt(P)``, ``mom = k mom + s g``, ``eps`` regenerated from the
+    sample's key; ``ptrs`` rows: grad, hess, momentum, diff; ``info`` flag: first sample of the
+    step?"""
+    t, stream, first, n, start = _tile(info, owner)
+    grad = tl.load(ptrs + 4 * t).to(tl.pointer_type(GRAD))
+    hess = tl.load(ptrs + 4 * t + 1).to(tl.pointer_type(tl.float32))
+    mom = tl.load(ptrs + 4 * t + 2).to(tl.pointer_type(tl.float32))
+    diff = tl.load(ptrs + 4 * t + 3).to(tl.pointer_type(tl.float32))
+    z0, z1, z2, z3, offs = _normals(key_ptr, stream, start)
+    _record_word(grad, hess, mom, diff, offs, n, z0, first, ess, ess_wd, keep, share)
+    _record_word(grad, hess, mom, diff, offs + 64, n, z1, first, ess, ess_wd, keep, share)
+    _record_word(grad, hess, mom, diff, offs + 128, n, z2, first, ess, ess_wd, keep, share)
+    _record_word(grad, hess, mom, diff, offs + 192, n, z3, first, ess, ess_wd, keep, share)
 
 
 @triton.jit
@@ -184,8 +201,8 @@ def _update_kernel(
     PARAM: tl.constexpr,
 ):  # fmt: skip
     """The update from the recorded ``D``; ``ptrs`` rows: mean, hess, momentum, diff, parameter
-    (written when it is not the mean); ``scalars`` rows: debias, missing."""
-    t, write_param, n, start = _tile(info, owner)
+    (written when it is not the mean: the ``info`` flag); ``scalars`` rows: debias, missing."""
+    t, _, write_param, n, start = _tile(info, owner)
     mean = tl.load(ptrs + 5 * t).to(tl.pointer_type(tl.float32))
     hess = tl.load(ptrs + 5 * t + 1).to(tl.pointer_type(tl.float32))
     mom = tl.load(ptrs + 5 * t + 2).to(tl.pointer_type(tl.float32))
@@ -204,30 +221,44 @@ def _update_kernel(
 
 
 @triton.jit
-def _step_kernel(
-    ptrs, info, owner, scalars, ess, ess_wd, wd, a, c2, lr, clip, keep, share,
-    PARAM: tl.constexpr, GRAD: tl.constexpr,
-):  # fmt: skip
-    """Record and update in one pass, for one sample per step (``D = h - h_hat``, the momentum
-    ``keep g + share g_hat``); ``ptrs`` rows: mean, hess, momentum, noise, gradient, parameter;
-    ``scalars`` rows: debias."""
-    t, write_param, n, start = _tile(info, owner)
-    mean = tl.load(ptrs + 6 * t).to(tl.pointer_type(tl.float32))
-    hess = tl.load(ptrs + 6 * t + 1).to(tl.pointer_type(tl.float32))
-    mom = tl.load(ptrs + 6 * t + 2).to(tl.pointer_type(tl.float32))
-    eps = tl.load(ptrs + 6 * t + 3).to(tl.pointer_type(tl.float32))
-    grad = tl.load(ptrs + 6 * t + 4).to(tl.pointer_type(GRAD))
-    param = tl.load(ptrs + 6 * t + 5).to(tl.pointer_type(PARAM))
-    offs = start + tl.arange(0, BLOCK_)
+def _step_word(mean, hess, mom, grad, param, offs, n, e, debias, ess, ess_wd, wd, a, c2, lr, clip,
+               keep, share, write_param, PARAM: tl.constexpr):  # fmt: skip
+    """Record and update one word's elements, whose regenerated noise is ``e``."""
     mask = offs < n
     g = tl.load(grad + offs, mask=mask, other=0.0).to(tl.float32)
     m = tl.load(mean + offs, mask=mask, other=0.0)
     h = tl.load(hess + offs, mask=mask, other=1.0)
-    d = h - g * tl.load(eps + offs, mask=mask, other=0.0) * tl.sqrt(ess * h + ess_wd)
+    d = h - g * e * tl.sqrt(ess * h + ess_wd)
     mo = keep * tl.load(mom + offs, mask=mask, other=0.0) + share * g
     tl.store(mom + offs, mo, mask=mask)
-    _move(mean, hess, param, offs, mask, m, h, d, mo, tl.load(scalars + t), ess, ess_wd, wd, a,
-          c2, lr, clip, write_param, PARAM)  # fmt: skip
+    _move(mean, hess, param, offs, mask, m, h, d, mo, debias, ess, ess_wd, wd, a, c2, lr, clip,
+          write_param, PARAM)  # fmt: skip
+
+
+@triton.jit
+def _step_kernel(
+    ptrs, info, owner, scalars, key_ptr, ess, ess_wd, wd, a, c2, lr, clip, keep, share,
+    PARAM: tl.constexpr, GRAD: tl.constexpr,
+):  # fmt: skip
+    """Record and update in one pass, for one sample per step (``D = h - h_hat``, the momentum
+    ``keep g + share g_hat``), the noise regenerated from the sample's key; ``ptrs`` rows: mean,
+    hess, momentum, gradient, parameter; ``scalars`` rows: debias."""
+    t, stream, write_param, n, start = _tile(info, owner)
+    mean = tl.load(ptrs + 5 * t).to(tl.pointer_type(tl.float32))
+    hess = tl.load(ptrs + 5 * t + 1).to(tl.pointer_type(tl.float32))
+    mom = tl.load(ptrs + 5 * t + 2).to(tl.pointer_type(tl.float32))
+    grad = tl.load(ptrs + 5 * t + 3).to(tl.pointer_type(GRAD))
+    param = tl.load(ptrs + 5 * t + 4).to(tl.pointer_type(PARAM))
+    debias = tl.load(scalars + t)
+    z0, z1, z2, z3, offs = _normals(key_ptr, stream, start)
+    _step_word(mean, hess, mom, grad, param, offs, n, z0, debias, ess, ess_wd, wd, a, c2, lr,
+               clip, keep, share, write_param, PARAM)  # fmt: skip
+    _step_word(mean, hess, mom, grad, param, offs + 64, n, z1, debias, ess, ess_wd, wd, a, c2,
+               lr, clip, keep, share, write_param, PARAM)  # fmt: skip
+    _step_word(mean, hess, mom, grad, param, offs + 128, n, z2, debias, ess, ess_wd, wd, a, c2,
+               lr, clip, keep, share, write_param, PARAM)  # fmt: skip
+    _step_word(mean, hess, mom, grad, param, offs + 192, n, z3, debias, ess, ess_wd, wd, a, c2,
+               lr, clip, keep, share, write_param, PARAM)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
@@ -248,16 +279,21 @@ def _table(values: tuple[int, ...], device: torch.device) -> Tensor:
 
 
 def _tables(
-    pointers: Sequence[Sequence[Tensor]], head: Sequence[int]
+    pointers: Sequence[Sequence[Tensor]], streams: Sequence[int], flags: Sequence[int]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(ptrs, info, owner)`` for tensors whose first column gives the sizes: ``info`` rows are
-    ``(head[t], size, first program)``."""
+    ``(streams[t], flags[t], size, first program)``."""
     device = pointers[0][0].device
     sizes = tuple(row[0].numel() for row in pointers)
     owner, firsts = _owners(sizes, device)
     ptrs = tuple(t.data_ptr() for row in pointers for t in row)
-    info = tuple(v for i, n in enumerate(sizes) for v in (head[i], n, firsts[i]))
-    return _table(ptrs, device), _table(info, device), owner
+    rows = zip(streams, flags, sizes, firsts, strict=True)
+    return _table(ptrs, device), _table(tuple(v for row in rows for v in row), device), owner
+
+
+def _writes(params: Sequence[Tensor], means: Sequence[Tensor]) -> list[int]:
+    """1 for a parameter that is not its mean's storage (half precision: written rounded)."""
+    return [int(p.data_ptr() != m.data_ptr()) for p, m in zip(params, means, strict=True)]
 
 
 _FLAGS = {"num_warps": 4, "enable_fp_fusion": True}
@@ -267,21 +303,22 @@ def sample_(
     means: Sequence[Tensor],
     hess: Sequence[Tensor],
     samples: Sequence[Tensor],
-    noise: Sequence[Tensor],
     streams: Sequence[int],
     key: Tensor,
     *,
     ess: float,
     weight_decay: float,
 ) -> None:
-    r"""Draw :math:`\epsilon` into ``noise`` and :math:`\theta = m + \epsilon / \sqrt P` into
-    ``samples`` (one dtype, float32 or half) for every tensor, in one launch.
+    r"""Draw :math:`\theta = m + \epsilon / \sqrt P` into ``samples`` (one dtype, float32 or
+    half) for every tensor, in one launch; :math:`\epsilon` is not stored (:func:`record_` and
+    :func:`step_` regenerate it from ``key`` and ``streams``).
 
     ``key``: two int64 words in ``[0, 2^32)`` on the tensors' device; ``streams``: each tensor's
     noise stream. All tensors contiguous, float32 but ``samples``.
     """
-    rows = list(zip(means, hess, samples, noise, strict=True))
-    ptrs, info, owner = _tables(rows, streams)
+    ptrs, info, owner = _tables(
+        list(zip(means, hess, samples, strict=True)), streams, [0] * len(streams)
+    )
     theta = _TYPES[samples[0].dtype]
     _sample_kernel[(owner.numel(),)](
         ptrs, info, owner, key, ess, ess * weight_decay, THETA=theta, **_FLAGS
@@ -290,11 +327,12 @@ def sample_(
 
 def record_(
     grads: Sequence[Tensor],
-    noise: Sequence[Tensor],
     hess: Sequence[Tensor],
     momentum: Sequence[Tensor],
     diff: Sequence[Tensor],
     first: Sequence[bool],
+    streams: Sequence[int],
+    key: Tensor,
     *,
     ess: float,
     weight_decay: float,
@@ -304,12 +342,13 @@ def record_(
     r"""Record one sample for every tensor, one launch: :math:`D \mathrel{(+)=} h - \hat g
     \epsilon \sqrt P`, momentum :math:`\leftarrow k g + (1 - \beta_1) s \hat g` (a tensor whose
     ``first`` is true starts the step: :math:`D` assigned, :math:`k = \beta_1`; else
-    :math:`k = 1`). ``grads``: one dtype, contiguous."""
-    rows = list(zip(grads, noise, hess, momentum, diff, strict=True))
-    ptrs, info, owner = _tables(rows, [int(f) for f in first])
+    :math:`k = 1`), with :math:`\epsilon` regenerated from the ``key`` and ``streams`` that
+    :func:`sample_` drew it with. ``grads``: one dtype, contiguous."""
+    rows = list(zip(grads, hess, momentum, diff, strict=True))
+    ptrs, info, owner = _tables(rows, streams, [int(f) for f in first])
     grad = _TYPES[grads[0].dtype]
     _record_kernel[(owner.numel(),)](
-        ptrs, info, owner, ess, ess * weight_decay, beta1, (1.0 - beta1) * share,
+        ptrs, info, owner, key, ess, ess * weight_decay, beta1, (1.0 - beta1) * share,
         GRAD=grad, **_FLAGS,
     )  # fmt: skip
 
@@ -318,10 +357,11 @@ def step_(
     means: Sequence[Tensor],
     hess: Sequence[Tensor],
     momentum: Sequence[Tensor],
-    noise: Sequence[Tensor],
     grads: Sequence[Tensor],
     params: Sequence[Tensor],
     debias: Sequence[float],
+    streams: Sequence[int],
+    key: Tensor,
     *,
     ess: float,
     weight_decay: float,
@@ -331,16 +371,15 @@ def step_(
     clip_radius: float,
 ) -> None:
     r"""Record the one sample of a step and update, one launch and one pass (:func:`record_`
-    then :func:`update_` with ``samples=1``, without writing :math:`D`). ``grads``: one dtype,
-    contiguous."""
-    rows = list(zip(means, hess, momentum, noise, grads, params, strict=True))
-    writes = [int(p.data_ptr() != m.data_ptr()) for p, m in zip(params, means, strict=True)]
-    ptrs, info, owner = _tables(rows, writes)
+    then :func:`update_` with ``samples=1``, without writing :math:`D`), :math:`\epsilon`
+    regenerated from ``key`` and ``streams``. ``grads``: one dtype, contiguous."""
+    rows = list(zip(means, hess, momentum, grads, params, strict=True))
+    ptrs, info, owner = _tables(rows, streams, _writes(params, means))
     table = torch.tensor(list(debias), dtype=torch.float32, device=means[0].device)
     a = 1.0 - beta2
     _step_kernel[(owner.numel(),)](
-        ptrs, info, owner, table, ess, ess * weight_decay, weight_decay, a, 0.5 * a * a * ess,
-        lr, clip_radius, beta1, 1.0 - beta1, PARAM=_TYPES[params[0].dtype],
+        ptrs, info, owner, table, key, ess, ess * weight_decay, weight_decay, a,
+        0.5 * a * a * ess, lr, clip_radius, beta1, 1.0 - beta1, PARAM=_TYPES[params[0].dtype],
         GRAD=_TYPES[grads[0].dtype], **_FLAGS,
     )  # fmt: skip
 
@@ -367,9 +406,7 @@ def update_(
     precision) receives the rounded mean. ``debias`` and ``missing`` are per tensor.
     """
     rows = list(zip(means, hess, momentum, diff, params, strict=True))
-    ptrs, info, owner = _tables(
-        rows, [int(p.data_ptr() != m.data_ptr()) for p, m in zip(params, means, strict=True)]
-    )
+    ptrs, info, owner = _tables(rows, [0] * len(rows), _writes(params, means))
     scalars = [v for pair in zip(debias, missing, strict=True) for v in pair]
     table = torch.tensor(scalars, dtype=torch.float32, device=means[0].device)
     a = 1.0 - beta2

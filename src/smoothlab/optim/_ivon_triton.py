@@ -9,13 +9,17 @@ Triton until a CUDA parameter (or the test switch :func:`smoothlab._triton.on_cp
 
 The Philox key of a ``sampled_params`` call is drawn from the optimizer's generator exactly as
 :meth:`~smoothlab.optim._ivon_native.NoiseSource.key` draws it (two words in ``[0, 2^32)``), but
-stays on the device, so that sampling never waits for the GPU.
+stays on the device, so that sampling never waits for the GPU. The noise itself is never stored:
+each parameter keeps the key (a device tensor) and stream of its sample, and the record, or the
+deferred record of ``step()``, regenerates the noise from them. A deferred record keeps the key of
+its own sample, so a sample drawn between the block and ``step()`` (an evaluation at a sample,
+``predict``) cannot change it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
@@ -30,7 +34,9 @@ __all__ = ["record", "sample", "takes", "update"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MODULE: list[ModuleType | None] = []
-#: Gradients whose record waits for ``step()`` (one sample per step), by parameter identity.
+#: The ``(key, stream)`` of each parameter's last Triton sample, by parameter identity.
+_DRAWN: WeakIdKeyDictionary = WeakIdKeyDictionary()
+#: ``(gradient, key, stream)`` of the records that wait for ``step()`` (one sample per step).
 _DEFERRED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 _T = TypeVar("_T")
 
@@ -47,6 +53,8 @@ class _IVON(Protocol):
     def _buffers_for(self, p: Tensor) -> Buffers: ...
 
     def _mean(self, p: Tensor) -> Tensor: ...
+
+    def _own_noise(self) -> bool: ...
 
 
 def _kernels(device: torch.device) -> ModuleType | None:
@@ -72,9 +80,9 @@ def takes(p: Tensor, state: dict[str, Any]) -> bool:
     )
 
 
-def _by_dtype(items: Sequence[_T], dtype: Callable[[_T], torch.dtype]) -> list[list[_T]]:
-    """``items`` split by ``dtype(item)``: one launch serves one dtype."""
-    out: dict[torch.dtype, list[_T]] = {}
+def _by_dtype(items: Sequence[_T], dtype: Callable[[_T], Hashable]) -> list[list[_T]]:
+    """``items`` split by ``dtype(item)``: one launch serves one dtype (and one noise key)."""
+    out: dict[Hashable, list[_T]] = {}
     for item in items:
         out.setdefault(dtype(item), []).append(item)
     return list(out.values())
@@ -99,25 +107,31 @@ def sample(opt: _IVON, generator: torch.Generator) -> dict[Tensor, Tensor]:
             buffers = [opt._buffers_for(p) for _, p in batch]
             module.sample_(
                 [opt._mean(p) for _, p in batch], [opt.state[p]["hess"] for _, p in batch],
-                [b.sample for b in buffers], [b.noise for b in buffers], [s for s, _ in batch],
-                key, ess=group["ess"], weight_decay=group["weight_decay"],
+                [b.sample for b in buffers], [s for s, _ in batch], key, ess=group["ess"],
+                weight_decay=group["weight_decay"],
             )  # fmt: skip
             drawn.update((p, b.sample) for (_, p), b in zip(batch, buffers, strict=True))
+            for s, p in batch:
+                _DRAWN[p] = (key, s)
     return drawn
 
 
 def record(opt: _IVON, swapped: Sequence[tuple[Tensor, dict[str, Any], Tensor]]) -> set[Tensor]:
     """Record the sample's gradients of the parameters the kernels take; returns them.
 
-    With one sample per step the gradient is only kept: :func:`update` records and updates in
-    one pass (IVON refuses a gradient written between the block and ``step()``).
+    With one sample per step the gradient is only kept, with the sample's key and stream:
+    :func:`update` records and updates in one pass (IVON refuses a gradient written between the
+    block and ``step()``). Noise injected through ``IVON._fill_noise`` was sampled (and is
+    recorded) by the PyTorch path, which stores it.
     """
     done: set[Tensor] = set()
+    if not opt._own_noise():
+        return done
     for group in opt.param_groups:
         mine = [p for p, g, _ in swapped if g is group and _recordable(p, opt.state[p])]
         if opt.mc_samples == 1:
             for p in mine:
-                _DEFERRED[p] = p.grad
+                _DEFERRED[p] = (p.grad, *_DRAWN[p])
                 opt._counts[p] = 1
             done.update(mine)
             continue
@@ -127,10 +141,10 @@ def record(opt: _IVON, swapped: Sequence[tuple[Tensor, dict[str, Any], Tensor]])
             states, buffers = [opt.state[p] for p in params], [opt._buffers[p] for p in params]
             module.record_(
                 [p.grad.contiguous() for p in params if p.grad is not None],
-                [b.noise for b in buffers],
                 [s["hess"] for s in states], [s["momentum"] for s in states],
                 [b.diff_sum for b in buffers], [opt._counts.get(p, 0) == 0 for p in params],
-                ess=group["ess"], weight_decay=group["weight_decay"], beta1=group["beta1"],
+                [_DRAWN[p][1] for p in params], _DRAWN[params[0]][0], ess=group["ess"],
+                weight_decay=group["weight_decay"], beta1=group["beta1"],
                 share=1.0 / opt.mc_samples,
             )  # fmt: skip
             for p in params:
@@ -139,9 +153,11 @@ def record(opt: _IVON, swapped: Sequence[tuple[Tensor, dict[str, Any], Tensor]])
     return done
 
 
-def _grad_dtype(p: Tensor) -> torch.dtype:
+def _grad_dtype(p: Tensor) -> tuple[torch.dtype, int]:
+    """A launch's batch: the gradient's dtype and the identity of the sample's key (one for all
+    of a block's parameters)."""
     assert p.grad is not None  # _recordable() checked it
-    return p.grad.dtype
+    return p.grad.dtype, id(_DRAWN[p][0])
 
 
 def _recordable(p: Tensor, state: dict[str, Any]) -> bool:
@@ -152,7 +168,9 @@ def _recordable(p: Tensor, state: dict[str, Any]) -> bool:
 def update(opt: _IVON, group: dict[str, Any], params: list[Tensor], lr: float) -> list[Tensor]:
     """Update the group's parameters that the kernels take; returns the others."""
     mine = [p for p in params if takes(p, opt.state[p])]
-    grads: dict[Tensor, Tensor] = {p: _DEFERRED[p] for p in mine if p in _DEFERRED}
+    grads: dict[Tensor, tuple[Tensor, Tensor, int]] = {
+        p: _DEFERRED[p] for p in mine if p in _DEFERRED
+    }
     for p in grads:
         del _DEFERRED[p]
     for chunk in _by_dtype(mine, lambda p: p.dtype):
@@ -183,21 +201,21 @@ def _record_and_update(
     opt: _IVON,
     group: dict[str, Any],
     chunk: list[tuple[Tensor, float]],
-    grads: dict[Tensor, Tensor],
+    grads: dict[Tensor, tuple[Tensor, Tensor, int]],
     lr: float,
 ) -> None:
     """The deferred record and the update of one sample per step, for ``(parameter, debias)``
-    pairs: one launch per gradient dtype."""
-    for batch in _by_dtype(chunk, lambda pair: grads[pair[0]].dtype):
+    pairs and their ``(gradient, key, stream)``: one launch per gradient dtype (and key)."""
+    for batch in _by_dtype(chunk, lambda pair: (grads[pair[0]][0].dtype, id(grads[pair[0]][1]))):
         params = [p for p, _ in batch]
         states = [opt.state[p] for p in params]
         module = _kernels(params[0].device)
         assert module is not None
         module.step_(
             [opt._mean(p) for p in params], [s["hess"] for s in states],
-            [s["momentum"] for s in states], [opt._buffers[p].noise for p in params],
-            [grads[p].contiguous() for p in params], [p.data for p in params],
-            [debias for _, debias in batch], ess=group["ess"],
+            [s["momentum"] for s in states], [grads[p][0].contiguous() for p in params],
+            [p.data for p in params], [debias for _, debias in batch],
+            [grads[p][2] for p in params], grads[params[0]][1], ess=group["ess"],
             weight_decay=group["weight_decay"], beta1=group["beta1"], beta2=group["beta2"],
             lr=lr, clip_radius=group["clip_radius"],
         )  # fmt: skip
