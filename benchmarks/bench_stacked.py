@@ -1,6 +1,7 @@
 """The stacked executor against the process pool: wall time of whole ``smoothlab run`` commands.
 
 Run: ``.venv/bin/python benchmarks/bench_stacked.py`` (``--repeats N``, ``--workers W``,
+``--stacked-workers W`` to give the stacked executor another number of workers,
 ``--config PATH`` to time other grids, ``--config demo`` for the demo alone; ``--set key=value``
 is passed on to both runs).
 
@@ -13,6 +14,10 @@ wall time (the goal is wall time; CPU time says what the executor itself saves).
 grids are the demo (36 runs, 6 of them IVON, which does not stack) and the Twonorm sweep of
 ``configs/negative_smoothing_twonorm`` (275 runs), which needs the Twonorm file
 (``SMOOTHLAB_DATA``; ``../shared/datasets`` is used when it exists).
+
+Before the first round the native kernels are built (``smoothlab._native.status()``): after an
+edit of their sources the first command to need them would compile them (35 s of wall time on a
+loaded machine), which is no executor's cost. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--stacked-workers", type=int, help="--workers of stacked (default: same)")
     parser.add_argument("--config", action="append", help="a config to time (default: both)")
     parser.add_argument("--set", action="append", default=[], help="key=value for both runs")
     args = parser.parse_args()
@@ -66,12 +72,16 @@ def main() -> None:
         ["run", str(ROOT / "configs" / "negative_smoothing_twonorm.toml")],
     ]  # fmt: skip
     extra = [item for pair in args.set for item in ("--set", pair)]
+    build = "import smoothlab._native as n; n.status()"
+    subprocess.run([sys.executable, "-c", build], check=True)
+    print(f"load average {os.getloadavg()[0]:.1f} before")
     print(f"{'grid':36} {'':4} {'pool s':>8} {'stacked s':>10} {'pool/stacked':>13}")
     for grid in grids:
         rounds = []
         for r in range(args.repeats):
             order = ("local", "stacked") if r % 2 == 0 else ("stacked", "local")
-            times = {name: timed_run(grid, name, args.workers, extra) for name in order}
+            workers = {"local": args.workers, "stacked": args.stacked_workers or args.workers}
+            times = {name: timed_run(grid, name, workers[name], extra) for name in order}
             rounds.append((times["local"], times["stacked"]))
         name = Path(grid[-1]).stem if len(grid) > 1 else grid[0]
         for i, what in enumerate(("wall", "cpu")):
@@ -79,6 +89,7 @@ def main() -> None:
             stacked = statistics.median(s[i] for _, s in rounds)
             ratio = statistics.median(p[i] / s[i] for p, s in rounds)
             print(f"{name:36} {what:4} {pool:8.1f} {stacked:10.1f} {ratio:13.2f}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} after")
 
 
 if __name__ == "__main__":

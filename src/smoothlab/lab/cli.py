@@ -36,7 +36,12 @@ def _parser() -> argparse.ArgumentParser:
             help="override a config value, e.g. --set train.epochs=5",
         )
         sub.add_argument("--executor", choices=tuple(EXECUTORS), default="local")
-        sub.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
+        sub.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="parallel runs (default: cores; stacked: the idle ones)",
+        )
         sub.add_argument("--address", default=None, help="address of an existing Ray cluster")
         sub.add_argument(
             "--num-gpus",

@@ -5,9 +5,10 @@ result as soon as it is ready, in any order; an executor receives the whole batc
 it as it likes.
 
 - ``local``: a process pool (spawn context; one torch thread per worker; default workers = cores).
-- ``stacked``: the same pool, but compatible runs (same data, model and SGD recipe; different
-  seeds, noise, rates, methods) train as one stacked model per chunk
-  (:mod:`smoothlab.lab.train.stacked`), one chunk per worker; the others train alone.
+- ``stacked``: compatible runs (same data, model and SGD recipe; different seeds, noise, rates,
+  methods) train as one stacked model per chunk (:mod:`smoothlab.lab.train.stacked`), the
+  others alone; the driver process trains chunks itself beside ``workers - 1`` pool workers
+  (default: one per core left idle by other processes, often none; :func:`pool_size`).
 - ``ray``: an existing Ray cluster (``address``) or a local one; Ray is imported lazily. Workers
   push ``(key, done, total)`` epoch events into a Ray queue that the driver drains while it
   waits, so both executors feed the same progress display.
@@ -17,17 +18,20 @@ Workers never touch the results store; only the driver writes.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
 from smoothlab.lab.run.lifeline import die_with
+from smoothlab.lab.run.stacking import MAX_STACK, Chunk, Done, chunks, drive, train_chunk
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
-from smoothlab.lab.train.stacked import execute_stacked, stack_key
+from smoothlab.lab.train.stacked import stack_key
 
 __all__ = [
     "EXECUTORS",
@@ -38,11 +42,8 @@ __all__ = [
     "StackedExecutor",
     "chunks",
     "make_executor",
+    "pool_size",
 ]
-
-#: The most runs in one stack of the ``stacked`` executor: bounds a worker's memory (each run
-#: holds its own copy of the data).
-MAX_STACK = 256
 
 
 class Executor(Protocol):
@@ -75,39 +76,7 @@ def _report(key: str, done: int, total: int) -> None:
 
 
 def _execute_in_worker(tasks: list[RunTask], stack: bool) -> list[RunResult]:
-    """Train a chunk: one run alone, or compatible runs stacked."""
-    for task in tasks:
-        _report(task.key, 0, task.run.train.epochs)
-    if stack:
-        return execute_stacked(tasks, _report)
-    return [execute(task, _report) for task in tasks]
-
-
-def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
-    """The ``stacked`` executor's work: compatible tasks in groups, each cut into ``workers``
-    near-equal chunks of at most :data:`MAX_STACK`; a task that does not stack is a chunk of its
-    own (listed last).
-
-    >>> from smoothlab.lab.demo import demo_config
-    >>> from smoothlab.lab.plan.grid import plan_runs
-    >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(plan_runs(demo_config()))]
-    >>> [len(c) for c in chunks(tasks, 2)]
-    [15, 15, 1, 1, 1, 1, 1, 1]
-    """
-    groups: dict[Any, list[RunTask]] = {}
-    alone: list[list[RunTask]] = []
-    for task in tasks:
-        key = stack_key(task)
-        if key is None:
-            alone.append([task])
-        else:
-            groups.setdefault(key, []).append(task)
-    out = []
-    for group in groups.values():
-        parts = max(min(workers, len(group)), -(-len(group) // MAX_STACK))
-        size = -(-len(group) // parts)
-        out += [group[i : i + size] for i in range(0, len(group), size)]
-    return out + alone
+    return train_chunk(tasks, stack, _report)
 
 
 class LocalExecutor:
@@ -133,21 +102,16 @@ class LocalExecutor:
             except queue.Empty:
                 continue
 
-    def _chunks(self, tasks: Sequence[RunTask]) -> list[tuple[list[RunTask], bool]]:
-        """The pieces of work and whether each trains stacked: every run alone here."""
-        return [([task], False) for task in tasks]
-
     def run_batch(
         self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
     ) -> Iterator[RunResult]:
-        """Submit every chunk; yield each run's result as its chunk completes."""
+        """Submit every run; yield each result as it completes."""
         stop = threading.Event()
         relay = threading.Thread(target=self._relay, args=(progress or _ignore, stop), daemon=True)
         relay.start()
         try:
             pending: set[Future[list[RunResult]]] = {
-                self.pool.submit(_execute_in_worker, chunk, stack)
-                for chunk, stack in self._chunks(tasks)
+                self.pool.submit(_execute_in_worker, [task], False) for task in tasks
             }
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -162,13 +126,88 @@ class LocalExecutor:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-class StackedExecutor(LocalExecutor):
-    """The process pool, with compatible runs trained stacked (one model along a run dimension,
+class StackedExecutor:
+    """Compatible runs trained stacked (one model along a run dimension,
     :mod:`smoothlab.lab.train.stacked`) in chunks cut by :func:`chunks`; runs that do not stack
-    (IVON, SAM, AdamW, teacher methods, batch-norm models) train alone, as under ``local``."""
+    (IVON, SAM, AdamW, teacher methods, batch-norm models) train alone, as under ``local``.
 
-    def _chunks(self, tasks: Sequence[RunTask]) -> list[tuple[list[RunTask], bool]]:
-        return [(c, stack_key(c[0]) is not None) for c in chunks(tasks, self.workers)]
+    The driver process is one of the ``workers``: it trains chunks itself (in a thread, with one
+    torch thread, as a worker would) beside a pool of ``workers - 1`` processes (started with
+    the first batch), each chunk going to whichever is free next. Without ``workers`` the pool
+    has one process per core that other processes leave idle (:func:`pool_size`), often none:
+    a worker pays Python, torch, the data loaders' imports and ``torch._dynamo`` (imported by
+    the first ``torch.optim`` optimizer) before its first run, 8 s of CPU time on a loaded
+    machine, where the driver has paid for most of them already.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.requested = workers
+        self.local: LocalExecutor | None = None  # the pool, once a batch needs one
+        self.workers = 1  # the driver and the pool's processes
+
+    def run_batch(
+        self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
+    ) -> Iterator[RunResult]:
+        """Train the chunks in the driver and the pool; yield results as chunks complete."""
+        if self.local is None:
+            size = pool_size(self.requested, os.cpu_count() or 1, os.getloadavg()[0])
+            self.local = LocalExecutor(size) if size else None
+            self.workers = 1 + size
+        work = deque((c, stack_key(c[0]) is not None) for c in chunks(tasks, self.workers))
+        done: queue.Queue[Done] = queue.Queue()
+        stop = threading.Event()
+        report = progress or _ignore
+        threads = [threading.Thread(target=drive, args=(work, done, report, stop))]
+        if self.local is not None:
+            threads.append(threading.Thread(target=self.local._relay, args=(report, stop)))
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        try:
+            pending = 1 + sum(self._submit(work, done) for _ in range(self.workers - 1))
+            while pending:  # the driver counts once, until its None
+                from_pool, future = done.get()
+                pending -= 1
+                if future is not None:
+                    pending += self._submit(work, done) if from_pool else 1
+                    yield from future.result()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()  # the driver's at its next epoch
+
+    def _submit(self, work: deque[Chunk], done: queue.Queue[Done]) -> int:
+        """Hand the next chunk to the pool; 1 if there was one."""
+        if self.local is None:
+            return 0
+        try:
+            chunk, stack = work.popleft()  # atomic: the driver thread pops too
+        except IndexError:
+            return 0
+        future = self.local.pool.submit(_execute_in_worker, chunk, stack)
+        future.add_done_callback(lambda f: done.put((True, f)))
+        return 1
+
+    def close(self) -> None:
+        """Stop the pool's workers, if any were started."""
+        if self.local is not None:
+            self.local.close()
+
+
+def pool_size(workers: int | None, cpus: int, load: float) -> int:
+    """The stacked executor's pool processes beside the driver: ``workers - 1`` when given,
+    else one per core that neither the driver nor other processes (the load average ``load``)
+    keep busy. On a loaded machine a worker only adds its start-up: the demo took half the
+    CPU and wall time in the driver alone (load average 7-11).
+
+    >>> pool_size(None, 2, 0.1), pool_size(None, 2, 0.7), pool_size(None, 16, 3.2)
+    (1, 0, 12)
+    >>> pool_size(1, 2, 0.0), pool_size(4, 2, 9.0)
+    (0, 3)
+    """
+    if workers is not None:
+        return workers - 1
+    return max(0, math.floor(cpus - 1 - load + 0.5))
 
 
 def _ignore(key: str, done: int, total: int) -> None:

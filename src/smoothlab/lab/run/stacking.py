@@ -1,0 +1,124 @@
+"""The ``stacked`` executor's work plan and the driver's share of it.
+
+:func:`chunks` cuts a batch into pieces of work: compatible runs (one :func:`stack_key`) in
+stacks, the others alone. :func:`drive` is the driver process training chunks itself, in a
+thread beside the pool's workers (:class:`~smoothlab.lab.run.executors.StackedExecutor`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
+from smoothlab.lab.train.stacked import execute_stacked, stack_key
+
+__all__ = ["MAX_STACK", "Chunk", "Done", "Stopped", "chunks", "drive", "stoppable", "train_chunk"]
+
+#: The most runs in one stack of the ``stacked`` executor: bounds a worker's memory (each run
+#: holds its own copy of the data).
+MAX_STACK = 256
+
+Chunk = tuple[list[RunTask], bool]  # runs, and whether they train stacked
+#: What the driver thread and the pool's callbacks put for the main thread: whether from the
+#: pool, and a finished chunk (None: the driver has found no more work)
+Done = tuple[bool, Future[list[RunResult]] | None]
+
+
+def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
+    """The ``stacked`` executor's work: compatible tasks in groups, each cut into ``workers``
+    near-equal chunks of at most :data:`MAX_STACK`; a task that does not stack is a chunk of its
+    own (listed last).
+
+    >>> from smoothlab.lab.demo import demo_config
+    >>> from smoothlab.lab.plan.grid import plan_runs
+    >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(plan_runs(demo_config()))]
+    >>> [len(c) for c in chunks(tasks, 2)]
+    [15, 15, 1, 1, 1, 1, 1, 1]
+    """
+    groups: dict[Any, list[RunTask]] = {}
+    alone: list[list[RunTask]] = []
+    for task in tasks:
+        key = stack_key(task)
+        if key is None:
+            alone.append([task])
+        else:
+            groups.setdefault(key, []).append(task)
+    out = []
+    for group in groups.values():
+        parts = max(min(workers, len(group)), -(-len(group) // MAX_STACK))
+        size = -(-len(group) // parts)
+        out += [group[i : i + size] for i in range(0, len(group), size)]
+    return out + alone
+
+
+def train_chunk(tasks: list[RunTask], stack: bool, progress: ProgressFn) -> list[RunResult]:
+    """Train a chunk: compatible runs stacked, or each run alone."""
+    for task in tasks:
+        progress(task.key, 0, task.run.train.epochs)
+    if stack:
+        return execute_stacked(tasks, progress)
+    return [execute(task, progress) for task in tasks]
+
+
+class Stopped(Exception):
+    """The batch was abandoned: the driver's main thread stopped waiting for results."""
+
+
+def stoppable(progress: ProgressFn, stop: threading.Event) -> ProgressFn:
+    """``progress`` that ends the driver's training at its next epoch once ``stop`` is set.
+
+    >>> stop = threading.Event()
+    >>> report = stoppable(lambda key, done, total: print(key, done, total), stop)
+    >>> report("a", 1, 3)
+    a 1 3
+    >>> stop.set()
+    >>> report("a", 2, 3)
+    Traceback (most recent call last):
+    ...
+    smoothlab.lab.run.stacking.Stopped
+    """
+
+    def report(key: str, done: int, total: int) -> None:
+        if stop.is_set():
+            raise Stopped
+        progress(key, done, total)
+
+    return report
+
+
+def drive(
+    work: deque[Chunk], done: queue.Queue[Done], progress: ProgressFn, stop: threading.Event
+) -> None:
+    """The driver's share of a batch: pop chunks off ``work`` (the pool's submissions pop it
+    too; ``popleft`` is atomic) and train them until none is left or ``stop`` is set (then at
+    the next epoch: the runs of that chunk fail with :class:`Stopped`), putting each result as
+    a finished future on ``done``, then ``(False, None)``. An exception (a progress
+    callback's) travels in its future and ends the driver's share."""
+    import torch
+
+    threads = torch.get_num_threads()
+    # one thread, as in a worker: the same numbers, and no spinning threads on a loaded machine
+    # (a solo demo run took 40x the CPU time with two threads at load average 7)
+    torch.set_num_threads(1)
+    try:
+        while work and not stop.is_set():
+            try:
+                chunk, stack = work.popleft()
+            except IndexError:  # the pool took the last one
+                break
+            future: Future[list[RunResult]] = Future()
+            try:
+                future.set_result(train_chunk(chunk, stack, stoppable(progress, stop)))
+            except BaseException as error:  # re-raised in the main thread by result()
+                future.set_exception(error)
+                done.put((False, future))
+                break
+            done.put((False, future))
+    finally:
+        torch.set_num_threads(threads)
+        done.put((False, None))

@@ -1,0 +1,128 @@
+"""The stacked executor: the driver trains chunks itself beside a pool of ``workers - 1``."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+pytest.importorskip("safetensors")
+
+from smoothlab.lab.plan.grid import RunConfig, expand_grid, run_key, run_seeds
+from smoothlab.lab.plan.loading import config_from_dict
+from smoothlab.lab.run import stacking
+from smoothlab.lab.run.executors import StackedExecutor
+from smoothlab.lab.run.stacking import Done, chunks, drive, train_chunk
+from smoothlab.lab.train.loop import RunResult, RunTask
+from smoothlab.lab.train.stacked import stack_key
+
+TINY = {
+    "data": {"dataset": "digits", "train_subset": 200, "test_subset": 100, "val_fraction": 0.2},
+    "model": {"hidden": [16]},
+    "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "momentum": 0.9},
+    "noise": {"rates": [0.2]},
+    "seeds": 2,
+}
+
+
+def _tasks(methods: dict[str, dict[str, object]]) -> list[RunTask]:
+    runs: list[RunConfig] = expand_grid(config_from_dict({**TINY, "methods": methods}))
+    return [RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs]
+
+
+def _same(a: RunResult, b: RunResult) -> None:
+    assert a.key == b.key and a.error == b.error == ""
+    assert a.weights == b.weights  # one torch thread in the driver, as in a worker: same bits
+    assert a.curves == b.curves
+
+
+def _as_a_worker_would(tasks: list[RunTask]) -> dict[str, RunResult]:
+    """Each chunk trained as a pool worker trains it: one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {
+            r.key: r
+            for chunk in chunks(tasks, 1)
+            for r in train_chunk(chunk, stack_key(chunk[0]) is not None, lambda *e: None)
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_one_worker_trains_everything_in_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks = _tasks({"ce": {}, "ls": {"smoothing": 0.1}, "ivon": {}})
+    executor = StackedExecutor(1)
+    events: list[tuple[str, int, int]] = []
+    trained_here = threading.get_ident(), []
+
+    def spy(chunk: list[RunTask], stack: bool, progress: stacking.ProgressFn) -> list[RunResult]:
+        trained_here[1].append(threading.get_ident())
+        return train_chunk(chunk, stack, progress)
+
+    monkeypatch.setattr(stacking, "train_chunk", spy)
+    results = {r.key: r for r in executor.run_batch(tasks, lambda *e: events.append(e))}
+    executor.close()
+    assert executor.local is None  # no pool, no worker process started
+    assert sorted(results) == sorted(t.key for t in tasks)
+    assert len(trained_here[1]) == 1 + 2  # the stack of four, then the two IVON runs alone
+    assert trained_here[0] not in trained_here[1]  # a thread: the main one stores results
+    expected = _as_a_worker_would(tasks)
+    for task in tasks:
+        _same(expected[task.key], results[task.key])
+        assert [e[1:] for e in events if e[0] == task.key] == [(0, 2), (1, 2), (2, 2)]
+
+
+def test_the_driver_and_a_pool_worker_share_the_chunks() -> None:
+    tasks = _tasks({"ce": {}, "ls": {"smoothing": 0.1}, "ivon": {}})
+    alone = {r.key: r for r in StackedExecutor(1).run_batch(tasks)}
+    executor = StackedExecutor(2)
+    try:
+        results = list(executor.run_batch(tasks))
+        assert executor.workers == 2 and executor.local is not None
+        assert executor.local.workers == 1
+    finally:
+        executor.close()
+    assert sorted(r.key for r in results) == sorted(alone)  # each run once
+    for result in results:
+        _same(alone[result.key], result)
+
+
+def test_a_progress_error_in_the_driver_reaches_the_caller() -> None:
+    def broken(key: str, done: int, total: int) -> None:
+        raise RuntimeError("display gone")
+
+    executor = StackedExecutor(1)
+    with pytest.raises(RuntimeError, match=r"^display gone$"):
+        list(executor.run_batch(_tasks({"ce": {}}), broken))
+
+
+def test_the_driver_stops_at_its_next_epoch_once_stop_is_set() -> None:
+    first, second = ([t] for t in _tasks({"ce": {}}))  # two chunks of one run each
+    stop = threading.Event()
+    events: list[tuple[str, int, int]] = []
+
+    def caller_leaves(key: str, done: int, total: int) -> None:
+        events.append((key, done, total))
+        stop.set()  # as the executor's run_batch does when its caller stops iterating
+
+    done: queue.Queue[Done] = queue.Queue()
+    work = deque([(first, False), (second, False)])
+    drive(work, done, caller_leaves, stop)
+    from_pool, future = done.get_nowait()
+    assert not from_pool and future is not None
+    (result,) = future.result()  # the run fails at its first epoch's end
+    assert result.error.strip().endswith("smoothlab.lab.run.stacking.Stopped")
+    assert done.get_nowait() == (False, None)  # and nothing more
+    assert events == [(first[0].key, 0, 2)]
+    assert list(work) == [(second, False)]  # the second chunk was never taken
+
+
+def test_drive_says_when_it_has_no_more_work() -> None:
+    done: queue.Queue[Done] = queue.Queue()
+    drive(deque(), done, lambda *e: None, threading.Event())
+    assert done.get_nowait() == (False, None)
