@@ -3,9 +3,8 @@
 # Triton kernels against the float64 composition, the issue-17 losses' kernels among them;
 # IVON's Triton step against its PyTorch ops), then benchmarks/bench_gpu.py (time and peak
 # memory against PyTorch and, when installed, Liger-Kernel; IVON's step against fused AdamW),
-# then benchmarks/bench_train_gpu.py
-# (an epoch of ResNet-18 through the lab's loop against a plain bf16 channels_last loop; issue
-# 14). Record its tables, with the device name it prints, in benchmarks/RESULTS.md.
+# then benchmarks/bench_train_gpu.py (an epoch of ResNet-18 through the lab's loop against a
+# plain bf16 channels_last loop; issue 14). Record its tables, with the device name it prints, in benchmarks/RESULTS.md.
 #
 #   benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
 #   benchmarks/gpu_check.sh --dry-run  # any machine: collects the CUDA tests and checks the
