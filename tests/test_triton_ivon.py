@@ -316,4 +316,4 @@ def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.Mon
 @pytest.mark.skipif(INTERPRETED, reason="this is the interpreter run")
 def test_interpreter_suite() -> None:
     """Run this file's cases on CPU tensors in Triton's interpreter, in a subprocess."""
-    run_interpreter_suite(__file__, 9)
+    run_interpreter_suite(__file__, 12)

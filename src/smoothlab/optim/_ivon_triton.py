@@ -38,6 +38,7 @@ _MODULE: list[ModuleType | None] = []
 _DRAWN: WeakIdKeyDictionary = WeakIdKeyDictionary()
 #: ``(gradient, key, stream)`` of the records that wait for ``step()`` (one sample per step).
 _DEFERRED: WeakIdKeyDictionary = WeakIdKeyDictionary()
+_Deferred = tuple[Tensor, Tensor, int]
 _T = TypeVar("_T")
 
 
@@ -80,11 +81,11 @@ def takes(p: Tensor, state: dict[str, Any]) -> bool:
     )
 
 
-def _by_dtype(items: Sequence[_T], dtype: Callable[[_T], Hashable]) -> list[list[_T]]:
-    """``items`` split by ``dtype(item)``: one launch serves one dtype (and one noise key)."""
+def _batches(items: Sequence[_T], by: Callable[[_T], Hashable]) -> list[list[_T]]:
+    """``items`` split by ``by(item)``: one launch serves one dtype (and one noise key)."""
     out: dict[Hashable, list[_T]] = {}
     for item in items:
-        out.setdefault(dtype(item), []).append(item)
+        out.setdefault(by(item), []).append(item)
     return list(out.values())
 
 
@@ -97,7 +98,7 @@ def sample(opt: _IVON, generator: torch.Generator) -> dict[Tensor, Tensor]:
     chosen = [(s, g, p) for s, g, p in chosen if takes(p, opt.state[p])]
     for group in opt.param_groups:
         mine = [(s, p) for s, g, p in chosen if g is group]
-        for batch in _by_dtype(mine, lambda sp: sp[1].dtype):
+        for batch in _batches(mine, lambda sp: sp[1].dtype):
             if key is None:  # as NoiseSource.key() draws it, left on the device
                 words = torch.randint(0, 2**32, (2,), dtype=torch.int64, generator=generator,
                                       device=generator.device)  # fmt: skip
@@ -135,7 +136,7 @@ def record(opt: _IVON, swapped: Sequence[tuple[Tensor, dict[str, Any], Tensor]])
                 opt._counts[p] = 1
             done.update(mine)
             continue
-        for params in _by_dtype(mine, _grad_dtype):
+        for params in _batches(mine, _record_batch):
             module = _kernels(params[0].device)
             assert module is not None
             states, buffers = [opt.state[p] for p in params], [opt._buffers[p] for p in params]
@@ -153,7 +154,7 @@ def record(opt: _IVON, swapped: Sequence[tuple[Tensor, dict[str, Any], Tensor]])
     return done
 
 
-def _grad_dtype(p: Tensor) -> tuple[torch.dtype, int]:
+def _record_batch(p: Tensor) -> tuple[torch.dtype, int]:
     """A launch's batch: the gradient's dtype and the identity of the sample's key (one for all
     of a block's parameters)."""
     assert p.grad is not None  # _recordable() checked it
@@ -168,12 +169,10 @@ def _recordable(p: Tensor, state: dict[str, Any]) -> bool:
 def update(opt: _IVON, group: dict[str, Any], params: list[Tensor], lr: float) -> list[Tensor]:
     """Update the group's parameters that the kernels take; returns the others."""
     mine = [p for p in params if takes(p, opt.state[p])]
-    grads: dict[Tensor, tuple[Tensor, Tensor, int]] = {
-        p: _DEFERRED[p] for p in mine if p in _DEFERRED
-    }
+    grads: dict[Tensor, _Deferred] = {p: _DEFERRED[p] for p in mine if p in _DEFERRED}
     for p in grads:
         del _DEFERRED[p]
-    for chunk in _by_dtype(mine, lambda p: p.dtype):
+    for chunk in _batches(mine, lambda p: p.dtype):
         states = [opt.state[p] for p in chunk]
         for state in states:
             state["step"] += 1
@@ -201,12 +200,12 @@ def _record_and_update(
     opt: _IVON,
     group: dict[str, Any],
     chunk: list[tuple[Tensor, float]],
-    grads: dict[Tensor, tuple[Tensor, Tensor, int]],
+    grads: dict[Tensor, _Deferred],
     lr: float,
 ) -> None:
     """The deferred record and the update of one sample per step, for ``(parameter, debias)``
     pairs and their ``(gradient, key, stream)``: one launch per gradient dtype (and key)."""
-    for batch in _by_dtype(chunk, lambda pair: (grads[pair[0]][0].dtype, id(grads[pair[0]][1]))):
+    for batch in _batches(chunk, lambda pair: (grads[pair[0]][0].dtype, id(grads[pair[0]][1]))):
         params = [p for p, _ in batch]
         states = [opt.state[p] for p in params]
         module = _kernels(params[0].device)
