@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from typing import Any
 
 import pytest
 import torch
@@ -60,9 +61,9 @@ def test_one_worker_trains_everything_in_the_driver(monkeypatch: pytest.MonkeyPa
     events: list[tuple[str, int, int]] = []
     trained_here = threading.get_ident(), []
 
-    def spy(chunk: list[RunTask], stack: bool, progress: stacking.ProgressFn) -> list[RunResult]:
+    def spy(chunk: list[RunTask], stack: bool, *args: Any) -> list[RunResult]:
         trained_here[1].append(threading.get_ident())
-        return train_chunk(chunk, stack, progress)
+        return train_chunk(chunk, stack, *args)
 
     monkeypatch.setattr(stacking, "train_chunk", spy)
     results = {r.key: r for r in executor.run_batch(tasks, lambda *e: events.append(e))}

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
             default=None,
             help="ray: reruns of a run whose worker or node died, from its checkpoint (default 3)",
         )
+        sub.add_argument(
+            "--stack-memory",
+            type=int,
+            default=None,
+            help="stacked: MiB one stack may take (default: half the available memory)",
+        )
         sub.add_argument("--out", type=Path, default=None, help=f"results folder ({out})")
         sub.add_argument("--no-report", action="store_true", help="skip writing the report")
         sub.add_argument(
@@ -99,7 +105,9 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     ray = _ray_options(args)
     start = time.perf_counter()
     with folder_lock(out, wait=args.wait):  # before any worker starts: one runner per folder
-        executor = make_executor(args.executor, args.workers, args.address, **ray)
+        executor = make_executor(
+            args.executor, args.workers, args.address, **ray, **_stack_options(args)
+        )
         try:
             summary = run_experiment(config, out, executor)
         finally:
@@ -136,6 +144,19 @@ def _ray_options(args: argparse.Namespace) -> dict[str, Any]:
         if not given[name] >= 0:  # NaN too
             raise ConfigError(f"`{flag}` must be >= 0, got {given[name]}")
     return given
+
+
+def _stack_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--stack-memory``, checked; it belongs to ``--executor stacked``."""
+    if args.stack_memory is None:
+        return {}
+    if args.executor != "stacked":
+        raise ConfigError(
+            f"`--stack-memory` needs --executor stacked, got --executor {args.executor}"
+        )
+    if args.stack_memory < 1:
+        raise ConfigError(f"`--stack-memory` must be >= 1 (MiB), got {args.stack_memory}")
+    return {"stack_memory": args.stack_memory}
 
 
 def _list() -> None:

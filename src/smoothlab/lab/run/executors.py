@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from smoothlab.lab.run.lifeline import die_with
 from smoothlab.lab.run.stacking import MAX_STACK, Chunk, Done, chunks, drive, train_chunk
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
+from smoothlab.lab.train.stack_memory import available_bytes
 from smoothlab.lab.train.stacked import stack_key
 
 __all__ = [
@@ -75,8 +76,8 @@ def _report(key: str, done: int, total: int) -> None:
     _worker_queue.put((key, done, total))
 
 
-def _execute_in_worker(tasks: list[RunTask], stack: bool) -> list[RunResult]:
-    return train_chunk(tasks, stack, _report)
+def _execute_in_worker(tasks: list[RunTask], stack: bool, max_bytes: int = 0) -> list[RunResult]:
+    return train_chunk(tasks, stack, _report, max_bytes)
 
 
 class LocalExecutor:
@@ -140,8 +141,8 @@ class StackedExecutor:
     machine, where the driver has paid for most of them already.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
-        self.requested = workers
+    def __init__(self, workers: int | None = None, stack_memory: int = 0) -> None:
+        self.requested, self.stack_memory = workers, stack_memory
         self.local: LocalExecutor | None = None  # the pool, once a batch needs one
         self.workers = 1  # the driver and the pool's processes
 
@@ -153,30 +154,31 @@ class StackedExecutor:
             size = pool_size(self.requested, os.cpu_count() or 1, os.getloadavg()[0])
             self.local = LocalExecutor(size) if size else None
             self.workers = 1 + size
+        budget = _stack_budget(self.stack_memory, self.workers)
         work = deque((c, stack_key(c[0]) is not None) for c in chunks(tasks, self.workers))
         done: queue.Queue[Done] = queue.Queue()
         stop = threading.Event()
         report = progress or _ignore
-        threads = [threading.Thread(target=drive, args=(work, done, report, stop))]
+        threads = [threading.Thread(target=drive, args=(work, done, report, stop, budget))]
         if self.local is not None:
             threads.append(threading.Thread(target=self.local._relay, args=(report, stop)))
         for thread in threads:
             thread.daemon = True
             thread.start()
         try:
-            pending = 1 + sum(self._submit(work, done) for _ in range(self.workers - 1))
+            pending = 1 + sum(self._submit(work, done, budget) for _ in range(self.workers - 1))
             while pending:  # the driver counts once, until its None
                 from_pool, future = done.get()
                 pending -= 1
                 if future is not None:
-                    pending += self._submit(work, done) if from_pool else 1
+                    pending += self._submit(work, done, budget) if from_pool else 1
                     yield from future.result()
         finally:
             stop.set()
             for thread in threads:
                 thread.join()  # the driver's at its next epoch
 
-    def _submit(self, work: deque[Chunk], done: queue.Queue[Done]) -> int:
+    def _submit(self, work: deque[Chunk], done: queue.Queue[Done], budget: int) -> int:
         """Hand the next chunk to the pool; 1 if there was one."""
         if self.local is None:
             return 0
@@ -184,7 +186,7 @@ class StackedExecutor:
             chunk, stack = work.popleft()  # atomic: the driver thread pops too
         except IndexError:
             return 0
-        future = self.local.pool.submit(_execute_in_worker, chunk, stack)
+        future = self.local.pool.submit(_execute_in_worker, chunk, stack, budget)
         future.add_done_callback(lambda f: done.put((True, f)))
         return 1
 
@@ -192,6 +194,12 @@ class StackedExecutor:
         """Stop the pool's workers, if any were started."""
         if self.local is not None:
             self.local.close()
+
+
+def _stack_budget(mib: int, processes: int) -> int:
+    """Bytes one stack may take: ``mib`` MiB when given, else half the memory available now,
+    shared among the driver and the pool's processes, which train a stack each at once."""
+    return mib * 2**20 if mib else available_bytes() // (2 * processes)
 
 
 def pool_size(workers: int | None, cpus: int, load: float) -> int:
@@ -301,10 +309,12 @@ def _execute_one_thread(task: RunTask, messages: Any, driver: tuple[str, int]) -
 
 # name -> build(workers, address, num_gpus, max_retries): the CLI's --executor choices and
 # make_executor read this table; only Ray places runs on GPUs of a cluster and retries them
-EXECUTORS: dict[str, Callable[[int | None, str | None, float, int], Executor]] = {
-    "local": lambda workers, address, gpus, retries: LocalExecutor(workers),
-    "stacked": lambda workers, address, gpus, retries: StackedExecutor(workers),
-    "ray": lambda workers, address, gpus, retries: RayExecutor(workers, address, gpus, retries),
+EXECUTORS: dict[str, Callable[[int | None, str | None, float, int, int], Executor]] = {
+    "local": lambda workers, address, gpus, retries, memory: LocalExecutor(workers),
+    "stacked": lambda workers, address, gpus, retries, memory: StackedExecutor(workers, memory),
+    "ray": lambda workers, address, gpus, retries, memory: RayExecutor(
+        workers, address, gpus, retries
+    ),
 }
 
 
@@ -315,9 +325,12 @@ def make_executor(
     *,
     num_gpus: float = 0.0,
     max_retries: int = 3,
+    stack_memory: int = 0,
 ) -> Executor:
     """Build the executor ``name``, a key of :data:`EXECUTORS`; ``num_gpus`` (per run, a
-    fraction packs several runs on a GPU) and ``max_retries`` are the ``ray`` executor's.
+    fraction packs several runs on a GPU) and ``max_retries`` are the ``ray`` executor's,
+    ``stack_memory`` (MiB one stack may take, 0 = sized from the available memory) the
+    ``stacked`` one's.
 
     >>> make_executor("slurm")
     Traceback (most recent call last):
@@ -327,6 +340,10 @@ def make_executor(
     Traceback (most recent call last):
     ...
     ValueError: `num_gpus` must be 0 unless the executor is ray, got 0.5 with 'local'
+    >>> make_executor("local", stack_memory=512)
+    Traceback (most recent call last):
+    ...
+    ValueError: `stack_memory` must be 0 unless the executor is stacked, got 512 with 'local'
     """
     if name not in EXECUTORS:
         raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {name!r}")
@@ -339,4 +356,11 @@ def make_executor(
             f"`max_retries` must be 3 (the default) unless the executor is ray, "
             f"got {max_retries} with {name!r}"
         )
-    return EXECUTORS[name](workers, address, num_gpus, max_retries)
+    if stack_memory < 0:
+        raise ValueError(f"`stack_memory` must be >= 0, got {stack_memory}")
+    if name != "stacked" and stack_memory:
+        raise ValueError(
+            f"`stack_memory` must be 0 unless the executor is stacked, "
+            f"got {stack_memory} with {name!r}"
+        )
+    return EXECUTORS[name](workers, address, num_gpus, max_retries, stack_memory)

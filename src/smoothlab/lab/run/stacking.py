@@ -56,12 +56,15 @@ def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
     return out + alone
 
 
-def train_chunk(tasks: list[RunTask], stack: bool, progress: ProgressFn) -> list[RunResult]:
-    """Train a chunk: compatible runs stacked, or each run alone."""
+def train_chunk(
+    tasks: list[RunTask], stack: bool, progress: ProgressFn, max_bytes: int = 0
+) -> list[RunResult]:
+    """Train a chunk: compatible runs stacked (in stacks of at most ``max_bytes``, 0 = half
+    the available memory), or each run alone."""
     for task in tasks:
         progress(task.key, 0, task.run.train.epochs)
     if stack:
-        return execute_stacked(tasks, progress)
+        return execute_stacked(tasks, progress, max_bytes)
     return [execute(task, progress) for task in tasks]
 
 
@@ -92,7 +95,11 @@ def stoppable(progress: ProgressFn, stop: threading.Event) -> ProgressFn:
 
 
 def drive(
-    work: deque[Chunk], done: queue.Queue[Done], progress: ProgressFn, stop: threading.Event
+    work: deque[Chunk],
+    done: queue.Queue[Done],
+    progress: ProgressFn,
+    stop: threading.Event,
+    max_bytes: int = 0,
 ) -> None:
     """The driver's share of a batch: pop chunks off ``work`` (the pool's submissions pop it
     too; ``popleft`` is atomic) and train them until none is left or ``stop`` is set (then at
@@ -113,7 +120,8 @@ def drive(
                 break
             future: Future[list[RunResult]] = Future()
             try:
-                future.set_result(train_chunk(chunk, stack, stoppable(progress, stop)))
+                report = stoppable(progress, stop)
+                future.set_result(train_chunk(chunk, stack, report, max_bytes))
             except BaseException as error:  # re-raised in the main thread by result()
                 future.set_exception(error)
                 done.put((False, future))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import time
 import traceback
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -41,38 +41,14 @@ from smoothlab.lab.train.loop import (
     _Trainer,  # the solo trainer: one definition of a run's pieces
     select_device,
 )
+from smoothlab.lab.train.stack_memory import available_bytes, run_bytes, stack_size
+from smoothlab.lab.train.stackable import stack_key, stackable_model
 
 __all__ = ["execute_stacked", "stack_key", "stackable_model"]
 
 # Rows (over all runs) per evaluation chunk: its hidden activations stay in cache (the per-epoch
 # evaluation of 138 Twonorm runs took 2.5x less CPU than with 2048 rows per run).
 _EVAL_ROWS = 4096
-
-
-def stack_key(task: RunTask) -> Hashable | None:
-    """What runs must share to train stacked, or None if this run trains alone.
-
-    >>> from smoothlab.lab.demo import demo_config
-    >>> from smoothlab.lab.plan.grid import plan_runs
-    >>> runs = plan_runs(demo_config())
-    >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(runs)]
-    >>> len({stack_key(t) for t in tasks if stack_key(t) is not None}), stack_key(tasks[-1])
-    (1, None)
-    """
-    method, run = task.run.variant, task.run
-    if method.optimizer != "default" or method.needs_teacher:
-        return None
-    if run.data.augment.active:  # the stacked epoch draws no augmentation
-        return None
-    # the stacked SGD has one rate per run (model.checkpoint stacks: each trainer loads it)
-    if run.train.backbone_lr or run.train.precision != "fp32" or run.train.compile:
-        return None  # the stacked forward is fp32 and eager
-    train = method.train_config(run.train)
-    if train.optimizer != "sgd":
-        return None
-    recipe = (train.epochs, train.batch_size, train.momentum, train.nesterov, train.weight_decay)
-    shared = (train.select, train.temperature_scaling, task.device, task.checkpoint_every)
-    return (repr(run.data), repr(run.model), recipe, shared)
 
 
 def _mlp_layers(model: nn.Module) -> tuple[str, ...] | None:
@@ -86,13 +62,6 @@ def _mlp_layers(model: nn.Module) -> tuple[str, ...] | None:
     if any((f.start_dim, f.end_dim) != (1, -1) for f in flat):
         return None
     return layers
-
-
-def stackable_model(model: nn.Module) -> bool:
-    """Whether a model's forward is a pure function of its parameters (no buffers to update in
-    place, no dropout drawing from the global generator)."""
-    stateful = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
-    return not stateful and next(model.buffers(), None) is None
 
 
 class _Stack:
@@ -339,41 +308,68 @@ def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) ->
 
 
 def execute_stacked(
-    tasks: Sequence[RunTask], progress: ProgressFn | None = None
+    tasks: Sequence[RunTask], progress: ProgressFn | None = None, max_bytes: int = 0
 ) -> list[RunResult]:
     """Train runs that share a :func:`stack_key` stacked; results in the order of ``tasks``.
 
-    Runs resumed from checkpoints of different epochs (or whose splits differ in size) train in
-    separate stacks. If the model
-    cannot stack (:func:`stackable_model`), each run trains alone, as
+    A stack holds as many runs as fit in ``max_bytes`` (default: half the memory available
+    now), at :func:`~smoothlab.lab.train.stack_memory.run_bytes` each as measured on the first
+    run; the next stack's runs are built once the previous one has finished. Runs resumed from
+    checkpoints of different epochs (or whose splits differ in size) train in separate stacks.
+    If the model cannot stack (:func:`stackable_model`), each run trains alone, as
     :func:`~smoothlab.lab.train.loop.execute` would.
     """
+    results: dict[str, RunResult] = {}
+    waiting, size = list(tasks), 0
+    while waiting:
+        built: list[tuple[_Trainer, int]] = []
+        while waiting and (not size or len(built) < size):
+            ready = _build(waiting.pop(0), progress, results)
+            if ready is not None:
+                built.append(ready)
+                trainer = ready[0]
+                if not size:
+                    per_run = run_bytes(trainer.data, trainer.model, trainer.run.train.batch_size)
+                    size = stack_size(per_run, max_bytes or available_bytes() // 2)
+        _train_groups(built, progress, results)
+    return [results[task.key] for task in tasks]
+
+
+def _build(
+    task: RunTask, progress: ProgressFn | None, results: dict[str, RunResult]
+) -> tuple[_Trainer, int] | None:
+    """The run's trainer restored from its checkpoint, and its first epoch to train; None when
+    the run is done already (its model cannot stack: trained alone) or failed (both in
+    ``results``)."""
     from smoothlab.lab.train.loop import execute
 
-    results: dict[str, RunResult] = {}
+    try:
+        trainer = _Trainer(task, prepare_data(task.run, task.data_seed), select_device(task.device))
+        if not stackable_model(trainer.model):
+            results[task.key] = execute(task, progress)
+            return None
+        saved = load_checkpoint(Path(task.checkpoint_dir)) if task.checkpoint_dir else None
+        return trainer, trainer.restore(saved) if saved else 0
+    except Exception:
+        results[task.key] = RunResult(task.key, error=traceback.format_exc())
+        return None
+
+
+def _train_groups(
+    built: list[tuple[_Trainer, int]], progress: ProgressFn | None, results: dict[str, RunResult]
+) -> None:
+    """Train trainers in stacks of those that continue at the same epoch with splits of the
+    same sizes (noise-dependent stratified splits can differ by an example)."""
     groups: dict[tuple[int, ...], list[_Trainer]] = {}
-    for task in tasks:
-        try:
-            trainer = _Trainer(
-                task, prepare_data(task.run, task.data_seed), select_device(task.device)
-            )
-            if not stackable_model(trainer.model):
-                results[task.key] = execute(task, progress)
-                continue
-            saved = load_checkpoint(Path(task.checkpoint_dir)) if task.checkpoint_dir else None
-            start = trainer.restore(saved) if saved else 0
-        except Exception:
-            results[task.key] = RunResult(task.key, error=traceback.format_exc())
-            continue
-        data = trainer.data  # noise-dependent stratified splits can differ in size by an example
+    for trainer, start in built:
+        data = trainer.data
         sizes = (len(data.y_train), len(data.y_val), len(data.y_test))
         groups.setdefault((start, *sizes), []).append(trainer)
-    for (start, *_), trainers in groups.items():
+    for (start, *_), group in groups.items():
         try:
-            for result in _train(trainers, start, progress):
+            for result in _train(group, start, progress):
                 results[result.key] = result
         except Exception:  # a failure of the stack itself fails its runs, not the grid
             error = traceback.format_exc()
-            for trainer in trainers:
+            for trainer in group:
                 results[trainer.task.key] = RunResult(trainer.task.key, error=error)
-    return [results[task.key] for task in tasks]
