@@ -41,7 +41,7 @@ def _trainer(task: RunTask) -> _Trainer:
     return _Trainer(task, prepare_data(task.run, task.data_seed), torch.device("cpu"))
 
 
-def test_run_bytes_counts_data_twice_parameters_six_times_activations_twice() -> None:
+def test_run_bytes_counts_data_thrice_parameters_six_times_activations_twice() -> None:
     trainer = _trainer(_tasks()[0])
     data = trainer.data
     held = 0
@@ -52,7 +52,7 @@ def test_run_bytes_counts_data_twice_parameters_six_times_activations_twice() ->
     weights = features * 16 + 16 + 16 * 8 + 8 + 8 * classes + classes
     # flatten, linear, relu, linear, relu, linear: the outputs of one batch of 32, float32
     activations = 32 * (features + 16 + 16 + 8 + 8 + classes) * 4
-    assert run_bytes(data, trainer.model, 32) == 2 * held + 6 * weights * 4 + 2 * activations
+    assert run_bytes(data, trainer.model, 32) == 3 * held + 6 * weights * 4 + 2 * activations
 
 
 def _close(a: RunResult, b: RunResult) -> None:
