@@ -58,8 +58,8 @@ __all__ = [
 
 class CrossEntropyLoss(nn.CrossEntropyLoss):
     """Module form of :func:`smoothlab.cross_entropy`, with ``torch.nn.CrossEntropyLoss``'s
-    signature (plus keyword-only ``prior``, a buffer like ``weight``, ``lse_square_scale`` and
-    ``softcap``).
+    signature, plus three keyword-only arguments: ``prior`` (a buffer like ``weight``),
+    ``lse_square_scale`` and ``softcap``.
 
     A subclass of PyTorch's class, so ``isinstance`` checks, attributes and state dicts carry
     over; ``label_smoothing`` may be negative and is validated here rather than at the call, as
