@@ -3,11 +3,12 @@
 An 81-run Fashion-MNIST stack reached 11 GB and was killed by the kernel when other jobs filled
 the machine: the stack size must follow the memory, not only a count of runs. A run of a stack
 takes its data three times (its trainer's tensors, its slice of the stacked copies, and the
-copies made while preparing the data, which the allocator keeps: with two, a Fashion-MNIST
-stack's peak was 40% above the estimate; with three, within 4% on the two stacks measured in
-benchmarks/RESULTS.md), its parameters six times (the model, the stacked weights, their
-gradients, momentum, the selected epoch's copy, the optimizer's state written back) and the
-activations of one batch, kept for the backward pass and matched by their gradients.
+copies made while preparing the data, which the allocator may keep: with two, a Fashion-MNIST
+stack's peak was up to 40% above the estimate; with three, the estimate is 1-43% above the
+peaks measured in benchmarks/RESULTS.md, which vary with the allocator's state), its
+parameters six times (the model, the stacked weights, their gradients, momentum, the selected
+epoch's copy, the optimizer's state written back) and the activations of one batch, kept for
+the backward pass and matched by their gradients.
 """
 
 from __future__ import annotations
