@@ -13,7 +13,8 @@ stored, checkpointed and resumed exactly like one.
 
 Runs stack when they share data set, model, epochs, batch size and an SGD recipe (momentum,
 Nesterov, weight decay); they may differ in seed, noise, learning rate and schedule, and method.
-Cross-entropy and (negative) label smoothing are evaluated for all runs in one expression; other
+Cross-entropy, (negative) label smoothing, the confidence penalty and label relaxation are
+evaluated for all runs in one expression (:mod:`~smoothlab.lab.train.stacked_objectives`); other
 objectives run per run on their slice of the logits. Models with buffers (batch norm) or dropout,
 IVON, SAM, AdamW and teacher methods do not stack (:func:`stack_key` returns None) and train alone.
 """
@@ -30,7 +31,6 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from smoothlab.lab.plan.methods import CrossEntropy, LabelSmoothing
 from smoothlab.lab.plan.objectives import cross_entropy
 from smoothlab.lab.train.checkpoint import load_checkpoint, save_checkpoint
 from smoothlab.lab.train.data import prepare_data
@@ -43,6 +43,7 @@ from smoothlab.lab.train.loop import (
 )
 from smoothlab.lab.train.stack_memory import available_bytes, run_bytes, stack_size
 from smoothlab.lab.train.stackable import stack_key, stackable_model
+from smoothlab.lab.train.stacked_objectives import StackedObjective
 
 __all__ = ["execute_stacked", "stack_key", "stackable_model"]
 
@@ -90,10 +91,8 @@ class _Stack:
         self.x_test = stack([t.data.x_test for t in trainers]).to(device)
         self.alive = torch.ones(len(trainers), dtype=torch.bool)
         self.errors: dict[int, str] = {}
-        rates = [_smoothing(t) for t in trainers]
-        self.own = [i for i, r in enumerate(rates) if r is None]  # runs with their own objective
-        self.rates = torch.tensor([r or 0.0 for r in rates], device=device)
-        self.switch = torch.tensor([t.run.train.switch_epoch for t in trainers], device=device)
+        switch = torch.tensor([t.run.train.switch_epoch for t in trainers], device=device)
+        self.objective = StackedObjective([t.method for t in trainers], switch)
         # runs with the same recipe share a learning-rate schedule: evaluated once per step
         self.schedules: dict[str, list[int]] = {}
         for i, t in enumerate(trainers):
@@ -143,15 +142,12 @@ class _Stack:
         return table.to(self.device)
 
     def losses(self, logits: Tensor, y: Tensor, index: Tensor, epoch: int) -> Tensor:
-        """Each run's batch loss ``(R,)``: smoothing-family runs in one expression
-        ``(1 - r) (-log p_y) + r mean_j (-log p_j)`` (``r = 0`` before ``switch_epoch``), the
-        others through their own objective."""
-        log_p = torch.log_softmax(logits.float(), dim=-1)
-        nll = -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        r = torch.where(epoch >= self.switch, self.rates, torch.zeros_like(self.rates))
-        smoothed = ((1 - r)[:, None] * nll - r[:, None] * log_p.mean(-1)).mean(1)
-        own = [i for i in self.own if self.alive[i]]
-        if not own:  # no per-run autograd nodes when every run is of the smoothing family
+        """Each run's batch loss ``(R,)``: cross-entropy, smoothing, the confidence penalty and
+        label relaxation in one expression (:class:`StackedObjective`), other methods through
+        their own objective."""
+        smoothed = self.objective(logits, y, epoch)
+        own = [i for i in self.objective.own if self.alive[i]]
+        if not own:  # no per-run autograd nodes when every run is in the one expression
             return smoothed
         values = []
         for i in own:
@@ -209,15 +205,6 @@ class _Stack:
                 if buffer is not None:
                     state = trainer.optimizer.state[param]
                     state["momentum_buffer"] = buffer[i].clone()
-
-
-def _smoothing(trainer: _Trainer) -> float | None:
-    """The smoothing rate of a cross-entropy or (negative) label-smoothing run, else None."""
-    if isinstance(trainer.method, CrossEntropy):
-        return 0.0
-    if isinstance(trainer.method, LabelSmoothing):
-        return float(trainer.method.smoothing)
-    return None
 
 
 def _epoch(stack: _Stack, epoch: int) -> None:
