@@ -10,6 +10,7 @@ without a GPU). The shapes are tiny but cross a program boundary (1100 elements:
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Iterator
 
@@ -293,21 +294,31 @@ def test_cpu_parameters_keep_the_cpu_paths() -> None:
 @pytest.mark.skipif(INTERPRETED, reason="compiles for a GPU")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_kernels_compile_for_the_gpu(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The four kernels, and the stored-noise reference's three (the CUDA run compares them)."""
     pytest.importorskip("triton.backends.nvidia")
+    import ivon_stored_noise
+
     from smoothlab._triton import ivon
 
     recorders = {}
-    for name in ("_sample_kernel", "_record_kernel", "_update_kernel", "_step_kernel"):
-        recorders[name] = (getattr(ivon, name), Recorder())
-        monkeypatch.setattr(ivon, name, recorders[name][1])
+    names = ("_sample_kernel", "_record_kernel", "_update_kernel", "_step_kernel")
+    for module in (ivon, ivon_stored_noise):
+        for name in [n for n in names if hasattr(module, n)]:
+            recorders[module, name] = (getattr(module, name), Recorder())
+            monkeypatch.setattr(module, name, recorders[module, name][1])
     p = nn.Parameter(torch.randn(300).to(dtype))
-    for mc in (1, 2):  # one sample: sample and step; two: sample, record and update
+    for mc, stored in itertools.product((1, 2), (False, True)):
+        # one sample: sample and step; two: sample, record and update
         opt = IVON([p], lr=0.1, ess=10.0, mc_samples=mc)
-        with _triton.on_cpu():
+        with _triton.on_cpu(), pytest.MonkeyPatch.context() as patch:
+            if stored:
+                reference = ivon_stored_noise.StoredNoise()
+                patch.setattr(_ivon_triton, "_kernels", lambda _, kernels=reference: kernels)
             for _ in range(mc):
                 with opt.sampled_params(train=True):
                     p.float().sum().backward()
             opt.step()
+    assert len(recorders) == 7
     for kernel, recorder in recorders.values():
         assert recorder.launches
         compile_sm90(kernel, *recorder.launches[0])
