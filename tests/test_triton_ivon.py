@@ -189,6 +189,8 @@ def test_regenerated_noise_gives_the_bits_of_the_stored_noise(device: str, mc: i
     thetas: list[torch.Tensor] = []
     twin_thetas: list[torch.Tensor] = []
     _train(model, opt, 3, thetas=thetas)
+    # the regenerating kernels never allocate the PyTorch paths' parameter-sized noise buffer
+    assert opt._buffers and all(b.stored_noise is None for b in opt._buffers.values())
     stored = StoredNoise()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_ivon_triton, "_kernels", lambda device: stored)

@@ -47,20 +47,29 @@ class Buffers:
 
     ``precision`` and ``sigma`` are allocated on first use by the PyTorch path only (the native
     kernels recompute :math:`\sigma` from :math:`h` as they go); ``key`` records the
-    ``(weight_decay, ess)`` they were computed with, NaN when :math:`h` changed since.
+    ``(weight_decay, ess)`` they were computed with, NaN when :math:`h` changed since. The
+    noise is allocated on first use too: the Triton kernels regenerate it from its Philox key
+    instead of storing it, so on CUDA it would be a parameter-sized float32 buffer never touched.
     """
 
-    noise: Tensor  # epsilon of the current sample, later scratch
     sample: Tensor  # theta = m + sigma * epsilon in the parameter's dtype; swapped into the param
     diff_sum: Tensor  # sum over this step's samples of h - h_hat
     precision: Tensor | None = None  # ess * (h + weight_decay)
     sigma: Tensor | None = None  # 1 / sqrt(precision)
     key: tuple[float, float] = (math.nan, math.nan)
+    stored_noise: Tensor | None = None  # see noise
 
     @classmethod
     def like(cls, p: Tensor, hess: Tensor) -> Buffers:
         """Fresh buffers for parameter ``p`` with Hessian state ``hess``."""
-        return cls(torch.empty_like(hess), torch.empty_like(p), torch.empty_like(hess))
+        return cls(torch.empty_like(p), torch.empty_like(hess))
+
+    @property
+    def noise(self) -> Tensor:
+        """Epsilon of the current sample (later scratch), shaped like the Hessian state."""
+        if self.stored_noise is None:
+            self.stored_noise = torch.empty_like(self.diff_sum)
+        return self.stored_noise
 
     def scale(self, hess: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
         r""":math:`P = \lambda (h + \delta)` and :math:`\sigma`, recomputed if out of date."""
