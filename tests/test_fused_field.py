@@ -316,3 +316,26 @@ def test_tied_maxima_and_gaps_at_the_margin(c: int) -> None:
         x64 = z.double().requires_grad_()
         (ref,) = torch.autograd.grad(kind(x64, y, **options, fused=False), x64)
         _close(grad, ref)
+
+
+def test_chunks_of_converted_rows_read_their_own_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 logits are converted in chunks of about 100 rows, split over two threads: every
+    piece must read its own rows' weights and labels."""
+    from smoothlab.losses import _fused
+
+    monkeypatch.setattr(_fused, "GRAIN_ELEMENTS", 1 << 12)
+    monkeypatch.setattr(_native_rows, "GRAIN_ELEMENTS", 1 << 10)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        z, y = _logits(500, 37, seed=13, finite=True)
+        z = z.bfloat16()
+        for name, kind in KINDS.items():
+            loss, grad = _run(kind, z, y, weight=_weight(37), reduction="none")
+            ref_loss, ref_grad = _run(
+                kind, z.float(), y, weight=_weight(37), reduction="none", fused=False
+            )
+            _close(loss, ref_loss, name)
+            _close(grad.float(), ref_grad, name, rtol=1e-2)
+    finally:
+        torch.set_num_threads(before)
