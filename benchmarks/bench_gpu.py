@@ -52,6 +52,15 @@ LOSSES: dict[str, Loss] = {
     "conf. penalty tau=1": lambda z, y, q: smoothlab.confidence_penalty_loss(
         z, y, 0.1, threshold=1.0
     ),
+    # the issue-17 losses with a fused row kernel
+    "focal gamma=2": lambda z, y, q: smoothlab.focal_loss(z, y, gamma=2.0),
+    "FLSD-53": lambda z, y, q: smoothlab.sample_dependent_focal_loss(z, y),
+    "GCE q=0.7": lambda z, y, q: smoothlab.generalized_cross_entropy(z, y, q=0.7),
+    "SCE a=0.1 b=1": lambda z, y, q: smoothlab.symmetric_cross_entropy(z, y),
+    "logit penalty b=1e-3": lambda z, y, q: smoothlab.logit_penalty_loss(z, y, beta=1e-3),
+    "MaxSup a=0.1": lambda z, y, q: smoothlab.max_suppression_loss(z, y, alpha=0.1),
+    "MbLS m=10 a=0.1": lambda z, y, q: smoothlab.margin_label_smoothing_loss(z, y),
+    "LogitNorm t=0.04": lambda z, y, q: smoothlab.logit_norm_loss(z, y, temperature=0.04),
 }
 
 
