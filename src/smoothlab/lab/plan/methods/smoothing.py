@@ -206,10 +206,10 @@ class Ivon(Method):
     optimizer: ClassVar[str] = "ivon"
     overrides: ClassVar[tuple[str, ...]] = ("lr", "lr_schedule", "warmup_epochs")
     late: ClassVar[tuple[str, ...]] = ("train_samples",)
-    lr: float = 0.2
-    hess_init: float = 0.9
+    lr: float = 0.2  # IVON's learning rate, always in place of train.lr
+    hess_init: float = 0.9  # h0; a weight's posterior std is 1 / sqrt(ess (h + weight_decay))
     beta2: float = 0.99999  # 1 keeps the Hessian, hence the posterior spread, at hess_init (Fig. 6)
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # IVON's own delta (train.weight_decay does not reach IVON)
     ess: float = 0.0  # effective sample size; 0 = the number of training examples
     test_samples: int = 0  # posterior samples averaged at test time; 0 = predict with the mean
     train_samples: int = 1  # weight samples per step (forward-backward each); IVON's mc_samples
