@@ -18,6 +18,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_logit_options import ERRORS  # the functions' messages, which the modules repeat
 
 from smoothlab import cross_entropy
 from smoothlab.losses import confidence_penalty_loss, label_relaxation_loss
@@ -196,17 +197,6 @@ def test_repr_names_the_options_only_when_set() -> None:
     assert repr(ConfidencePenaltyLoss(lse_square_scale=0.5, softcap=2)).endswith(
         "reduction='mean', lse_square_scale=0.5, softcap=2.0)"
     )
-
-
-ERRORS = [
-    ({"lse_square_scale": -0.1}, ValueError, "`lse_square_scale` must be >= 0.0, got -0.1"),
-    ({"lse_square_scale": math.nan}, ValueError, "`lse_square_scale` must be a number, not NaN, got nan"),
-    ({"lse_square_scale": "1"}, TypeError, "`lse_square_scale` must be a real number, got '1'"),
-    ({"softcap": 0.0}, ValueError, "`softcap` must be > 0.0, got 0.0"),
-    ({"softcap": -3}, ValueError, "`softcap` must be > 0.0, got -3"),
-    ({"softcap": math.inf}, ValueError, "`softcap` must be finite, got inf"),
-    ({"softcap": True}, TypeError, "`softcap` must be a real number, got True"),
-]  # fmt: skip
 
 
 @pytest.mark.parametrize(("options", "kind", "message"), ERRORS)

@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 import torch
 from test_triton_kernels import _check, _data, _fused, _reference
-from triton_compile import DEVICES, INTERPRETED, Recorder, compile_sm90, run_interpreter_suite
+from triton_compile import (
+    DEVICES,
+    INTERPRETED,
+    Recorder,
+    compile_sm90,
+    rows_device,
+    run_interpreter_suite,
+)
 
 from smoothlab import _native, _triton
 from smoothlab.losses.focal import focal_loss, sample_dependent_focal_loss
@@ -44,24 +51,7 @@ KERNELS = {name: "_rows_kernel" for name in ("focal", "flsd", "gce", "sce")}
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The device of a case, with the Triton path switched on and a spy on its launches."""
-    pytest.importorskip("triton")
-    from smoothlab._triton import rows
-
-    launches: list[int] = []
-    launch = rows.run_rows
-
-    def spy(*args: object, **kwargs: object) -> torch.Tensor:
-        launches.append(1)
-        return launch(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(rows, "run_rows", spy)
-    if request.param == "cpu":
-        monkeypatch.setattr(rows, "MAX_BLOCK", 16)
-        with _triton.on_cpu():
-            yield "cpu"
-    else:
-        yield "cuda"
-    assert launches, "the case never reached the Triton kernel"
+    yield from rows_device(request.param, monkeypatch)
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))

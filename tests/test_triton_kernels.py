@@ -16,7 +16,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from triton_compile import DEVICES, HAS_CUDA, INTERPRETED, run_interpreter_suite
+from triton_compile import DEVICES, HAS_CUDA, INTERPRETED, rows_device, run_interpreter_suite
 
 from smoothlab import _triton
 from smoothlab.losses import (
@@ -37,24 +37,7 @@ Loss = Callable[..., torch.Tensor]
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The device of a case, with the Triton path switched on and a spy on its launches."""
-    pytest.importorskip("triton")
-    from smoothlab._triton import rows
-
-    launches: list[int] = []
-    launch = rows.run_rows
-
-    def spy(*args: object, **kwargs: object) -> torch.Tensor:
-        launches.append(1)
-        return launch(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(rows, "run_rows", spy)
-    if request.param == "cpu":
-        monkeypatch.setattr(rows, "MAX_BLOCK", 16)
-        with _triton.on_cpu():
-            yield "cpu"
-    else:
-        yield "cuda"
-    assert launches, "the case never reached the Triton kernel"
+    yield from rows_device(request.param, monkeypatch)
 
 
 def _data(

@@ -1,6 +1,7 @@
 """Test helpers of the Triton kernels (``test_triton_kernels.py``, ``test_triton_ivon.py``,
-``test_triton_cce.py``): the devices a case runs on, the same file rerun in Triton's
-interpreter, and a recorded launch compiled for a Hopper GPU (sm_90) without a GPU."""
+``test_triton_cce.py``, ``test_triton_field.py``): the devices a case runs on, the row kernels'
+device fixture, the same file rerun in Triton's interpreter, and a recorded launch compiled for
+a Hopper GPU (sm_90) without a GPU."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,31 @@ if INTERPRETED:
 else:
     _no_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
     DEVICES = [pytest.param("cuda", marks=[pytest.mark.cuda, _no_gpu], id="cuda")]
+
+
+def rows_device(device: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The body of the row kernels' ``device`` fixture: the Triton path switched on for
+    ``device`` (CPU tensors in the interpreter, with small blocks so that rows span several),
+    and a spy that fails the case if it never reached :func:`smoothlab._triton.rows.run_rows`."""
+    pytest.importorskip("triton")
+    from smoothlab import _triton
+    from smoothlab._triton import rows
+
+    launches: list[int] = []
+    launch = rows.run_rows
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        launches.append(1)
+        return launch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rows, "run_rows", spy)
+    if device == "cpu":
+        monkeypatch.setattr(rows, "MAX_BLOCK", 16)
+        with _triton.on_cpu():
+            yield "cpu"
+    else:
+        yield "cuda"
+    assert launches, "the case never reached the Triton kernel"
 
 
 def run_interpreter_suite(path: str, minimum: int) -> None:
