@@ -7,8 +7,11 @@ import gzip
 import hashlib
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -181,6 +184,31 @@ def test_digits() -> None:
     assert torch.equal(data.x_test, again.x_test) and torch.equal(data.y_train, again.y_train)
     digest = hashlib.sha256(data.y_test.numpy().tobytes() + data.x_test.numpy().tobytes())
     assert digest.hexdigest()[:16] == "f0573fd26dca25e9"
+
+
+def test_digits_read_directly_equal_scikit_learns_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from smoothlab.datasets import loaders
+
+    images, labels = loaders._digits_arrays()
+    bunch = sklearn_digits()
+    assert np.array_equal(images, bunch.images.reshape(-1, 1, 8, 8))
+    assert np.array_equal(labels, bunch.target) and labels.dtype == np.int64
+    monkeypatch.setattr(loaders, "digits_file", lambda: None)  # a layout without the file
+    fallback = loaders._digits_arrays()
+    assert np.array_equal(fallback[0], images) and np.array_equal(fallback[1], labels)
+
+
+def test_digits_load_without_importing_scikit_learn() -> None:
+    code = (
+        "import sys; from smoothlab.datasets import load_dataset; "
+        "assert load_dataset('digits').x_train.shape[0] == 1198; "
+        "print('sklearn' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 # ---- splits ----------------------------------------------------------------------------------

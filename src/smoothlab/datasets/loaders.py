@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ __all__ = [
     "CIFAR10_ARCHIVE_MEMBERS",
     "CIFAR100_ARCHIVE_MEMBERS",
     "SPLICE_CODES",
+    "digits_file",
     "load_cifar",
     "load_cifar_n",
     "load_digits",
@@ -81,14 +83,42 @@ def _fixed_split_dataset(
     )
 
 
+def digits_file() -> Path | None:
+    """scikit-learn's bundled digits file (``datasets/data/digits.csv.gz``: 1797 rows of 64
+    pixel values and the label), found without importing scikit-learn, whose import alone costs
+    a second of CPU time in every lab worker; None when scikit-learn or the file is absent.
+
+    >>> path = digits_file()
+    >>> path is None or path.name == "digits.csv.gz"
+    True
+    """
+    spec = importlib.util.find_spec("sklearn")  # locates the package, does not import it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "datasets" / "data" / "digits.csv.gz"
+    return path if path.is_file() else None
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(1797, 1, 8, 8)`` and labels: read from :func:`digits_file` as
+    ``sklearn.datasets.load_digits`` reads it, or through that function when the file is not
+    where this scikit-learn version used to keep it."""
+    path = digits_file()
+    table = np.loadtxt(path, delimiter=",") if path is not None else None
+    if table is None or table.shape != (1797, 65):
+        from sklearn.datasets import load_digits as sklearn_digits
+
+        bunch = sklearn_digits()
+        return np.asarray(bunch.images).reshape(-1, 1, 8, 8), np.asarray(bunch.target)
+    return table[:, :-1].reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64)
+
+
 def load_digits(info: DatasetInfo, paths: Mapping[str, Path]) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, values 0..16) with the fixed split."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    images = np.asarray(bunch.images).reshape(-1, 1, 8, 8)
+    images, labels = _digits_arrays()
     metadata = _metadata(info, paths, value_range="0..16")
-    return _fixed_split_dataset(info, images, np.asarray(bunch.target), metadata)
+    return _fixed_split_dataset(info, images, labels, metadata)
 
 
 def load_synthetic_images(info: DatasetInfo, paths: Mapping[str, Path]) -> Dataset:
