@@ -70,7 +70,7 @@ def test_one_worker_trains_everything_in_the_driver(monkeypatch: pytest.MonkeyPa
     executor.close()
     assert executor.local is None  # no pool, no worker process started
     assert sorted(results) == sorted(t.key for t in tasks)
-    assert len(trained_here[1]) == 1 + 2  # the stack of four, then the two IVON runs alone
+    assert len(trained_here[1]) == 2  # the stack of four SGD runs, then the two IVON runs
     assert trained_here[0] not in trained_here[1]  # a thread: the main one stores results
     expected = _as_a_worker_would(tasks)
     for task in tasks:
@@ -114,11 +114,11 @@ def test_the_driver_stops_at_its_next_epoch_once_stop_is_set() -> None:
     done: queue.Queue[Done] = queue.Queue()
     work = deque([(first, False), (second, False)])
     drive(work, done, caller_leaves, stop)
-    from_pool, future = done.get_nowait()
-    assert not from_pool and future is not None
+    source, future = done.get_nowait()
+    assert source == "driver" and future is not None
     (result,) = future.result()  # the run fails at its first epoch's end
     assert result.error.strip().endswith("smoothlab.lab.run.stacking.Stopped")
-    assert done.get_nowait() == (False, None)  # and nothing more
+    assert done.get_nowait() == ("driver", None)  # and nothing more
     assert events == [(first[0].key, 0, 2)]
     assert list(work) == [(second, False)]  # the second chunk was never taken
 
@@ -126,4 +126,49 @@ def test_the_driver_stops_at_its_next_epoch_once_stop_is_set() -> None:
 def test_drive_says_when_it_has_no_more_work() -> None:
     done: queue.Queue[Done] = queue.Queue()
     drive(deque(), done, lambda *e: None, threading.Event())
-    assert done.get_nowait() == (False, None)
+    assert done.get_nowait() == ("driver", None)
+
+
+def test_a_starting_worker_takes_work_only_once_it_is_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tasks = _tasks({"ce": {}, "ls": {"smoothing": 0.1}, "ivon": {}})
+    executor = StackedExecutor(2)
+    submitted: list[int] = []
+    original = StackedExecutor._submit
+
+    def spy(self: StackedExecutor, work: Any, done: Any, budget: int, warm_up: bool = False) -> int:
+        submitted.append(-1 if warm_up else len(work))
+        return original(self, work, done, budget, warm_up)
+
+    monkeypatch.setattr(StackedExecutor, "_submit", spy)
+    try:
+        first = {r.key for r in executor.run_batch(tasks)}
+        second = {r.key for r in executor.run_batch(tasks)}
+    finally:
+        executor.close()
+    assert first == second == {t.key for t in tasks}
+    assert submitted[0] == -1  # the first batch: an empty warm-up chunk, not a run
+    assert -1 not in submitted[1:]  # later batches: the worker is up, chunks go at once
+
+
+def test_the_pool_is_sized_by_the_cores_others_keep_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smoothlab.lab.run import executors
+
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executors, "other_cores", lambda since, cpus: 1.6)
+    busy = StackedExecutor()
+    try:
+        list(busy.run_batch(_tasks({"ce": {}})))
+        assert busy.local is None and busy.workers == 1
+    finally:
+        busy.close()
+    monkeypatch.setattr(executors, "other_cores", lambda since, cpus: 0.2)
+    idle = StackedExecutor()
+    try:
+        list(idle.run_batch(_tasks({"ce": {}})))
+        assert idle.local is not None and idle.workers == 2
+    finally:
+        idle.close()

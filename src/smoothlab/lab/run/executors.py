@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
+from smoothlab.lab.run.cores import CpuSnapshot, other_cores
 from smoothlab.lab.run.lifeline import die_with
 from smoothlab.lab.run.stacking import MAX_STACK, Chunk, Done, chunks, drive, train_chunk
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
@@ -135,23 +136,28 @@ class StackedExecutor:
     The driver process is one of the ``workers``: it trains chunks itself (in a thread, with one
     torch thread, as a worker would) beside a pool of ``workers - 1`` processes (started with
     the first batch), each chunk going to whichever is free next. Without ``workers`` the pool
-    has one process per core that other processes leave idle (:func:`pool_size`), often none:
-    a worker pays Python, torch, the data loaders' imports and ``torch._dynamo`` (imported by
-    the first ``torch.optim`` optimizer) before its first run, 8 s of CPU time on a loaded
-    machine, where the driver has paid for most of them already.
+    has one process per core that other processes leave idle (:func:`pool_size`), measured
+    over the driver's start-up (:mod:`~smoothlab.lab.run.cores`; the load average lags by a
+    minute). A new worker pays Python's, torch's and the lab's imports before its first run
+    (2-3 s of CPU time on an idle machine, 8 s on a loaded one), so it first gets an empty
+    chunk and takes real chunks once that returns; with a pool, groups are cut into a few
+    chunks per process (:func:`~smoothlab.lab.run.stacking.parts`) for whoever is free.
     """
 
     def __init__(self, workers: int | None = None, stack_memory: int = 0) -> None:
         self.requested, self.stack_memory = workers, stack_memory
         self.local: LocalExecutor | None = None  # the pool, once a batch needs one
         self.workers = 1  # the driver and the pool's processes
+        self.since = CpuSnapshot()  # the idle cores are measured from here to the first batch
 
     def run_batch(
         self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
     ) -> Iterator[RunResult]:
         """Train the chunks in the driver and the pool; yield results as chunks complete."""
-        if self.local is None:
-            size = pool_size(self.requested, os.cpu_count() or 1, os.getloadavg()[0])
+        starting = self.local is None and self.workers == 1
+        if starting:
+            cpus = os.cpu_count() or 1
+            size = pool_size(self.requested, cpus, 0.0 if self.requested else self._busy(cpus))
             self.local = LocalExecutor(size) if size else None
             self.workers = 1 + size
         budget = _stack_budget(self.stack_memory, self.workers)
@@ -166,29 +172,46 @@ class StackedExecutor:
             thread.daemon = True
             thread.start()
         try:
-            pending = 1 + sum(self._submit(work, done, budget) for _ in range(self.workers - 1))
+            # A new worker first imports torch and the lab (seconds): it gets an empty chunk and
+            # takes real work once that returns, so no chunk waits for a worker still starting
+            # while the driver is free. Warm-ups are not waited for.
+            pool = range(self.workers - 1)
+            pending = 1 + sum(self._submit(work, done, budget, starting) for _ in pool)
             while pending:  # the driver counts once, until its None
-                from_pool, future = done.get()
+                source, future = done.get()
+                if source == "ready":
+                    pending += self._submit(work, done, budget)
+                    continue
                 pending -= 1
                 if future is not None:
-                    pending += self._submit(work, done, budget) if from_pool else 1
+                    pending += self._submit(work, done, budget) if source == "pool" else 1
                     yield from future.result()
         finally:
             stop.set()
             for thread in threads:
                 thread.join()  # the driver's at its next epoch
 
-    def _submit(self, work: deque[Chunk], done: queue.Queue[Done], budget: int) -> int:
-        """Hand the next chunk to the pool; 1 if there was one."""
+    def _submit(
+        self, work: deque[Chunk], done: queue.Queue[Done], budget: int, warm_up: bool = False
+    ) -> int:
+        """Hand the next chunk (with ``warm_up``, an empty one) to the pool; 1 if a chunk went."""
         if self.local is None:
             return 0
         try:
-            chunk, stack = work.popleft()  # atomic: the driver thread pops too
+            chunk, stack = ([], False) if warm_up else work.popleft()  # atomic: the driver pops
         except IndexError:
             return 0
         future = self.local.pool.submit(_execute_in_worker, chunk, stack, budget)
-        future.add_done_callback(lambda f: done.put((True, f)))
-        return 1
+        source = "ready" if warm_up else "pool"
+        future.add_done_callback(lambda f: done.put((source, f)))
+        return 0 if warm_up else 1
+
+    def _busy(self, cpus: int) -> float:
+        """Cores other processes kept busy since the executor was made or last measured (the
+        driver's start-up: at least :data:`~smoothlab.lab.run.cores.MIN_WINDOW` seconds)."""
+        busy = other_cores(self.since, cpus)
+        self.since = CpuSnapshot()  # a batch that starts no pool measures again at the next
+        return busy
 
     def close(self) -> None:
         """Stop the pool's workers, if any were started."""
@@ -202,11 +225,12 @@ def _stack_budget(mib: int, processes: int) -> int:
     return mib * 2**20 if mib else available_bytes() // (2 * processes)
 
 
-def pool_size(workers: int | None, cpus: int, load: float) -> int:
+def pool_size(workers: int | None, cpus: int, busy: float) -> int:
     """The stacked executor's pool processes beside the driver: ``workers - 1`` when given,
-    else one per core that neither the driver nor other processes (the load average ``load``)
-    keep busy. On a loaded machine a worker only adds its start-up: the demo took half the
-    CPU and wall time in the driver alone (load average 7-11).
+    else one per core that neither the driver nor other processes (``busy`` cores, measured by
+    :func:`~smoothlab.lab.run.cores.other_cores`) keep busy. On a loaded machine a worker
+    only adds its start-up: the demo took half the CPU and wall time in the driver alone (load
+    average 7-11).
 
     >>> pool_size(None, 2, 0.1), pool_size(None, 2, 0.7), pool_size(None, 16, 3.2)
     (1, 0, 12)
@@ -215,7 +239,7 @@ def pool_size(workers: int | None, cpus: int, load: float) -> int:
     """
     if workers is not None:
         return workers - 1
-    return max(0, math.floor(cpus - 1 - load + 0.5))
+    return max(0, math.floor(cpus - 1 - busy + 0.5))
 
 
 def _ignore(key: str, done: int, total: int) -> None:

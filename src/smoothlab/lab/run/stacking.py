@@ -17,28 +17,45 @@ from typing import Any
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
 from smoothlab.lab.train.stacked import execute_stacked, stack_key
 
-__all__ = ["MAX_STACK", "Chunk", "Done", "Stopped", "chunks", "drive", "stoppable", "train_chunk"]
+__all__ = [
+    "CHUNKS_PER_WORKER",
+    "MAX_STACK",
+    "MIN_CHUNK",
+    "Chunk",
+    "Done",
+    "Stopped",
+    "chunks",
+    "drive",
+    "parts",
+    "stoppable",
+    "train_chunk",
+]
 
 #: The most runs in one stack of the ``stacked`` executor: bounds a worker's memory (each run
 #: holds its own copy of the data).
 MAX_STACK = 256
+#: With a pool, a group is cut into up to this many chunks per process (see :func:`parts`)
+CHUNKS_PER_WORKER = 3
+#: and no chunk smaller than this, unless a process would be left without one
+MIN_CHUNK = 8
 
 Chunk = tuple[list[RunTask], bool]  # runs, and whether they train stacked
-#: What the driver thread and the pool's callbacks put for the main thread: whether from the
-#: pool, and a finished chunk (None: the driver has found no more work)
-Done = tuple[bool, Future[list[RunResult]] | None]
+#: What the driver thread and the pool's callbacks put for the main thread: where from
+#: ("driver", "pool", or "ready": a new worker's empty warm-up chunk), and a finished chunk
+#: (None: the driver has found no more work)
+Done = tuple[str, Future[list[RunResult]] | None]
 
 
 def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
-    """The ``stacked`` executor's work: compatible tasks in groups, each cut into ``workers``
-    near-equal chunks of at most :data:`MAX_STACK`; a task that does not stack is a chunk of its
-    own (listed last).
+    """The ``stacked`` executor's work: compatible tasks in groups, each cut into near-equal
+    chunks of at most :data:`MAX_STACK` (:func:`parts` of them); a task that does not stack is a
+    chunk of its own (listed last).
 
     >>> from smoothlab.lab.demo import demo_config
     >>> from smoothlab.lab.plan.grid import plan_runs
     >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(plan_runs(demo_config()))]
-    >>> [len(c) for c in chunks(tasks, 2)]
-    [15, 15, 1, 1, 1, 1, 1, 1]
+    >>> [len(c) for c in chunks(tasks, 1)], [len(c) for c in chunks(tasks, 2)]
+    ([30, 6], [10, 10, 10, 3, 3])
     """
     groups: dict[Any, list[RunTask]] = {}
     alone: list[list[RunTask]] = []
@@ -50,10 +67,27 @@ def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
             groups.setdefault(key, []).append(task)
     out = []
     for group in groups.values():
-        parts = max(min(workers, len(group)), -(-len(group) // MAX_STACK))
-        size = -(-len(group) // parts)
+        size = -(-len(group) // parts(len(group), workers))
         out += [group[i : i + size] for i in range(0, len(group), size)]
     return out + alone
+
+
+def parts(runs: int, workers: int) -> int:
+    """How many chunks a group of ``runs`` compatible runs is cut into for ``workers``
+    processes: one stack per :data:`MAX_STACK` runs in the driver alone; with a pool, up to
+    :data:`CHUNKS_PER_WORKER` per process, none smaller than :data:`MIN_CHUNK` runs unless that
+    leaves a process without one. Workers start seconds after the driver and take the next
+    chunk when free, so smaller chunks even out their finishing times; a stack of fewer runs
+    pays its per-step overhead over fewer of them.
+
+    >>> parts(30, 1), parts(300, 1), parts(30, 2), parts(275, 2), parts(6, 2), parts(1, 4)
+    (1, 2, 3, 6, 2, 1)
+    """
+    least = -(-runs // MAX_STACK)
+    if workers == 1:
+        return least
+    wanted = min(CHUNKS_PER_WORKER * workers, max(workers, runs // MIN_CHUNK))
+    return max(least, min(runs, wanted))
 
 
 def train_chunk(
@@ -104,7 +138,7 @@ def drive(
     """The driver's share of a batch: pop chunks off ``work`` (the pool's submissions pop it
     too; ``popleft`` is atomic) and train them until none is left or ``stop`` is set (then at
     the next epoch: the runs of that chunk fail with :class:`Stopped`), putting each result as
-    a finished future on ``done``, then ``(False, None)``. An exception (a progress
+    a finished future on ``done``, then ``("driver", None)``. An exception (a progress
     callback's) travels in its future and ends the driver's share."""
     import torch
 
@@ -124,9 +158,9 @@ def drive(
                 future.set_result(train_chunk(chunk, stack, report, max_bytes))
             except BaseException as error:  # re-raised in the main thread by result()
                 future.set_exception(error)
-                done.put((False, future))
+                done.put(("driver", future))
                 break
-            done.put((False, future))
+            done.put(("driver", future))
     finally:
         torch.set_num_threads(threads)
-        done.put((False, None))
+        done.put(("driver", None))
