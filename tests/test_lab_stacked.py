@@ -161,8 +161,9 @@ def test_what_does_not_stack() -> None:
     assert stackable_model(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)))
     assert not stackable_model(nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.1)))
     assert not stackable_model(nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)))
-    assert stack_key(_task(_runs({"ivon": {}})[0])) is None
     assert stack_key(_task(_runs({"sam": {}})[0])) is None
+    teacher = _runs({"ls-teacher": {}})[0]
+    assert stack_key(_task(teacher)) is None
     adamw = _runs({"ce": {}}, train={**TINY["train"], "optimizer": "adamw"})
     assert stack_key(_task(adamw[0])) is None
     longer = _runs({"ce": {}}, train={**TINY["train"], "epochs": 4})
@@ -180,6 +181,8 @@ def test_models_that_cannot_stack_train_alone(monkeypatch: pytest.MonkeyPatch) -
 def test_chunks_split_groups_over_workers() -> None:
     tasks = [_task(r) for r in _runs({"ce": {}, "ls": {}, "ivon": {}}, seeds=3)]
     sizes = [len(c) for c in chunks(tasks, 2)]
-    assert sizes == [3, 3, 1, 1, 1]
+    assert sizes == [3, 3, 2, 1]  # the SGD runs, then the IVON runs: a stack of their own
     assert sorted(t.key for c in chunks(tasks, 2) for t in c) == sorted(t.key for t in tasks)
-    assert [len(c) for c in chunks(tasks, 1)] == [6, 1, 1, 1]
+    assert [len(c) for c in chunks(tasks, 1)] == [6, 3]
+    sam = [_task(r) for r in _runs({"sam": {}}, seeds=2)]
+    assert [len(c) for c in chunks(tasks + sam, 1)] == [6, 3, 1, 1]

@@ -7,6 +7,7 @@ from collections.abc import Hashable
 
 from torch import nn
 
+from smoothlab.lab.plan.methods import Ivon
 from smoothlab.lab.train.loop import RunTask
 
 __all__ = ["stack_key", "stackable_model"]
@@ -19,11 +20,11 @@ def stack_key(task: RunTask) -> Hashable | None:
     >>> from smoothlab.lab.plan.grid import plan_runs
     >>> runs = plan_runs(demo_config())
     >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(runs)]
-    >>> len({stack_key(t) for t in tasks if stack_key(t) is not None}), stack_key(tasks[-1])
-    (1, None)
+    >>> len({stack_key(t) for t in tasks}), stack_key(tasks[0])[2], stack_key(tasks[-1])[2]
+    (2, ('sgd', 30, 128, 0.9, True, 0.0), ('ivon', 30, 128, 0.9, 1))
     """
     method, run = task.run.variant, task.run
-    if method.optimizer != "default" or method.needs_teacher:
+    if method.needs_teacher:
         return None
     if run.data.augment.active:  # the stacked epoch draws no augmentation
         return None
@@ -31,9 +32,14 @@ def stack_key(task: RunTask) -> Hashable | None:
     if run.train.backbone_lr or run.train.precision != "fp32" or run.train.compile:
         return None  # the stacked forward is fp32 and eager
     train = method.train_config(run.train)
-    if train.optimizer != "sgd":
+    recipe: tuple[object, ...]
+    if isinstance(method, Ivon):  # each run keeps its optimizer: the step loop is shared
+        recipe = ("ivon", train.epochs, train.batch_size, train.momentum, method.train_samples)
+    elif method.optimizer == "default" and train.optimizer == "sgd":
+        recipe = ("sgd", train.epochs, train.batch_size, train.momentum, train.nesterov)
+        recipe += (train.weight_decay,)
+    else:
         return None
-    recipe = (train.epochs, train.batch_size, train.momentum, train.nesterov, train.weight_decay)
     shared = (train.select, train.temperature_scaling, task.device, task.checkpoint_every)
     return (repr(run.data), repr(run.model), recipe, shared)
 

@@ -13,10 +13,14 @@ stored, checkpointed and resumed exactly like one.
 
 Runs stack when they share data set, model, epochs, batch size and an SGD recipe (momentum,
 Nesterov, weight decay); they may differ in seed, noise, learning rate and schedule, and method.
-Cross-entropy, (negative) label smoothing, the confidence penalty and label relaxation are
-evaluated for all runs in one expression (:mod:`~smoothlab.lab.train.stacked_objectives`); other
-objectives run per run on their slice of the logits. Models with buffers (batch norm) or dropout,
-IVON, SAM, AdamW and teacher methods do not stack (:func:`stack_key` returns None) and train alone.
+IVON runs stack with IVON runs of the same ``beta1`` (``train.momentum``) and Monte Carlo
+samples; each keeps its own optimizer and only forward and backward are stacked
+(:mod:`~smoothlab.lab.train.stacked_ivon`). The optimizer kind's :class:`_Update` is the only
+part that differs: batches, losses and records are shared. Cross-entropy, (negative) label
+smoothing, the confidence penalty and label relaxation are evaluated for all runs in one
+expression (:mod:`~smoothlab.lab.train.stacked_objectives`); other objectives run per run on
+their slice of the logits. Models with buffers (batch norm) or dropout, SAM, AdamW and teacher
+methods do not stack (:func:`stack_key` returns None) and train alone.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -41,9 +46,12 @@ from smoothlab.lab.train.loop import (
     _Trainer,  # the solo trainer: one definition of a run's pieces
     select_device,
 )
+from smoothlab.lab.train.optimizers import Batch
 from smoothlab.lab.train.stack_memory import available_bytes, run_bytes, stack_size
 from smoothlab.lab.train.stackable import stack_key, stackable_model
+from smoothlab.lab.train.stacked_ivon import IvonUpdate
 from smoothlab.lab.train.stacked_objectives import StackedObjective
+from smoothlab.lab.train.stacked_sgd import SgdUpdate
 
 __all__ = ["execute_stacked", "stack_key", "stackable_model"]
 
@@ -66,19 +74,15 @@ def _mlp_layers(model: nn.Module) -> tuple[str, ...] | None:
 
 
 class _Stack:
-    """The stacked state of a group of trainers: parameters, momentum buffers, data."""
+    """The stacked state of a group of trainers: parameters, data, and the optimizer kind's
+    :class:`_Update` (stacked SGD, or each run's own IVON)."""
 
     def __init__(self, trainers: list[_Trainer], device: torch.device) -> None:
         self.trainers, self.device = trainers, device
         self.base = trainers[0].model
-        names = [name for name, _ in self.base.named_parameters()]
-        self.params = {
-            n: torch.stack([dict(t.model.named_parameters())[n].detach() for t in trainers])
-            .clone()
-            .requires_grad_()
-            for n in names
-        }
-        self.momentum = {n: self._buffers(n) for n in names}
+        self.models = [dict(t.model.named_parameters()) for t in trainers]
+        self.params: dict[str, Tensor] = {}
+        self.gather()
         self.layers = _mlp_layers(self.base)
         stack = torch.stack
         # flat (R * N, ...) training data: a batch is one index_select of rows r * N + i
@@ -90,6 +94,7 @@ class _Stack:
         self.y_val = stack([t.data.y_val for t in trainers])
         self.x_test = stack([t.data.x_test for t in trainers]).to(device)
         self.alive = torch.ones(len(trainers), dtype=torch.bool)
+        self.live = self.alive.to(device)  # on the device: masks the losses without a copy
         self.errors: dict[int, str] = {}
         switch = torch.tensor([t.run.train.switch_epoch for t in trainers], device=device)
         self.objective = StackedObjective([t.method for t in trainers], switch)
@@ -97,16 +102,16 @@ class _Stack:
         self.schedules: dict[str, list[int]] = {}
         for i, t in enumerate(trainers):
             self.schedules.setdefault(repr(t.method.train_config(t.run.train)), []).append(i)
+        ivon = trainers[0].kind.name == "ivon"  # one kind per stack (stack_key)
+        self.update: _Update = IvonUpdate(self) if ivon else SgdUpdate(self)
 
-    def _buffers(self, name: str) -> Tensor | None:
-        """Momentum buffers of a restored SGD state (all present, or None: the first step)."""
-        found = []
-        for t in self.trainers:
-            param = dict(t.model.named_parameters())[name]
-            found.append(t.optimizer.state.get(param, {}).get("momentum_buffer"))
-        if any(b is None for b in found):
-            return None
-        return torch.stack(found).to(self.device)
+    def gather(self) -> None:
+        """Stack the models' parameters as they are now (the SGD start, an IVON sample or
+        mean) into the ``(R, ...)`` leaves that :meth:`forward` takes."""
+        self.params = {
+            name: torch.stack([model[name].detach() for model in self.models]).requires_grad_()
+            for name in self.models[0]
+        }
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(R, B, K)`` of every run on its own inputs ``x`` of shape ``(R, B, ...)``:
@@ -132,14 +137,25 @@ class _Stack:
                 )
         return x
 
-    def lr_table(self, epoch: int, batches: int) -> Tensor:
-        """Learning rates ``(batches, R)`` of the epoch's steps."""
+    def lr_table(self, epoch: int) -> Tensor:
+        """Learning rates ``(batches, R)`` of the epoch's steps, float64 on the CPU: each the
+        Python float that the run's schedule gives, exactly."""
+        batches = self.trainers[0].batches
         table = torch.empty(batches, len(self.trainers), dtype=torch.float64)
         for runs in self.schedules.values():
             lr = self.trainers[runs[0]].lr
-            column = torch.tensor([lr(epoch * batches + b) for b in range(batches)])
-            table[:, runs] = column[:, None].to(table.dtype)
-        return table.to(self.device)
+            steps = range(epoch * batches, (epoch + 1) * batches)
+            table[:, runs] = torch.tensor([lr(s) for s in steps], dtype=table.dtype)[:, None]
+        return table
+
+    def gradients(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Each run's batch loss ``(R,)`` (detached) and the gradients ``(R, ...)`` of the
+        live runs' summed losses: run ``i``'s slice is its own loss's gradient."""
+        x, y, index = batch
+        losses = self.losses(self.forward(x), y, index, epoch)
+        total = torch.where(self.live, losses, torch.zeros_like(losses)).sum()
+        grads = torch.autograd.grad(total, list(self.params.values()))
+        return losses.detach(), dict(zip(self.params, grads, strict=True))
 
     def losses(self, logits: Tensor, y: Tensor, index: Tensor, epoch: int) -> Tensor:
         """Each run's batch loss ``(R,)``: cross-entropy, smoothing, the confidence penalty and
@@ -163,27 +179,8 @@ class _Stack:
 
     def kill(self, i: int, error: str) -> None:
         self.alive[i] = False
+        self.live = self.alive.to(self.device)
         self.errors[i] = error
-
-    @torch.no_grad()
-    def sgd(self, grads: dict[str, Tensor], lrs: Tensor) -> None:
-        """``torch.optim.SGD``'s update (weight decay, momentum with dampening 0, Nesterov) with
-        a learning rate per run; stopped runs get a learning rate of 0."""
-        train = self.trainers[0].method.train_config(self.trainers[0].run.train)
-        mu, decay = train.momentum, train.weight_decay
-        nesterov = train.nesterov and mu > 0
-        lrs = torch.where(self.alive.to(lrs.device), lrs, torch.zeros_like(lrs))
-        for name, param in self.params.items():
-            d = grads[name]
-            if decay:
-                d = d.add(param, alpha=decay)
-            if mu:
-                buffer = self.momentum[name]
-                buffer = d.clone() if buffer is None else buffer.mul_(mu).add_(d)
-                self.momentum[name] = buffer
-                d = d.add(buffer, alpha=mu) if nesterov else buffer
-            scale = lrs.view(-1, *([1] * (param.dim() - 1))).to(param.dtype)
-            param.sub_(scale * d)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
@@ -195,16 +192,22 @@ class _Stack:
         ]
         return torch.cat(parts, dim=1)
 
-    @torch.no_grad()
+
+class _Update(Protocol):
+    """How a stack's optimizer kind trains: one step of every live run on its own batch, and
+    what the runs' models and optimizers hold between epochs."""
+
+    rates_on: torch.device  # where :meth:`step` wants its learning rates
+
+    def step(self, batch: Batch, epoch: int, lrs: Tensor) -> Tensor:
+        """Step every live run; each run's batch loss ``(R,)``. ``lrs``: the step's rates."""
+
+    def settle(self) -> None:
+        """Make the stack's parameters the runs' weights (for the epoch's records)."""
+
     def write_back(self) -> None:
-        """Copy the stacked weights and momentum into each trainer's model and optimizer."""
-        for i, trainer in enumerate(self.trainers):
-            for name, param in trainer.model.named_parameters():
-                param.copy_(self.params[name][i])
-                buffer = self.momentum[name]
-                if buffer is not None:
-                    state = trainer.optimizer.state[param]
-                    state["momentum_buffer"] = buffer[i].clone()
+        """Make each trainer's model and optimizer hold its run's state (for checkpoints and
+        :meth:`~smoothlab.lab.train.loop._Trainer.finish`)."""
 
 
 def _epoch(stack: _Stack, epoch: int) -> None:
@@ -217,8 +220,7 @@ def _epoch(stack: _Stack, epoch: int) -> None:
     batch_size, batches = lead.run.train.batch_size, lead.batches
     orders = torch.stack([torch.randperm(n, generator=t.generator) for t in stack.trainers])
     flat = (orders + n * torch.arange(runs)[:, None]).to(stack.device)
-    lrs = stack.lr_table(epoch, batches)
-    live = stack.alive.to(stack.device)
+    lrs = stack.lr_table(epoch).to(stack.update.rates_on)  # once per epoch
     totals = torch.zeros(runs, dtype=torch.float64, device=stack.device)
     stack.base.train()
     for b in range(batches):
@@ -227,13 +229,8 @@ def _epoch(stack: _Stack, epoch: int) -> None:
             *rows.shape, *stack.x_train.shape[1:]
         )
         y = stack.y_train.index_select(0, rows.flatten()).view(rows.shape)
-        losses = stack.losses(
-            stack.forward(x), y, orders[:, b * batch_size : (b + 1) * batch_size], epoch
-        )
-        total = torch.where(live, losses, torch.zeros_like(losses)).sum()
-        grads = torch.autograd.grad(total, list(stack.params.values()))
-        stack.sgd(dict(zip(stack.params, grads, strict=True)), lrs[b])
-        totals += losses.detach().double()
+        index = orders[:, b * batch_size : (b + 1) * batch_size]
+        totals += stack.update.step((x, y, index), epoch, lrs[b]).double()
     totals = totals.cpu()
     for i in torch.nonzero(stack.alive & ~torch.isfinite(totals)).flatten().tolist():
         stack.kill(i, f"RuntimeError: diverged at epoch {epoch + 1} (non-finite loss)\n")
@@ -250,6 +247,7 @@ def _run_slice(params: dict[str, Tensor], i: int) -> dict[str, Tensor]:
 
 def _record(stack: _Stack, epoch: int, train_loss: Tensor) -> None:
     """The solo loop's per-epoch curves and validation selection, for every live run."""
+    stack.update.settle()
     test = stack.predict(stack.x_test)
     val = stack.predict(stack.x_val) if stack.x_val.shape[1] else None
     for i, trainer in enumerate(stack.trainers):
@@ -272,7 +270,7 @@ def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) ->
     for epoch in range(start, epochs):
         _epoch(stack, epoch)
         if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
-            stack.write_back()
+            stack.update.write_back()
             for i, trainer in enumerate(trainers):
                 if stack.alive[i] and trainer.task.checkpoint_dir:  # "" = no checkpoints
                     save_checkpoint(Path(trainer.task.checkpoint_dir), trainer.snapshot(epoch))
@@ -280,7 +278,7 @@ def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) ->
             for i, trainer in enumerate(trainers):
                 if stack.alive[i]:
                     progress(trainer.task.key, epoch + 1, epochs)
-    stack.write_back()
+    stack.update.write_back()
     share = (time.perf_counter() - began) / len(trainers)  # each run's part of the group's time
     results = []
     for i, trainer in enumerate(trainers):

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from smoothlab.lab.plan.methods import CrossEntropy, LabelSmoothing, Method
-from smoothlab.lab.plan.methods.smoothing import ConfidencePenalty, LabelRelaxation
+from smoothlab.lab.plan.methods.smoothing import ConfidencePenalty, Ivon, LabelRelaxation
 from smoothlab.losses._kernels import log1mexp  # the loss module's own, for equal numbers
 
 __all__ = ["StackedObjective", "coefficients"]
@@ -31,11 +31,11 @@ __all__ = ["StackedObjective", "coefficients"]
 def coefficients(method: Method) -> tuple[float, float, float] | None:
     """``(r, beta, alpha)`` of a method the stack evaluates in one expression, else None.
 
-    >>> from smoothlab.lab.plan.methods.smoothing import LabelRelaxation
-    >>> coefficients(LabelRelaxation(alpha=0.2)), coefficients(CrossEntropy())
-    ((0.0, 0.0, 0.2), (0.0, 0.0, 0.0))
+    >>> from smoothlab.lab.plan.methods.smoothing import LabelRelaxation, Sam
+    >>> coefficients(LabelRelaxation(alpha=0.2)), coefficients(Ivon()), coefficients(Sam())
+    ((0.0, 0.0, 0.2), (0.0, 0.0, 0.0), None)
     """
-    if isinstance(method, CrossEntropy):
+    if isinstance(method, CrossEntropy) or type(method) is Ivon:  # IVON trains cross-entropy
         return (0.0, 0.0, 0.0)
     if isinstance(method, LabelSmoothing):
         return (float(method.smoothing), 0.0, 0.0)
