@@ -8,7 +8,9 @@ memory, and torch's Mersenne-Twister ``normal_``): :func:`sample_` draws
 :math:`\sigma` refresh (implicitly: :math:`\sigma` is recomputed from :math:`h` when sampling)
 and the mean update. The header of ``ivon.c`` states the maths and the noise layout. The three
 take one :class:`IvonArgs` of named fields and an element range, as the loss rows take
-``RowsArgs`` (:mod:`smoothlab.losses._native_rows`).
+``RowsArgs`` (:mod:`smoothlab.losses._native_rows`), and ``lib=``, the library that IVON looks
+up once per sample, record or update for all its parameters (default: :func:`kernels`), since
+on small models the look-up (it reads the environment) is a sizeable part of a kernel call.
 
 The noise of one ``sampled_params`` call is fixed by a 64-bit Philox key drawn from the optimizer's
 ``torch.Generator`` (:class:`NoiseSource`) and, per parameter, its position in the optimizer (the
@@ -36,6 +38,7 @@ from smoothlab import _native
 __all__ = [
     "IvonArgs",
     "NoiseSource",
+    "fit",
     "kernels",
     "normal_",
     "philox4x32",
@@ -88,25 +91,35 @@ def kernels() -> ctypes.CDLL | None:
 
 
 def usable(p: Tensor, state: dict[str, Any]) -> bool:
-    """Whether parameter ``p`` (holding its mean) and its state can take the native kernels:
-    float32, CPU, contiguous and of one shape (a state dict loaded from elsewhere may not be)."""
-    return kernels() is not None and all(
-        t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
-        and t.shape == p.shape
-        for t in (p, state["hess"], state["momentum"])
+    """Whether the kernels are loaded and parameter ``p`` and its state :func:`fit` them."""
+    return kernels() is not None and fit(p, state)
+
+
+def fit(p: Tensor, state: dict[str, Any]) -> bool:
+    """Whether parameter ``p`` (holding its mean) and its state suit the native kernels:
+    float32, CPU, contiguous and of one shape (a state dict loaded from elsewhere may not be).
+
+    IVON asks :func:`kernels` once per sample, record or update and this per parameter."""
+    hess, momentum = state["hess"], state["momentum"]
+    return (
+        p.dtype == hess.dtype == momentum.dtype == torch.float32
+        and p.is_cpu and hess.is_cpu and momentum.is_cpu
+        and p.is_contiguous() and hess.is_contiguous() and momentum.is_contiguous()
+        and p.shape == hess.shape == momentum.shape
     )  # fmt: skip
 
 
 class NoiseSource:
     """Where the noise of one ``sampled_params`` call comes from: ``generator``, and with
-    ``native`` the Philox key, two 32-bit words from ``generator``.
+    ``lib`` (the loaded kernels, looked up once for the call) the Philox key, two 32-bit words
+    from ``generator``.
 
     The key is drawn on first use, so a call that samples no native parameter leaves the
     generator as the PyTorch path would.
     """
 
-    def __init__(self, generator: torch.Generator, *, native: bool) -> None:
-        self.generator, self.native = generator, native
+    def __init__(self, generator: torch.Generator, lib: ctypes.CDLL | None) -> None:
+        self.generator, self.lib = generator, lib
         self._key: tuple[int, int] | None = None
 
     def key(self) -> tuple[int, int]:
@@ -114,12 +127,15 @@ class NoiseSource:
         if self._key is None:
             g = self.generator
             words = torch.randint(0, 2**32, (2,), dtype=torch.int64, generator=g, device=g.device)
-            self._key = (int(words[0]), int(words[1]))
+            k0, k1 = words.tolist()
+            self._key = (k0, k1)
         return self._key
 
 
-def _lib() -> ctypes.CDLL:
-    lib = kernels()
+def _lib(lib: ctypes.CDLL | None = None) -> ctypes.CDLL:
+    """``lib``, the library a caller looked up already (IVON, once per sample, record or
+    update), else :func:`kernels`."""
+    lib = kernels() if lib is None else lib
     if lib is None:
         raise RuntimeError("the native IVON kernels are unavailable (see smoothlab._native)")
     return lib
@@ -138,15 +154,15 @@ def philox4x32(key: tuple[int, int], counter: tuple[int, int, int, int], blocks:
     return out.to(torch.int64) & 0xFFFFFFFF
 
 
-def _split(n: int, call: Callable[[int, int], None]) -> None:
-    """``call(lo, hi)`` over ranges of ``[0, n)``, one per thread (see ``_native.parallel``)."""
-    _native.parallel(lambda lo, hi, _part: call(lo, hi), n, grain=GRAIN_ELEMENTS)
+def _split(n: int, call: Callable[[int, int, int], None]) -> None:
+    """``call(lo, hi, part)`` over ranges of ``[0, n)``, one per thread (``_native.parallel``)."""
+    _native.parallel(call, n, grain=GRAIN_ELEMENTS)
 
 
 def _run(entry: Callable[[Any, int, int], None], args: IvonArgs, n: int) -> None:
     """``entry(args, lo, hi)`` over ``[0, n)``, the threads sharing ``args``."""
     pointer = ctypes.byref(args)
-    _split(n, lambda lo, hi: entry(pointer, lo, hi))
+    _split(n, lambda lo, hi, _part: entry(pointer, lo, hi))
 
 
 def normal_(out: Tensor, key: tuple[int, int], stream: int) -> Tensor:
@@ -160,7 +176,7 @@ def normal_(out: Tensor, key: tuple[int, int], stream: int) -> Tensor:
     True
     """
     lib, base = _lib(), out.data_ptr()
-    _split(out.numel(), lambda lo, hi: lib.sl_ivon_normal(*key, stream, lo, hi, base))
+    _split(out.numel(), lambda lo, hi, _part: lib.sl_ivon_normal(*key, stream, lo, hi, base))
     return out
 
 
@@ -174,6 +190,7 @@ def sample_(
     stream: int,
     ess: float,
     weight_decay: float,
+    lib: ctypes.CDLL | None = None,
 ) -> None:
     r""":math:`\epsilon \sim \mathcal N(0, I)` into ``noise`` and
     :math:`\theta = m + \epsilon / \sqrt{\lambda (h + \delta)}` into ``sample``, one pass."""
@@ -181,7 +198,7 @@ def sample_(
         k0=key[0], k1=key[1], stream=stream, m=mean.data_ptr(), h=hess.data_ptr(),
         theta=sample.data_ptr(), eps=noise.data_ptr(), ess=ess, ess_wd=ess * weight_decay,
     )  # fmt: skip
-    _run(_lib().sl_ivon_sample, args, mean.numel())
+    _run(_lib(lib).sl_ivon_sample, args, mean.numel())
 
 
 def record_(
@@ -196,6 +213,7 @@ def record_(
     beta1: float,
     share: float,
     first: bool,
+    lib: ctypes.CDLL | None = None,
 ) -> None:
     r"""Record one sample: :math:`D \mathrel{(+)=} h - \hat g \epsilon \sqrt{\lambda (h +
     \delta)}` and the momentum's share :math:`(1 - \beta_1) \hat g / S`, one pass (the first
@@ -206,7 +224,7 @@ def record_(
         diff=diff.data_ptr(), ess=ess, ess_wd=ess * weight_decay, keep=beta1,
         share=(1.0 - beta1) * share, first=int(first),
     )  # fmt: skip
-    _run(_lib().sl_ivon_record, args, grad.numel())
+    _run(_lib(lib).sl_ivon_record, args, grad.numel())
 
 
 def update_(
@@ -223,6 +241,7 @@ def update_(
     clip_radius: float,
     missing: int,
     samples: int,
+    lib: ctypes.CDLL | None = None,
 ) -> None:
     r"""One step from the recorded sum :math:`D`: the Hessian update with its correction term,
     then :math:`m \leftarrow m - \alpha\,\mathrm{clip}((b g + \delta m) / (h + \delta), r)`, one
@@ -233,4 +252,4 @@ def update_(
         ess=ess, ess_wd=ess * weight_decay, wd=weight_decay, a=a, c2=0.5 * a * a * ess,
         missing=missing, samples=samples, lr=lr, debias=debias, clip=clip_radius,
     )  # fmt: skip
-    _run(_lib().sl_ivon_update, args, mean.numel())
+    _run(_lib(lib).sl_ivon_update, args, mean.numel())

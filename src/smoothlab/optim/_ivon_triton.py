@@ -19,7 +19,7 @@ its own sample, so a sample drawn between the block and ``step()`` (an evaluatio
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
@@ -71,14 +71,25 @@ def _kernels(device: torch.device) -> ModuleType | None:
 
 
 def takes(p: Tensor, state: dict[str, Any]) -> bool:
-    """Whether parameter ``p`` and its state run the Triton kernels."""
+    """Whether parameter ``p`` and its state run the Triton kernels.
+
+    The device comes first: a CPU parameter (outside the test switch) is turned away before any
+    of its tensors is inspected, since IVON asks for every parameter at every sample, record and
+    update."""
+    if _kernels(p.device) is None:
+        return False
     tensors = [p, state["hess"], state["momentum"], *([state["mean"]] if "mean" in state else [])]
     return (
         p.dtype in _DTYPES
         and all(t.is_contiguous() and t.shape == p.shape and t.device == p.device for t in tensors)
         and all(t.dtype == torch.float32 for t in tensors[1:])
-        and _kernels(p.device) is not None
     )
+
+
+def _served(params: Iterable[Tensor]) -> bool:
+    """Whether the kernels serve the device of any of ``params``: asked once per device, so that
+    an optimizer of CPU parameters leaves each moment's dispatch after one question."""
+    return any(_kernels(device) is not None for device in {p.device for p in params})
 
 
 def _batches(items: Sequence[_T], by: Callable[[_T], Hashable]) -> list[list[_T]]:
@@ -93,7 +104,9 @@ def sample(opt: _IVON, generator: torch.Generator) -> dict[Tensor, Tensor]:
     r"""Draw :math:`\theta` for every parameter the kernels take; returns ``{p: theta}``."""
     drawn: dict[Tensor, Tensor] = {}
     key: Tensor | None = None
-    params = ((g, p) for g in opt.param_groups for p in g["params"])
+    params = [(g, p) for g in opt.param_groups for p in g["params"]]
+    if not _served(p for _, p in params):
+        return drawn
     chosen = [(s, g, p) for s, (g, p) in enumerate(params) if p.requires_grad]
     chosen = [(s, g, p) for s, g, p in chosen if takes(p, opt.state[p])]
     for group in opt.param_groups:
@@ -126,7 +139,7 @@ def record(opt: _IVON, swapped: Sequence[tuple[Tensor, dict[str, Any], Tensor]])
     recorded) by the PyTorch path, which stores it.
     """
     done: set[Tensor] = set()
-    if not opt._own_noise():
+    if not opt._own_noise() or not _served(p for p, _, _ in swapped):
         return done
     for group in opt.param_groups:
         mine = [p for p, g, _ in swapped if g is group and _recordable(p, opt.state[p])]
@@ -168,6 +181,8 @@ def _recordable(p: Tensor, state: dict[str, Any]) -> bool:
 
 def update(opt: _IVON, group: dict[str, Any], params: list[Tensor], lr: float) -> list[Tensor]:
     """Update the group's parameters that the kernels take; returns the others."""
+    if not _served(params):
+        return params
     mine = [p for p in params if takes(p, opt.state[p])]
     grads: dict[Tensor, _Deferred] = {p: _DEFERRED[p] for p in mine if p in _DEFERRED}
     for p in grads:

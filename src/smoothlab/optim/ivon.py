@@ -24,6 +24,7 @@ Induces Adaptive Label Smoothing", 2025.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -230,7 +231,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
             raise RuntimeError("`sampled_params()` must not be nested, got a nested call")
         self._sampling = True
         swapped: list[_Swap] = []
-        noise = _ivon_native.NoiseSource(generator, native=self._native_noise())
+        noise = _ivon_native.NoiseSource(generator, self._native_kernels())
         try:
             with torch.no_grad():
                 drawn = _ivon_triton.sample(self, generator) if self._own_noise() else {}
@@ -248,10 +249,10 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
 
     def _draw(self, p: Tensor, group: dict[str, Any], noise: NoiseSource, stream: int) -> Tensor:
         buffers, state = self._buffers_for(p), self.state[p]
-        if noise.native and _ivon_native.usable(p, state):
+        if noise.lib is not None and _ivon_native.fit(p, state):
             _ivon_native.sample_(p.data, state["hess"], buffers.sample, buffers.noise,
                                  key=noise.key(), stream=stream, ess=group["ess"],
-                                 weight_decay=group["weight_decay"])  # fmt: skip
+                                 weight_decay=group["weight_decay"], lib=noise.lib)  # fmt: skip
             return buffers.sample
         _, sigma = buffers.scale(state["hess"], group)
         self._fill_noise(buffers.noise, noise.generator)
@@ -267,32 +268,36 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         """Whether the noise is IVON's own (not injected through ``_fill_noise``)."""
         return type(self)._fill_noise is IVON._fill_noise and "_fill_noise" not in vars(self)
 
-    def _native_noise(self) -> bool:
-        return self._own_noise() and _ivon_native.kernels() is not None
+    def _native_kernels(self) -> ctypes.CDLL | None:
+        """The native kernels if they are to draw the noise (looked up once per sample)."""
+        return _ivon_native.kernels() if self._own_noise() else None
 
     def _record(self, swapped: list[_Swap]) -> None:
         # The gradient momentum takes each sample's share at once, (1 - beta1) / mc_samples, so
         # g-hat never needs a buffer of its own; a missing gradient counts as zero.
         with torch.no_grad():
             done = _ivon_triton.record(self, swapped)  # CUDA parameters, one launch per dtype
+            lib = _ivon_native.kernels()
             for p, group, _ in swapped:
                 if p.grad is not None and p not in done:
-                    self._record_one(p, p.grad, group, 1.0 / self.mc_samples)
+                    self._record_one(p, p.grad, group, 1.0 / self.mc_samples, lib)
         self._samples += 1
         params = [p for p, _, _ in swapped]
         self._read = (params, fingerprint(params))
 
-    def _record_one(self, p: Tensor, grad: Tensor, group: dict[str, Any], share: float) -> None:
+    def _record_one(
+        self, p: Tensor, grad: Tensor, group: dict[str, Any], share: float, lib: ctypes.CDLL | None
+    ) -> None:
         # h_hat = g_hat * (theta - m) / sigma^2 = g_hat * epsilon / sigma; keep h - h_hat
         if grad.is_sparse:
             raise fail("gradients", "dense", "!a sparse gradient", kind=RuntimeError)
         buffers, state = self._buffers[p], self.state[p]
         count = self._counts.get(p, 0)
         hyper = {"beta1": group["beta1"], "share": share, "first": count == 0}
-        if _ivon_native.usable(p, state) and grad.dtype == torch.float32:
+        if lib is not None and grad.dtype == torch.float32 and _ivon_native.fit(p, state):
             _ivon_native.record_(grad, buffers.noise, state["hess"], state["momentum"],
                                  buffers.diff_sum, ess=group["ess"],
-                                 weight_decay=group["weight_decay"], **hyper)  # fmt: skip
+                                 weight_decay=group["weight_decay"], lib=lib, **hyper)  # fmt: skip
         else:
             _, sigma = buffers.scale(state["hess"], group)
             record_(grad, buffers.noise, sigma, state["hess"], state["momentum"],
@@ -331,10 +336,11 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
                 "`step()` (IVON reads gradients as the block exits; clip or unscale inside it "
                 f"or in the closure), got {moved} gradient(s) written after the block"
             )
+        lib = _ivon_native.kernels()  # once per step: the switches are read between steps
         for group in self.param_groups:
             params = [p for p in group["params"] if self._counts.get(p, 0) > 0]
             if params:
-                self._update_group(group, params)
+                self._update_group(group, params, lib)
         self._counts.clear()
         self._samples = 0
         self._read = ([], {})
@@ -359,7 +365,9 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         self._record(swapped)
         return loss
 
-    def _update_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+    def _update_group(
+        self, group: dict[str, Any], params: list[Tensor], lib: ctypes.CDLL | None
+    ) -> None:
         wd, n = group["weight_decay"], self.mc_samples
         lr = group["lr"] * ((group["hess_init"] + wd) if group["rescale_lr"] else 1.0)
         hyper: dict[str, Any] = {"ess": group["ess"], "weight_decay": wd, "lr": lr, "samples": n}
@@ -370,8 +378,8 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
             hyper["debias"] = 1.0 / (1.0 - group["beta1"] ** state["step"])
             hyper["missing"] = n - self._counts[p]  # samples without a gradient: h_hat = 0
             tensors = (self._mean(p), state["hess"], state["momentum"], buf.diff_sum)
-            if _ivon_native.usable(p, state):
-                _ivon_native.update_(*tensors, **hyper)
+            if lib is not None and _ivon_native.fit(p, state):
+                _ivon_native.update_(*tensors, lib=lib, **hyper)
                 buf.stale()
             else:
                 update_(*tensors, *buf.scale(state["hess"], group), buf.noise, **hyper)
