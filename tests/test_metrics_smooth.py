@@ -1,4 +1,5 @@
-"""Smooth ECE: a closed form, a naive image-sum twin, the authors' relplot as oracle, gradients."""
+"""Smooth ECE: a closed form, a naive image-sum twin, the authors' relplot as oracle, gradients,
+and the bandwidth search against a plain-bisection twin."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smoothlab.metrics import smooth_calibration_error
+from smoothlab.metrics import smooth, smooth_calibration_error
 from smoothlab.metrics.smooth import MIN_BANDWIDTH
 
 F64 = torch.float64
@@ -123,6 +124,107 @@ def test_perfect_calibration_reports_the_smallest_bandwidth() -> None:
     probs = torch.tensor([[0.5005, 0.4995]] * 2, dtype=F64)
     value = smooth_calibration_error(probs, torch.tensor([0, 1]))
     assert float(value) == pytest.approx(0.0005, rel=1e-9)
+
+
+def bisection_smooth_ece(probs: torch.Tensor, target: torch.Tensor) -> float:
+    """The search's twin: plain bisection on ``smECE_sigma - sigma`` at fixed bandwidths (float64),
+    to the same relative 1e-13, a root below the floor reported as smECE at the floor."""
+
+    def error(sigma: float) -> float:
+        return float(smooth_calibration_error(probs, target, bandwidth=sigma))
+
+    at_floor = error(MIN_BANDWIDTH)
+    if at_floor <= MIN_BANDWIDTH:
+        return at_floor
+    low, high = MIN_BANDWIDTH, 1.0
+    while high - low > 1e-13 * high:
+        middle = (low + high) / 2
+        low, high = (middle, high) if error(middle) > middle else (low, middle)
+    return (low + high) / 2
+
+
+def softmax_problem(n: int, seed: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lab's kind of input: 10 classes, labels from softmax(z), predictions softmax(z / T)."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, 10, generator=generator, dtype=F64) * 3
+    target = torch.multinomial(torch.softmax(logits, 1), 1, generator=generator).squeeze(1)
+    return torch.softmax(logits / temperature, 1), target
+
+
+def edge_problems() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    two = torch.tensor([0, 1])
+    confident = torch.tensor([[0.999, 0.001], [0.97, 0.03], [0.995, 0.005]], dtype=F64)
+    probs, _ = problem(12, 7)
+    return {
+        "well calibrated": problem(200, 1, c=10, sharpen=1.0),
+        "over-confident": problem(200, 2, c=10, sharpen=2.5),
+        "under-confident": problem(200, 3, c=10, sharpen=0.5),
+        "one sample": problem(1, 4),
+        "two samples": problem(2, 5),
+        "all correct": (probs, probs.argmax(1)),
+        "root at the floor": (torch.tensor([[0.5005, 0.4995]] * 2, dtype=F64), two),
+        "root just above the floor": (torch.tensor([[0.5015, 0.4985]] * 2, dtype=F64), two),
+        "root near 1": (confident, torch.ones(3, dtype=torch.int64)),
+    }
+
+
+class Counter:
+    """Counts the search's evaluations (one FFT batch each) while passing them through."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls, self.inner = 0, smooth._error_and_slope
+        monkeypatch.setattr(smooth, "_error_and_slope", self)
+
+    def __call__(self, coefficients: torch.Tensor, sigma: float) -> tuple[float, float]:
+        self.calls += 1
+        return self.inner(coefficients, sigma)
+
+
+@pytest.mark.parametrize("name", list(edge_problems()))
+def test_search_matches_bisection_on_edge_cases(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    probs, target = edge_problems()[name]
+    counter = Counter(monkeypatch)
+    ours = float(smooth_calibration_error(probs, target))
+    assert counter.calls <= 12  # bisection took ~45
+    assert ours == pytest.approx(bisection_smooth_ece(probs, target), rel=1e-12, abs=1e-300)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 60), seed=st.integers(0, 2**31), sharpen=st.floats(0.3, 3.0))
+def test_search_matches_bisection_on_random_problems(n: int, seed: int, sharpen: float) -> None:
+    probs, target = problem(n, seed, c=2 + seed % 9, sharpen=sharpen)
+    ours = float(smooth_calibration_error(probs, target))
+    assert ours == pytest.approx(bisection_smooth_ece(probs, target), rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("n", [600, 3000])
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_search_takes_few_evaluations_on_the_labs_inputs(
+    n: int, temperature: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probs, target = softmax_problem(n, 8, temperature)
+    counter = Counter(monkeypatch)
+    value = float(smooth_calibration_error(probs, target))
+    assert 2 <= counter.calls <= 12
+    # It is the fixed point: smECE at the returned bandwidth is the bandwidth.
+    at_value = float(smooth_calibration_error(probs, target, bandwidth=value))
+    assert at_value == pytest.approx(value, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "bad_step",
+    [lambda sigma, error, slope: 5.0, lambda sigma, error, slope: sigma],
+    ids=["leaves the bracket", "does not shrink it"],
+)
+def test_bad_newton_steps_fall_back_to_bisection(
+    bad_step: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probs, target = problem(40, 9)
+    monkeypatch.setattr(smooth, "_newton_step", bad_step)
+    counter = Counter(monkeypatch)
+    ours = float(smooth_calibration_error(probs, target))
+    assert ours == pytest.approx(bisection_smooth_ece(probs, target), rel=1e-12)
+    assert 12 < counter.calls <= 100  # bisection's pace, never worse than twice its ~45
 
 
 def test_gradients_at_a_fixed_bandwidth_and_through_the_fixed_point() -> None:
