@@ -160,9 +160,15 @@ def _split(n: int, call: Callable[[int, int, int], None]) -> None:
 
 
 def _run(entry: Callable[[Any, int, int], None], args: IvonArgs, n: int) -> None:
-    """``entry(args, lo, hi)`` over ``[0, n)``, the threads sharing ``args``."""
+    """``entry(args, lo, hi)`` over ``[0, n)``, the threads sharing ``args``.
+
+    Under two grains ``_native.parallel`` would make one range; the call is made directly then,
+    since on a small model the dispatch's frames cost more than the kernel itself."""
     pointer = ctypes.byref(args)
-    _split(n, lambda lo, hi, _part: entry(pointer, lo, hi))
+    if n < 2 * GRAIN_ELEMENTS:
+        entry(pointer, 0, n)
+    else:
+        _split(n, lambda lo, hi, _part: entry(pointer, lo, hi))
 
 
 def normal_(out: Tensor, key: tuple[int, int], stream: int) -> Tensor:
