@@ -126,6 +126,40 @@ def test_perfect_calibration_reports_the_smallest_bandwidth() -> None:
     assert float(value) == pytest.approx(0.0005, rel=1e-9)
 
 
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 50), start=st.integers(0, 300), count=st.integers(1, 400))
+def test_coefficients_match_a_loop(n: int, start: int, count: int) -> None:
+    conf, residual = torch.rand(n, dtype=F64), torch.randn(n, dtype=F64)
+    ours = smooth._cosine_coefficients(conf, residual, start + count, start=start).numpy()
+    expected = [
+        sum(
+            r * math.cos(math.pi * m * c)
+            for c, r in zip(conf.tolist(), residual.tolist(), strict=True)
+        )
+        / n
+        for m in range(start, start + count)
+    ]
+    # Both round the phase pi m c to ~eps pi m, so the tolerance grows with the highest term.
+    tolerance = 2e-15 * (start + count + 1) * float(residual.abs().max())
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("sigma", [0.004, 0.02, 0.05, 0.3, 1.0])
+def test_slope_is_the_derivative_of_the_error(sigma: float) -> None:
+    probs, target = problem(30, 10)
+    conf = probs.max(1).values
+    residual = conf - (probs.argmax(1) == target).double()
+    coefficients = smooth._cosine_coefficients(conf, residual, smooth._terms(sigma))
+    error, slope = smooth._error_and_slope(coefficients, sigma)
+    bandwidth = torch.tensor(sigma, dtype=F64, requires_grad=True)
+    value = smooth._error_at(coefficients, bandwidth)
+    (expected,) = torch.autograd.grad(value, bandwidth)
+    assert error == pytest.approx(float(value.detach()), rel=1e-14)
+    # At wide bandwidths the slope is ~0 and both are rounding noise of the error's size.
+    assert slope == pytest.approx(float(expected), rel=1e-12, abs=1e-15)
+    assert slope <= 1e-15  # smECE_sigma does not increase with sigma
+
+
 def bisection_smooth_ece(probs: torch.Tensor, target: torch.Tensor) -> float:
     """The search's twin: plain bisection on ``smECE_sigma - sigma`` at fixed bandwidths (float64),
     to the same relative 1e-13, a root below the floor reported as smECE at the floor."""
