@@ -130,8 +130,9 @@ class LocalExecutor:
 
 class StackedExecutor:
     """Compatible runs trained stacked (one model along a run dimension,
-    :mod:`smoothlab.lab.train.stacked`) in chunks cut by :func:`chunks`; runs that do not stack
-    (IVON, SAM, AdamW, teacher methods, batch-norm models) train alone, as under ``local``.
+    :mod:`smoothlab.lab.train.stacked`) in chunks cut by :func:`chunks`; IVON runs stack apart
+    from SGD runs, each with its own optimizer; runs that do not stack (SAM, AdamW, teacher
+    methods, batch-norm models) train alone, as under ``local``.
 
     The driver process is one of the ``workers``: it trains chunks itself (in a thread, with one
     torch thread, as a worker would) beside a pool of ``workers - 1`` processes (started with
