@@ -163,7 +163,7 @@ def _run(entry: Callable[[Any, int, int], None], args: IvonArgs, n: int) -> None
     """``entry(args, lo, hi)`` over ``[0, n)``, the threads sharing ``args``.
 
     Under two grains ``_native.parallel`` would make one range; the call is made directly then,
-    since on a small model the dispatch's frames cost more than the kernel itself."""
+    since on a small tensor the dispatch's frames cost more than the kernel itself."""
     pointer = ctypes.byref(args)
     if n < 2 * GRAIN_ELEMENTS:
         entry(pointer, 0, n)

@@ -125,7 +125,9 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
     CUDA without Triton), machines without a C compiler,
     ``SMOOTHLAB_NATIVE=0`` and ``with smoothlab._native.disabled():`` run the PyTorch
     implementation, whose noise is ``Tensor.normal_`` from the same generator: the two backends
-    compute the same update but draw different (identically distributed) noise.
+    compute the same update but draw different (identically distributed) noise. The switches are
+    read once per sample, record and update (not per parameter), so ``disabled()`` around the
+    ``sampled_params`` block or around :meth:`step` alone decides those moments only.
 
     >>> from torch import nn
     >>> w = nn.Parameter(torch.tensor([2.0, -1.0]))
@@ -277,7 +279,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         # g-hat never needs a buffer of its own; a missing gradient counts as zero.
         with torch.no_grad():
             done = _ivon_triton.record(self, swapped)  # CUDA parameters, one launch per dtype
-            lib = _ivon_native.kernels()
+            lib = _ivon_native.kernels()  # one look-up per record, as per sample and update
             for p, group, _ in swapped:
                 if p.grad is not None and p not in done:
                     self._record_one(p, p.grad, group, 1.0 / self.mc_samples, lib)
@@ -336,7 +338,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
                 "`step()` (IVON reads gradients as the block exits; clip or unscale inside it "
                 f"or in the closure), got {moved} gradient(s) written after the block"
             )
-        lib = _ivon_native.kernels()  # once per step: the switches are read between steps
+        lib = _ivon_native.kernels()  # one look-up (SMOOTHLAB_NATIVE, disabled()) per update
         for group in self.param_groups:
             params = [p for p in group["params"] if self._counts.get(p, 0) > 0]
             if params:
