@@ -20,6 +20,7 @@ pytest.importorskip("safetensors")
 from test_lab_stacked import TINY, _close, _runs, _task
 
 from smoothlab.lab.plan.grid import RunConfig
+from smoothlab.lab.train import stacked
 from smoothlab.lab.train.checkpoint import load_checkpoint
 from smoothlab.lab.train.loop import execute
 from smoothlab.lab.train.stacked import execute_stacked, stack_key
@@ -75,6 +76,20 @@ def test_stacked_ivon_runs_equal_the_runs_trained_alone(samples: int, tmp_path: 
             assert sa["step"] == sb["step"] == 2 * math.ceil(240 / 64)
             for key in ("hess", "momentum"):
                 torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5)
+
+
+def test_ivon_runs_of_other_models_stack_through_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the samples go through vmap of functional_call as well as through the batched products
+    runs = _runs({"ivon": {"lr": 0.1, "hess_init": 1.0, "train_samples": 2}}, seeds=2,
+                 model={"name": "cnn", "hidden": [8]}, train={**TINY["train"], "epochs": 2})  # fmt: skip
+    tasks = [_task(r) for r in runs]
+    mapped: list[object] = []
+    real = stacked.vmap
+    monkeypatch.setattr(stacked, "vmap", lambda fn: mapped.append(fn) or real(fn))
+    together = execute_stacked(tasks)
+    assert mapped  # the stack took the vmap path
+    for task, result in zip(tasks, together, strict=True):
+        _close(execute(task), result)
 
 
 def test_mean_accuracy_over_seeds_agrees_with_the_pool() -> None:
