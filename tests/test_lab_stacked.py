@@ -20,7 +20,7 @@ from smoothlab.lab.plan.grid import RunConfig, expand_grid, run_key, run_seeds
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.plan.models import build_model
 from smoothlab.lab.run.executors import chunks
-from smoothlab.lab.train import stacked
+from smoothlab.lab.train import stacked, stacked_state
 from smoothlab.lab.train.loop import RunResult, RunTask, execute
 from smoothlab.lab.train.stacked import execute_stacked, stack_key, stackable_model
 
@@ -96,10 +96,17 @@ def test_models_other_than_mlps_stack_through_vmap() -> None:
 
 def test_only_plain_mlps_take_the_batched_product_path() -> None:
     mlp = build_model("mlp", (8,), 3, (4, 5))
-    assert stacked._mlp_layers(mlp) == ("flatten", "linear", "relu", "linear", "relu", "linear")
-    assert stacked._mlp_layers(build_model("cnn", (1, 8, 8), 3, (4,))) is None
-    assert stacked._mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.Tanh())) is None
-    assert stacked._mlp_layers(nn.Sequential(nn.Flatten(0), nn.Linear(2, 3))) is None
+    assert stacked_state.mlp_layers(mlp) == (
+        "flatten",
+        "linear",
+        "relu",
+        "linear",
+        "relu",
+        "linear",
+    )
+    assert stacked_state.mlp_layers(build_model("cnn", (1, 8, 8), 3, (4,))) is None
+    assert stacked_state.mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.Tanh())) is None
+    assert stacked_state.mlp_layers(nn.Sequential(nn.Flatten(0), nn.Linear(2, 3))) is None
 
 
 def test_mean_accuracy_over_seeds_agrees_with_the_pool() -> None:

@@ -20,7 +20,7 @@ pytest.importorskip("safetensors")
 from test_lab_stacked import TINY, _close, _runs, _task
 
 from smoothlab.lab.plan.grid import RunConfig
-from smoothlab.lab.train import stacked
+from smoothlab.lab.train import stacked_state
 from smoothlab.lab.train.checkpoint import load_checkpoint
 from smoothlab.lab.train.loop import execute
 from smoothlab.lab.train.stacked import execute_stacked, stack_key
@@ -84,8 +84,8 @@ def test_ivon_runs_of_other_models_stack_through_vmap(monkeypatch: pytest.Monkey
                  model={"name": "cnn", "hidden": [8]}, train={**TINY["train"], "epochs": 2})  # fmt: skip
     tasks = [_task(r) for r in runs]
     mapped: list[object] = []
-    real = stacked.vmap
-    monkeypatch.setattr(stacked, "vmap", lambda fn: mapped.append(fn) or real(fn))
+    real = stacked_state.vmap
+    monkeypatch.setattr(stacked_state, "vmap", lambda fn: mapped.append(fn) or real(fn))
     together = execute_stacked(tasks)
     assert mapped  # the stack took the vmap path
     for task, result in zip(tasks, together, strict=True):

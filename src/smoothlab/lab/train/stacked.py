@@ -15,7 +15,8 @@ Runs stack when they share data set, model, epochs, batch size and an SGD recipe
 Nesterov, weight decay); they may differ in seed, noise, learning rate and schedule, and method.
 IVON runs stack with IVON runs of the same ``beta1`` (``train.momentum``) and Monte Carlo
 samples; each keeps its own optimizer and only forward and backward are stacked
-(:mod:`~smoothlab.lab.train.stacked_ivon`). The optimizer kind's :class:`_Update` is the only
+(:mod:`~smoothlab.lab.train.stacked_ivon`). The optimizer kind's update
+(:class:`~smoothlab.lab.train.stacked_state.Update`: stacked SGD or each run's IVON) is the only
 part that differs: batches, losses and records are shared. Cross-entropy, (negative) label
 smoothing, the confidence penalty and label relaxation are evaluated for all runs in one
 expression (:mod:`~smoothlab.lab.train.stacked_objectives`); other objectives run per run on
@@ -30,13 +31,10 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch import Tensor
 
-from smoothlab.lab.plan.objectives import cross_entropy
 from smoothlab.lab.train.checkpoint import load_checkpoint, save_checkpoint
 from smoothlab.lab.train.data import prepare_data
 from smoothlab.lab.train.loop import (
@@ -46,171 +44,16 @@ from smoothlab.lab.train.loop import (
     _Trainer,  # the solo trainer: one definition of a run's pieces
     select_device,
 )
-from smoothlab.lab.train.optimizers import Batch
 from smoothlab.lab.train.stack_memory import available_bytes, run_bytes, stack_size
 from smoothlab.lab.train.stackable import stack_key, stackable_model
 from smoothlab.lab.train.stacked_ivon import IvonUpdate
-from smoothlab.lab.train.stacked_objectives import StackedObjective
 from smoothlab.lab.train.stacked_sgd import SgdUpdate
+from smoothlab.lab.train.stacked_state import Stack
 
 __all__ = ["execute_stacked", "stack_key", "stackable_model"]
 
-# Rows (over all runs) per evaluation chunk: its hidden activations stay in cache (the per-epoch
-# evaluation of 138 Twonorm runs took 2.5x less CPU than with 2048 rows per run).
-_EVAL_ROWS = 4096
 
-
-def _mlp_layers(model: nn.Module) -> tuple[str, ...] | None:
-    """The layer kinds of a plain MLP (``nn.Sequential`` of Flatten, Linear and ReLU), which the
-    stack runs as batched matrix products; None for any other model (run under ``vmap``)."""
-    kinds = {nn.Flatten: "flatten", nn.Linear: "linear", nn.ReLU: "relu"}
-    layers = tuple(kinds.get(type(m), "") for m in model.children())
-    if type(model).forward is not nn.Sequential.forward or "" in layers:
-        return None
-    flat = [m for m in model.children() if isinstance(m, nn.Flatten)]
-    if any((f.start_dim, f.end_dim) != (1, -1) for f in flat):
-        return None
-    return layers
-
-
-class _Stack:
-    """The stacked state of a group of trainers: parameters, data, and the optimizer kind's
-    :class:`_Update` (stacked SGD, or each run's own IVON)."""
-
-    def __init__(self, trainers: list[_Trainer], device: torch.device) -> None:
-        self.trainers, self.device = trainers, device
-        self.base = trainers[0].model
-        self.models = [dict(t.model.named_parameters()) for t in trainers]
-        self.params: dict[str, Tensor] = {}
-        self.gather()
-        self.layers = _mlp_layers(self.base)
-        stack = torch.stack
-        # flat (R * N, ...) training data: a batch is one index_select of rows r * N + i
-        # (7x less CPU than indexing [run, i] of the (R, N, ...) stack)
-        self.x_train = torch.cat([t.data.x_train for t in trainers]).to(device)
-        self.y_train = torch.cat([t.data.y_train for t in trainers]).to(device)
-        self.n_train = len(trainers[0].data.y_train)
-        self.x_val = stack([t.data.x_val for t in trainers]).to(device)
-        self.y_val = stack([t.data.y_val for t in trainers])
-        self.x_test = stack([t.data.x_test for t in trainers]).to(device)
-        self.alive = torch.ones(len(trainers), dtype=torch.bool)
-        self.live = self.alive.to(device)  # on the device: masks the losses without a copy
-        self.errors: dict[int, str] = {}
-        switch = torch.tensor([t.run.train.switch_epoch for t in trainers], device=device)
-        self.objective = StackedObjective([t.method for t in trainers], switch)
-        # runs with the same recipe share a learning-rate schedule: evaluated once per step
-        self.schedules: dict[str, list[int]] = {}
-        for i, t in enumerate(trainers):
-            self.schedules.setdefault(repr(t.method.train_config(t.run.train)), []).append(i)
-        ivon = trainers[0].kind.name == "ivon"  # one kind per stack (stack_key)
-        self.update: _Update = IvonUpdate(self) if ivon else SgdUpdate(self)
-
-    def gather(self) -> None:
-        """Stack the models' parameters as they are now (the SGD start, an IVON sample or
-        mean) into the ``(R, ...)`` leaves that :meth:`forward` takes."""
-        self.params = {
-            name: torch.stack([model[name].detach() for model in self.models]).requires_grad_()
-            for name in self.models[0]
-        }
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits ``(R, B, K)`` of every run on its own inputs ``x`` of shape ``(R, B, ...)``:
-        an MLP as batched products ``x W^T + b`` (no ``vmap`` dispatch per layer), any other
-        model through ``vmap`` of ``functional_call``."""
-        if self.layers is None:
-
-            def one(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
-                return functional_call(self.base, params, (inputs,))  # type: ignore[no-any-return]
-
-            return vmap(one)(self.params, x)
-        for i, kind in enumerate(self.layers):
-            if kind == "flatten":
-                x = x.flatten(2)
-            elif kind == "relu":
-                x = torch.relu(x)
-            else:
-                weight, bias = self.params[f"{i}.weight"], self.params.get(f"{i}.bias")
-                x = (
-                    x @ weight.transpose(1, 2)
-                    if bias is None
-                    else torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-                )
-        return x
-
-    def lr_table(self, epoch: int) -> Tensor:
-        """Learning rates ``(batches, R)`` of the epoch's steps, float64 on the CPU: each the
-        Python float that the run's schedule gives, exactly."""
-        batches = self.trainers[0].batches
-        table = torch.empty(batches, len(self.trainers), dtype=torch.float64)
-        for runs in self.schedules.values():
-            lr = self.trainers[runs[0]].lr
-            steps = range(epoch * batches, (epoch + 1) * batches)
-            table[:, runs] = torch.tensor([lr(s) for s in steps], dtype=table.dtype)[:, None]
-        return table
-
-    def gradients(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """Each run's batch loss ``(R,)`` (detached) and the gradients ``(R, ...)`` of the
-        live runs' summed losses: run ``i``'s slice is its own loss's gradient."""
-        x, y, index = batch
-        losses = self.losses(self.forward(x), y, index, epoch)
-        total = torch.where(self.live, losses, torch.zeros_like(losses)).sum()
-        grads = torch.autograd.grad(total, list(self.params.values()))
-        return losses.detach(), dict(zip(self.params, grads, strict=True))
-
-    def losses(self, logits: Tensor, y: Tensor, index: Tensor, epoch: int) -> Tensor:
-        """Each run's batch loss ``(R,)``: cross-entropy, smoothing, the confidence penalty and
-        label relaxation in one expression (:class:`StackedObjective`), other methods through
-        their own objective."""
-        smoothed = self.objective(logits, y, epoch)
-        own = [i for i in self.objective.own if self.alive[i]]
-        if not own:  # no per-run autograd nodes when every run is in the one expression
-            return smoothed
-        values = []
-        for i in own:
-            trainer = self.trainers[i]
-            fn = trainer.objective if epoch >= trainer.run.train.switch_epoch else cross_entropy
-            try:
-                values.append(fn(logits[i], y[i], index[i], epoch))
-            except Exception:  # one run failing must not stop the others
-                self.kill(i, traceback.format_exc())
-                values.append(smoothed[i] * 0)
-        rows = torch.tensor(own, device=smoothed.device)
-        return smoothed.index_put((rows,), torch.stack(values).to(smoothed.dtype))
-
-    def kill(self, i: int, error: str) -> None:
-        self.alive[i] = False
-        self.live = self.alive.to(self.device)
-        self.errors[i] = error
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """float64 CPU logits ``(R, N, K)`` of every run on its own inputs ``(R, N, ...)``."""
-        self.base.eval()
-        rows = max(1, _EVAL_ROWS // len(self.trainers))
-        parts = [
-            self.forward(x[:, i : i + rows]).double().cpu() for i in range(0, x.shape[1], rows)
-        ]
-        return torch.cat(parts, dim=1)
-
-
-class _Update(Protocol):
-    """How a stack's optimizer kind trains: one step of every live run on its own batch, and
-    what the runs' models and optimizers hold between epochs."""
-
-    rates_on: torch.device  # where :meth:`step` wants its learning rates
-
-    def step(self, batch: Batch, epoch: int, lrs: Tensor) -> Tensor:
-        """Step every live run; each run's batch loss ``(R,)``. ``lrs``: the step's rates."""
-
-    def settle(self) -> None:
-        """Make the stack's parameters the runs' weights (for the epoch's records)."""
-
-    def write_back(self) -> None:
-        """Make each trainer's model and optimizer hold its run's state (for checkpoints and
-        :meth:`~smoothlab.lab.train.loop._Trainer.finish`)."""
-
-
-def _epoch(stack: _Stack, epoch: int) -> None:
+def _epoch(stack: Stack, epoch: int) -> None:
     """One epoch of every run: its own batch order, learning rates, objective; then records.
 
     As in the solo loop, the losses are summed on the device and read once per epoch: a run
@@ -245,7 +88,7 @@ def _run_slice(params: dict[str, Tensor], i: int) -> dict[str, Tensor]:
     return {name: p[i] for name, p in params.items()}
 
 
-def _record(stack: _Stack, epoch: int, train_loss: Tensor) -> None:
+def _record(stack: Stack, epoch: int, train_loss: Tensor) -> None:
     """The solo loop's per-epoch curves and validation selection, for every live run."""
     stack.update.settle()
     test = stack.predict(stack.x_test)
@@ -265,7 +108,8 @@ def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) ->
     """Train a group of trainers that all continue at epoch ``start``; results in order."""
     began = time.perf_counter()
     lead = trainers[0]
-    stack = _Stack(trainers, lead.device)
+    ivon = lead.kind.name == "ivon"  # one optimizer kind per stack (stack_key)
+    stack = Stack(trainers, lead.device, IvonUpdate if ivon else SgdUpdate)
     epochs, every = lead.run.train.epochs, lead.task.checkpoint_every
     for epoch in range(start, epochs):
         _epoch(stack, epoch)

@@ -18,24 +18,21 @@ the models hold the posterior means, which the epoch's records evaluate, as the 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from smoothlab.lab.train.optimizers import Batch
-
-if TYPE_CHECKING:
-    from smoothlab.lab.train.stacked import _Stack
+from smoothlab.lab.train.stacked_state import Stack
 
 __all__ = ["IvonUpdate"]
 
 
 class IvonUpdate:
-    """The IVON step of a stack (the ``_Update`` of :mod:`~smoothlab.lab.train.stacked`):
+    """The IVON step of a stack (an :class:`~smoothlab.lab.train.stacked_state.Update`):
     sampling, the optimizer state and the update stay with each run's own optimizer."""
 
-    def __init__(self, stack: _Stack) -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.rates_on = torch.device("cpu")  # read as Python floats: the solo loop's rates
         self.samples: int = stack.trainers[0].optimizer.mc_samples  # one count per stack_key

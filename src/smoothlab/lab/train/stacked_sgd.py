@@ -14,15 +14,11 @@ as :class:`torch.optim.SGD` (Sutskever et al., ICML 2013) computes it for each r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
 from smoothlab.lab.train.optimizers import Batch
-
-if TYPE_CHECKING:
-    from smoothlab.lab.train.stacked import _Stack
+from smoothlab.lab.train.stacked_state import Stack
 
 __all__ = ["SgdUpdate"]
 
@@ -32,7 +28,7 @@ class SgdUpdate:
     stacked parameters with a learning rate per run: the stack holds the weights and momentum
     buffers, written back into the runs' models and optimizers when asked."""
 
-    def __init__(self, stack: _Stack) -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack, self.rates_on = stack, stack.device
         self.momentum = {name: self._buffers(name) for name in stack.params}
 
