@@ -1,4 +1,4 @@
-"""IVON's dispatch to the native kernels: which backend runs each moment (sample, record,
+"""IVON's dispatch to the native kernels: which backend runs each part of a step (sample, record,
 update) as the switches change between and within steps, and hundreds of steps bit for bit
 against a twin loop that calls the kernels in the order the docs state."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 
 import pytest
 import torch
@@ -45,47 +45,53 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return calls
 
 
-def _step(model: nn.Module, opt: IVON, block: AbstractContextManager[object],
-          step: AbstractContextManager[object]) -> None:  # fmt: skip
+def _step(model: nn.Module, opt: IVON, off: str) -> None:
+    """One training step with ``disabled()`` around the ``"block"``, from inside its ``"body"``
+    (after the sample) to after the block (its record), or around ``"step"`` (``""``: none)."""
     x, y = torch.ones(4, 3), torch.tensor([0, 1, 0, 1])
-    with block, opt.sampled_params(train=True):
+    with ExitStack() as late, _switch(off == "block"), opt.sampled_params(train=True):
+        late.enter_context(_switch(off == "body"))  # leaves after the block has recorded
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
-    with step:
+    with _switch(off == "step"):
         opt.step()
+
+
+def _switch(off: bool) -> AbstractContextManager[object]:
+    return _native.disabled() if off else nullcontext()
 
 
 NATIVE = {"native sample_": 2, "native record_": 2, "native update_": 2}
 TORCH = {"torch record_": 2, "torch update_": 2}
-# (environment value, switch around the block, switch around step()) -> calls of one step
+# (environment value, where disabled() is) -> the calls of one step
 SEQUENCE = [
-    ((None, False, False), NATIVE),
-    (("0", False, False), TORCH),
-    (("off", False, False), TORCH),
-    ((None, False, False), NATIVE),  # read again once the variable is gone
-    (("1", True, False), {"torch record_": 2, "native update_": 2}),
-    (("1", False, True), {"native sample_": 2, "native record_": 2, "torch update_": 2}),
-    (("1", False, False), NATIVE),
+    ((None, ""), NATIVE),
+    (("0", ""), TORCH),
+    (("off", ""), TORCH),
+    ((None, ""), NATIVE),  # read again once the variable is gone
+    (("1", "block"), {"torch record_": 2, "native update_": 2}),
+    (("1", "body"), NATIVE),  # a block records with its sample's backends
+    (("1", "step"), {"native sample_": 2, "native record_": 2, "torch update_": 2}),
+    (("1", ""), NATIVE),
 ]
 
 
-def test_each_moment_reads_the_switches_when_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``SMOOTHLAB_NATIVE`` set or removed between steps, and ``disabled()`` around the block or
-    around ``step()`` alone, decide the backend of the moments they cover, and only those."""
+def test_each_block_and_step_reads_the_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SMOOTHLAB_NATIVE`` set or removed between steps, and ``disabled()`` around the
+    ``sampled_params`` block or around ``step()`` alone, decide the backends of what they
+    cover, and only that; the switches are read as a block begins, not at its record."""
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
     opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=torch.Generator().manual_seed(0))
     calls = _spy(monkeypatch)
-    for (env, off_in_block, off_in_step), expected in SEQUENCE:
+    for (env, off), expected in SEQUENCE:
         if env is None:
             monkeypatch.delenv("SMOOTHLAB_NATIVE", raising=False)
         else:
             monkeypatch.setenv("SMOOTHLAB_NATIVE", env)
-        block = _native.disabled() if off_in_block else nullcontext()
-        step = _native.disabled() if off_in_step else nullcontext()
         calls.clear()
-        _step(model, opt, block, step)
-        assert dict(calls) == expected, (env, off_in_block, off_in_step)
+        _step(model, opt, off)
+        assert dict(calls) == expected, (env, off)
 
 
 def _forward(params: Sequence[Tensor], x: Tensor) -> Tensor:

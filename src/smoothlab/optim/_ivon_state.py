@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from smoothlab._checks import check_bool, check_real
 from smoothlab.optim._ivon_kernels import refresh_scale_
 
 __all__ = [
+    "Block",
     "Buffers",
     "PosteriorPrediction",
     "check_group",
@@ -39,6 +41,17 @@ class PosteriorPrediction:
     predictive: Tensor
     at_mean: Tensor
     n_samples: int
+
+
+@dataclass
+class Block:
+    """One ``sampled_params`` block: the parameters swapped to their sample, as ``(parameter,
+    its group, its mean's data)``, and the backends chosen as it began, which its record keeps
+    (the switches are read once per block and once per step, not per parameter)."""
+
+    swapped: list[tuple[Tensor, dict[str, Any], Tensor]] = field(default_factory=list)
+    lib: ctypes.CDLL | None = None  # the native kernels (None: PyTorch)
+    triton: bool = False  # whether the Triton kernels drew any of the samples
 
 
 @dataclass

@@ -40,6 +40,7 @@ from smoothlab.optim._ivon_kernels import record_, update_
 from smoothlab.optim._ivon_native import NoiseSource
 from smoothlab.optim._ivon_predict import PosteriorMixin
 from smoothlab.optim._ivon_state import (
+    Block,
     Buffers,
     PosteriorPrediction,
     check_group,
@@ -49,8 +50,6 @@ from smoothlab.optim._ivon_state import (
 )
 
 __all__ = ["IVON", "PosteriorPrediction"]
-
-_Swap = tuple[Tensor, dict[str, Any], Tensor]  # a sampled parameter, its group, its mean's data
 
 
 class IVON(PosteriorMixin, torch.optim.Optimizer):
@@ -126,8 +125,9 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
     ``SMOOTHLAB_NATIVE=0`` and ``with smoothlab._native.disabled():`` run the PyTorch
     implementation, whose noise is ``Tensor.normal_`` from the same generator: the two backends
     compute the same update but draw different (identically distributed) noise. The switches are
-    read once per sample, record and update (not per parameter), so ``disabled()`` around the
-    ``sampled_params`` block or around :meth:`step` alone decides those moments only.
+    read once per ``sampled_params`` block (its sample and record) and once per :meth:`step`, not
+    per parameter, so ``disabled()`` around the block or around :meth:`step` alone decides that
+    part only.
 
     >>> from torch import nn
     >>> w = nn.Parameter(torch.tensor([2.0, -1.0]))
@@ -222,30 +222,31 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         if train and self._in_closure:
             yield
             return
-        with self._swapped(self._generator) as swapped:
+        with self._swapped(self._generator) as block:
             yield
         if train:
-            self._record(swapped)
+            self._record(block)
 
     @contextmanager
-    def _swapped(self, generator: torch.Generator) -> Iterator[list[_Swap]]:
+    def _swapped(self, generator: torch.Generator) -> Iterator[Block]:
         if self._sampling:
             raise RuntimeError("`sampled_params()` must not be nested, got a nested call")
         self._sampling = True
-        swapped: list[_Swap] = []
-        noise = _ivon_native.NoiseSource(generator, self._native_kernels())
+        block, own = Block(lib=_ivon_native.kernels()), self._own_noise()
+        noise = _ivon_native.NoiseSource(generator, block.lib if own else None)
         try:
             with torch.no_grad():
-                drawn = _ivon_triton.sample(self, generator) if self._own_noise() else {}
+                drawn = _ivon_triton.sample(self, generator) if own else {}
+                block.triton = bool(drawn)
                 params = ((g, p) for g in self.param_groups for p in g["params"])
                 for stream, (group, p) in enumerate(params):
                     if p.requires_grad:
                         mean_data = p.data
                         p.data = drawn[p] if p in drawn else self._draw(p, group, noise, stream)
-                        swapped.append((p, group, mean_data))
-            yield swapped
+                        block.swapped.append((p, group, mean_data))
+            yield block
         finally:
-            for p, _, mean_data in swapped:
+            for p, _, mean_data in block.swapped:
                 p.data = mean_data
             self._sampling = False
 
@@ -270,21 +271,17 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         """Whether the noise is IVON's own (not injected through ``_fill_noise``)."""
         return type(self)._fill_noise is IVON._fill_noise and "_fill_noise" not in vars(self)
 
-    def _native_kernels(self) -> ctypes.CDLL | None:
-        """The native kernels if they are to draw the noise (looked up once per sample)."""
-        return _ivon_native.kernels() if self._own_noise() else None
-
-    def _record(self, swapped: list[_Swap]) -> None:
+    def _record(self, block: Block) -> None:
         # The gradient momentum takes each sample's share at once, (1 - beta1) / mc_samples, so
-        # g-hat never needs a buffer of its own; a missing gradient counts as zero.
+        # g-hat never needs a buffer of its own; a missing gradient counts as zero. The block's
+        # backends are its sample's: Triton records what Triton drew (one launch per dtype).
         with torch.no_grad():
-            done = _ivon_triton.record(self, swapped)  # CUDA parameters, one launch per dtype
-            lib = _ivon_native.kernels()  # one look-up per record, as per sample and update
-            for p, group, _ in swapped:
+            done = _ivon_triton.record(self, block.swapped) if block.triton else set()
+            for p, group, _ in block.swapped:
                 if p.grad is not None and p not in done:
-                    self._record_one(p, p.grad, group, 1.0 / self.mc_samples, lib)
+                    self._record_one(p, p.grad, group, 1.0 / self.mc_samples, block.lib)
         self._samples += 1
-        params = [p for p, _, _ in swapped]
+        params = [p for p, _, _ in block.swapped]
         self._read = (params, fingerprint(params))
 
     def _record_one(
@@ -352,7 +349,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         """Run ``closure`` at a fresh sample and record its gradients as one sample."""
         params = [p for g in self.param_groups for p in g["params"]]
         before = fingerprint(params)
-        with self._swapped(self._generator) as swapped:
+        with self._swapped(self._generator) as block:
             self._in_closure = True
             try:
                 with torch.enable_grad():
@@ -364,7 +361,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
                     "`closure` must run backward when `step(closure)` calls it (IVON needs "
                     "gradients at sampled weights), got only gradients from before the call"
                 )
-        self._record(swapped)
+        self._record(block)
         return loss
 
     def _update_group(
