@@ -9,8 +9,9 @@ memory, and torch's Mersenne-Twister ``normal_``): :func:`sample_` draws
 and the mean update. The header of ``ivon.c`` states the maths and the noise layout. The three
 take one :class:`IvonArgs` of named fields and an element range, as the loss rows take
 ``RowsArgs`` (:mod:`smoothlab.losses._native_rows`), and ``lib=``, the library that IVON looks
-up once per sample, record or update for all its parameters (default: :func:`kernels`), since
-on small models the look-up (it reads the environment) is a sizeable part of a kernel call.
+up once per ``sampled_params`` block and once per step for all its parameters (default:
+:func:`kernels`), since on small models the look-up (it reads the environment) is a sizeable
+part of a kernel call.
 
 The noise of one ``sampled_params`` call is fixed by a 64-bit Philox key drawn from the optimizer's
 ``torch.Generator`` (:class:`NoiseSource`) and, per parameter, its position in the optimizer (the
@@ -99,7 +100,7 @@ def fit(p: Tensor, state: dict[str, Any]) -> bool:
     """Whether parameter ``p`` (holding its mean) and its state suit the native kernels:
     float32, CPU, contiguous and of one shape (a state dict loaded from elsewhere may not be).
 
-    IVON asks :func:`kernels` once per sample, record or update and this per parameter."""
+    IVON asks :func:`kernels` once per block or step and this per parameter."""
     hess, momentum = state["hess"], state["momentum"]
     return (
         p.dtype == hess.dtype == momentum.dtype == torch.float32
@@ -133,8 +134,8 @@ class NoiseSource:
 
 
 def _lib(lib: ctypes.CDLL | None = None) -> ctypes.CDLL:
-    """``lib``, the library a caller looked up already (IVON, once per sample, record or
-    update), else :func:`kernels`."""
+    """``lib``, the library a caller looked up already (IVON, once per block or step), else
+    :func:`kernels`."""
     lib = kernels() if lib is None else lib
     if lib is None:
         raise RuntimeError("the native IVON kernels are unavailable (see smoothlab._native)")
