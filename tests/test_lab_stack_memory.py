@@ -32,8 +32,8 @@ TINY = {
 }
 
 
-def _tasks() -> list[RunTask]:
-    runs = expand_grid(config_from_dict(TINY))
+def _tasks(methods: dict[str, dict[str, object]] | None = None) -> list[RunTask]:
+    runs = expand_grid(config_from_dict(TINY if methods is None else {**TINY, "methods": methods}))
     return [RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs]
 
 
@@ -53,6 +53,24 @@ def test_run_bytes_counts_data_thrice_parameters_six_times_activations_twice() -
     # flatten, linear, relu, linear, relu, linear: the outputs of one batch of 32, float32
     activations = 32 * (features + 16 + 16 + 8 + 8 + classes) * 4
     assert run_bytes(data, trainer.model, 32) == 3 * held + 6 * weights * 4 + 2 * activations
+    # an optimizer's own per-run state (IVON's five buffers) adds parameter-sized copies
+    assert (
+        run_bytes(data, trainer.model, 32, 5) == run_bytes(data, trainer.model, 32) + 20 * weights
+    )
+
+
+def test_ivon_stacks_are_sized_with_ivon_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    original = stacked.run_bytes
+
+    def spy(*args: object) -> int:
+        seen.append(args[3] if len(args) > 3 else 0)  # type: ignore[arg-type]
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stacked, "run_bytes", spy)
+    stacked.execute_stacked(_tasks({"ivon": {}})[:1])
+    stacked.execute_stacked(_tasks()[:1])
+    assert seen == [5, 0]
 
 
 def _close(a: RunResult, b: RunResult) -> None:

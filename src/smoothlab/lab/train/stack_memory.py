@@ -53,9 +53,11 @@ def activation_bytes(model: nn.Module, batch: torch.Tensor) -> int:
     return total
 
 
-def run_bytes(data: RunData, model: nn.Module, batch_size: int) -> int:
-    """Bytes one run adds to a stack: ``3 D + 6 P + 2 A`` for its data ``D`` (every tensor of
-    :class:`RunData`), parameters ``P`` and one training batch's activations ``A``.
+def run_bytes(data: RunData, model: nn.Module, batch_size: int, state_copies: int = 0) -> int:
+    """Bytes one run adds to a stack: ``3 D + (6 + s) P + 2 A`` for its data ``D`` (every tensor
+    of :class:`RunData`), parameters ``P``, one training batch's activations ``A`` and ``s``
+    (``state_copies``) more parameter-sized tensors an optimizer of the run's own keeps (IVON:
+    its momentum, Hessian, noise, sample and Hessian-difference buffers, 5).
 
     >>> from smoothlab.lab.train.data import RunData
     >>> x, y = torch.zeros(10, 4), torch.zeros(10, dtype=torch.long)
@@ -67,7 +69,8 @@ def run_bytes(data: RunData, model: nn.Module, batch_size: int) -> int:
     held = sum(t.nbytes for t in (*tensors, data.x_test, data.y_test))
     parameters = sum(p.nbytes for p in model.parameters())
     batch = data.x_train[:batch_size].to(next(model.parameters()).device)
-    return _DATA_COPIES * held + _PARAMETER_COPIES * parameters + 2 * activation_bytes(model, batch)
+    copies = _PARAMETER_COPIES + state_copies
+    return _DATA_COPIES * held + copies * parameters + 2 * activation_bytes(model, batch)
 
 
 def available_bytes() -> int:

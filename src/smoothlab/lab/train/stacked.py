@@ -136,6 +136,11 @@ def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) ->
     return results
 
 
+#: Parameter-sized tensors each IVON run's own optimizer keeps (momentum, Hessian, and its
+#: noise, sample and Hessian-difference buffers); a stacked SGD run's momentum is counted already
+_IVON_STATE = 5
+
+
 def execute_stacked(
     tasks: Sequence[RunTask], progress: ProgressFn | None = None, max_bytes: int = 0
 ) -> list[RunResult]:
@@ -158,7 +163,9 @@ def execute_stacked(
                 built.append(ready)
                 trainer = ready[0]
                 if not size:
-                    per_run = run_bytes(trainer.data, trainer.model, trainer.run.train.batch_size)
+                    own = _IVON_STATE if trainer.kind.name == "ivon" else 0  # SGD's: stacked
+                    batch = trainer.run.train.batch_size
+                    per_run = run_bytes(trainer.data, trainer.model, batch, own)
                     size = stack_size(per_run, max_bytes or available_bytes() // 2)
         _train_groups(built, progress, results)
     return [results[task.key] for task in tasks]
