@@ -22,6 +22,7 @@ from smoothlab.lab.plan.models import build_model
 from smoothlab.lab.run.executors import chunks
 from smoothlab.lab.train import stacked, stacked_state
 from smoothlab.lab.train.loop import RunResult, RunTask, execute
+from smoothlab.lab.train.stackable import MAX_STACK_PARAMETERS
 from smoothlab.lab.train.stacked import execute_stacked, stack_key, stackable_model
 
 TINY = {
@@ -168,6 +169,9 @@ def test_what_does_not_stack() -> None:
     assert stackable_model(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)))
     assert not stackable_model(nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.1)))
     assert not stackable_model(nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)))
+    # the size at which stacking stops paying (measured per canned config)
+    assert stackable_model(nn.Linear(MAX_STACK_PARAMETERS - 1, 1))
+    assert not stackable_model(nn.Linear(MAX_STACK_PARAMETERS, 1))  # weights and a bias
     assert stack_key(_task(_runs({"sam": {}})[0])) is None
     teacher = _runs({"ls-teacher": {}})[0]
     assert stack_key(_task(teacher)) is None

@@ -10,7 +10,7 @@ from torch import nn
 from smoothlab.lab.plan.methods import Ivon
 from smoothlab.lab.train.loop import RunTask
 
-__all__ = ["stack_key", "stackable_model"]
+__all__ = ["MAX_STACK_PARAMETERS", "stack_key", "stackable_model"]
 
 
 def stack_key(task: RunTask) -> Hashable | None:
@@ -44,8 +44,26 @@ def stack_key(task: RunTask) -> Hashable | None:
     return (repr(run.data), repr(run.model), recipe, shared)
 
 
+#: Models with more parameters train alone even where they could stack: one epoch of 6-8 runs
+#: of each canned config, stacked against one after another (one thread, CPU time, 2026-12-07)
+#: took 2.1-3.3x less time stacked at 1.5k-10k parameters (Twonorm, the demo) and 1.5x at 23k
+#: (Splice), but 0.7-1.1x at 94k-204k (the CNN and the Fashion-MNIST MLPs) and 0.6-0.8x at 1.9M:
+#: a model large enough to keep a core busy gains nothing from fewer, larger products, and its
+#: stacked copies of the data and batched products cost more (``benchmarks/RESULTS.md``).
+MAX_STACK_PARAMETERS = 50_000
+
+
 def stackable_model(model: nn.Module) -> bool:
-    """Whether a model's forward is a pure function of its parameters (no buffers to update in
-    place, no dropout drawing from the global generator)."""
+    """Whether a model's runs gain from stacking and can stack: at most
+    :data:`MAX_STACK_PARAMETERS` parameters, and a forward that is a pure function of its
+    parameters (no buffers to update in place, no dropout drawing from the global generator).
+
+    >>> stackable_model(nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)))
+    True
+    >>> stackable_model(nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)))
+    False
+    """
+    if sum(p.numel() for p in model.parameters()) > MAX_STACK_PARAMETERS:
+        return False
     stateful = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
     return not stateful and next(model.buffers(), None) is None
