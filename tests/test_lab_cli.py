@@ -174,8 +174,10 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     grid = grid.replace("epochs = 2", "epochs = 30")
     (tmp_path / "grid.toml").write_text(grid)
     out = tmp_path / "out"
+    # the process pool stores runs one by one (the default executor stacks these 12 runs,
+    # which then finish together: test_sigkill_mid_stack_resumes_from_its_checkpoints)
     args = [sys.executable, "-m", "smoothlab.lab", "run", "grid.toml", "--workers", "1",
-            "--out", str(out), "--no-report"]  # fmt: skip
+            "--executor", "local", "--out", str(out), "--no-report"]  # fmt: skip
     rng = random.Random(7)
     seen: set[str] = set()
     for _ in range(3):
@@ -198,6 +200,31 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     assert final.returncode == 0, final.stderr
     assert 0 < len(seen) < 12
     assert f"{12 - len(seen)} runs trained, {len(seen)} already done" in final.stdout
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stack_resumes_from_its_checkpoints(tmp_path: Path) -> None:
+    # the default executor trains these 12 small runs as one stack, checkpointed every 5 epochs
+    grid = TINY.replace("seeds = 1", "seeds = 3\ncheckpoint_every = 5")
+    (tmp_path / "grid.toml").write_text(grid.replace("epochs = 2", "epochs = 40"))
+    out = tmp_path / "out"
+    args = ["run", "grid.toml", "--workers", "1", "--out", str(out), "--no-report"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smoothlab.lab", *args], cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(out.glob("**/state.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-stack: a checkpoint is written, no run stored
+    process.wait()
+    assert list(out.glob("**/state.pt")) and _keys_if_any(out) == []
+    final = _cli(*args, cwd=tmp_path)
+    assert final.returncode == 0, final.stderr
+    assert "12 runs trained, 0 already done, 0 failed" in final.stdout
+    keys = _keys(out)
+    assert len(keys) == len(set(keys)) == 12
+    assert not list(out.glob("**/state.pt"))  # a finished run's checkpoints are removed
     keys = _keys(out)
     assert len(keys) == len(set(keys)) == 12
     assert sorted(p.stem for p in (out / "weights").iterdir()) == sorted(keys)

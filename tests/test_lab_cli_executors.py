@@ -88,7 +88,7 @@ def test_cli_flags_reach_the_ray_executor(fake_ray: type[_FakeRay], tmp_path: Pa
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--num-gpus", "0.5"], "`--num-gpus` needs --executor ray, got --executor local"),
+        (["--num-gpus", "0.5"], "`--num-gpus` needs --executor ray, got --executor auto"),
         (["--max-retries", "2", "--executor", "stacked"],
          "`--max-retries` needs --executor ray, got --executor stacked"),
         (["--executor", "ray", "--num-gpus", "-1"], "`--num-gpus` must be >= 0, got -1.0"),

@@ -141,7 +141,7 @@ def test_a_sigkilled_driver_leaves_no_worker_alive_after_10_seconds(tmp_path: Pa
     (tmp_path / "grid.toml").write_text(grid.replace('name = "tiny"', "checkpoint_every = 1"))
     checkpoints = tmp_path / "out" / "checkpoints"
     args = [sys.executable, "-m", "smoothlab.lab", "run", "grid.toml", "--workers", "2",
-            "--out", str(tmp_path / "out"), "--no-report"]  # fmt: skip
+            "--executor", "local", "--out", str(tmp_path / "out"), "--no-report"]  # fmt: skip
     # not its own session: a kill of the driver alone, as `kill -9 PID` of a user would
     driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90

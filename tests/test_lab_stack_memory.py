@@ -131,11 +131,13 @@ def test_the_executor_passes_its_stack_budget_to_each_stack(
 def test_stack_memory_messages(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^`stack_memory` must be >= 0, got -1$"):
         make_executor("stacked", stack_memory=-1)
-    with pytest.raises(ValueError, match=r"^`stack_memory` must be 0 unless the executor is stacked, got 8 with 'ray'$"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"^`stack_memory` must be 0 unless the executor is stacked or auto, got 8 with 'ray'$"):  # fmt: skip
         make_executor("ray", stack_memory=8)
     argv = ["demo", "--out", str(tmp_path), "--no-report"]
-    with pytest.raises(cli.ConfigError, match=r"^`--stack-memory` needs --executor stacked, got --executor local$"):  # fmt: skip
-        cli._stack_options(cli._parser().parse_args([*argv, "--stack-memory", "64"]))
+    with pytest.raises(cli.ConfigError, match=r"^`--stack-memory` needs --executor stacked or auto, got --executor local$"):  # fmt: skip
+        cli._stack_options(cli._parser().parse_args([*argv, "--executor", "local", "--stack-memory", "64"]))  # fmt: skip
+    auto = cli._parser().parse_args([*argv, "--stack-memory", "64"])  # the default executor
+    assert auto.executor == "auto" and cli._stack_options(auto) == {"stack_memory": 64}
     bad = [*argv, "--executor", "stacked", "--stack-memory", "0"]
     with pytest.raises(cli.ConfigError, match=r"^`--stack-memory` must be >= 1 \(MiB\), got 0$"):
         cli._stack_options(cli._parser().parse_args(bad))

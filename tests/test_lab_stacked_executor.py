@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -172,3 +172,58 @@ def test_the_pool_is_sized_by_the_cores_others_keep_busy(
         assert idle.local is not None and idle.workers == 2
     finally:
         idle.close()
+
+
+class _FakePool:
+    """LocalExecutor's interface, training in this process (no workers to start)."""
+
+    made: ClassVar[list[int | None]] = []
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.made.append(workers)
+
+    def run_batch(self, tasks: list[RunTask], progress: Any = None) -> Any:
+        return iter(train_chunk(list(tasks), False, lambda *e: None))
+
+    def close(self) -> None:
+        pass
+
+
+def test_auto_stacks_a_batch_whose_runs_all_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smoothlab.lab.run import executors
+
+    monkeypatch.setattr(executors, "LocalExecutor", _FakePool)
+    _FakePool.made = []
+    stacked_batches: list[int] = []
+    original = StackedExecutor.run_batch
+
+    def spy(self: StackedExecutor, tasks: Any, progress: Any = None) -> Any:
+        stacked_batches.append(len(tasks))
+        return original(self, tasks, progress)
+
+    monkeypatch.setattr(StackedExecutor, "run_batch", spy)
+    executor = executors.make_executor("auto", 1)
+    try:
+        small = _tasks({"ce": {}, "ivon": {}})
+        assert {r.key for r in executor.run_batch(small)} == {t.key for t in small}
+        assert stacked_batches == [len(small)] and _FakePool.made == []
+        mixed = _tasks({"ce": {}, "sam": {}})  # SAM trains alone: the pool takes the batch
+        assert {r.key for r in executor.run_batch(mixed)} == {t.key for t in mixed}
+        assert stacked_batches == [len(small)] and _FakePool.made == [1]
+        assert list(executor.run_batch([])) == []
+    finally:
+        executor.close()
+
+
+def test_stacks_needs_every_run_to_stack_and_a_small_model() -> None:
+    from smoothlab.lab.train.stackable import stacks
+
+    assert stacks(_tasks({"ce": {}, "ls": {"smoothing": 0.1}, "ivon": {}}))
+    assert not stacks(_tasks({"ce": {}, "sam": {}}))
+    runs = expand_grid(
+        config_from_dict({**TINY, "model": {"hidden": [1024]}, "methods": {"ce": {}}})
+    )
+    assert not stacks([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])
+    missing = {**TINY, "data": {**TINY["data"], "dataset": "twonorm", "root": "/nonexistent"}}
+    runs = expand_grid(config_from_dict({**missing, "methods": {"ce": {}}}))
+    assert not stacks([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])

@@ -35,12 +35,17 @@ def _parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config value, e.g. --set train.epochs=5",
         )
-        sub.add_argument("--executor", choices=tuple(EXECUTORS), default="local")
+        sub.add_argument(
+            "--executor",
+            choices=tuple(EXECUTORS),
+            default="auto",
+            help="auto (default): stacked when every run of a batch stacks, else local",
+        )
         sub.add_argument(
             "--workers",
             type=int,
             default=None,
-            help="parallel runs (default: cores; stacked: the idle ones)",
+            help="parallel runs (default: local: cores; stacked: the idle ones)",
         )
         sub.add_argument("--address", default=None, help="address of an existing Ray cluster")
         sub.add_argument(
@@ -147,12 +152,12 @@ def _ray_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _stack_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``--stack-memory``, checked; it belongs to ``--executor stacked``."""
+    """``--stack-memory``, checked; it belongs to ``--executor stacked`` (or ``auto``)."""
     if args.stack_memory is None:
         return {}
-    if args.executor != "stacked":
+    if args.executor not in ("stacked", "auto"):
         raise ConfigError(
-            f"`--stack-memory` needs --executor stacked, got --executor {args.executor}"
+            f"`--stack-memory` needs --executor stacked or auto, got --executor {args.executor}"
         )
     if args.stack_memory < 1:
         raise ConfigError(f"`--stack-memory` must be >= 1 (MiB), got {args.stack_memory}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -30,14 +29,17 @@ from typing import Any, Protocol
 
 from smoothlab.lab.run.cores import CpuSnapshot, other_cores
 from smoothlab.lab.run.lifeline import die_with
+from smoothlab.lab.run.ray_executor import RayExecutor
 from smoothlab.lab.run.stacking import MAX_STACK, Chunk, Done, chunks, drive, train_chunk
-from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
+from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask
 from smoothlab.lab.train.stack_memory import available_bytes
+from smoothlab.lab.train.stackable import stacks
 from smoothlab.lab.train.stacked import stack_key
 
 __all__ = [
     "EXECUTORS",
     "MAX_STACK",
+    "AutoExecutor",
     "Executor",
     "LocalExecutor",
     "RayExecutor",
@@ -247,94 +249,39 @@ def _ignore(key: str, done: int, total: int) -> None:
     pass
 
 
-class RayExecutor:
-    """Runs on a Ray cluster: ``address`` of an existing one, or a local one of ``workers`` CPUs.
+class AutoExecutor:
+    """The default: a batch whose runs all stack (:func:`~smoothlab.lab.train.stackable.stacks`:
+    small models, the SGD or IVON recipes) goes to the ``stacked`` executor, any other batch to
+    the process pool (``local``), each made on first use and kept for later batches. Stacking
+    paid on every canned config whose runs all stack, and models large enough to keep a core
+    busy gain nothing from it (``benchmarks/RESULTS.md``)."""
 
-    Each run asks Ray for one CPU and ``num_gpus`` GPUs (a fraction such as 0.25 packs four small
-    runs on one GPU; Ray sets ``CUDA_VISIBLE_DEVICES`` and the run's ``device = "auto"`` finds
-    it). When a worker or its node dies, Ray runs the task again, up to ``max_retries`` times;
-    with ``checkpoint_every`` the retry resumes from the run's last checkpoint (its folder must
-    be on storage every node sees) instead of from epoch 0.
-    """
-
-    def __init__(
-        self,
-        workers: int | None = None,
-        address: str | None = None,
-        num_gpus: float = 0.0,
-        max_retries: int = 3,
-    ) -> None:
-        if num_gpus < 0:
-            raise ValueError(f"`num_gpus` must be >= 0, got {num_gpus}")
-        if max_retries < 0:
-            raise ValueError(f"`max_retries` must be >= 0, got {max_retries}")
-        try:
-            import ray
-        except ImportError:
-            raise RuntimeError("the ray executor needs Ray: pip install 'smoothlab[ray]'") from None
-        self.ray = ray
-        self.started = not ray.is_initialized()  # close() leaves a caller's runtime running
-        if self.started:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=workers or os.cpu_count(),
-                    include_dashboard=False,
-                    log_to_driver=False,
-                )
-        self.remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=max_retries)(
-            _execute_one_thread
-        )
-        self.messages: Any = None  # the epoch-event queue, an actor made on first use
-
-    def _drain(self, progress: ProgressFn) -> None:
-        count = self.messages.qsize()
-        if count:
-            for event in self.messages.get_nowait_batch(count):
-                progress(*event)
+    def __init__(self, workers: int | None = None, stack_memory: int = 0) -> None:
+        self.requested = workers
+        self.stacked = StackedExecutor(workers, stack_memory)  # measures idle cores from here
+        self.local: LocalExecutor | None = None
 
     def run_batch(
         self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
     ) -> Iterator[RunResult]:
-        """Submit every task as a Ray task; relay epoch events; yield results as they complete."""
-        from ray.util.queue import Queue
-
-        if self.messages is None:
-            self.messages = Queue(actor_options={"num_cpus": 0})
-        report = progress or _ignore
-        driver = (socket.gethostname(), os.getpid())
-        pending = [self.remote.remote(task, self.messages, driver) for task in tasks]
-        while pending:
-            done, pending = self.ray.wait(pending, num_returns=1, timeout=0.2)
-            self._drain(report)  # a worker's events are queued before its result is ready
-            for ref in done:
-                yield self.ray.get(ref)
-        self._drain(report)
+        """Train the batch with the executor that suits it; yield results as they complete."""
+        if tasks and stacks(tasks):
+            return self.stacked.run_batch(tasks, progress)
+        if self.local is None:
+            self.local = LocalExecutor(self.requested)
+        return self.local.run_batch(tasks, progress)
 
     def close(self) -> None:
-        """Disconnect from (or stop) the Ray runtime, if this executor started it."""
-        if self.started:
-            self.ray.shutdown()
-
-
-def _execute_one_thread(task: RunTask, messages: Any, driver: tuple[str, int]) -> RunResult:
-    import torch
-
-    torch.set_num_threads(1)
-    if driver[0] == socket.gethostname():  # a remote cluster's raylet stops a dead driver's tasks
-        die_with(driver[1])
-
-    def report(key: str, done: int, total: int) -> None:
-        messages.put((key, done, total))  # returns once the queue actor holds it
-
-    report(task.key, 0, task.run.train.epochs)
-    return execute(task, report)
+        """Stop whichever pools were started."""
+        self.stacked.close()
+        if self.local is not None:
+            self.local.close()
 
 
 # name -> build(workers, address, num_gpus, max_retries): the CLI's --executor choices and
 # make_executor read this table; only Ray places runs on GPUs of a cluster and retries them
 EXECUTORS: dict[str, Callable[[int | None, str | None, float, int, int], Executor]] = {
+    "auto": lambda workers, address, gpus, retries, memory: AutoExecutor(workers, memory),
     "local": lambda workers, address, gpus, retries, memory: LocalExecutor(workers),
     "stacked": lambda workers, address, gpus, retries, memory: StackedExecutor(workers, memory),
     "ray": lambda workers, address, gpus, retries, memory: RayExecutor(
@@ -360,15 +307,15 @@ def make_executor(
     >>> make_executor("slurm")
     Traceback (most recent call last):
     ...
-    ValueError: `executor` must be one of local, stacked, ray, got 'slurm'
+    ValueError: `executor` must be one of auto, local, stacked, ray, got 'slurm'
     >>> make_executor("local", num_gpus=0.5)
     Traceback (most recent call last):
     ...
     ValueError: `num_gpus` must be 0 unless the executor is ray, got 0.5 with 'local'
-    >>> make_executor("local", stack_memory=512)
+    >>> make_executor("ray", stack_memory=512)
     Traceback (most recent call last):
     ...
-    ValueError: `stack_memory` must be 0 unless the executor is stacked, got 512 with 'local'
+    ValueError: `stack_memory` must be 0 unless the executor is stacked or auto, got 512 with 'ray'
     """
     if name not in EXECUTORS:
         raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {name!r}")
@@ -383,9 +330,9 @@ def make_executor(
         )
     if stack_memory < 0:
         raise ValueError(f"`stack_memory` must be >= 0, got {stack_memory}")
-    if name != "stacked" and stack_memory:
+    if name not in ("stacked", "auto") and stack_memory:
         raise ValueError(
-            f"`stack_memory` must be 0 unless the executor is stacked, "
+            f"`stack_memory` must be 0 unless the executor is stacked or auto, "
             f"got {stack_memory} with {name!r}"
         )
     return EXECUTORS[name](workers, address, num_gpus, max_retries, stack_memory)

@@ -3,14 +3,15 @@ which models can stack at all."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
+import torch
 from torch import nn
 
 from smoothlab.lab.plan.methods import Ivon
 from smoothlab.lab.train.loop import RunTask
 
-__all__ = ["MAX_STACK_PARAMETERS", "stack_key", "stackable_model"]
+__all__ = ["MAX_STACK_PARAMETERS", "stack_key", "stackable_model", "stacks"]
 
 
 def stack_key(task: RunTask) -> Hashable | None:
@@ -67,3 +68,45 @@ def stackable_model(model: nn.Module) -> bool:
         return False
     stateful = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
     return not stateful and next(model.buffers(), None) is None
+
+
+def stacks(tasks: Sequence[RunTask]) -> bool:
+    """Whether every task trains stacked under the ``stacked`` executor: it has a
+    :func:`stack_key`, and its model, built on the meta device for its data set's inputs, is
+    :func:`stackable_model`. False where a data set cannot be loaded (its runs then fail one by
+    one, saying why).
+
+    >>> from smoothlab.lab.demo import demo_config
+    >>> from smoothlab.lab.plan.grid import plan_runs
+    >>> runs = plan_runs(demo_config())
+    >>> stacks([RunTask(str(i), run, 0, 0) for i, run in enumerate(runs)])
+    True
+    >>> runs = plan_runs(demo_config(("model.hidden=[1024]",)))
+    >>> stacks([RunTask(str(i), run, 0, 0) for i, run in enumerate(runs)])
+    False
+    """
+    checked: dict[Hashable, bool] = {}
+    for task in tasks:
+        key = stack_key(task)
+        if key is None:
+            return False
+        if key not in checked:
+            checked[key] = _model_stacks(task)
+        if not checked[key]:
+            return False
+    return True
+
+
+def _model_stacks(task: RunTask) -> bool:
+    from smoothlab.lab.plan.models import build_model
+    from smoothlab.lab.train.data import load_cached
+
+    run = task.run
+    try:
+        dataset = load_cached(run.data.dataset, run.data.root)
+    except Exception:
+        return False
+    shape = tuple(dataset.x_train.shape[1:])
+    with torch.device("meta"):  # the parameters' sizes, without allocating or initialising them
+        model = build_model(run.model.name, shape, dataset.num_classes, run.model.hidden)
+    return stackable_model(model)
