@@ -197,3 +197,38 @@ def test_chunks_split_groups_over_workers() -> None:
     assert [len(c) for c in chunks(tasks, 1)] == [6, 3]
     sam = [_task(r) for r in _runs({"sam": {}}, seeds=2)]
     assert [len(c) for c in chunks(tasks + sam, 1)] == [6, 3, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("model", "shape"),
+    [
+        (build_model("mlp", (6,), 3, (5, 4)), (6,)),  # flatten, linear, relu, ..., linear
+        (build_model("mlp", (2, 3), 4, (5,)), (2, 3)),  # flattened images
+        (nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2, bias=False)), (6,)),
+        (nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Flatten(), nn.Linear(10, 2)), (2, 3)),
+    ],
+)
+def test_the_feature_major_mlp_is_each_runs_own_model(model: nn.Module, shape: tuple[int, ...]) -> None:  # fmt: skip
+    # float64: the batched products against each run's own nn.Sequential, values and gradients
+    runs, batch = 3, 7
+    gen = torch.Generator().manual_seed(0)
+    names = [name for name, _ in model.named_parameters()]
+    params = {
+        name: torch.randn(runs, *p.shape, generator=gen, dtype=torch.float64).requires_grad_()
+        for name, p in model.named_parameters()
+    }
+    x = torch.randn(runs, batch, *shape, generator=gen, dtype=torch.float64)
+    layers = stacked_state.mlp_layers(model)
+    assert layers is not None
+    logits = stacked_state.mlp_forward(layers, params, x)
+    assert logits.shape == (runs, batch, model(x[0].float()).shape[-1])
+    assert logits.stride(1) == 1  # a transposed view of (R, K, B): feature-major
+    weights = torch.randn(logits.shape, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad((logits * weights).sum(), [params[n] for n in names])
+    for r in range(runs):
+        own = {name: params[name][r].detach().clone().requires_grad_() for name in names}
+        alone = torch.func.functional_call(model.double(), own, (x[r],))
+        torch.testing.assert_close(logits[r], alone, rtol=1e-12, atol=1e-12)
+        expected = torch.autograd.grad((alone * weights[r]).sum(), [own[n] for n in names])
+        for name, got, want in zip(names, grads, expected, strict=True):
+            torch.testing.assert_close(got[r], want, rtol=1e-12, atol=1e-12, msg=name)

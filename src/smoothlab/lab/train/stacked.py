@@ -3,13 +3,13 @@
 A sweep of small models (a 64-unit MLP on Twonorm, 275 runs) spends most of its time on the
 fixed cost of tiny matrix products, one run at a time. Here the ``R`` runs of a group keep their
 own weights, labels, batch order, learning-rate schedule and objective, but their weights are
-stacked into ``(R, ...)`` tensors and one batched forward (an MLP as batched products
-``x W^T + b``, any other model through ``torch.func.vmap`` of ``functional_call``) and one
-backward serve them all. Everything that defines a run is taken
-from the same :class:`~smoothlab.lab.train.loop` trainer the solo path builds (initial weights
-from the run's seed, batch-order generator, schedules, objective, validation selection, final
-evaluation), so a stacked run is the run trained alone up to floating-point rounding, and it is
-stored, checkpointed and resumed exactly like one.
+stacked into ``(R, ...)`` tensors and one batched forward (an MLP as feature-major batched
+products, :func:`~smoothlab.lab.train.stacked_state.mlp_forward`; any other model through
+``torch.func.vmap`` of ``functional_call``) and one backward serve them all. Everything that
+defines a run is taken from the same :class:`~smoothlab.lab.train.loop` trainer the solo path
+builds (initial weights from the run's seed, batch-order generator, schedules, objective,
+validation selection, final evaluation), so a stacked run is the run trained alone up to
+floating-point rounding, and it is stored, checkpointed and resumed exactly like one.
 
 Runs stack when they share data set, model, epochs, batch size and an SGD recipe (momentum,
 Nesterov, weight decay); they may differ in seed, noise, learning rate and schedule, and method.

@@ -77,7 +77,10 @@ class StackedObjective:
 
     def __call__(self, logits: Tensor, y: Tensor, epoch: int) -> Tensor:
         """Each run's mean loss over its batch: ``logits (R, B, K)``, labels ``y (R, B)``."""
-        log_p = torch.log_softmax(logits.float(), dim=-1)
+        # over the classes as the middle axis of (R, K, B): the stack's feature-major logits
+        # as they are (a row-major input is copied once). With the classes innermost, torch's
+        # CPU softmax over 2-10 of them took 9-22x longer (benchmarks/RESULTS.md)
+        log_p = torch.log_softmax(logits.float().transpose(1, 2), dim=1).transpose(1, 2)
         nll = -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         on = epoch >= self.switch
         r = torch.where(on, self.rates, torch.zeros_like(self.rates))[:, None]

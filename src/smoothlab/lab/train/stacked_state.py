@@ -2,8 +2,8 @@
 data, the stacked forward, the runs' losses and gradients, and the optimizer kind's update.
 
 The forward takes each run's parameters stacked along a leading run dimension ``R`` and each
-run's own inputs ``(R, B, ...)``: a plain MLP as batched products ``x W^T + b``
-(:func:`mlp_layers`), any other stackable model through ``torch.func.vmap`` of
+run's own inputs ``(R, B, ...)``: a plain MLP (:func:`mlp_layers`) as feature-major batched
+products (:func:`mlp_forward`), any other stackable model through ``torch.func.vmap`` of
 ``functional_call``; no operation mixes runs, so the gradient of the summed losses is, in slice
 ``i``, run ``i``'s own gradient.
 """
@@ -23,7 +23,7 @@ from smoothlab.lab.train.loop import _Trainer  # the solo trainer: one definitio
 from smoothlab.lab.train.optimizers import Batch
 from smoothlab.lab.train.stacked_objectives import StackedObjective
 
-__all__ = ["Stack", "Update", "mlp_layers"]
+__all__ = ["Stack", "Update", "mlp_forward", "mlp_layers"]
 
 # Rows (over all runs) per evaluation chunk: its hidden activations stay in cache (the per-epoch
 # evaluation of 138 Twonorm runs took 2.5x less CPU than with 2048 rows per run).
@@ -41,6 +41,45 @@ def mlp_layers(model: nn.Module) -> tuple[str, ...] | None:
     if any((f.start_dim, f.end_dim) != (1, -1) for f in flat):
         return None
     return layers
+
+
+def mlp_forward(layers: tuple[str, ...], params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """The logits ``(R, B, K)`` of ``R`` stacked MLPs (:func:`mlp_layers`; parameters
+    ``"{i}.weight"`` ``(R, out, in)`` and ``"{i}.bias"`` ``(R, out)`` of layer ``i``) on their
+    own inputs ``x`` ``(R, B, ...)``, run feature-major: each layer is
+    ``h^T <- W h^T + b`` on ``(R, features, B)``, the logits a transposed view of
+    ``(R, K, B)``.
+
+    In the usual row-major ``x W^T`` a layer with few outputs (the 2-10 classes of the last
+    one) is a product with a narrow result, and its weight gradient one with a narrow result
+    too: 5-7x slower per operation on the CPU than their feature-major twins. A whole step of
+    the demo's MLP took 1.34x less time feature-major (``benchmarks/RESULTS.md``). A linear
+    layer on unflattened inputs acts on their last axis, as ``nn.Linear`` does, row-major.
+
+    >>> layers, params = ("linear", "relu", "linear"), {
+    ...     "0.weight": torch.ones(2, 3, 4), "0.bias": torch.zeros(2, 3),
+    ...     "2.weight": torch.ones(2, 5, 3), "2.bias": torch.arange(2.0)[:, None].expand(2, 5)}
+    >>> logits = mlp_forward(layers, params, torch.ones(2, 7, 4))
+    >>> logits.shape, logits[:, 0, 0].tolist()
+    (torch.Size([2, 7, 5]), [12.0, 13.0])
+    """
+    row_major = True  # until the first product: x is (R, B, ...)
+    for i, kind in enumerate(layers):
+        if kind == "flatten":
+            x = x.flatten(2) if row_major else x  # feature-major features are flat already
+        elif kind == "relu":
+            x = torch.relu(x)
+        else:
+            weight, bias = params[f"{i}.weight"], params.get(f"{i}.bias")
+            if row_major and x.dim() > 3:  # nn.Linear on the last axis of unflattened inputs
+                rows = x.reshape(x.shape[0], -1, x.shape[-1]) @ weight.transpose(1, 2)
+                rows = rows if bias is None else rows + bias.unsqueeze(1)
+                x = rows.view(*x.shape[:-1], weight.shape[1])
+                continue
+            if row_major:
+                x, row_major = x.transpose(1, 2), False
+            x = weight @ x if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, x)
+    return x if row_major else x.transpose(1, 2)
 
 
 class Stack:
@@ -86,27 +125,15 @@ class Stack:
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(R, B, K)`` of every run on its own inputs ``x`` of shape ``(R, B, ...)``:
-        an MLP as batched products ``x W^T + b`` (no ``vmap`` dispatch per layer), any other
-        model through ``vmap`` of ``functional_call``."""
+        an MLP as batched products (:func:`mlp_forward`: no ``vmap`` dispatch per layer), any
+        other model through ``vmap`` of ``functional_call``."""
         if self.layers is None:
 
             def one(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
                 return functional_call(self.base, params, (inputs,))  # type: ignore[no-any-return]
 
             return vmap(one)(self.params, x)
-        for i, kind in enumerate(self.layers):
-            if kind == "flatten":
-                x = x.flatten(2)
-            elif kind == "relu":
-                x = torch.relu(x)
-            else:
-                weight, bias = self.params[f"{i}.weight"], self.params.get(f"{i}.bias")
-                x = (
-                    x @ weight.transpose(1, 2)
-                    if bias is None
-                    else torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-                )
-        return x
+        return mlp_forward(self.layers, self.params, x)
 
     def lr_table(self, epoch: int) -> Tensor:
         """Learning rates ``(batches, R)`` of the epoch's steps, float64 on the CPU: each the
