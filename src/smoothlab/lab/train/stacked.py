@@ -38,6 +38,7 @@ from torch import Tensor
 from smoothlab.lab.train.checkpoint import load_checkpoint, save_checkpoint
 from smoothlab.lab.train.data import prepare_data
 from smoothlab.lab.train.loop import (
+    Diverged,
     ProgressFn,
     RunResult,
     RunTask,
@@ -76,11 +77,23 @@ def _epoch(stack: Stack, epoch: int) -> None:
         totals += stack.update.step((x, y, index), epoch, lrs[b]).double()
     totals = totals.cpu()
     for i in torch.nonzero(stack.alive & ~torch.isfinite(totals)).flatten().tolist():
-        stack.kill(i, f"RuntimeError: diverged at epoch {epoch + 1} (non-finite loss)\n")
+        stack.kill(i, _diverged(epoch))
     for i, trainer in enumerate(stack.trainers):
         if stack.alive[i] and epoch >= trainer.run.train.switch_epoch:
             trainer.objective.end_epoch()
     _record(stack, epoch, totals / batches)
+
+
+def _diverged(epoch: int) -> str:
+    """A diverged run's error text, ending as the solo loop's does (the driver prints the last
+    line: the plain sentence).
+
+    >>> print(_diverged(2), end="")
+    smoothlab.lab.train.loop.Diverged: diverged at epoch 3 (non-finite loss)
+    diverged at epoch 3 (non-finite loss)
+    """
+    error = Diverged(epoch)
+    return "".join(traceback.format_exception_only(error)) + f"{error}\n"
 
 
 def _run_slice(params: dict[str, Tensor], i: int) -> dict[str, Tensor]:
