@@ -75,6 +75,7 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
                  cwd=tmp_path)  # fmt: skip
     assert first.returncode == 0, first.stderr
     assert "4 runs trained, 0 already done, 0 failed" in first.stdout
+    assert " s (auto: stacked); results in " in first.stdout  # the default executor's choice
     for text in ("ce", "ls(smoothing=0.2)", "symmetric", "accuracy", "ECE (TS)", "±"):
         assert text in first.stdout
     assert len(list((out / "weights").glob("*.safetensors"))) == 4
@@ -88,7 +89,9 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
                  "--no-report", "--set", "noise.rates=[0.0, 0.3, 0.1]",
                  "--set", "methods.ls-teacher.smoothing=0.3"])  # fmt: skip
     assert code == 0
-    assert "5 runs trained, 4 already done" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "5 runs trained, 4 already done" in shown
+    assert " s (auto: stacked, then local); results in " in shown  # teachers first, then ls-teacher
     assert len(set(_keys(out))) == len(_keys(out)) == 9
     assert not stale.exists()
     assert main(["report", str(out)]) == 0

@@ -210,7 +210,8 @@ def test_auto_stacks_a_batch_whose_runs_all_stack(monkeypatch: pytest.MonkeyPatc
         mixed = _tasks({"ce": {}, "sam": {}})  # SAM trains alone: the pool takes the batch
         assert {r.key for r in executor.run_batch(mixed)} == {t.key for t in mixed}
         assert stacked_batches == [len(small)] and _FakePool.made == [1]
-        assert list(executor.run_batch([])) == []
+        assert list(executor.run_batch([])) == [] and _FakePool.made == [1]
+        assert executor.describe() == "stacked, then local"
     finally:
         executor.close()
 

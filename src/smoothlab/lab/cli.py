@@ -99,7 +99,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from smoothlab.lab.report.labels import short_labels
     from smoothlab.lab.report.order import RunOrder
     from smoothlab.lab.report.summary import print_table, summarize
-    from smoothlab.lab.run.executors import make_executor
+    from smoothlab.lab.run.executors import AutoExecutor, make_executor
     from smoothlab.lab.run.lock import folder_lock
     from smoothlab.lab.run.runner import run_experiment
     from smoothlab.lab.run.store import ResultsStore
@@ -127,9 +127,13 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         print_table(summarize(rows, order), sys.stdout, title=title)
         if not args.no_report:
             print(f"report: {write_report(out)}")
+    # which executor --executor auto chose: stacked, local, or one per phase
+    chosen = executor.describe() if isinstance(executor, AutoExecutor) else ""
+    how = f" ({args.executor}: {chosen})" if chosen else ""
     print(
         f"{summary.finished} runs trained, {summary.skipped} already done, "
-        f"{len(summary.failed)} failed, {time.perf_counter() - start:.1f} s; results in {out}"
+        f"{len(summary.failed)} failed, {time.perf_counter() - start:.1f} s{how}; "
+        f"results in {out}"
     )
     for failure in summary.failed:
         print(f"failed: {failure.where()}: {failure.reason()}", file=sys.stderr)

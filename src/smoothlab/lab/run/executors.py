@@ -260,16 +260,31 @@ class AutoExecutor:
         self.requested = workers
         self.stacked = StackedExecutor(workers, stack_memory)  # measures idle cores from here
         self.local: LocalExecutor | None = None
+        self.chosen: list[str] = []  # per batch: "stacked" or "local"
 
     def run_batch(
         self, tasks: Sequence[RunTask], progress: ProgressFn | None = None
     ) -> Iterator[RunResult]:
         """Train the batch with the executor that suits it; yield results as they complete."""
-        if tasks and stacks(tasks):
+        if not tasks:
+            return iter(())
+        if stacks(tasks):
+            self.chosen.append("stacked")
             return self.stacked.run_batch(tasks, progress)
+        self.chosen.append("local")
         if self.local is None:
             self.local = LocalExecutor(self.requested)
         return self.local.run_batch(tasks, progress)
+
+    def describe(self) -> str:
+        """Which executors trained the batches so far, in order ("" before any).
+
+        >>> executor = AutoExecutor(1)
+        >>> executor.chosen += ["stacked", "local", "local"]
+        >>> executor.describe()
+        'stacked, then local'
+        """
+        return ", then ".join(dict.fromkeys(self.chosen))
 
     def close(self) -> None:
         """Stop whichever pools were started."""
