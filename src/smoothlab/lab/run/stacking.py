@@ -137,9 +137,10 @@ def drive(
 ) -> None:
     """The driver's share of a batch: pop chunks off ``work`` (the pool's submissions pop it
     too; ``popleft`` is atomic) and train them until none is left or ``stop`` is set (then at
-    the next epoch: the runs of that chunk fail with :class:`Stopped`), putting each result as
-    a finished future on ``done``, then ``("driver", None)``. An exception (a progress
-    callback's) travels in its future and ends the driver's share."""
+    the next epoch: :class:`Stopped` ends that chunk, raised out of a stack, or failing each run
+    trained alone), putting each result as a finished future on ``done``, then
+    ``("driver", None)``. An exception (a progress callback's) travels in its future and ends
+    the driver's share."""
     import torch
 
     threads = torch.get_num_threads()

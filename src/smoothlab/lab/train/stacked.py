@@ -27,8 +27,10 @@ methods do not stack (:func:`stack_key` returns None) and train alone.
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import traceback
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -208,17 +210,55 @@ def _train_groups(
     built: list[tuple[_Trainer, int]], progress: ProgressFn | None, results: dict[str, RunResult]
 ) -> None:
     """Train trainers in stacks of those that continue at the same epoch with splits of the
-    same sizes (noise-dependent stratified splits can differ by an example)."""
+    same sizes (noise-dependent stratified splits can differ by an example).
+
+    A stack that fails as a whole (an operation ``vmap`` cannot batch, memory) does not fail
+    its runs: they train alone, as under the ``local`` executor, resuming from the checkpoints
+    the stack wrote, and a line on standard error says why. An exception of ``progress`` (the
+    executor abandoning the batch) is raised unchanged."""
     groups: dict[tuple[int, ...], list[_Trainer]] = {}
     for trainer, start in built:
         data = trainer.data
         sizes = (len(data.y_train), len(data.y_val), len(data.y_test))
         groups.setdefault((start, *sizes), []).append(trainer)
     for (start, *_), group in groups.items():
+        failed = ""
         try:
-            for result in _train(group, start, progress):
+            for result in _train(group, start, _raising(progress)):
                 results[result.key] = result
-        except Exception:  # a failure of the stack itself fails its runs, not the grid
-            error = traceback.format_exc()
-            for trainer in group:
-                results[trainer.task.key] = RunResult(trainer.task.key, error=error)
+        except _ProgressRaised as raised:
+            raise typing.cast(BaseException, raised.__cause__) from None
+        except Exception as error:
+            failed = f"{type(error).__name__}: {error}"
+        if failed:  # outside the handler: the failed stack's frames are freed first
+            _train_alone([t.task for t in group], progress, results, failed)
+
+
+class _ProgressRaised(Exception):
+    """Carries an exception of the progress callback out of a stack's training."""
+
+
+def _raising(progress: ProgressFn | None) -> ProgressFn | None:
+    """``progress`` whose exceptions arrive as :class:`_ProgressRaised`."""
+    if progress is None:
+        return None
+
+    def report(key: str, done: int, total: int) -> None:
+        try:
+            progress(key, done, total)
+        except Exception as error:
+            raise _ProgressRaised from error
+
+    return report
+
+
+def _train_alone(
+    tasks: list[RunTask], progress: ProgressFn | None, results: dict[str, RunResult], why: str
+) -> None:
+    """Train each of a failed stack's runs alone, after saying so on standard error."""
+    from smoothlab.lab.train.loop import execute
+
+    first = why.splitlines()[0] if why else ""
+    print(f"a stack of {len(tasks)} runs failed ({first}); training them alone", file=sys.stderr)
+    for task in tasks:
+        results[task.key] = execute(task, progress)
