@@ -47,8 +47,7 @@ def git_commit(folder: Path | None = None) -> str:
 def _backend() -> str:
     from smoothlab import _native
 
-    status = _native.status()
-    native = status.get("losses", "")
+    native = _native.library_status("losses")  # not status(): it imports Triton
     return "native C kernels" if native.startswith("loaded") else f"PyTorch ({native})"
 
 
