@@ -217,6 +217,7 @@ def test_auto_stacks_a_batch_whose_runs_all_stack(monkeypatch: pytest.MonkeyPatc
 
 
 def test_stacks_needs_every_run_to_stack_and_a_small_model() -> None:
+    from smoothlab.lab.train.data import load_cached
     from smoothlab.lab.train.stackable import stacks
 
     assert stacks(_tasks({"ce": {}, "ls": {"smoothing": 0.1}, "ivon": {}}))
@@ -224,7 +225,9 @@ def test_stacks_needs_every_run_to_stack_and_a_small_model() -> None:
     runs = expand_grid(
         config_from_dict({**TINY, "model": {"hidden": [1024]}, "methods": {"ce": {}}})
     )
+    assert load_cached.cache_info().currsize  # the small runs' data, loaded to see their shape
     assert not stacks([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])
+    assert load_cached.cache_info().currsize == 0  # the pool trains them: the driver keeps none
     missing = {**TINY, "data": {**TINY["data"], "dataset": "twonorm", "root": "/nonexistent"}}
     runs = expand_grid(config_from_dict({**missing, "methods": {"ce": {}}}))
     assert not stacks([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])

@@ -46,9 +46,10 @@ def stack_key(task: RunTask) -> Hashable | None:
 
 
 #: Models with more parameters train alone even where they could stack: one epoch of 6-8 runs
-#: of each canned config, stacked against one after another (one thread, CPU time, 2026-12-07)
-#: took 2.1-3.3x less time stacked at 1.5k-10k parameters (Twonorm, the demo) and 1.5x at 23k
-#: (Splice), but 0.7-1.1x at 94k-204k (the CNN and the Fashion-MNIST MLPs) and 0.6-0.8x at 1.9M:
+#: of each canned config, stacked against one after another (one thread, CPU time, 2026-12-07,
+#: feature-major MLPs) took 2.7-3.7x less time stacked at 1.5k-10k parameters (Twonorm, the
+#: demo) and 1.8x at 23k (Splice), but 0.7-1.1x at 104k-204k (the CNN and the Fashion-MNIST
+#: MLPs) and 0.7x at 1.9M:
 #: a model large enough to keep a core busy gains nothing from fewer, larger products, and its
 #: stacked copies of the data and batched products cost more (``benchmarks/RESULTS.md``).
 MAX_STACK_PARAMETERS = 50_000
@@ -85,6 +86,8 @@ def stacks(tasks: Sequence[RunTask]) -> bool:
     >>> stacks([RunTask(str(i), run, 0, 0) for i, run in enumerate(runs)])
     False
     """
+    from smoothlab.lab.train.data import load_cached
+
     checked: dict[Hashable, bool] = {}
     for task in tasks:
         key = stack_key(task)
@@ -93,6 +96,9 @@ def stacks(tasks: Sequence[RunTask]) -> bool:
         if key not in checked:
             checked[key] = _model_stacks(task)
         if not checked[key]:
+            # the pool trains this batch: the driver keeps no data set loaded for it (MNIST:
+            # about 200 MB), while a batch that stacks finds its data cached for the driver's share
+            load_cached.cache_clear()
             return False
     return True
 
