@@ -48,10 +48,10 @@ def stack_key(task: RunTask) -> Hashable | None:
 #: Models with more parameters train alone even where they could stack: one epoch of 6-8 runs
 #: of each canned config, stacked against one after another (one thread, CPU time, 2026-12-07,
 #: feature-major MLPs) took 2.7-3.7x less time stacked at 1.5k-10k parameters (Twonorm, the
-#: demo) and 1.8x at 23k (Splice), but 0.7-1.1x at 104k-204k (the CNN and the Fashion-MNIST
-#: MLPs) and 0.7x at 1.9M:
-#: a model large enough to keep a core busy gains nothing from fewer, larger products, and its
-#: stacked copies of the data and batched products cost more (``benchmarks/RESULTS.md``).
+#: demo's SGD runs; 1.6x its IVON runs) and 1.8x at 23k (Splice), but 0.7-1.1x at 104k-204k
+#: (the CNN and the Fashion-MNIST MLPs) and 0.7x at 1.9M: a model large enough to keep a core
+#: busy gains nothing from fewer, larger products, and its stacked copies of the data and
+#: batched products cost more (``benchmarks/RESULTS.md``).
 MAX_STACK_PARAMETERS = 50_000
 
 
