@@ -203,6 +203,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     assert final.returncode == 0, final.stderr
     assert 0 < len(seen) < 12
     assert f"{12 - len(seen)} runs trained, {len(seen)} already done" in final.stdout
+    keys = _keys(out)
+    assert len(keys) == len(set(keys)) == 12
+    assert sorted(p.stem for p in (out / "weights").iterdir()) == sorted(keys)
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+    assert not list(out.glob("checkpoints/*/*"))  # removed once their runs were stored
 
 
 @pytest.mark.slow
@@ -228,8 +233,4 @@ def test_sigkill_mid_stack_resumes_from_its_checkpoints(tmp_path: Path) -> None:
     keys = _keys(out)
     assert len(keys) == len(set(keys)) == 12
     assert not list(out.glob("**/state.pt"))  # a finished run's checkpoints are removed
-    keys = _keys(out)
-    assert len(keys) == len(set(keys)) == 12
     assert sorted(p.stem for p in (out / "weights").iterdir()) == sorted(keys)
-    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
-    assert not list(out.glob("checkpoints/*/*"))  # removed once their runs were stored
