@@ -221,13 +221,14 @@ def test_stacks_needs_every_run_to_stack_and_a_small_model() -> None:
     from smoothlab.lab.train.stackable import stacks
 
     assert stacks(_tasks({"ce": {}, "ls": {"smoothing": 0.1}, "ivon": {}}))
+    assert load_cached.cache_info().currsize  # loaded to see their shape, kept for the driver
     assert not stacks(_tasks({"ce": {}, "sam": {}}))
+    assert load_cached.cache_info().currsize == 0  # the pool trains them: the driver keeps none
     runs = expand_grid(
         config_from_dict({**TINY, "model": {"hidden": [1024]}, "methods": {"ce": {}}})
     )
-    assert load_cached.cache_info().currsize  # the small runs' data, loaded to see their shape
     assert not stacks([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])
-    assert load_cached.cache_info().currsize == 0  # the pool trains them: the driver keeps none
+    assert load_cached.cache_info().currsize == 0
     missing = {**TINY, "data": {**TINY["data"], "dataset": "twonorm", "root": "/nonexistent"}}
     runs = expand_grid(config_from_dict({**missing, "methods": {"ce": {}}}))
     assert not stacks([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])

@@ -88,6 +88,15 @@ def stacks(tasks: Sequence[RunTask]) -> bool:
     """
     from smoothlab.lab.train.data import load_cached
 
+    if _all_stack(tasks):
+        return True
+    # the pool trains this batch: the driver keeps no data set loaded for it (MNIST: about
+    # 200 MB), while a batch that stacks finds its data cached for the driver's share
+    load_cached.cache_clear()
+    return False
+
+
+def _all_stack(tasks: Sequence[RunTask]) -> bool:
     checked: dict[Hashable, bool] = {}
     for task in tasks:
         key = stack_key(task)
@@ -96,9 +105,6 @@ def stacks(tasks: Sequence[RunTask]) -> bool:
         if key not in checked:
             checked[key] = _model_stacks(task)
         if not checked[key]:
-            # the pool trains this batch: the driver keeps no data set loaded for it (MNIST:
-            # about 200 MB), while a batch that stacks finds its data cached for the driver's share
-            load_cached.cache_clear()
             return False
     return True
 
