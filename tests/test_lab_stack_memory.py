@@ -17,10 +17,10 @@ from smoothlab.lab.plan.grid import expand_grid, run_key, run_seeds
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.run import stacking
 from smoothlab.lab.run.executors import StackedExecutor, make_executor
-from smoothlab.lab.train import stacked
+from smoothlab.lab.train import stack_memory, stacked
 from smoothlab.lab.train.data import prepare_data
 from smoothlab.lab.train.loop import RunResult, RunTask, _Trainer
-from smoothlab.lab.train.stack_memory import available_bytes, run_bytes
+from smoothlab.lab.train.stack_memory import available_bytes, run_bytes, stack_budget
 
 TINY = {
     "data": {"dataset": "digits", "train_subset": 200, "test_subset": 100, "val_fraction": 0.2},
@@ -101,6 +101,17 @@ def test_a_memory_budget_splits_the_runs_into_stacks(monkeypatch: pytest.MonkeyP
     sizes.clear()
     stacked.execute_stacked(tasks[:2], max_bytes=1)  # too small for one run: each alone
     assert sizes == [1, 1]
+
+
+def test_a_stack_on_cuda_takes_at_most_half_the_free_device_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (800, 1000))
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert stack_budget(10**9, cuda) == 400 and stack_budget(300, cuda) == 300
+    assert stack_budget(10**9, cpu) == 10**9  # the CPU: the given bytes
+    monkeypatch.setattr(stack_memory, "available_bytes", lambda: 10**6)
+    assert stack_budget(0, cpu) == 5 * 10**5 and stack_budget(0, cuda) == 400
 
 
 def test_available_bytes_is_at_most_the_machine_memory() -> None:

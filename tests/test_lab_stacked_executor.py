@@ -174,6 +174,27 @@ def test_the_pool_is_sized_by_the_cores_others_keep_busy(
         idle.close()
 
 
+def test_runs_on_cuda_train_in_the_driver_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smoothlab.lab.run import executors
+
+    # the executor sees CUDA (the runs themselves still train on this CPU)
+    monkeypatch.setattr(executors, "select_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(executors, "other_cores", lambda since, cpus: 0.0)  # idle cores
+    alone = StackedExecutor()
+    try:
+        assert len(list(alone.run_batch(_tasks({"ce": {}})))) == 2
+        assert alone.local is None and alone.workers == 1  # no process per idle core
+    finally:
+        alone.close()
+    asked = StackedExecutor(2)  # --workers still starts a pool
+    try:
+        assert len(list(asked.run_batch(_tasks({"ce": {}})))) == 2
+        assert asked.local is not None and asked.workers == 2
+    finally:
+        asked.close()
+
+
 class _FakePool:
     """LocalExecutor's interface, training in this process (no workers to start)."""
 

@@ -31,7 +31,7 @@ from smoothlab.lab.run.cores import CpuSnapshot, other_cores
 from smoothlab.lab.run.lifeline import die_with
 from smoothlab.lab.run.ray_executor import RayExecutor
 from smoothlab.lab.run.stacking import MAX_STACK, Chunk, Done, chunks, drive, train_chunk
-from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask
+from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, select_device
 from smoothlab.lab.train.stack_memory import available_bytes
 from smoothlab.lab.train.stackable import stacks
 from smoothlab.lab.train.stacked import stack_key
@@ -145,6 +145,12 @@ class StackedExecutor:
     (2-3 s of CPU time on an idle machine, 8 s on a loaded one), so it first gets an empty
     chunk and takes real chunks once that returns; with a pool, groups are cut into a few
     chunks per process (:func:`~smoothlab.lab.run.stacking.parts`) for whoever is free.
+
+    Runs on a CUDA device train in the driver alone unless ``workers`` is given: one process
+    fills the GPU with stacks sized by its free memory
+    (:func:`~smoothlab.lab.train.stack_memory.stack_budget`), where a process per idle core
+    would each hold a CUDA context and cut the stacks into smaller chunks contending for one
+    device (GPU timings: not yet measured).
     """
 
     def __init__(self, workers: int | None = None, stack_memory: int = 0) -> None:
@@ -160,7 +166,11 @@ class StackedExecutor:
         starting = self.local is None and self.workers == 1
         if starting:
             cpus = os.cpu_count() or 1
-            size = pool_size(self.requested, cpus, 0.0 if self.requested else self._busy(cpus))
+            if self.requested is None and _on_cuda(tasks):
+                size = 0  # the driver alone feeds the GPU its large stacks (see the class)
+            else:
+                busy = 0.0 if self.requested else self._busy(cpus)
+                size = pool_size(self.requested, cpus, busy)
             self.local = LocalExecutor(size) if size else None
             self.workers = 1 + size
         budget = _stack_budget(self.stack_memory, self.workers)
@@ -220,6 +230,11 @@ class StackedExecutor:
         """Stop the pool's workers, if any were started."""
         if self.local is not None:
             self.local.close()
+
+
+def _on_cuda(tasks: Sequence[RunTask]) -> bool:
+    """Whether any task trains on a CUDA device (``device = "auto"`` finds one if present)."""
+    return any(select_device(device).type == "cuda" for device in {t.device for t in tasks})
 
 
 def _stack_budget(mib: int, processes: int) -> int:

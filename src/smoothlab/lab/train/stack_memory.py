@@ -22,7 +22,7 @@ from torch import nn
 
 from smoothlab.lab.train.data import RunData
 
-__all__ = ["activation_bytes", "available_bytes", "run_bytes", "stack_size"]
+__all__ = ["activation_bytes", "available_bytes", "run_bytes", "stack_budget", "stack_size"]
 
 # copies of a run's data and of each parameter a stacked run holds (see the module docstring)
 _DATA_COPIES, _PARAMETER_COPIES = 3, 6
@@ -90,6 +90,21 @@ def available_bytes() -> int:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             sizes.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     return max(0, min(sizes)) if sizes else 0
+
+
+def stack_budget(max_bytes: int, device: torch.device) -> int:
+    """Bytes one stack on ``device`` may take: ``max_bytes`` when given, else half the memory
+    available now (:func:`available_bytes`); on a CUDA device also at most half its free memory
+    (``torch.cuda.mem_get_info``), where the stack's data, weights and activations live.
+
+    >>> stack_budget(1000, torch.device("cpu"))
+    1000
+    """
+    budget = max_bytes or available_bytes() // 2
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = min(budget, free // 2)
+    return budget
 
 
 def stack_size(per_run: int, budget: int) -> int:

@@ -47,7 +47,7 @@ from smoothlab.lab.train.loop import (
     _Trainer,  # the solo trainer: one definition of a run's pieces
     select_device,
 )
-from smoothlab.lab.train.stack_memory import available_bytes, run_bytes, stack_size
+from smoothlab.lab.train.stack_memory import run_bytes, stack_budget, stack_size
 from smoothlab.lab.train.stackable import stack_key, stackable_model
 from smoothlab.lab.train.stacked_ivon import IvonUpdate
 from smoothlab.lab.train.stacked_sgd import SgdUpdate
@@ -161,9 +161,11 @@ def execute_stacked(
 ) -> list[RunResult]:
     """Train runs that share a :func:`stack_key` stacked; results in the order of ``tasks``.
 
-    A stack holds as many runs as fit in ``max_bytes`` (default: half the memory available
-    now), at :func:`~smoothlab.lab.train.stack_memory.run_bytes` each as measured on the first
-    run; the next stack's runs are built once the previous one has finished. Runs resumed from
+    A stack holds as many runs as fit in its budget
+    (:func:`~smoothlab.lab.train.stack_memory.stack_budget`: ``max_bytes``, by default half the
+    memory available now, and on a CUDA device at most half its free memory), at
+    :func:`~smoothlab.lab.train.stack_memory.run_bytes` each as measured on the first run; the
+    next stack's runs are built once the previous one has finished. Runs resumed from
     checkpoints of different epochs (or whose splits differ in size) train in separate stacks.
     If the model cannot stack (:func:`stackable_model`), each run trains alone, as
     :func:`~smoothlab.lab.train.loop.execute` would.
@@ -181,7 +183,7 @@ def execute_stacked(
                     own = _IVON_STATE if trainer.kind.name == "ivon" else 0  # SGD's: stacked
                     batch = trainer.run.train.batch_size
                     per_run = run_bytes(trainer.data, trainer.model, batch, own)
-                    size = stack_size(per_run, max_bytes or available_bytes() // 2)
+                    size = stack_size(per_run, stack_budget(max_bytes, trainer.device))
         _train_groups(built, progress, results)
     return [results[task.key] for task in tasks]
 
