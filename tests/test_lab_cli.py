@@ -20,6 +20,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("safetensors")
 
 from smoothlab.lab.cli import main
+from smoothlab.lab.run.store import ResultsStore
 
 TINY = """
 name = "tiny"
@@ -61,6 +62,14 @@ def _keys_if_any(folder: Path) -> list[str]:
         return []
 
 
+def _executors(folder: Path) -> list[str]:
+    store = ResultsStore(folder)
+    try:
+        return [info["executor"] for info in store.provenance().values()]
+    finally:
+        store.close()
+
+
 def _keys(folder: Path) -> list[str]:
     with sqlite3.connect(folder / "results.sqlite") as db:
         return [key for (key,) in db.execute("SELECT key FROM runs")]
@@ -76,6 +85,7 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
     assert first.returncode == 0, first.stderr
     assert "4 runs trained, 0 already done, 0 failed" in first.stdout
     assert " s (auto: stacked); results in " in first.stdout  # the default executor's choice
+    assert _executors(out) == ["auto (stacked)"]  # and each experiment's provenance keeps it
     for text in ("ce", "ls(smoothing=0.2)", "symmetric", "accuracy", "ECE (TS)", "±"):
         assert text in first.stdout
     assert len(list((out / "weights").glob("*.safetensors"))) == 4
@@ -92,6 +102,7 @@ def test_run_prints_the_table_writes_the_report_and_skips_finished_runs(
     shown = capsys.readouterr().out
     assert "5 runs trained, 4 already done" in shown
     assert " s (auto: stacked, then local); results in " in shown  # teachers first, then ls-teacher
+    assert _executors(out) == ["auto (stacked, then local)"]
     assert len(set(_keys(out))) == len(_keys(out)) == 9
     assert not stale.exists()
     assert main(["report", str(out)]) == 0

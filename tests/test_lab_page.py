@@ -53,9 +53,11 @@ def test_the_page_has_provenance_every_metric_the_best_marked_and_flags(tmp_path
     store.save_experiment("unit", {"name": "unit"})
     store.add_run(_row("ls", {"smoothing": 0.1}, 0.2, 0, accuracy=0.95))
     store.add_run(_row("nls", {"smoothing": -8.0}, 0.2, 0, nll=2548852702118334075095056646144.0))
-    store.save_provenance("e1", collect_provenance("cpu", ["smoothlab", "run", "x.toml"]))
+    info = collect_provenance("cpu", ["smoothlab", "run", "x.toml"])
+    store.save_provenance("e1", {**info, "executor": "auto (stacked)"})
     store.close()
     page = write_report(tmp_path).read_text()
+    assert "<tr><th>executor</th><td><code>auto (stacked)</code></td></tr>" in page
     for text in ("loss kernels", "torch", "smoothlab run x.toml", "device", "wall time" * 0):
         assert text in page
     for title in ("accuracy", "top-5", "NLL", "Brier", "ECE", "<th>T</th>", "NLL (TS)",

@@ -81,8 +81,8 @@ def provenance_table(info: Mapping[str, Any]) -> str:
     """The provenance block: one line per item, in a fixed order; "" when nothing was stored."""
     names = (
         ("smoothlab", "smoothlab"), ("commit", "git commit"), ("torch", "torch"),
-        ("backend", "loss kernels"), ("device", "device"), ("date", "date"),
-        ("wall_time", "wall time"), ("command", "command"),
+        ("backend", "loss kernels"), ("device", "device"), ("executor", "executor"),
+        ("date", "date"), ("wall_time", "wall time"), ("command", "command"),
     )  # fmt: skip
     lines = [
         f"<tr><th>{title}</th><td><code>{html.escape(str(info[key]))}</code></td></tr>"

@@ -45,6 +45,7 @@ __all__ = [
     "RayExecutor",
     "StackedExecutor",
     "chunks",
+    "describe_executor",
     "make_executor",
     "pool_size",
 ]
@@ -230,6 +231,26 @@ class StackedExecutor:
         """Stop the pool's workers, if any were started."""
         if self.local is not None:
             self.local.close()
+
+
+def describe_executor(executor: Executor) -> str:
+    """How an executor trained: its ``--executor`` name, and for ``auto`` what it chose (kept
+    in each experiment's provenance: stacked runs equal solo ones up to rounding only).
+
+    >>> describe_executor(StackedExecutor(1))
+    'stacked'
+    >>> auto = AutoExecutor(1)
+    >>> describe_executor(auto)
+    'auto'
+    >>> auto.chosen.append("stacked")
+    >>> describe_executor(auto)
+    'auto (stacked)'
+    """
+    if isinstance(executor, AutoExecutor):
+        chosen = executor.describe()
+        return f"auto ({chosen})" if chosen else "auto"
+    names = {LocalExecutor: "local", StackedExecutor: "stacked", RayExecutor: "ray"}
+    return names.get(type(executor), type(executor).__name__)
 
 
 def _on_cuda(tasks: Sequence[RunTask]) -> bool:

@@ -25,7 +25,7 @@ from smoothlab.lab.plan.grid import (
     teacher_of,
 )
 from smoothlab.lab.plan.schema import Config, config_to_dict
-from smoothlab.lab.run.executors import Executor
+from smoothlab.lab.run.executors import Executor, describe_executor
 from smoothlab.lab.run.progress import Progress, make_progress
 from smoothlab.lab.run.provenance import collect_provenance
 from smoothlab.lab.run.store import Failure, ResultsStore, RunRow
@@ -159,6 +159,7 @@ def run_experiment(
         finally:
             bars.close()
             provenance["wall_time"] = f"{time.perf_counter() - start:.1f} s"
+            provenance["executor"] = describe_executor(executor)
             store.save_provenance(ident, provenance)
         return summary
     finally:
