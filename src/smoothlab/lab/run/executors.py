@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from smoothlab.lab.run.cores import CpuSnapshot, other_cores
 from smoothlab.lab.run.lifeline import die_with
+from smoothlab.lab.run.progress import ignore_progress
 from smoothlab.lab.run.ray_executor import RayExecutor
 from smoothlab.lab.run.stacking import MAX_STACK, Chunk, Done, chunks, drive, train_chunk
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, select_device
@@ -112,7 +113,8 @@ class LocalExecutor:
     ) -> Iterator[RunResult]:
         """Submit every run; yield each result as it completes."""
         stop = threading.Event()
-        relay = threading.Thread(target=self._relay, args=(progress or _ignore, stop), daemon=True)
+        report = progress or ignore_progress
+        relay = threading.Thread(target=self._relay, args=(report, stop), daemon=True)
         relay.start()
         try:
             pending: set[Future[list[RunResult]]] = {
@@ -178,7 +180,7 @@ class StackedExecutor:
         work = deque((c, stack_key(c[0]) is not None) for c in chunks(tasks, self.workers))
         done: queue.Queue[Done] = queue.Queue()
         stop = threading.Event()
-        report = progress or _ignore
+        report = progress or ignore_progress
         threads = [threading.Thread(target=drive, args=(work, done, report, stop, budget))]
         if self.local is not None:
             threads.append(threading.Thread(target=self.local._relay, args=(report, stop)))
@@ -279,10 +281,6 @@ def pool_size(workers: int | None, cpus: int, busy: float) -> int:
     if workers is not None:
         return workers - 1
     return max(0, math.floor(cpus - 1 - busy + 0.5))
-
-
-def _ignore(key: str, done: int, total: int) -> None:
-    pass
 
 
 class AutoExecutor:

@@ -7,7 +7,11 @@ import sys
 import threading
 from typing import Any, Protocol, TextIO
 
-__all__ = ["PlainProgress", "Progress", "RichProgress", "make_progress"]
+__all__ = ["PlainProgress", "Progress", "RichProgress", "ignore_progress", "make_progress"]
+
+
+def ignore_progress(key: str, done: int, total: int) -> None:
+    """The executors' epoch-event callback when the caller passes none: drops the event."""
 
 
 class Progress(Protocol):

@@ -13,13 +13,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from smoothlab.lab.run.lifeline import die_with
+from smoothlab.lab.run.progress import ignore_progress
 from smoothlab.lab.train.loop import ProgressFn, RunResult, RunTask, execute
 
 __all__ = ["RayExecutor"]
-
-
-def _ignore(key: str, done: int, total: int) -> None:
-    pass
 
 
 class RayExecutor:
@@ -77,7 +74,7 @@ class RayExecutor:
 
         if self.messages is None:
             self.messages = Queue(actor_options={"num_cpus": 0})
-        report = progress or _ignore
+        report = progress or ignore_progress
         driver = (socket.gethostname(), os.getpid())
         pending = [self.remote.remote(task, self.messages, driver) for task in tasks]
         while pending:

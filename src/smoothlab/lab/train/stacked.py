@@ -260,7 +260,7 @@ def _train_alone(
     """Train each of a failed stack's runs alone, after saying so on standard error."""
     from smoothlab.lab.train.loop import execute
 
-    first = why.splitlines()[0] if why else ""
+    first = why.splitlines()[0]
     print(f"a stack of {len(tasks)} runs failed ({first}); training them alone", file=sys.stderr)
     for task in tasks:
         results[task.key] = execute(task, progress)
