@@ -35,9 +35,10 @@ class _Captured(Exception):
 
 
 def cli_main() -> Callable[..., Any]:
-    """The ``main`` of the ``smoothlab`` console script, wherever the CLI module lives."""
+    """The ``main`` of the ``smoothlab`` console script's module, wherever the CLI module lives
+    (the script itself, ``console``, ends the process after ``main``)."""
     (entry,) = importlib.metadata.entry_points(group="console_scripts", name=SCRIPT)
-    main: Callable[..., Any] = entry.load()
+    main: Callable[..., Any] = importlib.import_module(entry.module).main
     return main
 
 

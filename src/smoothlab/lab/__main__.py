@@ -1,7 +1,5 @@
 """``python -m smoothlab.lab``: the same as the ``smoothlab`` command."""
 
-import sys
+from smoothlab.lab.cli import console
 
-from smoothlab.lab.cli import main
-
-sys.exit(main())
+console()

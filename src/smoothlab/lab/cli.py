@@ -11,13 +11,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from smoothlab.lab.plan.loading import load_config
 from smoothlab.lab.plan.schema import Config, ConfigError, config_to_dict
 from smoothlab.lab.run.executors import EXECUTORS
+from smoothlab.lab.run.lifeline import exit_now
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -292,5 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console() -> NoReturn:
+    """The ``smoothlab`` console script (and ``python -m smoothlab.lab``): :func:`main` on the
+    command line, then an exit without the interpreter's teardown
+    (:func:`~smoothlab.lab.run.lifeline.exit_now`: a second off every command)."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

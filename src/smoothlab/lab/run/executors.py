@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any, Protocol
 
 from smoothlab.lab.run.cores import CpuSnapshot, other_cores
-from smoothlab.lab.run.lifeline import die_with
+from smoothlab.lab.run.lifeline import die_with, spawn_context
 from smoothlab.lab.run.progress import ignore_progress
 from smoothlab.lab.run.ray_executor import RayExecutor
 from smoothlab.lab.run.stacking import MAX_STACK, Chunk, Done, chunks, drive, train_chunk
@@ -89,10 +89,8 @@ class LocalExecutor:
     """A pool of ``workers`` processes on this machine, started once and reused across batches."""
 
     def __init__(self, workers: int | None = None, threads_per_worker: int = 1) -> None:
-        import multiprocessing
-
         self.workers = workers or os.cpu_count() or 1
-        context = multiprocessing.get_context("spawn")  # fork and torch threads do not mix
+        context = spawn_context()  # workers that end without the interpreter's teardown
         self.messages = context.Queue()
         self.pool = ProcessPoolExecutor(
             self.workers,
