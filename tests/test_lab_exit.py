@@ -68,6 +68,18 @@ def test_exit_now_exits_normally_while_a_thread_that_is_not_a_daemon_runs() -> N
     assert {"thread", "atexit", "finalize", "buffered", "teardown"} <= set(lines)
 
 
+def test_exit_now_exits_normally_under_a_profiler() -> None:
+    # ``python -m cProfile -m smoothlab.lab ...`` writes its report after the program returns
+    end = """
+    from smoothlab.lab.run.lifeline import exit_now
+    sys.setprofile(lambda *args: None)
+    exit_now(5)
+    """
+    code, lines = _run(end)
+    assert code == 5
+    assert "teardown" in lines
+
+
 def test_exit_now_ignores_a_closed_stdout() -> None:
     code = "import sys\nfrom smoothlab.lab.run.lifeline import exit_now\nprint('x')\nexit_now(0)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # print buffers

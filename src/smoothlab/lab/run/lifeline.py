@@ -85,16 +85,26 @@ def exit_now(code: int) -> NoReturn:
     with :func:`os._exit` instead of the fourth; only ``__del__`` methods of objects in
     reference cycles do not run, which Python does not promise at exit either. While a thread
     that is not a daemon is alive (an executor not shut down, which a normal exit first tells to
-    stop), it exits normally (:func:`sys.exit`).
+    stop), or while a profiler, tracer or debugger watches (``python -m cProfile`` writes its
+    report after the program returns), it exits normally (:func:`sys.exit`).
     """
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]
-    if any(t.is_alive() and not t.daemon for t in others):
+    if any(t.is_alive() and not t.daemon for t in others) or _observed():
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (``| head``), stream
             stream.flush()
     os._exit(code)
+
+
+def _observed() -> bool:
+    """Whether a profiler, tracer or debugger watches this process: ``sys.setprofile`` or
+    ``sys.settrace`` hooks, or (Python 3.12+) a :mod:`sys.monitoring` tool."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(monitoring.get_tool(tool) for tool in range(6))
 
 
 class _WorkerProcess(multiprocessing.context.SpawnProcess):
