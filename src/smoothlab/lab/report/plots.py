@@ -1,7 +1,7 @@
-"""Report figures (matplotlib, Agg backend): each function takes stored runs and returns the
-figure rendered as PNG (200 dpi) and SVG (text kept as text), or None when the grid has nothing
-to show for that figure. Both renderings are byte for byte the same for the same runs (no dates,
-fixed SVG ids).
+"""Report figures (matplotlib, Agg backend, constrained layout): each function takes stored runs
+and returns the figure rendered as PNG (200 dpi) and SVG (text kept as text), or None when the
+grid has nothing to show for that figure. Both renderings are byte for byte the same for the
+same runs (no dates, fixed SVG ids).
 
 Each sorts its runs with ``order`` (:class:`~.order.RunOrder`) first, so legends,
 panels and pooled numbers never depend on the order in which the runs finished."""
@@ -50,7 +50,9 @@ def _render(figure: Any) -> Rendered:
     with matplotlib.rc_context({"svg.hashsalt": "smoothlab", "svg.fonttype": "none"}):
         for fmt, extra in (("png", {"dpi": 200}), ("svg", {"metadata": {"Date": None}})):
             buffer = io.BytesIO()
-            figure.savefig(buffer, format=fmt, bbox_inches="tight", **extra)
+            # every figure is laid out by matplotlib's constrained layout, which keeps labels,
+            # legends and titles inside it: a tight bounding box would cost one more drawing
+            figure.savefig(buffer, format=fmt, **extra)
             out.append(buffer.getvalue())
     _pyplot().close(figure)
     return Rendered(*out)
@@ -186,9 +188,8 @@ def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> R
                 axis.axis("off")
                 continue
             edges, accuracy, share, ece = pooled
-            width = edges[1] - edges[0]
-            axis.bar(edges[:-1], share, width=width, align="edge", color="0.75")
-            axis.bar(edges[:-1], accuracy, width=width, align="edge", alpha=0.6, color="C0")
+            axis.stairs(share, edges, fill=True, color="0.75")
+            axis.stairs(accuracy, edges, fill=True, alpha=0.6, color="C0")
             axis.plot([0, 1], [0, 1], "k--", lw=0.8)
             axis.text(0.04, 0.92, f"ECE {ece:.3f}", fontsize=7)
             axis.set(xlim=(0, 1), ylim=(0, 1))
@@ -216,7 +217,7 @@ def smoothing_sweep(
     if len(rates) < 3:
         return None
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
     settings = sorted(
         {(r.noise_kind, r.noise_rate) for r in swept},
         key=lambda s: (order.kind_rank(s[0]), s[0], s[1]),
@@ -255,7 +256,7 @@ def curves_plot(
     if not chosen:
         return None
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
     for label in dict.fromkeys(r.label for r in chosen):
         first = min((r for r in chosen if r.label == label), key=lambda r: r.replicate)
         axis.plot(range(1, len(first.curves[curve]) + 1), first.curves[curve], label=label)
@@ -277,7 +278,9 @@ def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -
     side = math.isqrt(math.prod(shape[-2:])) if len(shape) >= 2 else 0
     plt = _pyplot()
     count = len(data["most"]["x"])
-    figure, axes = plt.subplots(2, count, figsize=(1.3 * count, 3.2), squeeze=False)
+    figure, axes = plt.subplots(
+        2, count, figsize=(1.3 * count, 3.2), squeeze=False, layout="constrained"
+    )
     for line, name in enumerate(("most", "least")):
         part = data[name]
         for axis, x, label, noise in zip(axes[line], part["x"], part["label"], part["noise"],
