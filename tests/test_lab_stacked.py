@@ -6,6 +6,8 @@ import dataclasses
 import math
 import re
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,3 +273,36 @@ def test_an_exception_of_progress_leaves_the_stack_unchanged() -> None:
 
     with pytest.raises(Gone):
         execute_stacked([_task(r) for r in _runs({"ce": {}, "ls": {"smoothing": 0.2}})], leave)
+
+
+def test_stacked_sgd_runs_build_no_optimizer_so_their_process_skips_dynamo() -> None:
+    # building any torch.optim optimizer imports torch._dynamo (1 s); a stacked SGD run steps
+    # none of its own, so a process that trains only such stacks never imports it
+    code = """
+import sys
+from smoothlab.lab.plan.grid import expand_grid, run_key, run_seeds
+from smoothlab.lab.plan.loading import config_from_dict
+from smoothlab.lab.train.loop import RunTask
+from smoothlab.lab.train.stacked import execute_stacked
+raw = {**TINY, "methods": {"ce": {}, "ls": {"smoothing": 0.1}}}
+runs = expand_grid(config_from_dict(raw))
+results = execute_stacked([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])
+assert [r.error for r in results] == ["", ""], results
+print("torch._dynamo" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", f"TINY = {TINY!r}\n{code}"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False\n"
+
+
+def test_a_trainers_optimizer_is_built_at_first_use() -> None:
+    (run,) = _runs({"ce": {}})
+    trainer = stacked._Trainer(_task(run), stacked.prepare_data(run, 0), torch.device("cpu"))
+    assert trainer.built_optimizer is None
+    optimizer = trainer.optimizer
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert trainer.built_optimizer is optimizer is trainer.optimizer
+    assert optimizer.param_groups[0]["params"][0] is next(trainer.model.parameters())

@@ -9,6 +9,7 @@ clean test set, before and after temperature scaling fitted on the validation sp
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import traceback
@@ -165,8 +166,9 @@ class _Trainer:
         self.forward = training_forward(self.model, self.run.train, device)
         self.x_train = resident(data.x_train, device)  # once per run, when it fits
         self.y_train = resident(data.y_train, device)
-        self.optimizer = self.kind.build(
-            self.method, self.model, recipe, len(data.y_train), task.seed
+        self.built_optimizer: Any = None  # see :attr:`optimizer`
+        self._build = functools.partial(
+            self.kind.build, self.method, self.model, recipe, len(data.y_train), task.seed
         )
         teacher = self._teacher_probs(shape) if self.method.needs_teacher else None
         context = RunContext(
@@ -181,6 +183,18 @@ class _Trainer:
         self.augment_generator = torch.Generator().manual_seed(task.seed ^ 0xA06)
         self.curves: dict[str, list[float]] = {}
         self.best: tuple[float, int, dict[str, Tensor]] | None = None
+
+    @property
+    def optimizer(self) -> Any:
+        """The run's optimizer, built at its first use (kept in :attr:`built_optimizer`).
+
+        A stacked SGD run (:mod:`~smoothlab.lab.train.stacked_sgd`) never steps its own: the
+        stack holds its weights and momentum, and it builds its optimizer only to write or read
+        a checkpoint. Building any ``torch.optim`` optimizer imports ``torch._dynamo`` (1 s), so
+        a process that trains only such stacks never pays for it."""
+        if self.built_optimizer is None:
+            self.built_optimizer = self._build()
+        return self.built_optimizer
 
     def _teacher_probs(self, shape: tuple[int, ...]) -> Tensor:
         from safetensors.torch import load as load_weights
@@ -297,8 +311,9 @@ class _Trainer:
 
         assert self.best is not None  # at least one epoch ran (config checks epochs >= 1)
         self.model.load_state_dict(self.best[2])
+        optimizer = self.built_optimizer  # None only where the kind reads none (stacked SGD)
         test, val = (
-            self.kind.predict(self.method, self.model, self.optimizer, x.to(self.device))
+            self.kind.predict(self.method, self.model, optimizer, x.to(self.device))
             for x in (self.data.x_test, self.data.x_val)
         )
         y_val = self.data.y_val
@@ -307,7 +322,7 @@ class _Trainer:
         metrics, extras = score_logits(test, self.data.y_test, val, y_val, self.run.calibration)
         metrics["realised_noise_rate"] = self.data.realised_noise_rate
         metrics["selected_epoch"] = float(self.best[1] + 1)
-        extras.update(self.kind.extras(self.model, self.optimizer, self.data))
+        extras.update(self.kind.extras(self.model, optimizer, self.data))
         weights = {k: v.detach().cpu().contiguous() for k, v in self.best[2].items()}
         return RunResult(self.task.key, metrics, self.curves, extras, save_weights(weights))
 

@@ -137,7 +137,7 @@ def _train(trainers: list[_Trainer], start: int, progress: ProgressFn | None) ->
             for i, trainer in enumerate(trainers):
                 if stack.alive[i]:
                     progress(trainer.task.key, epoch + 1, epochs)
-    stack.update.write_back()
+    stack.update.write_back(optimizers=False)  # finish reads the models only
     share = (time.perf_counter() - began) / len(trainers)  # each run's part of the group's time
     results = []
     for i, trainer in enumerate(trainers):

@@ -71,5 +71,5 @@ class IvonUpdate:
     def settle(self) -> None:
         self.stack.gather()  # the means, which the models hold between steps
 
-    def write_back(self) -> None:
+    def write_back(self, optimizers: bool = True) -> None:
         pass  # the models and optimizers are the runs' own, stepped in place

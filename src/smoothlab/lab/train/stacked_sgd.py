@@ -35,13 +35,16 @@ class SgdUpdate:
     def _buffers(self, name: str) -> Tensor | None:
         """Momentum buffers of a restored SGD state (all present, or None: the first step)."""
         stack = self.stack
-        found = [
-            t.optimizer.state.get(model[name], {}).get("momentum_buffer")
+        found = [  # an optimizer not built yet holds no state (and is not built for this)
+            t.built_optimizer.state.get(model[name], {}).get("momentum_buffer")
+            if t.built_optimizer is not None
+            else None
             for t, model in zip(stack.trainers, stack.models, strict=True)
         ]
-        if any(b is None for b in found):
+        buffers: list[Tensor] = [b for b in found if b is not None]
+        if len(buffers) < len(found):
             return None
-        return torch.stack(found).to(stack.device)
+        return torch.stack(buffers).to(stack.device)
 
     def step(self, batch: Batch, epoch: int, lrs: Tensor) -> Tensor:
         losses, grads = self.stack.gradients(batch, epoch)
@@ -72,13 +75,14 @@ class SgdUpdate:
         pass  # the stacked parameters are the weights
 
     @torch.no_grad()
-    def write_back(self) -> None:
-        """Copy the stacked weights and momentum into each trainer's model and optimizer."""
+    def write_back(self, optimizers: bool = True) -> None:
+        """Copy the stacked weights into each trainer's model, and with ``optimizers`` the
+        momentum into its optimizer (built for it: a run's optimizer is built at first use)."""
         stack = self.stack
         for i, (trainer, model) in enumerate(zip(stack.trainers, stack.models, strict=True)):
             for name, param in model.items():
                 param.copy_(stack.params[name][i])
                 buffer = self.momentum[name]
-                if buffer is not None:
+                if optimizers and buffer is not None:
                     state = trainer.optimizer.state[param]
                     state["momentum_buffer"] = buffer[i].clone()

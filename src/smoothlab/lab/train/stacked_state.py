@@ -203,6 +203,7 @@ class Update(Protocol):
     def settle(self) -> None:
         """Make the stack's parameters the runs' weights (for the epoch's records)."""
 
-    def write_back(self) -> None:
-        """Make each trainer's model and optimizer hold its run's state (for checkpoints and
-        :meth:`~smoothlab.lab.train.loop._Trainer.finish`)."""
+    def write_back(self, optimizers: bool = True) -> None:
+        """Make each trainer's model hold its run's weights, and with ``optimizers`` its
+        optimizer hold its state (for checkpoints;
+        :meth:`~smoothlab.lab.train.loop._Trainer.finish` reads the models only)."""
