@@ -196,8 +196,12 @@ def test_models_that_cannot_stack_train_alone(monkeypatch: pytest.MonkeyPatch) -
 
 def test_chunks_split_groups_over_workers() -> None:
     tasks = [_task(r) for r in _runs({"ce": {}, "ls": {}, "ivon": {}}, seeds=3)]
-    sizes = [len(c) for c in chunks(tasks, 2)]
-    assert sizes == [3, 3, 2, 1]  # the SGD runs, then the IVON runs: a stack of their own
+    # the SGD runs, then the IVON runs (a stack of their own); groups under MIN_CHUNK runs stay
+    # whole while every process of the pool has a chunk
+    assert [len(c) for c in chunks(tasks, 2)] == [6, 3]
+    assert [len(c) for c in chunks(tasks, 3)] == [3, 3, 3]
+    assert [len(c) for c in chunks(tasks, 5)] == [2, 2, 2, 2, 1]
+    assert [len(c) for c in chunks(tasks[:2], 4)] == [1, 1]  # one run per chunk at most
     assert sorted(t.key for c in chunks(tasks, 2) for t in c) == sorted(t.key for t in tasks)
     assert [len(c) for c in chunks(tasks, 1)] == [6, 3]
     sam = [_task(r) for r in _runs({"sam": {}}, seeds=2)]

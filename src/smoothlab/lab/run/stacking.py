@@ -55,19 +55,29 @@ def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
     >>> from smoothlab.lab.plan.grid import plan_runs
     >>> tasks = [RunTask(str(i), run, 0, 0) for i, run in enumerate(plan_runs(demo_config()))]
     >>> [len(c) for c in chunks(tasks, 1)], [len(c) for c in chunks(tasks, 2)]
-    ([30, 6], [10, 10, 10, 3, 3])
+    ([30, 6], [10, 10, 10, 6])
+    >>> [len(c) for c in chunks(tasks[:12], 2)], [len(c) for c in chunks(tasks[:12], 4)]
+    ([6, 6], [3, 3, 3, 3])
     """
-    groups: dict[Any, list[RunTask]] = {}
+    found: dict[Any, list[RunTask]] = {}
     alone: list[list[RunTask]] = []
     for task in tasks:
         key = stack_key(task)
         if key is None:
             alone.append([task])
         else:
-            groups.setdefault(key, []).append(task)
+            found.setdefault(key, []).append(task)
+    groups = list(found.values())
+    counts = [parts(len(group), workers) for group in groups]
+    # a pool's process left without a chunk: cut the group of the largest chunks once more
+    while groups and sum(counts) + len(alone) < workers:
+        i = max(range(len(groups)), key=lambda k: len(groups[k]) / counts[k])
+        if counts[i] == len(groups[i]):
+            break  # chunks of one run each: nothing left to cut
+        counts[i] += 1
     out = []
-    for group in groups.values():
-        size = -(-len(group) // parts(len(group), workers))
+    for group, count in zip(groups, counts, strict=True):
+        size = -(-len(group) // count)
         out += [group[i : i + size] for i in range(0, len(group), size)]
     return out + alone
 
@@ -75,18 +85,20 @@ def chunks(tasks: Sequence[RunTask], workers: int) -> list[list[RunTask]]:
 def parts(runs: int, workers: int) -> int:
     """How many chunks a group of ``runs`` compatible runs is cut into for ``workers``
     processes: one stack per :data:`MAX_STACK` runs in the driver alone; with a pool, up to
-    :data:`CHUNKS_PER_WORKER` per process, none smaller than :data:`MIN_CHUNK` runs unless that
-    leaves a process without one. Workers start seconds after the driver and take the next
-    chunk when free, so smaller chunks even out their finishing times; a stack of fewer runs
-    pays its per-step overhead over fewer of them.
+    :data:`CHUNKS_PER_WORKER` per process and none smaller than :data:`MIN_CHUNK` runs
+    (:func:`chunks` cuts further where the whole batch would leave a process without a chunk).
+    Workers start seconds after the driver and take the next chunk when free, so smaller chunks
+    even out their finishing times; but a stack of fewer runs pays its per-step overhead over
+    fewer of them, and each process that trains a kind of run pays that kind's start-up (an
+    IVON run, a ``torch.optim`` optimizer, imports ``torch._dynamo``: 1 s).
 
     >>> parts(30, 1), parts(300, 1), parts(30, 2), parts(275, 2), parts(6, 2), parts(1, 4)
-    (1, 2, 3, 6, 2, 1)
+    (1, 2, 3, 6, 1, 1)
     """
     least = -(-runs // MAX_STACK)
     if workers == 1:
         return least
-    wanted = min(CHUNKS_PER_WORKER * workers, max(workers, runs // MIN_CHUNK))
+    wanted = min(CHUNKS_PER_WORKER * workers, max(1, runs // MIN_CHUNK))
     return max(least, min(runs, wanted))
 
 
