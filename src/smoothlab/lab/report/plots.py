@@ -196,7 +196,9 @@ def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> R
             axis.stairs(accuracy, edges, fill=True, alpha=0.6, color="C0")
             axis.plot([0, 1], [0, 1], "k--", lw=0.8)
             axis.text(0.04, 0.92, f"ECE {ece:.3f}", fontsize=7)
-            axis.set(xlim=(0, 1), ylim=(0, 1))
+            # three ticks a side: small panels read better, and each tick label is text that
+            # the layout measures (a 55-panel grid: 11 % of its drawing)
+            axis.set(xlim=(0, 1), ylim=(0, 1), xticks=(0, 0.5, 1), yticks=(0, 0.5, 1))
             axis.tick_params(labelsize=6)
             if i == 0:
                 axis.set_title(label, fontsize=7)
