@@ -8,12 +8,16 @@ import csv
 import dataclasses
 import io
 import re
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("rich")
+
+from matplotlib.figure import Figure
 
 from smoothlab.lab.report.summary import print_table, summarize
 from smoothlab.lab.run.store import ResultsStore, RunRow
@@ -29,7 +33,7 @@ def _reliability(confidence: float) -> dict[str, list[float]]:
     return {"edges": edges, "confidence": [confidence] * 15, "accuracy": [0.8] * 15, "count": count}
 
 
-def _row(method: str, params: dict[str, float], rate: float, replicate: int) -> RunRow:
+def _row(method: str, params: dict[str, Any], rate: float, replicate: int) -> RunRow:
     label = (
         method
         if not params
@@ -190,3 +194,23 @@ def test_summary_survives_an_infinite_metric() -> None:
     rows[0].metrics["nll"] = float("inf")
     cell = summarize(rows)[0].cells["nll"]
     assert cell.mean == float("inf")
+
+
+def test_the_legend_below_the_panels_fits_the_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the constrained layout makes room below the panels, not beside them: long labels take
+    # fewer columns instead of being cut at the figure's edges, and the figure grows taller
+    from smoothlab.lab.report import plots
+
+    drawn: list[object] = []
+    monkeypatch.setattr(plots, "_render", drawn.append)
+    long = {f"bcorrect{i}": {"transition": "estimated-" + "x" * 12} for i in range(6)}
+    rows = [_row(m, p, rate, 0) for m, p in long.items() for rate in (0.2, 0.4)]
+    plots.metric_vs_noise(rows, "accuracy", "test accuracy")
+    short = [_row("ce", {}, rate, 0) for rate in (0.2, 0.4)]
+    plots.metric_vs_noise(short, "accuracy", "test accuracy")
+    wide, narrow = typing.cast(list[Figure], drawn)
+    for figure in (wide, narrow):
+        (legend,) = figure.legends
+        box = legend.get_window_extent(figure.canvas.get_renderer())  # type: ignore[attr-defined]
+        assert box.x0 >= 0 and box.x1 <= figure.bbox.width
+    assert wide.get_figheight() > narrow.get_figheight() > 4.2

@@ -124,9 +124,30 @@ def metric_vs_noise(
         axis.set_title(f"{title}: {kind} noise")
         axis.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    columns = min(4, max(1, len(labels)))
-    figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=7)
+    _legend_below(figure, handles, labels)
     return _render(figure)
+
+
+def _legend_below(figure: Any, handles: list[Any], labels: list[str]) -> Any:
+    """A figure legend below the panels in as many columns (at most 4) as fit the figure's
+    width (one column where none does), the figure taller by the legend's height: the
+    constrained layout makes room for it below the panels, not beside them, so a wider legend
+    would be cut at the figure's edges (long labels such as ``bcorrect(transition=estimated)``)
+    and a taller one would shrink the panels."""
+    renderer = figure.canvas.get_renderer()
+    legend = None
+    for columns in range(min(4, max(1, len(labels))), 0, -1):
+        if legend is not None:
+            legend.remove()
+        legend = figure.legend(
+            handles, labels, loc="outside lower center", ncols=columns, fontsize=7
+        )
+        if legend.get_window_extent(renderer).width <= 0.98 * figure.bbox.width:
+            break
+    assert legend is not None  # the loop runs at least once (one column)
+    height = legend.get_window_extent(renderer).height / figure.dpi
+    figure.set_figheight(figure.get_figheight() + height)
+    return legend
 
 
 def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
