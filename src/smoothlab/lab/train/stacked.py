@@ -45,6 +45,7 @@ from smoothlab.lab.train.loop import (
     RunResult,
     RunTask,
     _Trainer,  # the solo trainer: one definition of a run's pieces
+    execute,
     select_device,
 )
 from smoothlab.lab.train.stack_memory import run_bytes, stack_budget, stack_size
@@ -194,8 +195,6 @@ def _build(
     """The run's trainer restored from its checkpoint, and its first epoch to train; None when
     the run is done already (its model cannot stack: trained alone) or failed (both in
     ``results``)."""
-    from smoothlab.lab.train.loop import execute
-
     try:
         trainer = _Trainer(task, prepare_data(task.run, task.data_seed), select_device(task.device))
         if not stackable_model(trainer.model):
@@ -258,8 +257,6 @@ def _train_alone(
     tasks: list[RunTask], progress: ProgressFn | None, results: dict[str, RunResult], why: str
 ) -> None:
     """Train each of a failed stack's runs alone, after saying so on standard error."""
-    from smoothlab.lab.train.loop import execute
-
     first = why.splitlines()[0]
     print(f"a stack of {len(tasks)} runs failed ({first}); training them alone", file=sys.stderr)
     for task in tasks:
