@@ -128,7 +128,7 @@ def metric_vs_noise(
     return _render(figure)
 
 
-def _legend_below(figure: Any, handles: list[Any], labels: list[str]) -> Any:
+def _legend_below(figure: Any, handles: list[Any], labels: list[str]) -> None:
     """A figure legend below the panels in as many columns (at most 4) as fit the figure's
     width (one column where none does), the figure taller by the legend's height: the
     constrained layout makes room for it below the panels, not beside them, so a wider legend
@@ -147,7 +147,6 @@ def _legend_below(figure: Any, handles: list[Any], labels: list[str]) -> Any:
     assert legend is not None  # the loop runs at least once (one column)
     height = legend.get_window_extent(renderer).height / figure.dpi
     figure.set_figheight(figure.get_figheight() + height)
-    return legend
 
 
 def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
