@@ -136,3 +136,39 @@ def test_reliability_diagrams_for_every_noise_setting_with_pooled_ece(
         "symmetric 0.2",
         "symmetric 0.4",
     ]
+
+
+def test_one_noise_settings_reliability_panels_wrap_and_show_the_share_on_top(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    figures = _figure_of(monkeypatch)
+    edges = [k / 4 for k in range(5)]
+    bins = {"edges": edges, "accuracy": [0, 0, 0.2, 0.9], "confidence": [0, 0, 0.6, 0.9],
+            "count": [0, 0, 30, 10]}  # fmt: skip
+    rows = [
+        dataclasses.replace(_row("ls", {"smoothing": r / 10}, 0.2, 0), extras={"reliability": bins})
+        for r in range(1, 8)
+    ]
+    assert plots.reliability_plot(rows) is not None
+    figure = figures[0]
+    width, height = figure.get_size_inches()
+    assert width < 2.5 * height  # two rows of four, not a strip of seven
+    grid = [axis.get_subplotspec() for axis in figure.axes]
+    assert {(s.rowspan.start, s.colspan.start) for s in grid} == {
+        (i, j) for i in range(2) for j in range(4)
+    }
+    panels = [axis for axis in figure.axes if axis.axison]
+    assert [axis.get_title() for axis in panels] == [f"ls(smoothing={r / 10})" for r in range(1, 8)]
+    # the lowest panel of each column is labelled, the last cell stays empty
+    labelled = {
+        axis.get_subplotspec().colspan.start: axis.get_subplotspec().rowspan.start
+        for axis in panels
+        if axis.get_xlabel() == "confidence"
+    }
+    assert labelled == {0: 1, 1: 1, 2: 1, 3: 0}
+    for axis in panels:
+        accuracy, share = axis.patches  # drawn in this order: the share line is on top
+        assert accuracy.get_fill() and not share.get_fill()
+        assert share.get_edgecolor()[:3] == pytest.approx((0.25, 0.25, 0.25))
+        top = max(y for _, y in share.get_path().vertices)
+        assert top == pytest.approx(30 / 40)  # the share of the bin with 30 of 40 samples

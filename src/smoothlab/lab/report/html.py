@@ -100,7 +100,7 @@ def _figures(rows: Sequence[RunRow], order: RunOrder) -> dict[str, tuple[str, Re
             metric_vs_noise(rows, "ece_ts", "ECE after TS", order),
         ),
         "reliability": (
-            "Reliability diagrams per noise setting (rows) and method (columns), pooled over seeds",
+            "Reliability diagrams per noise setting and method, pooled over seeds",
             reliability_plot(rows, order),
         ),
         "smoothing_sweep": (

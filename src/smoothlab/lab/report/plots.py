@@ -183,10 +183,30 @@ def _pooled(members: Sequence[RunRow]) -> _Pooled | None:
     return _Pooled(edges, accuracy, share, sum(gaps) / total)
 
 
+#: One noise setting's reliability panels wrap into rows of at most this many (several
+#: settings: one row each, a column per method)
+RELIABILITY_WRAP = 4
+
+
+def _panel_grid(settings: int, methods: int) -> tuple[int, int]:
+    """Rows and columns of the reliability panels: a row per noise setting and a column per
+    method, or for one setting the methods wrapped into rows of at most
+    :data:`RELIABILITY_WRAP` (a single row of many panels shrinks to a strip on the page).
+
+    >>> _panel_grid(3, 6), _panel_grid(1, 3), _panel_grid(1, 7), _panel_grid(1, 9)
+    ((3, 6), (1, 3), (2, 4), (3, 3))
+    """
+    if settings > 1 or methods <= RELIABILITY_WRAP:
+        return settings, methods
+    rows = -(-methods // RELIABILITY_WRAP)
+    return rows, -(-methods // rows)
+
+
 def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> Rendered | None:
-    """Reliability diagrams for every noise setting (rows) and method (columns), pooled over
-    seeds: accuracy per confidence bin, the share of test samples per bin (grey), and in each
-    panel the seeds' ECEs averaged with their sample counts."""
+    """Reliability diagrams for every noise setting (rows) and method (columns; one setting's
+    methods wrap into rows, :func:`_panel_grid`), pooled over seeds: accuracy per confidence bin
+    (blue), the share of test samples per bin (a grey line on top), and in each panel the
+    seeds' ECEs averaged with their sample counts."""
     if not rows:
         return None
     order = order or RunOrder()
@@ -196,38 +216,44 @@ def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> R
         key=lambda s: (s[0] != "none", order.kind_rank(s[0]), s[0], s[1]),
     )
     labels = list(dict.fromkeys(r.label for r in rows))
+    height, width = _panel_grid(len(settings), len(labels))
+    cells = [(setting, label) for setting in settings for label in labels]  # row-major
     plt = _pyplot()
     figure, axes = plt.subplots(
-        len(settings), len(labels), figsize=(2.1 * len(labels) + 0.4, 2.1 * len(settings) + 0.5),
+        height, width, figsize=(2.1 * width + 0.4, 2.1 * height + 0.5),
         squeeze=False, sharex=True, sharey=True, layout="constrained",
     )  # fmt: skip
-    for i, (kind, rate) in enumerate(settings):
-        for j, label in enumerate(labels):
-            axis = axes[i][j]
-            members = [
-                r for r in rows if (r.noise_kind, r.noise_rate, r.label) == (kind, rate, label)
-            ]
-            pooled = _pooled(members)
-            if pooled is None:
-                axis.axis("off")
-                continue
-            edges, accuracy, share, ece = pooled
-            axis.stairs(share, edges, fill=True, color="0.75")
-            axis.stairs(accuracy, edges, fill=True, alpha=0.6, color="C0")
-            axis.plot([0, 1], [0, 1], "k--", lw=0.8)
-            axis.text(0.04, 0.92, f"ECE {ece:.3f}", fontsize=7)
-            # three ticks a side: small panels read better, and each tick label is text that
-            # the layout measures (a 55-panel grid: 11 % of its drawing)
-            axis.set(xlim=(0, 1), ylim=(0, 1), xticks=(0, 0.5, 1), yticks=(0, 0.5, 1))
-            axis.tick_params(labelsize=6)
-            if i == 0:
-                axis.set_title(label, fontsize=7)
-            if j == 0:
-                axis.set_ylabel(f"{kind} {rate:g}\naccuracy", fontsize=7)
-            if i == len(settings) - 1:
-                axis.set_xlabel("confidence", fontsize=7)
+    for index in range(height * width):
+        i, j = divmod(index, width)
+        axis = axes[i][j]
+        if index >= len(cells):
+            axis.axis("off")  # past the last wrapped method
+            continue
+        (kind, rate), label = cells[index]
+        members = [r for r in rows if (r.noise_kind, r.noise_rate, r.label) == (kind, rate, label)]
+        pooled = _pooled(members)
+        if pooled is None:
+            axis.axis("off")
+            continue
+        edges, accuracy, share, ece = pooled
+        axis.stairs(accuracy, edges, fill=True, alpha=0.6, color="C0")
+        axis.stairs(share, edges, color="0.25", lw=1.0)  # on top: hides no accuracy bar
+        axis.plot([0, 1], [0, 1], "k--", lw=0.8)
+        axis.text(0.04, 0.92, f"ECE {ece:.3f}", fontsize=7)
+        # three ticks a side: small panels read better, and each tick label is text that
+        # the layout measures (a 55-panel grid: 11 % of its drawing)
+        axis.set(xlim=(0, 1), ylim=(0, 1), xticks=(0, 0.5, 1), yticks=(0, 0.5, 1))
+        axis.tick_params(labelsize=6)
+        if i == 0 or len(settings) == 1:
+            axis.set_title(label, fontsize=7)
+        if j == 0:
+            axis.set_ylabel(f"{kind} {rate:g}\naccuracy", fontsize=7)
+        if index + width >= len(cells):  # the lowest panel of its column
+            axis.set_xlabel("confidence", fontsize=7)
+            axis.xaxis.set_tick_params(labelbottom=True)  # shared axes label the last row only
     figure.suptitle(
-        "reliability on the clean test set (grey: share of samples per bin)", fontsize=9
+        "reliability on the clean test set (blue: accuracy; grey line: share of samples per bin)",
+        fontsize=9,
     )
     return _render(figure)
 
