@@ -172,3 +172,16 @@ def test_one_noise_settings_reliability_panels_wrap_and_show_the_share_on_top(
         assert share.get_edgecolor()[:3] == pytest.approx((0.25, 0.25, 0.25))
         top = max(y for _, y in share.get_path().vertices)
         assert top == pytest.approx(30 / 40)  # the share of the bin with 30 of 40 samples
+
+
+def test_without_calibrators_the_section_says_none_was_fitted(tmp_path: Path) -> None:
+    no_ts = {k: v for k, v in ALL_METRICS.items() if not k.endswith("_ts") and k != "temperature"}
+    store = ResultsStore(tmp_path)
+    row = _row("ls", {"smoothing": 0.1}, 0.2, 0)
+    store.add_run(dataclasses.replace(row, metrics={**no_ts, "smooth_ece": 0.04}))
+    store.close()
+    page = write_report(tmp_path).read_text()
+    assert "Post-hoc calibration" not in page and "fitted on the run's validation" not in page
+    assert "TS = " not in page  # the summary's caption names no column it lacks
+    assert "<h2>More calibration metrics (test set, mean ± std over seeds)</h2>" in page
+    assert "No calibrator was fitted" in page and "<h3>Smooth ECE" in page

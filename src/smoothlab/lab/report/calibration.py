@@ -95,15 +95,22 @@ def calibration_section(summary: Sequence[SummaryRow]) -> str:
     if not shown:
         return ""
     names = ", ".join(f"{c.title} = {c.name} ({c.paper})" for c in calibrators)
-    parts = [
-        "<h2>Post-hoc calibration (test set, mean ± std over seeds)</h2>",
-        "<p>Each calibrator of the config's [calibration] table is fitted on the run's "
-        "validation split (noisy labels) after training and measured on the clean test set; "
-        f"none = the trained model{'; ' + names if names else ''}. Best of each line in bold; ⚠ "
-        "= a mean past 1e4 or not finite. Histogram binning and isotonic regression give some "
-        "true classes probability 0, floored at the smallest float, so their NLL can be large."
-        "</p>",
-    ]
+    if calibrators:
+        parts = [
+            "<h2>Post-hoc calibration (test set, mean ± std over seeds)</h2>",
+            "<p>Each calibrator of the config's [calibration] table is fitted on the run's "
+            "validation split (noisy labels) after training and measured on the clean test set; "
+            f"none = the trained model; {names}. Best of each line in bold; ⚠ = a mean past 1e4 "
+            "or not finite. Histogram binning and isotonic regression give some true classes "
+            "probability 0, floored at the smallest float, so their NLL can be large.</p>",
+        ]
+    else:  # e.g. no validation split: the section holds the main table's missing metrics
+        parts = [
+            "<h2>More calibration metrics (test set, mean ± std over seeds)</h2>",
+            "<p>No calibrator was fitted: calibrators need a validation split "
+            "(data.val_fraction &gt; 0) and train.temperature_scaling = true. none = the trained "
+            "model; ⚠ = a mean past 1e4 or not finite.</p>",
+        ]
     for metric, title, direction in shown:
         parts.append(f"<h3>{html.escape(title)}</h3>")
         parts.append(calibration_table(summary, metric, direction, calibrators))

@@ -144,8 +144,14 @@ def _html(
         f"<p>{html.escape(note)}</p>" if note else "",
         provenance_table(provenance),
         "<h2>Summary (test set, mean ± std over seeds)</h2>",
-        "<p>Best of each noise setting in bold; TS = after temperature scaling fitted on the "
-        "validation split; T = the fitted temperature; ⚠ = a mean past 1e4 or not finite.</p>",
+        "<p>Best of each noise setting in bold; "
+        + (
+            "TS = after temperature scaling fitted on the validation split; T = the fitted "
+            "temperature; "
+            if any("ece_ts" in row.cells for row in summary)
+            else ""
+        )
+        + "⚠ = a mean past 1e4 or not finite.</p>",
         metrics_table(summary),
         calibration_section(summary),
     ]

@@ -124,23 +124,39 @@ def _shown(cell: Cell | None) -> str:
 def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "") -> None:
     """Print the summary as a rich table (plain box characters when not a terminal).
 
+    A metric that no row has (``ece_ts`` without a validation split) gets no column; one that
+    some rows lack shows ``-`` there.
+
     >>> import io
     >>> cells = {"accuracy": Cell(0.912, 0.004), "ece": Cell(0.031, 0.002)}
+    >>> rows = [SummaryRow("ls", "ls(smoothing=0.2)", "symmetric", 0.2, 2, cells),
+    ...         SummaryRow("ce", "ce", "none", 0.0, 2, {**cells, "ece_ts": Cell(0.02, 0.01)})]
     >>> out = io.StringIO()
-    >>> print_table([SummaryRow("ls", "ls(smoothing=0.2)", "symmetric", 0.2, 2, cells)], out)
+    >>> print_table(rows, out)
     >>> for line in out.getvalue().splitlines()[1:]:  # the first is a blank border
     ...     print(line.rstrip())
-     method              noise       rate   seeds        accuracy             ECE   ECE (TS)   NLL
-    ───────────────────────────────────────────────────────────────────────────────────────────────
-     ls(smoothing=0.2)   symmetric    0.2       2   0.912 ± 0.004   0.031 ± 0.002          -     -
+     method              noise       rate   seeds        accuracy             ECE        ECE (TS)
+    ──────────────────────────────────────────────────────────────────────────────────────────────
+     ls(smoothing=0.2)   symmetric    0.2       2   0.912 ± 0.004   0.031 ± 0.002               -
+    <BLANKLINE>
+     ce                  none           0       2   0.912 ± 0.004   0.031 ± 0.002   0.020 ± 0.010
     <BLANKLINE>
     mean ± std over seeds; TS = after temperature scaling on the validation split
+    >>> out = io.StringIO()
+    >>> print_table(rows[:1], out)
+    >>> print(out.getvalue().splitlines()[1].rstrip())
+     method              noise       rate   seeds        accuracy             ECE
+    >>> print(out.getvalue().splitlines()[-1].rstrip())
+    mean ± std over seeds
     """
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    caption = "mean ± std over seeds; TS = after temperature scaling on the validation split"
+    metrics = [(m, t) for m, t in SUMMARY_METRICS if any(m in row.cells for row in summary)]
+    caption = "mean ± std over seeds"
+    if any(m == "ece_ts" for m, _ in metrics):
+        caption += "; TS = after temperature scaling on the validation split"
     if any(c.flagged for row in summary for c in row.cells.values()):
         caption += f"; ! = a mean past {LARGE:g} or not finite (a run blew up)"
     table = Table(
@@ -153,11 +169,11 @@ def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "
     for name in ("method", "noise", "rate", "seeds"):
         left = name in ("method", "noise")
         table.add_column(name, justify="left" if left else "right", no_wrap=True)
-    for _, heading in SUMMARY_METRICS:
+    for _, heading in metrics:
         table.add_column(heading, justify="right", no_wrap=True)
     previous = ""
     for row in summary:
-        cells = [_shown(row.cells.get(m)) for m, _ in SUMMARY_METRICS]
+        cells = [_shown(row.cells.get(m)) for m, _ in metrics]
         label = row.label if row.label != previous else ""
         if label and previous:
             table.add_section()
