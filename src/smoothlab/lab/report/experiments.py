@@ -110,16 +110,26 @@ def differences(experiments: Sequence[Experiment]) -> dict[str, list[str]]:
 
 
 def index_page(experiments: Sequence[Experiment], style: str) -> str:
-    """The top page of a folder with several experiments: one line each, linked to its report."""
+    """The top page of a folder with several experiments: one line each, linked to its report,
+    with what differs between them one setting to a line (a long recipe wraps in its cell).
+
+    >>> def exp(ident, epochs, lr):
+    ...     config = {"train": {"epochs": epochs, "lr": lr}}
+    ...     run = RunRow("k", "b", "ce", "ce", "none", 0.0, 0, config, {}, {}, {}, 1.0, ident)
+    ...     return Experiment(ident, "b", (run,), ())
+    >>> page = index_page([exp("x", 3, 0.1), exp("y", 10, 0.2)], "")
+    >>> "<td>train.epochs = 3<br>train.lr = 0.1</td>" in page
+    True
+    """
     diff = differences(experiments)
     lines = []
     for e in experiments:
         methods = ", ".join(dict.fromkeys(row.method for row in e.rows))
-        what = "; ".join(diff[e.id]) or "same recipe"
+        what = "<br>".join(html.escape(d) for d in diff[e.id]) or "same recipe"  # one a line
         lines.append(
             f"<tr><td><a href='{html.escape(e.folder)}/index.html'>{html.escape(e.name)}</a></td>"
             f"<td><code>{e.id}</code></td><td>{len(e.rows)}</td><td>{html.escape(methods)}</td>"
-            f"<td>{html.escape(what)}</td></tr>"
+            f"<td>{what}</td></tr>"
         )
     head = "".join(f"<th>{t}</th>" for t in ("experiment", "id", "runs", "methods", "differs"))
     return (

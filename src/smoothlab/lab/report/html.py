@@ -127,6 +127,8 @@ _STYLE = (
     "img{display:block;margin:0 auto}.flag{color:#b00020}"
     ".provenance th{text-align:left;background:#f6f6f6}.provenance td,.index td{text-align:left}"
     ".provenance td{white-space:normal;word-break:break-all}"  # a long command wraps
+    ".index th{text-align:left;vertical-align:bottom}.index td{vertical-align:top}"
+    ".index td:last-child{white-space:normal}"  # what differs: one setting a line, wrapped
 )
 
 
