@@ -207,7 +207,7 @@ class AdaFocal(Method):
     loss; :class:`smoothlab.adafocal.AdaFocalLoss`. Needs ``data.val_fraction > 0``."""
 
     name: ClassVar[str] = "adafocal"
-    description: ClassVar[str] = "focal loss with per-bin gamma from validation calibration (Ghosh)"
+    description: ClassVar[str] = "per-bin focal gamma from validation calibration (Ghosh 2022)"
     num_bins: int = 15  # equal-mass confidence bins, each with its gamma
     lam: float = 1.0  # update rate: gamma_b <- gamma_b exp(lam x (confidence - accuracy))
     gamma_init: float = 1.0  # every bin's gamma before the first update
@@ -270,7 +270,7 @@ class ZipfSmoothing(Method):
 
     name: ClassVar[str] = "zipf"
     primary: ClassVar[tuple[str, ...]] = ("smoothing",)
-    description: ClassVar[str] = "smoothing mass by Zipf's law over the model's ranking (Liang)"
+    description: ClassVar[str] = "smoothing mass by Zipf's law over the model's ranks (Liang 2022)"
     smoothing: float = 0.1  # mass moved from the label to the other classes
     power: float = 1.0  # Zipf exponent: the class ranked r gets mass proportional to r^-power
 

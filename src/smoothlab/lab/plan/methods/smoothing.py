@@ -236,7 +236,7 @@ class Sam(Method):
 
     name: ClassVar[str] = "sam"
     primary: ClassVar[tuple[str, ...]] = ("rho",)
-    description: ClassVar[str] = "sharpness-aware minimisation around the base optimizer (Foret)"
+    description: ClassVar[str] = "sharpness-aware minimisation of the base optimizer (Foret 2021)"
     optimizer: ClassVar[str] = "sam"
     rho: float = 0.05
     adaptive: bool = False
