@@ -17,7 +17,8 @@ from smoothlab.lab.plan.grid import RunConfig, canonical_json, expand_grid, run_
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.plan.methods import METHODS
 from smoothlab.lab.plan.models import MODELS, build_model
-from smoothlab.lab.train.loop import RunResult, RunTask, execute, lr_schedule
+from smoothlab.lab.run.store import DIVERGED
+from smoothlab.lab.train.loop import Diverged, RunResult, RunTask, execute, lr_schedule
 
 TINY = {
     "data": {"dataset": "digits", "train_subset": 400, "test_subset": 200, "val_fraction": 0.25},
@@ -257,3 +258,6 @@ def test_a_diverged_run_says_at_which_epoch_not_that_logits_must_be_finite() -> 
     failure = Failure(result.key, "e", "ce", "symmetric", 0.2, 0, result.error)
     assert failure.reason() == "diverged at epoch 1 (non-finite loss)"
     assert "logits" not in failure.reason()
+    assert result.error.count("diverged at epoch") == 1  # said once (smoothlab failures)
+    # store.reason strips the exception's name by a literal prefix: it must stay the class's
+    assert f"{Diverged.__module__}.{Diverged.__qualname__}: " == DIVERGED

@@ -28,7 +28,7 @@ from smoothlab.lab.plan.schema import Config, config_to_dict
 from smoothlab.lab.run.executors import Executor, describe_executor
 from smoothlab.lab.run.progress import Progress, make_progress
 from smoothlab.lab.run.provenance import collect_provenance
-from smoothlab.lab.run.store import Failure, ResultsStore, RunRow
+from smoothlab.lab.run.store import Failure, ResultsStore, RunRow, reason
 from smoothlab.lab.train.loop import RunResult, RunTask, select_device
 
 __all__ = ["RunSummary", "plan_runs", "run_experiment"]
@@ -42,15 +42,6 @@ class RunSummary:
     skipped: int = 0
     finished: int = 0
     failed: list[Failure] = field(default_factory=list)  # full tracebacks, also in the store
-
-
-def _last_line(error: str) -> str:
-    r"""The line of a failed run's traceback that says what went wrong.
-
-    >>> _last_line("Traceback (most recent call last):\n  ...\nValueError: bad\n")
-    'ValueError: bad'
-    """
-    return error.strip().splitlines()[-1]
 
 
 def _task(run: RunConfig, config: Config, store: ResultsStore) -> RunTask:
@@ -68,7 +59,7 @@ def _task(run: RunConfig, config: Config, store: ResultsStore) -> RunTask:
 def _line(run: RunConfig, result: RunResult) -> str:
     where = f"{run.label()} {run.noise_kind} {run.noise_rate:g} seed {run.replicate}"
     if result.error:
-        return f"FAILED {where}: {_last_line(result.error)}"
+        return f"FAILED {where}: {reason(result.error)}"
     m = result.metrics
     return f"{where}: accuracy {m['accuracy']:.3f}, ECE {m['ece']:.3f} ({result.wall_time:.1f} s)"
 

@@ -32,15 +32,36 @@ from smoothlab.lab.train.checkpoint import TMP_PREFIX, atomic_write
 
 __all__ = [
     "DB_NAME",
+    "DIVERGED",
     "ExperimentConfig",
     "Failure",
     "ResultsStore",
     "RunRow",
     "StoreError",
+    "reason",
     "writable_folder",
 ]
 
 DB_NAME = "results.sqlite"
+#: How a diverged run's error (:class:`smoothlab.lab.train.loop.Diverged`) begins its last
+#: line; its message says what went wrong by itself
+DIVERGED = "smoothlab.lab.train.loop.Diverged: "
+
+
+def reason(error: str) -> str:
+    r"""What went wrong, from a failed run's traceback: its last line, a diverged run's without
+    the exception's dotted name.
+
+    >>> reason("Traceback (most recent call last):\n  ...\nValueError: bad\n")
+    'ValueError: bad'
+    >>> reason(DIVERGED + "diverged at epoch 3 (non-finite loss)\n"), reason(" ")
+    ('diverged at epoch 3 (non-finite loss)', '(no message)')
+    """
+    if not error.strip():
+        return "(no message)"
+    line = error.strip().splitlines()[-1]
+    return line.removeprefix(DIVERGED)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -137,12 +158,12 @@ class Failure:
         return f"{self.label} {self.noise_kind} {self.noise_rate:g} seed {self.replicate}"
 
     def reason(self) -> str:
-        r"""The traceback's last line: what went wrong.
+        r"""What went wrong (:func:`reason`).
 
         >>> Failure("k", "e", "ce", "none", 0.0, 0, "Traceback:\n  ...\nValueError: bad\n").reason()
         'ValueError: bad'
         """
-        return self.error.strip().splitlines()[-1] if self.error.strip() else "(no message)"
+        return reason(self.error)
 
 
 def _connect(folder: Path, readonly: bool) -> sqlite3.Connection:

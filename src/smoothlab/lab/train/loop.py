@@ -343,10 +343,10 @@ def execute(task: RunTask, progress: ProgressFn | None = None) -> RunResult:
             if progress is not None:
                 progress(task.key, epoch + 1, epochs)
         result = trainer.finish()
-    except Exception as error:  # a failed run is reported, the grid goes on
-        # the full traceback travels back; the driver prints its last line, which for a
-        # diverged run is the plain sentence, without the exception's dotted name
-        text = traceback.format_exc() + (f"{error}\n" if isinstance(error, Diverged) else "")
+    except Exception:  # a failed run is reported, the grid goes on
+        # the full traceback travels back; the driver prints what went wrong from its last
+        # line (smoothlab.lab.run.store.reason)
+        text = traceback.format_exc()
         return RunResult(task.key, error=text, wall_time=time.perf_counter() - start)
     result.wall_time = time.perf_counter() - start
     result.metrics["wall_time"] = result.wall_time

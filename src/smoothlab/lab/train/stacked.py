@@ -88,15 +88,13 @@ def _epoch(stack: Stack, epoch: int) -> None:
 
 
 def _diverged(epoch: int) -> str:
-    """A diverged run's error text, ending as the solo loop's does (the driver prints the last
-    line: the plain sentence).
+    """A diverged run's error text: the last line of the solo loop's traceback (what the
+    driver prints, :func:`smoothlab.lab.run.store.reason`).
 
     >>> print(_diverged(2), end="")
     smoothlab.lab.train.loop.Diverged: diverged at epoch 3 (non-finite loss)
-    diverged at epoch 3 (non-finite loss)
     """
-    error = Diverged(epoch)
-    return "".join(traceback.format_exception_only(error)) + f"{error}\n"
+    return "".join(traceback.format_exception_only(Diverged(epoch)))
 
 
 def _run_slice(params: dict[str, Tensor], i: int) -> dict[str, Tensor]:
