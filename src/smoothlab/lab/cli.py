@@ -76,21 +76,26 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the embedded demo (digits, 3 noise rates)")
     add_run_options(demo, "results/demo")
     run = commands.add_parser("run", help="run a config's grid (finished runs are skipped)")
-    run.add_argument("config", type=Path)
+    run.add_argument("config", type=Path, help="an experiment's TOML file, e.g. configs/*.toml")
     add_run_options(run, "results/<config name>")
     report = commands.add_parser(
         "report", help="write CSV, PNG plots and HTML for a results folder"
     )
-    report.add_argument("folder", type=Path)
+    report.add_argument("folder", type=Path, help="a results folder (run's --out)")
     report.add_argument("--out", type=Path, default=None, help="report folder (FOLDER/report)")
     commands.add_parser("list", help="methods, datasets, models, noise kinds and calibrators")
     download = commands.add_parser("download", help="fetch a dataset's files (verified)")
-    download.add_argument("dataset")
-    download.add_argument("--root", type=Path, default=None, help="data folder (default: cache)")
+    download.add_argument("dataset", help="a dataset name, as `smoothlab list` shows")
+    download.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="data folder (default: $SMOOTHLAB_DATA, else ~/.cache/smoothlab)",
+    )
     failures = commands.add_parser("failures", help="full tracebacks of a folder's failed runs")
-    failures.add_argument("folder", type=Path)
+    failures.add_argument("folder", type=Path, help="a results folder (run's --out)")
     show = commands.add_parser("show-config", help="print a config resolved, with defaults")
-    show.add_argument("config", type=Path)
+    show.add_argument("config", type=Path, help="an experiment's TOML file")
     show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     return parser
 
