@@ -33,6 +33,7 @@ def rows_device(device: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     and a spy that fails the case if it never reached :func:`smoothlab._triton.rows.run_rows`."""
     pytest.importorskip("triton")
     from smoothlab import _triton
+    from smoothlab._checks import device_checks
     from smoothlab._triton import rows
 
     launches: list[int] = []
@@ -45,7 +46,9 @@ def rows_device(device: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(rows, "run_rows", spy)
     if device == "cpu":
         monkeypatch.setattr(rows, "MAX_BLOCK", 16)
-        with _triton.on_cpu():
+        # and the code paths of a GPU's tensors: no host reads, device asserts, the gradient
+        # scale of a mean applied in the backward pass (smoothlab._checks.host_reads)
+        with _triton.on_cpu(), device_checks():
             yield "cpu"
     else:
         yield "cuda"

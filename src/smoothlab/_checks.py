@@ -7,7 +7,10 @@ Validation happens at the public boundary; internal code trusts its callers.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from numbers import Real
 from typing import Literal, cast
 
@@ -16,6 +19,8 @@ from torch import Tensor
 
 __all__ = [
     "Reduction",
+    "assert_distribution",
+    "assert_on_device",
     "check_bool",
     "check_class_indices",
     "check_distribution",
@@ -28,12 +33,61 @@ __all__ = [
     "check_tensor",
     "check_weight",
     "describe",
+    "device_checks",
     "fail",
+    "host_reads",
     "reduce_loss",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
 _REDUCTIONS = ("mean", "sum", "none")
+_DEVICE = threading.local()
+
+
+def host_reads(tensor: Tensor) -> bool:
+    """Whether a check may read ``tensor``'s values in Python (``int(t)``, ``bool(t)``): on the
+    CPU, outside ``torch.compile``.
+
+    On a GPU such a read waits for every kernel queued before it (a host synchronisation: the
+    host stops queueing work ahead of the device), and under ``torch.compile`` it breaks the
+    graph. There the losses' per-call checks run on the device instead
+    (:func:`assert_on_device`), as PyTorch's own losses check their targets on CUDA.
+
+    >>> host_reads(torch.zeros(2))
+    True
+    >>> with device_checks():
+    ...     host_reads(torch.zeros(2))
+    False
+    """
+    forced = int(getattr(_DEVICE, "depth", 0)) > 0
+    return tensor.device.type == "cpu" and not forced and not torch.compiler.is_compiling()
+
+
+@contextlib.contextmanager
+def device_checks() -> Iterator[None]:
+    """Private test switch: CPU tensors take the checks and code paths of device tensors
+    (:func:`host_reads` is false in this thread), so that tests without a GPU can show that
+    they read nothing on the host."""
+    _DEVICE.depth = getattr(_DEVICE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _DEVICE.depth -= 1
+
+
+def assert_on_device(condition: Tensor, name: str, expected: str) -> None:
+    """Raise ``"`name` must be <expected>"`` unless the boolean tensor ``condition`` is all true,
+    without reading it on the host: on a CUDA device the kernel asserts (a device-side assert,
+    reported by a later CUDA call, as PyTorch's losses report an index out of range); on the
+    CPU it raises a ``RuntimeError`` at once.
+
+    >>> assert_on_device(torch.tensor([True, True]), "target", "class indices in [0, 2]")
+    >>> assert_on_device(torch.tensor([True, False]), "target", "class indices in [0, 2]")
+    Traceback (most recent call last):
+    ...
+    RuntimeError: `target` must be class indices in [0, 2]
+    """
+    torch._assert_async(torch.all(condition), f"`{name}` must be {expected}")
 
 
 def describe(value: object) -> str:
@@ -188,6 +242,25 @@ def check_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float =
         )
 
 
+def assert_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float = 1e-4) -> None:
+    """:func:`check_distribution`'s conditions asserted on the device (:func:`assert_on_device`):
+    for a loss's per-call prior on a GPU, where reading the sums would synchronise.
+
+    >>> assert_distribution("prior", torch.tensor([[0.5, 0.5], [0.9, 0.2]]), dim=1)
+    Traceback (most recent call last):
+    ...
+    RuntimeError: `prior` must be finite non-negative probabilities summing to 1 along dim 1
+    """
+    if not probs.is_floating_point():
+        raise fail(name, "a floating-point tensor of probabilities", probs, kind=TypeError)
+    probs = probs.detach()
+    wide = probs if probs.dtype in (torch.float32, torch.float64) else probs.float()
+    sums = wide.sum(dim=dim)
+    fine = torch.all(torch.isfinite(probs) & (probs >= 0)) & torch.all((sums - 1).abs() <= atol)
+    expected = f"finite non-negative probabilities summing to 1 along dim {dim}"
+    assert_on_device(fine, name, expected)
+
+
 def check_same_shape(name: str, value: Tensor, expected: tuple[int, ...], what: str) -> None:
     """Check that ``value`` has shape ``expected`` (described as ``what`` in the message)."""
     if tuple(value.shape) != tuple(expected):
@@ -200,7 +273,10 @@ def check_weight(weight: Tensor | None, num_classes: int) -> Tensor | None:
         return None
     check_floating("weight", weight)
     check_same_shape("weight", weight, (num_classes,), "one weight per class")
-    if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
+    if not host_reads(weight):
+        fine = torch.isfinite(weight) & (weight >= 0)
+        assert_on_device(fine, "weight", "finite and non-negative")
+    elif not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
         raise fail("weight", "finite and non-negative", weight)
     return weight
 

@@ -110,10 +110,13 @@ class OnlineLabelSmoothingLoss(nn.Module):
         correct = probs.argmax(dim=1) == labels
         if valid is not None:
             correct &= valid.reshape(-1)
-        labels = labels[correct]
+        # every row is added, the others with weight 0 (exact: x + 0 = x): selecting the
+        # correct rows would have a data-dependent size, which a GPU reports to the host
         sums = self.prob_sums
-        sums.index_add_(0, labels.to(sums.device), probs[correct].to(sums))
-        self.counts.index_add_(0, labels.to(sums.device), torch.ones_like(labels, dtype=sums.dtype))
+        taken = correct.to(sums)
+        labels = labels.to(sums.device)
+        sums.index_add_(0, labels, probs.to(sums) * taken.unsqueeze(1))
+        self.counts.index_add_(0, labels, taken)
 
     @torch.no_grad()
     def next_epoch(self) -> None:

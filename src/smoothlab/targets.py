@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import (
+    assert_distribution,
+    assert_on_device,
     check_bool,
     check_class_indices,
     check_distribution,
@@ -18,6 +20,7 @@ from smoothlab._checks import (
     check_real,
     check_tensor,
     fail,
+    host_reads,
 )
 
 __all__ = [
@@ -44,14 +47,23 @@ def check_prior(prior: object, num_classes: int, shape: tuple[int, ...]) -> Tens
             raise fail(
                 "prior", f"of shape ({num_classes},) or {shape}", f"!shape {tuple(tensor.shape)}"
             )
-        check_distribution("prior", tensor, dim=0)
+        _check_rows(tensor, 0)
         return tensor.view(1, num_classes, *([1] * (len(shape) - 2)))
     if tuple(tensor.shape) != tuple(shape):
         raise fail(
             "prior", f"of shape ({num_classes},) or {shape}", f"!shape {tuple(tensor.shape)}"
         )
-    check_distribution("prior", tensor, dim=1)
+    _check_rows(tensor, 1)
     return tensor
+
+
+def _check_rows(prior: Tensor, dim: int) -> None:
+    """A distribution along ``dim``: checked on the host where that is free, else on the device
+    (:func:`~smoothlab._checks.host_reads`)."""
+    if host_reads(prior):
+        check_distribution("prior", prior, dim=dim)
+    else:
+        assert_distribution("prior", prior, dim=dim)
 
 
 def smooth_targets(
@@ -111,8 +123,12 @@ def smooth_targets(
             raise fail("target", "class indices when exclusive=True", target, kind=TypeError)
         if target.dim() < 2 or target.shape[1] != num_classes:
             raise fail("target", f"of shape (N, {num_classes}, ...)", target)
-    else:
+    elif host_reads(target):
         check_class_indices("target", target, num_classes)
+    else:
+        check_class_indices("target", target[:0], num_classes)  # its dtype (a read of nothing)
+        inside = (target >= 0) & (target < num_classes)
+        assert_on_device(inside, "target", f"class indices in [0, {num_classes - 1}]")
     index = not target.is_floating_point()
     if index and target.dim() == 0:  # one example: a (1, C) row, as for a (1,) target
         target = target.unsqueeze(0)
@@ -199,7 +215,10 @@ def check_exclusive_mass(rest: Tensor) -> None:
     Exclusive smoothing spreads ``r`` as ``pi_j / rest``; a row with all its mass on the true
     class has nowhere to put it. :func:`smooth_targets` and the losses share this message.
     """
-    if bool((rest <= 0).any()):
+    if not host_reads(rest):
+        expected = "positive somewhere outside the true class when exclusive=True"
+        assert_on_device(rest > 0, "prior", expected)
+    elif bool((rest <= 0).any()):
         raise fail(
             "prior",
             "positive somewhere outside the true class when exclusive=True",

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from smoothlab._checks import (
     Reduction,
+    assert_on_device,
     check_class_indices,
     check_floating,
     check_int,
@@ -22,6 +23,7 @@ from smoothlab._checks import (
     check_tensor,
     check_weight,
     fail,
+    host_reads,
     reduce_loss,
 )
 
@@ -162,10 +164,19 @@ def valid_mask(target: Tensor, num_classes: int, ignore_index: int) -> Tensor | 
 
     The common case (no index equal to ``ignore_index``, all in range) costs one ``aminmax``;
     anything else goes through :func:`smoothlab._checks.check_class_indices` for its message.
+    Where reading the targets on the host would synchronise (a GPU, ``torch.compile``:
+    :func:`~smoothlab._checks.host_reads`) the mask is always returned and the range is asserted
+    on the device (:func:`~smoothlab._checks.assert_on_device`).
     """
     if target.dtype in (torch.bool, torch.complex64, torch.complex128) or target.numel() == 0:
         check_class_indices("target", target, num_classes, ignore_index=ignore_index)
         return None
+    if not host_reads(target):  # whether any is ignored is not read: a mask always
+        valid = target != ignore_index
+        inside = (target >= 0) & (target < num_classes)
+        expected = f"class indices in [0, {num_classes - 1}] or ignore_index={ignore_index}"
+        assert_on_device(inside | ~valid, "target", expected)
+        return valid
     low, high = torch.aminmax(target)
     if int(low) >= 0 and int(high) < num_classes and not 0 <= ignore_index < num_classes:
         return None

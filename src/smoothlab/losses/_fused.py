@@ -48,7 +48,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from smoothlab import _native, _triton
-from smoothlab._checks import Reduction, check_bool, fail
+from smoothlab._checks import Reduction, check_bool, fail, host_reads
 from smoothlab.losses._common import Batch, Coef, compute_dtype
 from smoothlab.losses._kernels import Chunk, with_logit_options
 from smoothlab.losses._native_rows import FAMILIES, GRAIN_ELEMENTS, NativeRows, kernels
@@ -274,6 +274,18 @@ class Job:
         total = float(count if self.denominator is None else self.denominator)
         return 0.0 if total == 0 else 1.0 / total
 
+    def divisor(self) -> Tensor | None:
+        """The denominator of a mean whose gradient scale stays on the device, or ``None``.
+
+        Where reading the denominator on the host would synchronise
+        (:func:`~smoothlab._checks.host_reads`), the kernels write the gradient of the sum and
+        the backward pass divides ``grad_output`` by it instead: on a GPU the backward
+        multiplies by ``grad_output`` anyway, so this costs no extra sweep.
+        """
+        if self.reduction != "mean" or self.denominator is None:
+            return None
+        return None if host_reads(self.denominator) else self.denominator
+
 
 def _steps(job: Job, layout: Layout, direct: bool, grad: bool, native: bool) -> int:
     """Rows per chunk: bounded by ``GRAIN`` positions and ``CHUNK_BYTES`` of temporaries.
@@ -362,10 +374,13 @@ class _FusedLoss(torch.autograd.Function):
         shape = (int(logits.shape[0]), *logits.shape[2:])
         rows = job.backend(logits) != "torch"  # the C and Triton kernels take (N, C) rows
         out = logits if inplace else Layout.of(logits, rows).empty(logits)
-        scale = job.grad_scale(math.prod(shape))
+        divisor = job.divisor()
+        scale = 1.0 if divisor is not None else job.grad_scale(math.prod(shape))
         loss = _sweep(job, logits, out, scale, shape)
         ctx.save_for_backward(out)
         ctx.reduction = job.reduction  # type: ignore[attr-defined]
+        ctx.divisor = divisor  # type: ignore[attr-defined]
+        ctx.inplace = inplace  # type: ignore[attr-defined]
         return loss
 
     @staticmethod
@@ -378,12 +393,19 @@ class _FusedLoss(torch.autograd.Function):
                 "composition of differentiable torch operations"
             )
         (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        go = grad_output.to(grad.dtype)
+        divisor: Tensor | None = ctx.divisor  # type: ignore[attr-defined]
+        go = grad_output
+        if divisor is not None:  # a mean over nothing has gradient 0, as grad_scale's
+            go = go * torch.where(divisor != 0, 1.0 / divisor, 0.0).to(go.dtype)
         if ctx.reduction == "none":  # type: ignore[attr-defined]
-            grad = grad * (go.unsqueeze(1) if go.dim() > 0 else go)
-        elif not (go.device.type == "cpu" and float(go) == 1.0):
-            grad = grad * go
-        return grad, None, None
+            go = go.to(grad.dtype)
+            go = go.unsqueeze(1) if go.dim() > 0 else go
+        elif divisor is None and host_reads(go) and float(go) == 1.0:
+            return grad, None, None
+        # a scalar factor stays float32: half-precision products are computed in float32
+        if ctx.inplace:  # type: ignore[attr-defined]
+            return grad.mul_(go), None, None  # the logits' storage holds the gradient
+        return grad * go, None, None
 
 
 def run_fused(job: Job, logits: Tensor, inplace: bool) -> Tensor:

@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothlab._checks import check_distribution, check_floating, check_same_shape, fail
+from smoothlab._checks import (
+    assert_distribution,
+    check_distribution,
+    check_floating,
+    check_same_shape,
+    fail,
+    host_reads,
+)
 from smoothlab.losses._common import Batch, finish, prepare
 
 __all__ = ["DIVERGENCES", "Divergence", "f_divergence_loss"]
@@ -116,10 +123,17 @@ def _label_marginal(batch: Batch, prior: object) -> Tensor:
     if prior is not None:
         pi = check_floating("prior", prior)
         check_same_shape("prior", pi, (k,), "one probability per class")
-        check_distribution("prior", pi, dim=0)
+        if host_reads(pi):
+            check_distribution("prior", pi, dim=0)
+        else:
+            assert_distribution("prior", pi, dim=0)
         return pi.to(device=batch.logits.device, dtype=batch.logits.dtype)
-    labels = batch.index if batch.valid is None else batch.index[batch.valid]
-    counts = torch.bincount(labels.reshape(-1), minlength=k).to(batch.logits.dtype)
+    # counted by index_add_ (bincount and selecting the valid labels read sizes on the host)
+    labels = batch.index.reshape(-1)
+    dtype = batch.logits.dtype
+    ones = torch.ones_like(labels, dtype=dtype)
+    taken = ones if batch.valid is None else batch.valid.reshape(-1).to(dtype)
+    counts = torch.zeros(k, dtype=dtype, device=labels.device).index_add_(0, labels, taken)
     return counts / counts.sum().clamp(min=1.0)
 
 

@@ -27,6 +27,7 @@ from smoothlab._checks import (
     check_reduction,
     check_tensor,
     fail,
+    host_reads,
 )
 from smoothlab.losses._common import Batch, check_logit_options, class_index, compute_dtype
 from smoothlab.losses._fused import Job, Layout
@@ -139,7 +140,7 @@ class _LinearLoss(torch.autograd.Function):
                 "do not support double backward (create_graph=True)"
             )
         saved = iter(ctx.saved_tensors)  # type: ignore[attr-defined]
-        one = grad_output.device.type == "cpu" and float(grad_output) == 1.0
+        one = host_reads(grad_output) and float(grad_output) == 1.0
         out = [next(saved) if present else None for present in ctx.present]  # type: ignore[attr-defined]
         out = [t if t is None or one else t * grad_output for t in out]
         return out[0], out[1], out[2], None

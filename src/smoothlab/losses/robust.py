@@ -16,7 +16,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from smoothlab._checks import check_generator, check_real, check_same_shape, fail, reduce_loss
+from smoothlab._checks import (
+    assert_on_device,
+    check_floating,
+    check_generator,
+    check_real,
+    check_same_shape,
+    fail,
+    host_reads,
+    reduce_loss,
+)
 from smoothlab.losses._common import Batch, example_weight, finish_weighted, prepare
 from smoothlab.losses._fused import Job, use_fused
 from smoothlab.losses._native_rows import GCE, SCE, NativeRows
@@ -55,11 +64,21 @@ def _indices(
 
 
 def _transition(transition: object, batch: Batch) -> Tensor:
-    """A checked ``(C, C)`` row-stochastic matrix in float64 (C from the input)."""
-    matrix = check_transition(transition)
+    """A checked ``(C, C)`` row-stochastic matrix in float64 (C from the input); one on a GPU
+    (:func:`~smoothlab._checks.host_reads`) is checked there, in one assert."""
+    matrix = check_floating("transition", transition)
+    on_host = host_reads(matrix)
+    if on_host:
+        matrix = check_transition(matrix)
     k = batch.num_classes
     check_same_shape("transition", matrix, (k, k), "one row and column per class of the input")
-    return matrix.to(device=batch.logits.device, dtype=torch.float64)
+    matrix = matrix.to(device=batch.logits.device, dtype=torch.float64)
+    if not on_host:  # check_transition's conditions
+        rows = (matrix.sum(dim=1) - 1).abs() <= 1e-6
+        fine = torch.all(torch.isfinite(matrix) & (matrix >= 0)) & torch.all(rows)
+        expected = "row-stochastic: finite, non-negative, rows summing to 1"
+        assert_on_device(fine, "transition", expected)
+    return matrix
 
 
 def _rows_at_labels(matrix: Tensor, batch: Batch) -> Tensor:
@@ -158,8 +177,11 @@ def backward_corrected_cross_entropy(
     """
     batch = _indices(input, target, weight, ignore_index, reduction)
     matrix = _transition(transition, batch)
-    condition = float(torch.linalg.cond(matrix))
-    if not condition <= _MAX_CONDITION:
+    if not host_reads(matrix):
+        invertible = torch.linalg.cond(matrix) <= _MAX_CONDITION
+        expected = f"invertible for backward correction (condition number <= {_MAX_CONDITION:.0e})"
+        assert_on_device(invertible, "transition", expected)
+    elif not (condition := float(torch.linalg.cond(matrix))) <= _MAX_CONDITION:
         raise fail(
             "transition",
             f"invertible for backward correction (condition number <= {_MAX_CONDITION:.0e})",

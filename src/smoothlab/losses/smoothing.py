@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from smoothlab._checks import check_bool, check_real, fail
+from smoothlab._checks import check_bool, check_real, fail, host_reads
 from smoothlab.losses._common import (
     Batch,
     Coef,
@@ -273,7 +273,13 @@ def index_job(batch: Batch, rate: float, pi: Tensor | None, exclusive: bool, wei
     if rate == 0.0:
         vector, b, per_example = None, 0.0, False
     full = pi if per_example else None
-    vector_sum = 1.0 if vector is None else float(vector.sum())
+    vector_sum = 1.0
+    if vector is not None and host_reads(vector):
+        vector_sum = float(vector.sum())
+    elif vector is not None:  # the kernels take the vector normalised and b times its mass
+        mass = vector.sum()  # (reading it would synchronise: host_reads)
+        vector = vector / torch.where(mass != 0, mass, 1.0)
+        b = b * mass if isinstance(b, Tensor) else mass.expand(batch.index.numel()) * b
 
     def kernel(chunk: Chunk, layout: Layout, start: int, stop: int, scale: float | None) -> Tensor:
         prior: Tensor | None = None

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smoothlab._checks import check_bool, check_real, fail
+from smoothlab._checks import check_bool, check_real, fail, host_reads
 
 __all__ = ["SAM", "disable_running_stats"]
 
@@ -152,7 +152,9 @@ class SAM(torch.optim.Optimizer):
             norm = torch.linalg.vector_norm(
                 torch.stack([torch.linalg.vector_norm(self._scaled_grad(p, g)) for p, g in pairs])
             )
-            denominator = float(norm) + 1e-12
+            # read on the host where that is free; on a GPU the scale stays there (a read
+            # would wait for the backward pass: a synchronisation per step)
+            denominator: float | Tensor = float(norm) + 1e-12 if host_reads(norm) else norm + 1e-12
         for p, group in pairs:
             state = self.state[p]
             if "old_p" in state:
@@ -164,7 +166,10 @@ class SAM(torch.optim.Optimizer):
             e = self._scaled_grad(p, group)
             if group["adaptive"]:
                 e.mul_(p.detach().abs().add_(group["eta"]))
-            p.add_(e, alpha=group["rho"] / denominator)
+            if isinstance(denominator, Tensor):
+                p.add_(e * (group["rho"] / denominator))
+            else:
+                p.add_(e, alpha=group["rho"] / denominator)
         if zero_grad:
             self.zero_grad()
 
