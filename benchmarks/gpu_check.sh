@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of issue 16 on one CUDA GPU, in under 5 minutes: the CUDA-marked tests (the
 # Triton kernels against the float64 composition, the issue-17 losses' kernels among them;
-# IVON's Triton step against its PyTorch ops), then benchmarks/bench_gpu.py (time and peak
+# IVON's Triton step against its PyTorch ops; no synchronisation per loss call or lab step,
+# under CUDA's sync debug mode), then benchmarks/bench_gpu.py (time and peak
 # memory against PyTorch and, when installed, Liger-Kernel; IVON's step against fused AdamW),
 # then benchmarks/bench_train_gpu.py (an epoch of ResNet-18 through the lab's loop against a
 # plain bf16 channels_last loop; issue 14). Record its tables, with the device name it prints, in benchmarks/RESULTS.md.
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 TESTS=(
     tests/test_triton_kernels.py tests/test_triton_field.py tests/test_triton_ivon.py
-    -m cuda -p no:randomly
+    tests/test_host_reads.py -m cuda -p no:randomly
 )
 
 case "${1:-}" in

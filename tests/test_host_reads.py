@@ -272,6 +272,33 @@ def test_an_ivon_step_reads_nothing_on_the_host(monkeypatch: pytest.MonkeyPatch)
     assert recorder.reads == []
 
 
+def _lab_trainer(
+    method: str, params: dict[str, object], batch_size: int, device: str, augment: bool = False
+) -> Any:
+    """A lab run's trainer on the tiny digits split (300 training images of 8x8) after its
+    first epoch, which builds what later epochs reuse."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_lab_train import TINY
+
+    from smoothlab.lab.plan.grid import canonical_json, expand_grid, run_key, seed_from
+    from smoothlab.lab.plan.loading import config_from_dict
+    from smoothlab.lab.train.data import prepare_data
+    from smoothlab.lab.train.loop import RunTask, _Trainer
+
+    raw: dict[str, Any] = {**TINY, "methods": {method: params}}
+    raw["train"] = {**TINY["train"], "epochs": 2, "batch_size": batch_size}
+    if augment:  # shifts, flips and cutout: each draws per step
+        shifts = {"augment_shift": 1, "augment_flip": True, "augment_cutout": 2}
+        raw["data"] = {**TINY["data"], **shifts}
+    run = expand_grid(config_from_dict(raw))[0]
+    key = run_key(run)
+    task = RunTask(key, run, seed_from(key), seed_from(canonical_json(run.data_dict())), device)
+    trainer = _Trainer(task, prepare_data(run, task.data_seed), torch.device(device))
+    trainer.epoch(0)
+    assert trainer.batches == (1 if batch_size == 1000 else -(-300 // batch_size))
+    return trainer
+
+
 @pytest.mark.parametrize(
     ("method", "params"),
     [("ls", {"smoothing": 0.1}), ("sam", {}), ("ivon", {}), ("ols", {}), ("fdiv", {}),
@@ -281,22 +308,12 @@ def test_a_lab_epoch_reads_the_same_on_the_host_for_one_step_or_many(
     method: str, params: dict[str, object]
 ) -> None:
     """The lab's loop reads its sums once per epoch: the count does not grow with the steps."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_lab_train import _run, _task
-
-    from smoothlab.lab.train.data import prepare_data
-    from smoothlab.lab.train.loop import _Trainer
-
     counts = []
-    for batch_size in (1000, 16):  # one step, then 19 (the tiny digits split has 300 examples)
-        run = _run(method, params, epochs=2, batch_size=batch_size)
-        task = _task(run)
-        trainer = _Trainer(task, prepare_data(run, task.data_seed), torch.device("cpu"))
-        trainer.epoch(0)  # the first epoch builds what later ones reuse
+    for batch_size in (1000, 16):  # one step, then 19
+        trainer = _lab_trainer(method, params, batch_size, "cpu", augment=method == "ls")
         with device_checks(), HostReads() as recorder:
             trainer.epoch(1)
         counts.append(len(recorder.reads))
-        assert trainer.batches == (1 if batch_size == 1000 else -(-300 // 16))
     assert counts[0] == counts[1]
 
 
@@ -331,3 +348,26 @@ def test_on_a_gpu_a_call_never_synchronises(name: str) -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("augment", [False, True])
+def test_on_a_gpu_a_lab_epoch_synchronises_as_often_for_one_step_or_many(augment: bool) -> None:
+    """CUDA's sync debug mode warns at each synchronisation: the lab's epoch (batches picked
+    on the device, augmentation offsets through pinned memory, the loss) adds none per step."""
+    import warnings
+
+    counts = []
+    for batch_size in (1000, 16):
+        trainer = _lab_trainer("ls", {"smoothing": 0.1}, batch_size, "cuda", augment=augment)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                trainer.epoch(1)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    assert counts[0] == counts[1]

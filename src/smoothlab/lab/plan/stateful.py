@@ -105,24 +105,27 @@ class SelfDistillationObjective:
         from smoothlab.distill import progressive_self_distillation_targets
         from smoothlab.losses import label_smoothing_cross_entropy
 
-        self.seen.append((index.cpu(), torch.softmax(logits.detach().float(), dim=1)))
+        # kept where they are (a GPU's): end_epoch checks and stores them, once per epoch
+        self.seen.append((index, torch.softmax(logits.detach().float(), dim=1)))
         if self.previous is None:
             return label_smoothing_cross_entropy(logits, target, 0.0)
-        prior = self.previous.to(logits.device)[index.to(logits.device)]
+        if self.previous.device != logits.device:  # restored from a checkpoint: moved once
+            self.previous = self.previous.to(logits.device)
+        prior = self.previous[index.to(logits.device)]
         q = progressive_self_distillation_targets(target, prior, self.alpha(epoch))
         return label_smoothing_cross_entropy(logits, q.to(logits.dtype), 0.0)
 
     def end_epoch(self) -> None:
-        index = torch.cat([i for i, _ in self.seen])
         probs = torch.cat([p for _, p in self.seen])
+        index = torch.cat([i.to(probs.device) for i, _ in self.seen])
         self.seen = []
-        if not torch.equal(torch.sort(index).values, torch.arange(len(index))):
+        if not torch.equal(torch.sort(index).values, torch.arange(len(index), device=index.device)):
             raise ValueError(
                 f"`index` must visit each of the {len(index)} training examples once per "
                 "epoch for PS-KD, got repeats or gaps"
             )
         self.previous = torch.empty_like(probs)
-        self.previous[index.to(probs.device)] = probs
+        self.previous[index] = probs
 
     def observe_validation(self, logits: Tensor, target: Tensor) -> None:
         pass

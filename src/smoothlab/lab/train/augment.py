@@ -16,6 +16,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from smoothlab.lab.train.device import to_device
+
 __all__ = ["Augment", "augment_batch"]
 
 Padding = Literal["zeros", "replicate", "reflect"]
@@ -87,7 +89,7 @@ def augment_batch(images: Tensor, augment: Augment, generator: torch.Generator) 
     if sy or sx:
         out = _shift(out, sy, sx, augment.padding, generator)
     if augment.flip:
-        flips = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+        flips = to_device(torch.rand(n, generator=generator) < 0.5, images.device)
         out = torch.where(flips[:, None, None, None], out.flip(-1), out)
     if augment.cutout:
         out = _cutout(out, augment.cutout, generator)
@@ -100,8 +102,8 @@ def _shift(
     n, _, height, width = images.shape
     mode = "constant" if padding == "zeros" else padding
     padded = torch.nn.functional.pad(images, (sx, sx, sy, sy), mode=mode)
-    dy = torch.randint(0, 2 * sy + 1, (n,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * sx + 1, (n,), generator=generator).to(images.device)
+    dy = to_device(torch.randint(0, 2 * sy + 1, (n,), generator=generator), images.device)
+    dx = to_device(torch.randint(0, 2 * sx + 1, (n,), generator=generator), images.device)
     rows = dy[:, None] + torch.arange(height, device=images.device)  # (N, H)
     cols = dx[:, None] + torch.arange(width, device=images.device)  # (N, W)
     batch = torch.arange(n, device=images.device)[:, None, None, None]
@@ -111,8 +113,8 @@ def _shift(
 
 def _cutout(images: Tensor, side: int, generator: torch.Generator) -> Tensor:
     n, _, height, width = images.shape
-    cy = torch.randint(0, height, (n,), generator=generator).to(images.device)
-    cx = torch.randint(0, width, (n,), generator=generator).to(images.device)
+    cy = to_device(torch.randint(0, height, (n,), generator=generator), images.device)
+    cx = to_device(torch.randint(0, width, (n,), generator=generator), images.device)
     low = side // 2
     ys = torch.arange(height, device=images.device)[None, :]
     xs = torch.arange(width, device=images.device)[None, :]

@@ -31,7 +31,7 @@ from smoothlab.lab.plan.schema import AugmentConfig
 from smoothlab.lab.train.augment import Augment, Padding, augment_batch
 from smoothlab.lab.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from smoothlab.lab.train.data import RunData, prepare_data
-from smoothlab.lab.train.device import resident, training_forward
+from smoothlab.lab.train.device import gather, resident, to_device, training_forward
 from smoothlab.lab.train.evaluation import predict_logits, score_logits
 from smoothlab.lab.train.optimizers import OPTIMIZERS, Batch
 from smoothlab.schedules import Schedule, constant, cosine, join, linear, step
@@ -211,6 +211,9 @@ class _Trainer:
         """Train one epoch, then record curves and the validation-selected model."""
         self.model.train()
         order = torch.randperm(len(self.data.y_train), generator=self.generator)
+        # where the training set is resident, its batches are picked on the device (one copy
+        # of the order per epoch)
+        order = to_device(order, self.x_train.device)
         loss_fn = self.objective if epoch >= self.run.train.switch_epoch else cross_entropy
         # summed on the device in float64 (the float32 losses added exactly as Python's sum of
         # floats did) and read once per epoch: no host synchronisation per step
@@ -218,10 +221,11 @@ class _Trainer:
         for b in range(self.batches):
             index = order[b * self.run.train.batch_size : (b + 1) * self.run.train.batch_size]
             self.kind.set_lr(self.optimizer, self.lr(epoch * self.batches + b))
-            x = self.x_train[index].to(self.device, non_blocking=True)
+            x = gather(self.x_train, index, self.device)
             if self.augment is not None:  # training batches only: evaluation never augments
                 x = augment_batch(x, self.augment, self.augment_generator)
-            batch = (x, self.y_train[index].to(self.device, non_blocking=True), index)
+            y = gather(self.y_train, index, self.device)
+            batch = (x, y, to_device(index, self.device))
             total += self._step(loss_fn, batch, epoch).double()
         train_loss = float(total) / self.batches
         if not math.isfinite(train_loss):
