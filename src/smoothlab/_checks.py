@@ -45,13 +45,14 @@ _DEVICE = threading.local()
 
 
 def host_reads(tensor: Tensor) -> bool:
-    """Whether a check may read ``tensor``'s values in Python (``int(t)``, ``bool(t)``): on the
-    CPU, outside ``torch.compile``.
+    """Whether a check may read ``tensor``'s values in Python (``int(t)``, ``bool(t)``): off
+    CUDA devices, outside ``torch.compile``.
 
     On a GPU such a read waits for every kernel queued before it (a host synchronisation: the
     host stops queueing work ahead of the device), and under ``torch.compile`` it breaks the
     graph. There the losses' per-call checks run on the device instead
-    (:func:`assert_on_device`), as PyTorch's own losses check their targets on CUDA.
+    (:func:`assert_on_device`), as PyTorch's own losses check their targets on CUDA. Other
+    accelerators (MPS, XLA) keep the host checks: their support of device asserts varies.
 
     >>> host_reads(torch.zeros(2))
     True
@@ -60,7 +61,7 @@ def host_reads(tensor: Tensor) -> bool:
     False
     """
     forced = int(getattr(_DEVICE, "depth", 0)) > 0
-    return tensor.device.type == "cpu" and not forced and not torch.compiler.is_compiling()
+    return tensor.device.type != "cuda" and not forced and not torch.compiler.is_compiling()
 
 
 @contextlib.contextmanager
