@@ -19,7 +19,6 @@ from torch import Tensor
 
 __all__ = [
     "Reduction",
-    "assert_distribution",
     "assert_on_device",
     "check_bool",
     "check_class_indices",
@@ -216,13 +215,26 @@ def check_class_indices(
         raise fail(name, f"class indices in [0, {num_classes - 1}]{extra}", f"!{bad}")
 
 
-def check_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float = 1e-4) -> None:
+def check_distribution(
+    name: str, probs: Tensor, *, dim: int = -1, atol: float = 1e-4, on_device: bool = False
+) -> None:
     """Check that ``probs`` is non-negative, finite and sums to 1 along ``dim``.
 
     Two passes over ``probs`` (its sums and its minimum): a NaN or an infinity makes its sum
     non-finite, and only then is the element-wise finiteness test run (a finite row whose sum
     overflows is reported as off by inf). Float32 and float64 sums accumulate in their own
     type, half precision in float32.
+
+    With ``on_device`` (a loss's per-call prior), where reading the values would synchronise
+    (:func:`host_reads` is false) the same conditions are asserted on the device instead
+    (:func:`assert_on_device`), in one message that names no value.
+
+    >>> rows = torch.tensor([[0.5, 0.5], [0.9, 0.2]])
+    >>> with device_checks():
+    ...     check_distribution("prior", rows, dim=1, on_device=True)
+    Traceback (most recent call last):
+    ...
+    RuntimeError: `prior` must be finite non-negative probabilities summing to 1 along dim 1
     """
     if not probs.is_floating_point():
         raise fail(name, "a floating-point tensor of probabilities", probs, kind=TypeError)
@@ -231,6 +243,11 @@ def check_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float =
     probs = probs.detach()
     wide = probs if probs.dtype in (torch.float32, torch.float64) else probs.float()
     sums = wide.sum(dim=dim)
+    if on_device and not host_reads(probs):
+        fine = torch.all(torch.isfinite(probs) & (probs >= 0)) & torch.all((sums - 1).abs() <= atol)
+        expected = f"finite non-negative probabilities summing to 1 along dim {dim}"
+        assert_on_device(fine, name, expected)
+        return
     if not bool(torch.isfinite(sums).all()) and not bool(torch.isfinite(probs).all()):
         raise fail(name, "finite probabilities", "!a tensor containing NaN or inf")
     low = float(probs.min())
@@ -241,25 +258,6 @@ def check_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float =
         raise fail(
             name, f"a distribution summing to 1 along dim {dim}", f"!sums off by {worst:.3g}"
         )
-
-
-def assert_distribution(name: str, probs: Tensor, *, dim: int = -1, atol: float = 1e-4) -> None:
-    """:func:`check_distribution`'s conditions asserted on the device (:func:`assert_on_device`):
-    for a loss's per-call prior on a GPU, where reading the sums would synchronise.
-
-    >>> assert_distribution("prior", torch.tensor([[0.5, 0.5], [0.9, 0.2]]), dim=1)
-    Traceback (most recent call last):
-    ...
-    RuntimeError: `prior` must be finite non-negative probabilities summing to 1 along dim 1
-    """
-    if not probs.is_floating_point():
-        raise fail(name, "a floating-point tensor of probabilities", probs, kind=TypeError)
-    probs = probs.detach()
-    wide = probs if probs.dtype in (torch.float32, torch.float64) else probs.float()
-    sums = wide.sum(dim=dim)
-    fine = torch.all(torch.isfinite(probs) & (probs >= 0)) & torch.all((sums - 1).abs() <= atol)
-    expected = f"finite non-negative probabilities summing to 1 along dim {dim}"
-    assert_on_device(fine, name, expected)
 
 
 def check_same_shape(name: str, value: Tensor, expected: tuple[int, ...], what: str) -> None:

@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 from smoothlab._checks import (
-    assert_distribution,
     assert_on_device,
     check_bool,
     check_class_indices,
@@ -47,23 +46,14 @@ def check_prior(prior: object, num_classes: int, shape: tuple[int, ...]) -> Tens
             raise fail(
                 "prior", f"of shape ({num_classes},) or {shape}", f"!shape {tuple(tensor.shape)}"
             )
-        _check_rows(tensor, 0)
+        check_distribution("prior", tensor, dim=0, on_device=True)
         return tensor.view(1, num_classes, *([1] * (len(shape) - 2)))
     if tuple(tensor.shape) != tuple(shape):
         raise fail(
             "prior", f"of shape ({num_classes},) or {shape}", f"!shape {tuple(tensor.shape)}"
         )
-    _check_rows(tensor, 1)
+    check_distribution("prior", tensor, dim=1, on_device=True)
     return tensor
-
-
-def _check_rows(prior: Tensor, dim: int) -> None:
-    """A distribution along ``dim``: checked on the host where that is free, else on the device
-    (:func:`~smoothlab._checks.host_reads`)."""
-    if host_reads(prior):
-        check_distribution("prior", prior, dim=dim)
-    else:
-        assert_distribution("prior", prior, dim=dim)
 
 
 def smooth_targets(

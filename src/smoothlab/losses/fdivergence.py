@@ -16,14 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothlab._checks import (
-    assert_distribution,
-    check_distribution,
-    check_floating,
-    check_same_shape,
-    fail,
-    host_reads,
-)
+from smoothlab._checks import check_distribution, check_floating, check_same_shape, fail
 from smoothlab.losses._common import Batch, finish, prepare
 
 __all__ = ["DIVERGENCES", "Divergence", "f_divergence_loss"]
@@ -123,10 +116,7 @@ def _label_marginal(batch: Batch, prior: object) -> Tensor:
     if prior is not None:
         pi = check_floating("prior", prior)
         check_same_shape("prior", pi, (k,), "one probability per class")
-        if host_reads(pi):
-            check_distribution("prior", pi, dim=0)
-        else:
-            assert_distribution("prior", pi, dim=0)
+        check_distribution("prior", pi, dim=0, on_device=True)
         return pi.to(device=batch.logits.device, dtype=batch.logits.dtype)
     # counted by index_add_ (bincount and selecting the valid labels read sizes on the host)
     labels = batch.index.reshape(-1)

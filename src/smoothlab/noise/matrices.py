@@ -15,7 +15,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from smoothlab._checks import check_floating, check_generator, check_int, check_real, fail
+from smoothlab._checks import (
+    assert_on_device,
+    check_floating,
+    check_generator,
+    check_int,
+    check_real,
+    fail,
+    host_reads,
+)
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -66,11 +74,22 @@ def _with_diagonal(off: Tensor, dtype: object) -> Tensor:
     return matrix.to(checked)
 
 
-def _check_stochastic(transition: object, *, atol: float, dim: int) -> Tensor:
-    """Check a square, finite, non-negative matrix summing to 1 along ``dim`` (1: rows)."""
+def _check_stochastic(
+    transition: object, *, atol: float, dim: int, on_device: bool = False
+) -> Tensor:
+    """Check a square, finite, non-negative matrix summing to 1 along ``dim`` (1: rows); with
+    ``on_device``, where reading its values would synchronise (``host_reads``), its values are
+    asserted on the device in one message that names no entry."""
     matrix = check_floating("transition", transition)
     if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
         raise fail("transition", "a square (K, K) matrix with K >= 1", matrix)
+    what = "row" if dim == 1 else "column"
+    if on_device and not host_reads(matrix):
+        sums = (matrix.sum(dim=dim, dtype=torch.float64) - 1).abs() <= atol
+        fine = torch.all(torch.isfinite(matrix) & (matrix >= 0)) & torch.all(sums)
+        expected = f"{what}-stochastic: finite, non-negative, {what}s summing to 1"
+        assert_on_device(fine, "transition", expected)
+        return matrix
     if not bool(torch.isfinite(matrix).all()):
         raise fail("transition", "finite", "!a matrix containing NaN or inf")
     if bool((matrix < 0).any()):
@@ -81,7 +100,6 @@ def _check_stochastic(transition: object, *, atol: float, dim: int) -> Tensor:
     sums = matrix.sum(dim=dim, dtype=torch.float64)
     worst = int((sums - 1).abs().argmax())
     if abs(float(sums[worst]) - 1) > atol:
-        what = "row" if dim == 1 else "column"
         expected = f"{what}-stochastic ({what}s summing to 1)"
         raise fail("transition", expected, f"!{what} {worst} summing to {float(sums[worst]):.6g}")
     return matrix
@@ -311,7 +329,7 @@ def random_transition(
     return _with_diagonal(mixed, dtype)
 
 
-def check_transition(transition: object, *, atol: float = 1e-6) -> Tensor:
+def check_transition(transition: object, *, atol: float = 1e-6, on_device: bool = False) -> Tensor:
     r"""Check that ``transition`` is a square row-stochastic matrix and return it.
 
     .. math::
@@ -320,6 +338,8 @@ def check_transition(transition: object, *, atol: float = 1e-6) -> Tensor:
     Args:
         transition: floating tensor of shape ``(K, K)``, ``K >= 1``, finite, non-negative.
         atol: allowed deviation of each row sum from 1.
+        on_device: for a loss's per-call matrix on a GPU, assert the values there instead of
+            reading them (:func:`smoothlab._checks.host_reads`).
 
     Returns:
         ``transition`` unchanged.
@@ -332,7 +352,7 @@ def check_transition(transition: object, *, atol: float = 1e-6) -> Tensor:
     ...
     ValueError: `transition` must be row-stochastic (rows summing to 1), got row 0 summing to 1.1
     """
-    return _check_stochastic(transition, atol=atol, dim=1)
+    return _check_stochastic(transition, atol=atol, dim=1, on_device=on_device)
 
 
 def to_column_stochastic(transition: Tensor) -> Tensor:
