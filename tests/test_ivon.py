@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import io
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -110,6 +112,62 @@ def test_sigma_at_init_per_group() -> None:
     sig_a, sig_b = opt.posterior_std()
     torch.testing.assert_close(sig_a, torch.full((3,), 1 / math.sqrt(100 * 0.51)))
     torch.testing.assert_close(sig_b, torch.full((2, 2), 1 / math.sqrt(9 * 3.01)))
+
+
+def test_training_and_checkpointing_ivon_never_imports_dynamo() -> None:
+    # torch.optim's _disable_dynamo wrappers import torch._dynamo (1 s) at their first call;
+    # IVON calls past them outside compilation, so a process that uses only IVON skips it
+    code = """
+import sys, torch
+from torch import nn
+from smoothlab.optim import IVON
+model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+opt = IVON(model.parameters(), lr=0.1, ess=16.0, generator=torch.Generator().manual_seed(0))
+opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "lr": 0.05})
+x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+for _ in range(2):
+    with opt.sampled_params(train=True):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+opt.load_state_dict(opt.state_dict())
+print("torch._dynamo" in sys.modules, [len(g["params"]) for g in opt.param_groups])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False [4, 1]\n"
+
+
+def test_while_dynamo_traces_ivon_keeps_torchs_wrappers(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict"):
+        wrapper = getattr(torch.optim.Optimizer, name)
+
+        def spy(*args: object, _name: str = name, _raw: object = wrapper.__wrapped__) -> object:
+            calls.append(_name)
+            return _raw(*args)  # type: ignore[operator]
+
+        spy.__wrapped__ = wrapper.__wrapped__  # type: ignore[attr-defined]
+        monkeypatch.setattr(torch.optim.Optimizer, name, spy)
+
+    def use() -> None:
+        opt = IVON([nn.Parameter(torch.zeros(3))], lr=0.1, ess=10.0)
+        opt.zero_grad()
+        opt.load_state_dict(opt.state_dict())
+
+    use()
+    assert calls == []
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    use()
+    assert calls == ["add_param_group", "zero_grad", "state_dict", "load_state_dict"]
+
+
+def test_duplicate_parameters_raise_torchs_error() -> None:
+    w = nn.Parameter(torch.zeros(3))
+    opt = IVON([w], lr=0.1, ess=10.0)
+    with pytest.raises(ValueError, match="some parameters appear in more than one parameter group"):
+        opt.add_param_group({"params": [w]})
 
 
 def test_samples_have_the_posterior_scale(backend: str) -> None:

@@ -80,6 +80,22 @@ def test_stacked_runs_equal_the_runs_trained_alone() -> None:
         _close(execute(task), result)
 
 
+def test_tasks_of_several_stack_keys_are_split_by_key(capsys: pytest.CaptureFixture[str]) -> None:
+    # an SGD stack, an IVON stack and a run that trains alone (adamw), interleaved
+    sgd = _runs({"ce": {}, "ls": {"smoothing": 0.2}})
+    ivon = _runs({"ivon": {"lr": 0.1}}, seeds=2)
+    alone = _runs({"ce": {}}, train={**TINY["train"], "optimizer": "adamw", "lr": 0.01})
+    tasks = [_task(r) for r in (sgd[0], ivon[0], alone[0], sgd[1], ivon[1])]
+    assert len({stack_key(t) for t in tasks}) == 3 and stack_key(tasks[2]) is None
+    mixed = execute_stacked(tasks)
+    assert "failed" not in capsys.readouterr().err  # no stack of mixed kinds to fall back from
+    assert [r.key for r in mixed] == [t.key for t in tasks]
+    for group in ([0, 3], [1, 4]):
+        for i, result in zip(group, execute_stacked([tasks[i] for i in group]), strict=True):
+            _close(result, mixed[i], tolerance=1e-6)
+    _close(execute(tasks[2]), mixed[2], tolerance=1e-6)
+
+
 def test_runs_with_their_own_learning_rates_stack() -> None:
     slow = _runs({"ce": {}}, train={**TINY["train"], "lr": 0.01, "lr_schedule": "cosine"})
     fast = _runs({"ls": {"smoothing": 0.1}}, train={**TINY["train"], "lr": 0.2})
@@ -280,19 +296,20 @@ def test_an_exception_of_progress_leaves_the_stack_unchanged() -> None:
         execute_stacked([_task(r) for r in _runs({"ce": {}, "ls": {"smoothing": 0.2}})], leave)
 
 
-def test_stacked_sgd_runs_build_no_optimizer_so_their_process_skips_dynamo() -> None:
-    # building any torch.optim optimizer imports torch._dynamo (1 s); a stacked SGD run steps
-    # none of its own, so a process that trains only such stacks never imports it
+def test_a_process_training_stacked_sgd_and_ivon_runs_skips_dynamo() -> None:
+    # building a torch.optim optimizer imports torch._dynamo (1 s): a stacked SGD run steps
+    # none of its own, and IVON calls add_param_group past torch's _disable_dynamo wrapper,
+    # so a process that trains only such stacks (the stacked demo) never imports it
     code = """
 import sys
 from smoothlab.lab.plan.grid import expand_grid, run_key, run_seeds
 from smoothlab.lab.plan.loading import config_from_dict
 from smoothlab.lab.train.loop import RunTask
 from smoothlab.lab.train.stacked import execute_stacked
-raw = {**TINY, "methods": {"ce": {}, "ls": {"smoothing": 0.1}}}
+raw = {**TINY, "methods": {"ce": {}, "ls": {"smoothing": 0.1}, "ivon": {"lr": 0.1}}}
 runs = expand_grid(config_from_dict(raw))
 results = execute_stacked([RunTask(run_key(r), r, *run_seeds(r), "cpu") for r in runs])
-assert [r.error for r in results] == ["", ""], results
+assert [r.error for r in results] == ["", "", ""], results
 print("torch._dynamo" in sys.modules)
 """
     done = subprocess.run(

@@ -52,6 +52,21 @@ from smoothlab.optim._ivon_state import (
 __all__ = ["IVON", "PosteriorPrediction"]
 
 
+def _base(name: str) -> Callable[..., Any]:
+    """``torch.optim.Optimizer``'s method ``name``, past its ``torch._disable_dynamo`` wrapper.
+
+    torch.optim wraps ``add_param_group``, ``zero_grad``, ``state_dict`` and ``load_state_dict``
+    so that dynamo does not trace them; the wrapper's first call imports ``torch._dynamo``,
+    about 1 s of start-up in a process that compiles nothing (a lab worker training IVON runs).
+    Outside compilation the wrapper only calls the function it wraps, so that is called
+    directly; while dynamo traces, the wrapper is kept.
+    """
+    method: Callable[..., Any] = getattr(torch.optim.Optimizer, name)
+    if torch.compiler.is_compiling():
+        return method
+    return getattr(method, "__wrapped__", method)
+
+
 class IVON(PosteriorMixin, torch.optim.Optimizer):
     r"""Improved Variational Online Newton (Shen et al., ICML 2024), clean-room from Algorithm 1.
 
@@ -188,7 +203,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (validated like the constructor's arguments) and initialise its state."""
-        super().add_param_group(param_group)
+        _base("add_param_group")(self, param_group)
         group = self.param_groups[-1]
         check_group(group)
         for p in group["params"]:
@@ -396,6 +411,10 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
             buffers = self._buffers[p] = Buffers.like(p, self.state[p]["hess"])
         return buffers
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the parameters' gradients (to ``None`` by default), as ``torch.optim`` does."""
+        _base("zero_grad")(self, set_to_none)
+
     # ------------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
         """The torch state dict plus ``"ivon": {"generator_state": ...}`` (a uint8 tensor).
@@ -406,7 +425,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         if self._samples:
             pending = f"{self._samples} recorded sample(s) waiting for `step()`"
             raise RuntimeError(f"`state_dict()` must be taken between steps, got {pending}")
-        state = super().state_dict()
+        state: dict[str, Any] = _base("state_dict")(self)
         state["ivon"] = {"generator_state": self._generator.get_state()}
         return state
 
@@ -416,7 +435,7 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
         extra = state_dict.pop("ivon", None)
         if not isinstance(extra, dict) or "generator_state" not in extra:
             raise fail("state_dict", "an IVON state dict with an 'ivon' entry", "!none")
-        super().load_state_dict(state_dict)
+        _base("load_state_dict")(self, state_dict)
         keep_saved_dtypes(self, state_dict["state"])
         self._generator.set_state(extra["generator_state"])
         self._buffers.clear()

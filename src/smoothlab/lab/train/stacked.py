@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 import typing
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import torch
@@ -167,8 +167,20 @@ def execute_stacked(
     next stack's runs are built once the previous one has finished. Runs resumed from
     checkpoints of different epochs (or whose splits differ in size) train in separate stacks.
     If the model cannot stack (:func:`stackable_model`), each run trains alone, as
-    :func:`~smoothlab.lab.train.loop.execute` would.
+    :func:`~smoothlab.lab.train.loop.execute` would. Tasks of several keys are split by key
+    first (in order of first appearance); a task whose key is None trains alone.
     """
+    keys = [stack_key(task) for task in tasks]
+    if len(set(keys)) > 1 or None in keys:
+        by_key: dict[Hashable, list[RunTask]] = {}
+        for task, key in zip(tasks, keys, strict=True):
+            by_key.setdefault(key, []).append(task)
+        done: dict[str, RunResult] = {}
+        for key, group in by_key.items():
+            trained = execute_stacked(group, progress, max_bytes) if key is not None else [
+                execute(task, progress) for task in group]  # fmt: skip
+            done.update((result.key, result) for result in trained)
+        return [done[task.key] for task in tasks]
     results: dict[str, RunResult] = {}
     waiting, size = list(tasks), 0
     while waiting:
