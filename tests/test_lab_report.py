@@ -196,6 +196,44 @@ def test_summary_survives_an_infinite_metric() -> None:
     assert cell.mean == float("inf")
 
 
+def _look(line: Any) -> tuple[str, str, str]:
+    """What tells a drawn series apart: colour, marker and line style."""
+    import matplotlib.colors
+
+    return matplotlib.colors.to_hex(line.get_color()), line.get_marker(), line.get_linestyle()
+
+
+def test_every_method_is_drawn_unlike_the_others_and_alike_in_every_figure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # twelve methods: matplotlib's ten-colour cycle alone drew the eleventh like the first
+    from smoothlab.lab.report import plots
+
+    drawn: list[object] = []
+    monkeypatch.setattr(plots, "_render", drawn.append)
+    methods = [("ce", {})] + [("ls", {"smoothing": i / 20}) for i in range(1, 12)]
+    rows = [_row(m, p, rate, 0) for m, p in methods for rate in (0.0, 0.2, 0.4)]
+    # a kind with runs at rate 0 only (as class-dependent noise can have): its panel lays the
+    # methods side by side
+    rows += [dataclasses.replace(r, noise_kind="human", noise_rate=0.0, key=r.key + "h")
+             for r in rows if r.noise_rate == 0.4]  # fmt: skip
+    plots.metric_vs_noise(rows, "accuracy", "test accuracy")
+    plots.curves_plot(rows)
+    noise, curves = typing.cast(list[Figure], drawn)
+    labels = list(dict.fromkeys(r.label for r in rows))
+    assert [a.get_xlabel() for a in noise.axes] == ["human noise rate 0", "symmetric noise rate"]
+    for axis in noise.axes:
+        looks = {c.get_label(): _look(c.lines[0]) for c in axis.containers}
+        assert list(looks) == labels and len(set(looks.values())) == 12
+        assert looks["ce"][1:] == ("o", "-") and looks[labels[10]][1:] == ("s", "--")
+        if axis is noise.axes[0]:
+            first = looks
+        assert looks == first  # the same method looks the same in every panel
+    assert curves.axes[0].get_legend() is None and len(curves.legends) == 1  # below the panel
+    lines = {line.get_label(): _look(line) for line in curves.axes[0].get_lines()}
+    assert {k: v[0::2] for k, v in lines.items()} == {k: v[0::2] for k, v in first.items()}
+
+
 def test_the_legend_below_the_panels_fits_the_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     # the constrained layout makes room below the panels, not beside them: long labels take
     # fewer columns instead of being cut at the figure's edges, and the figure grows taller

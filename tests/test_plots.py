@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -158,6 +159,26 @@ def test_metric_vs_noise_with_a_single_rate_lays_methods_side_by_side() -> None:
     assert ax.get_xlabel() == "method (noise rate 0.3)"
     assert [c.lines[0].get_ydata()[0] for c in ax.containers] == pytest.approx([0.81, 0.85])
     assert ax.get_xlim() == (-0.5, 1.5)
+
+
+def _looks(lines: list[Any]) -> list[tuple[str, str, str]]:
+    import matplotlib.colors
+
+    return [(matplotlib.colors.to_hex(x.get_color()), x.get_marker(), x.get_linestyle())
+            for x in lines]  # fmt: skip
+
+
+def test_more_methods_than_colours_are_still_told_apart() -> None:
+    # matplotlib's colour cycle has ten colours: the eleventh method must differ otherwise
+    many = {f"m{i}": {0.0: [0.9 - i / 100], 0.2: [0.8 - i / 100]} for i in range(12)}
+    lines = _looks([c.lines[0] for c in metric_vs_noise(many).axes[0].containers])
+    assert len(set(lines)) == 12 and lines[0][1:] == ("o", "-") and lines[10][1:] == ("s", "--")
+    assert lines[10][0] == lines[0][0]  # the colour repeats, marker and line style do not
+    epochs = {name: {1: values[0.0], 2: values[0.2]} for name, values in many.items()}
+    assert _looks(metric_vs_epoch(epochs, metric="accuracy").axes[0].get_lines()) == lines
+    single = {name: {0.3: values[0.0]} for name, values in many.items()}
+    dots = _looks([c.lines[0] for c in metric_vs_noise(single).axes[0].containers])
+    assert len({look[:2] for look in dots}) == 12  # points only: colour and marker differ
 
 
 def test_metric_vs_noise_symlog_for_negative_smoothing_rates() -> None:

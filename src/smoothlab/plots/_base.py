@@ -28,6 +28,7 @@ __all__ = [
     "paper_style",
     "require",
     "save_figure",
+    "series_style",
 ]
 
 #: Width of one column of a two-column paper, in inches; figures are sized from it.
@@ -61,6 +62,33 @@ def require(module: str) -> ModuleType:
             "smoothlab.plots needs matplotlib, which the `lab` extra installs: "
             "pip install 'smoothlab[lab]'"
         ) from error
+
+
+#: Markers and line styles of the rounds of ten series: round ``k`` uses ``_MARKERS[k]`` and
+#: ``_LINES[k % 4]``, so no two of the first 80 series share colour, marker and line style.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINES = ("-", "--", ":", "-.")
+
+
+def series_style(i: int) -> dict[str, Any]:
+    """Matplotlib keywords that set series ``i`` apart from series ``0 .. i - 1``.
+
+    Colour ``C{i mod 10}`` (matplotlib's ten-colour cycle); the first ten series are circles on
+    solid lines, and each further round of ten changes the marker and the line style, so that
+    an eleventh method is not drawn exactly like the first (the colour cycle alone repeats).
+
+    >>> series_style(0)
+    {'color': 'C0', 'marker': 'o', 'linestyle': '-'}
+    >>> series_style(10)
+    {'color': 'C0', 'marker': 's', 'linestyle': '--'}
+    """
+    index = check_int("i", i, low=0)
+    rounds = index // 10
+    return {
+        "color": f"C{index % 10}",
+        "marker": _MARKERS[rounds % len(_MARKERS)],
+        "linestyle": _LINES[rounds % len(_LINES)],
+    }
 
 
 @contextlib.contextmanager

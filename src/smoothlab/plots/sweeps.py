@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from smoothlab._checks import check_bool, check_real, fail
-from smoothlab.plots._base import COLUMN_WIDTH, finish_axes, new_axes, paper_style, require
+from smoothlab.plots._base import (
+    COLUMN_WIDTH,
+    finish_axes,
+    new_axes,
+    paper_style,
+    require,
+    series_style,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -89,11 +96,11 @@ def metric_vs_noise(
             _categorical(axes, summary)
             finish_axes(axes, title=title, xlabel=f"method ({xlabel} {xs[0]:g})", ylabel=metric)
             return figure
-        for method, rows in summary.items():
+        for i, (method, rows) in enumerate(summary.items()):
             x, mean, std = zip(*rows, strict=True)
             yerr = [0.0 if math.isnan(s) else s for s in std]
-            axes.errorbar(x, mean, yerr=yerr if any(yerr) else None, marker="o", capsize=2,
-                          label=method)  # fmt: skip
+            axes.errorbar(x, mean, yerr=yerr if any(yerr) else None, capsize=2, label=method,
+                          **series_style(i))  # fmt: skip
         _x_axis(axes, xs, "symlog" if xscale == "auto" and xs[0] < 0 else xscale)
         # Outside the panel, so that no line or bar is ever hidden by the legend.
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
@@ -135,11 +142,12 @@ def metric_vs_epoch(
         figure, axes = new_axes(ax, COLUMN_WIDTH * 1.35, COLUMN_WIDTH * 0.75)
         for i, (method, rows) in enumerate(summary.items()):
             x, mean, std = zip(*rows, strict=True)
-            axes.plot(x, mean, marker="o", color=f"C{i % 10}", label=method)
+            style = series_style(i)
+            axes.plot(x, mean, label=method, **style)
             if not any(math.isnan(v) for v in std):
                 low = [m - v for m, v in zip(mean, std, strict=True)]
                 high = [m + v for m, v in zip(mean, std, strict=True)]
-                axes.fill_between(x, low, high, color=f"C{i % 10}", alpha=0.2, lw=0)
+                axes.fill_between(x, low, high, color=style["color"], alpha=0.2, lw=0)
         if reference is not None:
             axes.axhline(check_real("reference", reference), color="0.4", ls="--", lw=0.8)
         if check_bool("logy", logy):
@@ -161,8 +169,8 @@ def _categorical(ax: Axes, summary: dict[str, list[tuple[float, float, float]]])
     names = list(summary)
     for i, name in enumerate(names):
         _, mean, std = summary[name][0]
-        ax.errorbar([i], [mean], yerr=None if math.isnan(std) else [std], marker="o",
-                    color=f"C{i % 10}", capsize=3, ls="none")  # fmt: skip
+        ax.errorbar([i], [mean], yerr=None if math.isnan(std) else [std], capsize=3,
+                    **{**series_style(i), "linestyle": "none"})  # fmt: skip
     # Long or many names are slanted so that neighbours never overlap.
     slant = len(names) > 4 or max(len(name) for name in names) > 8
     ax.set_xticks(range(len(names)), names, rotation=25 if slant else 0,

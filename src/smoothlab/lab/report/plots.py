@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from smoothlab.lab.report.order import RunOrder
 from smoothlab.lab.report.summary import SummaryRow, summarize
 from smoothlab.lab.run.store import RunRow
+from smoothlab.plots._base import series_style
 
 __all__ = [
     "Rendered",
@@ -80,12 +81,13 @@ def _series(summary: Sequence[SummaryRow], label: str, kind: str, metric: str) -
 
 def _dots(axis: Any, summary: Sequence[SummaryRow], kind: str, metric: str) -> None:
     """One noise rate only: a line over one x would stack every method on a vertical line, so
-    each method gets its own x (mean +- std over seeds)."""
-    labels = [label for label in dict.fromkeys(s.label for s in summary)
-              if _series(summary, label, kind, metric)]  # fmt: skip
+    each method gets its own x (mean +- std over seeds), in its style of the other panels."""
+    every = list(dict.fromkeys(s.label for s in summary))
+    labels = [label for label in every if _series(summary, label, kind, metric)]
     for x, label in enumerate(labels):
         (cell,) = _series(summary, label, kind, metric).values()
-        axis.errorbar([x], [cell.mean], [cell.std], marker="o", capsize=3, label=label)
+        axis.errorbar([x], [cell.mean], [cell.std], capsize=3, label=label,
+                      **series_style(every.index(label)))  # fmt: skip
     axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
     axis.set_xlim(-0.5, len(labels) - 0.5)
 
@@ -115,11 +117,11 @@ def metric_vs_noise(
             _dots(axis, summary, kind, metric)
             axis.set(xlabel=f"{kind} noise rate {rates.pop():g}", ylabel=title)
         else:
-            for label in labels:
+            for i, label in enumerate(labels):  # a method's style is the same in every panel
                 by_rate = _series(summary, label, kind, metric)
                 xs = sorted(by_rate)
                 axis.errorbar(xs, [by_rate[x].mean for x in xs], [by_rate[x].std for x in xs],
-                              marker="o", capsize=3, label=label)  # fmt: skip
+                              capsize=3, label=label, **series_style(i))  # fmt: skip
             axis.set(xlabel=f"{kind} noise rate", ylabel=title)
         axis.set_title(f"{title}: {kind} noise")
         axis.grid(alpha=0.3)
@@ -274,7 +276,7 @@ def smoothing_sweep(
         {(r.noise_kind, r.noise_rate) for r in swept},
         key=lambda s: (order.kind_rank(s[0]), s[0], s[1]),
     )
-    for kind, noise in settings:
+    for i, (kind, noise) in enumerate(settings):
         by_rate: dict[float, list[float]] = {}
         for r in swept:
             if (r.noise_kind, r.noise_rate) == (kind, noise) and metric in r.metrics:
@@ -282,8 +284,8 @@ def smoothing_sweep(
                     r.metrics[metric]
                 )
         xs = sorted(by_rate)
-        axis.plot(xs, [sum(by_rate[x]) / len(by_rate[x]) for x in xs], marker="o",
-                  label=f"{kind} {noise:g}")  # fmt: skip
+        axis.plot(xs, [sum(by_rate[x]) / len(by_rate[x]) for x in xs], label=f"{kind} {noise:g}",
+                  **series_style(i))  # fmt: skip
     axis.axvline(0.0, color="grey", lw=0.8)
     axis.set(xlabel="smoothing rate r (r < 0: negative smoothing; ce is r = 0)", ylabel=metric)
     # symmetric-log axis, linear up to the smallest rate run; ticks at the rates, written plainly
@@ -299,7 +301,8 @@ def smoothing_sweep(
 def curves_plot(
     rows: Sequence[RunRow], curve: str = "test_accuracy", order: RunOrder | None = None
 ) -> Rendered | None:
-    """Per-epoch ``curve`` of every method at the highest noise setting, first seed."""
+    """Per-epoch ``curve`` of every method at the highest noise setting, first seed; the legend
+    below the panel, where it hides no curve."""
     if not rows:
         return None
     rows = (order or RunOrder()).sort(rows)
@@ -309,12 +312,15 @@ def curves_plot(
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
+    every = list(dict.fromkeys(r.label for r in rows))  # each method's style, as elsewhere
     for label in dict.fromkeys(r.label for r in chosen):
         first = min((r for r in chosen if r.label == label), key=lambda r: r.replicate)
-        axis.plot(range(1, len(first.curves[curve]) + 1), first.curves[curve], label=label)
+        style = {**series_style(every.index(label)), "marker": None}  # 200 epochs: no markers
+        axis.plot(range(1, len(first.curves[curve]) + 1), first.curves[curve], label=label,
+                  **style)  # fmt: skip
     axis.set(xlabel="epoch", ylabel=curve.replace("_", " "), title=f"{kind} noise {rate:g}")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    _legend_below(figure, *axis.get_legend_handles_labels())  # inside, it hid a dozen curves
     return _render(figure)
 
 
