@@ -162,6 +162,10 @@ def test_report_writes_csv_pngs_and_a_self_contained_html(store_dir: Path) -> No
         assert f">{label}<" in html
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
     assert len(images) == len(expected)
+    # each figure links to its SVG beside the page, which is there
+    links = re.findall(r"<a href='([a-z_]+\.svg)'[^>]*><img alt='([a-z_]+)\.png'", html)
+    assert len(links) == len(expected) and all(svg == f"{png}.svg" for svg, png in links)
+    assert all((folder / svg).is_file() for svg, _ in links)
     assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in images)
     assert "src='http" not in html and "<script" not in html  # nothing fetched from elsewhere
 
@@ -232,6 +236,28 @@ def test_every_method_is_drawn_unlike_the_others_and_alike_in_every_figure(
     assert curves.axes[0].get_legend() is None and len(curves.legends) == 1  # below the panel
     lines = {line.get_label(): _look(line) for line in curves.axes[0].get_lines()}
     assert {k: v[0::2] for k, v in lines.items()} == {k: v[0::2] for k, v in first.items()}
+
+
+def test_reliability_panels_run_methods_down_the_rows_when_they_are_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smoothlab.lab.report import plots
+
+    drawn: list[object] = []
+    monkeypatch.setattr(plots, "_render", drawn.append)
+    for count in (6, 8):  # a column per method up to RELIABILITY_COLUMNS, then a row per method
+        methods = [("ce", {})] + [("ls", {"smoothing": i / 20}) for i in range(1, count)]
+        plots.reliability_plot([_row(m, p, rate, 0) for m, p in methods for rate in (0, 0.2, 0.4)])
+    few, many = typing.cast(list[Figure], drawn)
+    assert few.axes[0].get_gridspec().get_geometry() == (3, 6)
+    assert many.axes[0].get_gridspec().get_geometry() == (8, 3)
+    top = [a.get_title() for a in many.axes[:3]]
+    side = [a.get_ylabel() for a in many.axes[::3]]
+    assert top == ["none 0", "symmetric 0.2", "symmetric 0.4"]
+    assert side[:2] == ["ce\naccuracy", "ls(smoothing=0.05)\naccuracy"] and len(side) == 8
+    # the panel of ls(smoothing=0.1) at rate 0.2: its own runs' ECE (|0.7 - 0.8| in every bin)
+    assert many.axes[2 * 3 + 1].texts[0].get_text() == "ECE 0.100"
+    assert [a.get_title() for a in few.axes[:2]] == ["ce", "ls(smoothing=0.05)"]
 
 
 def test_the_legend_below_the_panels_fits_the_figure(monkeypatch: pytest.MonkeyPatch) -> None:

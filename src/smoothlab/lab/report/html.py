@@ -124,7 +124,7 @@ _STYLE = (
     "text-align:right;white-space:nowrap}td:first-child,th:first-child{text-align:left}"
     "img{max-width:100%}"
     "pre{background:#f6f6f6;padding:1em;font-size:12px;overflow:auto}"
-    "img{display:block;margin:0 auto}.flag{color:#b00020}"
+    "img{display:block;margin:0 auto}.flag{color:#b00020}.note{color:#555;font-size:13px}"
     ".provenance th{text-align:left;background:#f6f6f6}.provenance td,.index td{text-align:left}"
     ".provenance td{white-space:normal;word-break:break-all}"  # a long command wraps
     ".index th{text-align:left;vertical-align:bottom}.index td{vertical-align:top}"
@@ -157,10 +157,19 @@ def _html(
         metrics_table(summary),
         calibration_section(summary),
     ]
+    if images:
+        parts.append(
+            "<p class='note'>Each figure opens at full size as SVG (beside this page) when "
+            "clicked; the page itself carries the PNGs and needs no other file.</p>"
+        )
     for name, (caption, png) in images.items():
         data = base64.b64encode(png).decode()
+        svg = html.escape(name.removesuffix(".png") + ".svg")
         parts.append(f"<h2>{html.escape(caption)}</h2>")
-        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+        parts.append(
+            f"<a href='{svg}' title='{svg}: full size'>"
+            f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></a>"
+        )
     parts.append("<h2>Resolved configs</h2>")
     parts.append(f"<pre>{html.escape(json.dumps(configs, indent=2))}</pre>")
     return "\n".join(parts)

@@ -185,30 +185,41 @@ def _pooled(members: Sequence[RunRow]) -> _Pooled | None:
     return _Pooled(edges, accuracy, share, sum(gaps) / total)
 
 
-#: One noise setting's reliability panels wrap into rows of at most this many (several
-#: settings: one row each, a column per method)
+#: One noise setting's reliability panels wrap into rows of at most this many
 RELIABILITY_WRAP = 4
+#: Several noise settings: a column per method up to this many methods; past it, and with
+#: fewer settings than methods, a row per method and a column per setting (eleven methods in
+#: a row drew 5 pt text once the page scaled the figure to its width)
+RELIABILITY_COLUMNS = 6
 
 
-def _panel_grid(settings: int, methods: int) -> tuple[int, int]:
-    """Rows and columns of the reliability panels: a row per noise setting and a column per
-    method, or for one setting the methods wrapped into rows of at most
+def _panel_grid(settings: int, methods: int) -> tuple[int, int, bool]:
+    """Rows and columns of the reliability panels, and whether the methods run down the rows:
+    a row per noise setting and a column per method; for many methods (more than
+    :data:`RELIABILITY_COLUMNS`, and more than settings) a row per method and a column per
+    setting; for one setting the methods wrapped into rows of at most
     :data:`RELIABILITY_WRAP` (a single row of many panels shrinks to a strip on the page).
 
-    >>> _panel_grid(3, 6), _panel_grid(1, 3), _panel_grid(1, 7), _panel_grid(1, 9)
-    ((3, 6), (1, 3), (2, 4), (3, 3))
+    >>> _panel_grid(3, 6), _panel_grid(5, 11), _panel_grid(12, 11)
+    ((3, 6, False), (11, 5, True), (12, 11, False))
+    >>> _panel_grid(1, 3), _panel_grid(1, 7), _panel_grid(1, 9)
+    ((1, 3, False), (2, 4, False), (3, 3, False))
     """
-    if settings > 1 or methods <= RELIABILITY_WRAP:
-        return settings, methods
+    if settings > 1:
+        if methods > RELIABILITY_COLUMNS and settings < methods:
+            return methods, settings, True
+        return settings, methods, False
+    if methods <= RELIABILITY_WRAP:
+        return settings, methods, False
     rows = -(-methods // RELIABILITY_WRAP)
-    return rows, -(-methods // rows)
+    return rows, -(-methods // rows), False
 
 
 def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> Rendered | None:
-    """Reliability diagrams for every noise setting (rows) and method (columns; one setting's
-    methods wrap into rows, :func:`_panel_grid`), pooled over seeds: accuracy per confidence bin
-    (blue), the share of test samples per bin (a grey line on top), and in each panel the
-    seeds' ECEs averaged with their sample counts."""
+    """Reliability diagrams for every noise setting and method (:func:`_panel_grid` lays them
+    out), pooled over seeds: accuracy per confidence bin (blue), the share of test samples per
+    bin (a grey line on top), and in each panel the seeds' ECEs averaged with their sample
+    counts."""
     if not rows:
         return None
     order = order or RunOrder()
@@ -218,8 +229,12 @@ def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> R
         key=lambda s: (s[0] != "none", order.kind_rank(s[0]), s[0], s[1]),
     )
     labels = list(dict.fromkeys(r.label for r in rows))
-    height, width = _panel_grid(len(settings), len(labels))
-    cells = [(setting, label) for setting in settings for label in labels]  # row-major
+    height, width, by_method = _panel_grid(len(settings), len(labels))
+    cells = (  # row-major
+        [(setting, label) for label in labels for setting in settings]
+        if by_method
+        else [(setting, label) for setting in settings for label in labels]
+    )
     plt = _pyplot()
     figure, axes = plt.subplots(
         height, width, figsize=(2.1 * width + 0.4, 2.1 * height + 0.5),
@@ -246,10 +261,11 @@ def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> R
         # the layout measures (a 55-panel grid: 11 % of its drawing)
         axis.set(xlim=(0, 1), ylim=(0, 1), xticks=(0, 0.5, 1), yticks=(0, 0.5, 1))
         axis.tick_params(labelsize=6)
+        setting = f"{kind} {rate:g}"
         if i == 0 or len(settings) == 1:
-            axis.set_title(label, fontsize=7)
+            axis.set_title(setting if by_method else label, fontsize=7)
         if j == 0:
-            axis.set_ylabel(f"{kind} {rate:g}\naccuracy", fontsize=7)
+            axis.set_ylabel(f"{label if by_method else setting}\naccuracy", fontsize=7)
         if index + width >= len(cells):  # the lowest panel of its column
             axis.set_xlabel("confidence", fontsize=7)
             axis.xaxis.set_tick_params(labelbottom=True)  # shared axes label the last row only
