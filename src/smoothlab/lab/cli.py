@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="an experiment's TOML file, e.g. configs/*.toml")
     add_run_options(run, "results/<config name>")
     report = commands.add_parser(
-        "report", help="write CSV, PNG plots and HTML for a results folder"
+        "report", help="write CSV, figures (PNG, SVG) and HTML for a results folder"
     )
     report.add_argument("folder", type=Path, help="a results folder (run's --out)")
     report.add_argument("--out", type=Path, default=None, help="report folder (FOLDER/report)")

@@ -1,4 +1,4 @@
-"""``smoothlab report DIR``: CSV files, PNG plots and one self-contained HTML page.
+"""``smoothlab report DIR``: CSV files, figures (PNG and SVG) and one self-contained HTML page.
 
 The HTML page embeds every PNG as base64, so it can be mailed or attached on its own.
 """
