@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -155,6 +156,11 @@ def test_list_and_show_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (
         "MS-ODIR, metrics suffixed _ms (Kull et al., NeurIPS 2019, options off_diagonal" in listing
     )
+    # in each section the descriptions start in one column, past the longest name
+    for section in re.split(r"^\S.*:$", listing, flags=re.M)[1:]:
+        entries = [line for line in section.splitlines() if re.match(r"  \S", line)]
+        starts = {re.match(r"  \S+ +", line).end() for line in entries}  # type: ignore[union-attr]
+        assert len(starts) == 1, entries
     (tmp_path / "tiny.toml").write_text(TINY)
     assert main(["show-config", str(tmp_path / "tiny.toml"), "--set", "train.epochs=9"]) == 0
     shown = capsys.readouterr().out

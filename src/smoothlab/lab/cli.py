@@ -184,28 +184,34 @@ def _list() -> None:
     from smoothlab.noise import NOISE_KINDS
 
     print("methods:")
+    width = max(map(len, METHODS))  # each section's names in a column as wide as its longest
     for name, method in METHODS.items():
         params = ", ".join(method_fields(name)) or "-"
-        print(f"  {name:<13} {method.description}  [{params}]")
+        print(f"  {name:<{width}} {method.description}  [{params}]")
         if method.overrides:
             keys = ", ".join(method.overrides)
-            print(f"  {'':<13} its {keys} replace [train]'s (\"\" or -1: keep [train]'s)")
+            print(f"  {'':<{width}} its {keys} replace [train]'s (\"\" or -1: keep [train]'s)")
     print("datasets:")
+    width = max(map(len, list_datasets()))
     for name in list_datasets():
-        print(f"  {name:<17} {get_dataset_info(name).description}")
-        print(f"  {'':<17} inputs: {dataset_inputs(name).describe()}")
+        print(f"  {name:<{width}} {get_dataset_info(name).description}")
+        print(f"  {'':<{width}} inputs: {dataset_inputs(name).describe()}")
     print("models:")
+    width = max(len(spec.name) for spec in MODELS.values())
     for spec in MODELS.values():
-        print(f"  {spec.name:<11} {spec.description} (inputs: {', '.join(spec.inputs)})")
+        print(f"  {spec.name:<{width}} {spec.description} (inputs: {', '.join(spec.inputs)})")
     print("noise kinds:")
+    width = max(len(name) for name in [k.name for k in NOISE_KINDS] + list(HUMAN_NOISE))
     for kind in NOISE_KINDS:
-        print(f"  {kind.name:<19} {kind.description}")
+        print(f"  {kind.name:<{width}} {kind.description}")
     for human in HUMAN_NOISE.values():
-        print(f"  {human.name:<19} human labels: {human.description}; rates = [0]")
+        print(f"  {human.name:<{width}} human labels: {human.description}; rates = [0]")
     print("calibrators ([calibration] methods; fitted on the validation split):")
+    width = max(len(row.name) for row in CALIBRATORS)
     for row in CALIBRATORS:
         options = f", options {', '.join(row.options)}" if row.options else ""
-        print(f"  {row.name:<11} {row.title}, metrics suffixed {row.suffix} ({row.paper}{options})")
+        print(f"  {row.name:<{width}} {row.title}, metrics suffixed {row.suffix} "
+              f"({row.paper}{options})")  # fmt: skip
 
 
 def _show(config: Config) -> None:
