@@ -4,7 +4,7 @@
 x seeds), trains every run not yet in the results store on a local process pool or a Ray cluster,
 prints mean +- std over seeds, and ``smoothlab report`` turns the store into CSV, figures (PNG
 and SVG) and one HTML page. Optional dependencies (rich, matplotlib, safetensors,
-scikit-learn, ray) are the ``lab`` and ``ray`` extras.
+scikit-learn, scipy, ray) are the ``lab`` and ``ray`` extras.
 """
 
 from smoothlab.lab.plan.grid import RunConfig, expand_grid, run_key

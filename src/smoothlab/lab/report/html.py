@@ -146,7 +146,8 @@ def _html(
         f"<p>{html.escape(note)}</p>" if note else "",
         provenance_table(provenance),
         "<h2>Summary (test set, mean ± std over seeds)</h2>",
-        "<p>Best of each noise setting in bold; "
+        "<p>Best of each noise setting in bold, underlined where the seeds cannot tell a mean "
+        "from it (Welch's t-test, two-sided p ≥ 0.05); "
         + (
             "TS = after temperature scaling fitted on the validation split; T = the fitted "
             "temperature; "

@@ -1,5 +1,6 @@
 """The report page's tables: every metric per method and noise setting with the best of each
-noise setting marked, and the provenance block that heads the page.
+noise setting marked (and the means that seeds cannot tell from it), and the provenance block
+that heads the page.
 
 A cell whose mean is past :data:`~.summary.LARGE` or not finite prints in scientific notation
 and is flagged (a run that blew up, e.g. negative smoothing's NLL on Twonorm), and a one-seed
@@ -15,7 +16,14 @@ from typing import Any
 
 from smoothlab.lab.report.summary import SummaryRow
 
-__all__ = ["PAGE_METRICS", "best_cells", "metrics_table", "provenance_table"]
+__all__ = [
+    "PAGE_METRICS",
+    "TIE_LEVEL",
+    "best_cells",
+    "metrics_table",
+    "provenance_table",
+    "tied_cells",
+]
 
 # (metric, column title, which value is best: "max", "min" or "" for none)
 PAGE_METRICS = (
@@ -58,12 +66,64 @@ def best_cells(summary: Sequence[SummaryRow]) -> set[tuple[int, str]]:
     return best
 
 
+#: Two-sided p-value at or above which a mean counts as tied with its noise setting's best
+TIE_LEVEL = 0.05
+
+
+def tied_cells(
+    summary: Sequence[SummaryRow], best: set[tuple[int, str]] | None = None
+) -> set[tuple[int, str]]:
+    r"""(row index, metric) of the means that the seeds cannot tell from their noise setting's
+    best (:func:`best_cells`): Welch's t-test (unequal variances) from each cell's mean, sample
+    standard deviation and seed count,
+
+    .. math:: t = \frac{\bar a - \bar b}{\sqrt{s_a^2/n_a + s_b^2/n_b}},\qquad
+              \nu = \frac{(s_a^2/n_a + s_b^2/n_b)^2}
+                         {\frac{(s_a^2/n_a)^2}{n_a - 1} + \frac{(s_b^2/n_b)^2}{n_b - 1}},
+
+    two-sided p-value at least :data:`TIE_LEVEL`. A cell or best of a single seed has no spread
+    to test, and neither has a pair with no spread at all: neither is marked. The best cells
+    themselves are not in the set.
+
+    >>> from smoothlab.lab.report.summary import Cell
+    >>> rows = [SummaryRow(m, m, "symmetric", 0.2, 3, {"accuracy": Cell(a, s, 3)})
+    ...         for m, a, s in (("ce", 0.78, 0.01), ("ls", 0.81, 0.02), ("nls", 0.90, 0.01))]
+    >>> sorted(tied_cells(rows))  # nls's 0.90 +- 0.01 is apart from both
+    []
+    >>> rows[2].cells["accuracy"] = Cell(0.82, 0.01, 3)
+    >>> sorted(tied_cells(rows))  # now ls's 0.81 +- 0.02 is within reach (p = 0.50), ce's not
+    [(1, 'accuracy')]
+    """
+    from scipy import stats
+
+    best = best_cells(summary) if best is None else best
+    tops: dict[tuple[str, float, str], int] = {}
+    for index, metric in best:
+        row = summary[index]
+        tops.setdefault((row.noise_kind, row.noise_rate, metric), index)
+    tied: set[tuple[int, str]] = set()
+    for index, row in enumerate(summary):
+        for metric, cell in row.cells.items():
+            top = tops.get((row.noise_kind, row.noise_rate, metric))
+            if top is None or (index, metric) in best or cell.n < 2 or not math.isfinite(cell.mean):
+                continue
+            other = summary[top].cells[metric]
+            if other.n < 2 or cell.std == other.std == 0:
+                continue
+            test = stats.ttest_ind_from_stats(other.mean, other.std, other.n, cell.mean, cell.std,
+                                              cell.n, equal_var=False)  # fmt: skip
+            if float(test.pvalue) >= TIE_LEVEL:
+                tied.add((index, metric))
+    return tied
+
+
 def metrics_table(summary: Sequence[SummaryRow]) -> str:
     """Every metric any row has, one line per method variant and noise setting."""
     metrics = [m for m in PAGE_METRICS if any(m[0] in s.cells for s in summary)]
     titles = ("method", "noise", "rate", "seeds", *(title for _, title, _ in metrics))
     head = "".join(f"<th>{html.escape(t)}</th>" for t in titles)
     best = best_cells(summary)
+    tied = tied_cells(summary, best)
     body = []
     for index, s in enumerate(summary):
         cells = [html.escape(c) for c in (s.label, s.noise_kind, f"{s.noise_rate:g}", str(s.seeds))]
@@ -72,7 +132,11 @@ def metrics_table(summary: Sequence[SummaryRow]) -> str:
             text = html.escape(str(cell)) if cell else "-"
             if cell is not None and cell.flagged:
                 text = f"<span class='flag' title='past 1e4 or not finite'>{text} ⚠</span>"
-            cells.append(f"<b>{text}</b>" if (index, metric) in best else text)
+            if (index, metric) in best:
+                text = f"<b>{text}</b>"
+            elif (index, metric) in tied:
+                text = f"<u>{text}</u>"
+            cells.append(text)
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
