@@ -11,10 +11,22 @@
 #   benchmarks/gpu_check.sh --dry-run  # any machine: collects the CUDA tests and checks the
 #                                      # benchmark's plan, runs and measures nothing
 #
-# PYTHON selects the interpreter (default .venv/bin/python).
+# PYTHON selects the interpreter (default .venv/bin/python, else python3). smoothlab is imported
+# from this tree's src/, installed or not: on a lent GPU machine, whose python3 holds a CUDA
+# build of torch, Triton, pytest and hypothesis but nothing of ours and no network, the working
+# tree is all that travels, and `benchmarks/gpu_check.sh` runs as it is there. ../shared does
+# not travel: nothing here reads it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-.venv/bin/python}"
+if [[ -n "${PYTHON:-}" ]]; then
+    PY="$PYTHON"
+elif [[ -x .venv/bin/python ]]; then
+    PY=.venv/bin/python
+else
+    PY=python3
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+echo "python: $PY ($("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)'))"
 TESTS=(
     tests/test_triton_kernels.py tests/test_triton_field.py tests/test_triton_ivon.py
     tests/test_host_reads.py -m cuda -p no:randomly
