@@ -260,6 +260,30 @@ def test_reliability_panels_run_methods_down_the_rows_when_they_are_many(
     assert [a.get_title() for a in few.axes[:2]] == ["ce", "ls(smoothing=0.05)"]
 
 
+def test_the_smoothing_sweep_axis_and_the_curves_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smoothlab.lab.report import plots
+
+    drawn: list[object] = []
+    monkeypatch.setattr(plots, "_render", drawn.append)
+    positive = [("ce", {})] + [("ls", {"smoothing": r}) for r in (0.1, 0.3, 0.5)]
+    negative = [*positive, ("nls", {"smoothing": -2.0})]
+    for methods in (positive, negative):
+        plots.smoothing_sweep([_row(m, p, rate, 0) for m, p in methods for rate in (0, 0.4)])
+    plots.curves_plot([_row(m, p, 0.4, 0) for m, p in positive])
+    linear, symlog, curves = typing.cast(list[Figure], drawn)
+    assert linear.axes[0].get_xscale() == "linear" and symlog.axes[0].get_xscale() == "symlog"
+    assert "negative smoothing" not in linear.axes[0].get_xlabel()
+    assert "negative smoothing" in symlog.axes[0].get_xlabel()
+    for figure in (linear, symlog):  # the legend below the panel, where it hides no line
+        assert figure.axes[0].get_legend() is None
+        texts = [t.get_text() for t in figure.legends[0].get_texts()]
+        assert texts == ["noise: none 0", "noise: symmetric 0.4"]
+    axis = curves.axes[0]
+    curves.draw_without_rendering()
+    assert all(float(t).is_integer() for t in axis.get_xticks())  # epochs: no 1.25
+    assert {line.get_marker() for line in axis.get_lines()} == {"o"}  # two epochs: marked
+
+
 def test_the_legend_below_the_panels_fits_the_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     # the constrained layout makes room below the panels, not beside them: long labels take
     # fewer columns instead of being cut at the figure's edges, and the figure grows taller

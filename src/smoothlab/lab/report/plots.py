@@ -37,6 +37,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def _ticker() -> Any:
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 class Rendered(NamedTuple):
     """One figure as PNG and as SVG bytes."""
 
@@ -280,7 +286,9 @@ def smoothing_sweep(
     rows: Sequence[RunRow], metric: str = "accuracy", order: RunOrder | None = None
 ) -> Rendered | None:
     """``metric`` against the smoothing rate (ls and nls pooled: r from negative to positive),
-    one line per noise setting; None unless at least three rates were run."""
+    one line per noise setting; None unless at least three rates were run. The x axis is
+    symmetric-log when a rate is negative (nls rates span decades: -8 ... 0.8), else linear;
+    the legend sits below the panel."""
     order = order or RunOrder()
     swept = [r for r in order.sort(rows) if r.method in ("ls", "nls", "ce")]
     rates = {r.config["params"].get("smoothing", 0.0) for r in swept}
@@ -302,16 +310,25 @@ def smoothing_sweep(
         xs = sorted(by_rate)
         axis.plot(xs, [sum(by_rate[x]) / len(by_rate[x]) for x in xs], label=f"{kind} {noise:g}",
                   **series_style(i))  # fmt: skip
-    axis.axvline(0.0, color="grey", lw=0.8)
-    axis.set(xlabel="smoothing rate r (r < 0: negative smoothing; ce is r = 0)", ylabel=metric)
-    # symmetric-log axis, linear up to the smallest rate run; ticks at the rates, written plainly
-    nonzero = [abs(r) for r in rates if r != 0]
-    axis.set_xscale("symlog", linthresh=min(nonzero) if nonzero else 1.0)
+    negative = min(rates) < 0
+    if negative:
+        axis.axvline(0.0, color="grey", lw=0.8)
+        # symmetric-log axis, linear up to the smallest rate run
+        nonzero = [abs(r) for r in rates if r != 0]
+        axis.set_xscale("symlog", linthresh=min(nonzero) if nonzero else 1.0)
+    what = "r < 0: negative smoothing; " if negative else ""
+    axis.set(xlabel=f"smoothing rate r ({what}ce is r = 0)", ylabel=metric)
+    # ticks at the rates run, written plainly
     axis.set_xticks(sorted(rates), [f"{r:g}" for r in sorted(rates)], rotation=45, fontsize=7)
     axis.minorticks_off()
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, title="noise")
+    handles, labels = axis.get_legend_handles_labels()
+    _legend_below(figure, handles, [f"noise: {label}" for label in labels])
     return _render(figure)
+
+
+#: Curves of at most this many epochs mark each epoch's point
+CURVE_MARKERS = 30
 
 
 def curves_plot(
@@ -331,9 +348,12 @@ def curves_plot(
     every = list(dict.fromkeys(r.label for r in rows))  # each method's style, as elsewhere
     for label in dict.fromkeys(r.label for r in chosen):
         first = min((r for r in chosen if r.label == label), key=lambda r: r.replicate)
-        style = {**series_style(every.index(label)), "marker": None}  # 200 epochs: no markers
+        style = series_style(every.index(label))
+        if len(first.curves[curve]) > CURVE_MARKERS:  # markers would merge into a thick line
+            style["marker"] = None
         axis.plot(range(1, len(first.curves[curve]) + 1), first.curves[curve], label=label,
                   **style)  # fmt: skip
+    axis.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))  # epochs, not 1.25
     axis.set(xlabel="epoch", ylabel=curve.replace("_", " "), title=f"{kind} noise {rate:g}")
     axis.grid(alpha=0.3)
     _legend_below(figure, *axis.get_legend_handles_labels())  # inside, it hid a dozen curves
