@@ -468,6 +468,21 @@ def test_works_with_a_learning_rate_scheduler() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
 
 
+def test_one_cycle_runs_without_cycling_momentum_as_the_docstring_says() -> None:
+    model = _mlp()
+    opt = IVON(model.parameters(), lr=0.1, ess=10.0, generator=_gen())
+    with pytest.raises(ValueError, match="optimizer must support momentum or beta1"):
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=4,
+                                                    cycle_momentum=False)  # fmt: skip
+    lrs = []
+    for _ in range(3):
+        _train(model, opt, 1)
+        scheduler.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] > lrs[-1] and opt.param_groups[0]["beta1"] == 0.9
+
+
 # ------------------------------------------------------- closures, frameworks and clipping
 def _loss(model: nn.Module) -> torch.Tensor:
     x, y = _data()

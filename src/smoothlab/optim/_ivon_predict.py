@@ -65,7 +65,6 @@ class PosteriorMixin:
 
         >>> from smoothlab.optim import IVON
         >>> model = nn.Linear(2, 3)
-        >>> from smoothlab.optim import IVON
         >>> opt = IVON(model.parameters(), lr=0.1, ess=1.0)
         >>> out = opt.predict(model, torch.ones(4, 2), n_samples=16,
         ...                   generator=torch.Generator().manual_seed(0))

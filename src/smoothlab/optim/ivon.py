@@ -99,6 +99,11 @@ class IVON(PosteriorMixin, torch.optim.Optimizer):
     batches outside the block (``accumulate_grad_batches``) mixes gradients at the mean into the
     sample's: take larger batches instead.
 
+    **Learning-rate schedulers** from ``torch.optim.lr_scheduler`` drive ``lr`` per group as for
+    any optimizer. ``OneCycleLR`` and ``CyclicLR`` also cycle a momentum by default, which they
+    look for as ``momentum`` or ``betas``; IVON's is ``beta1``, so pass
+    ``cycle_momentum=False`` (torch's schedulers raise otherwise).
+
     Args:
         params: parameters or parameter groups (every hyperparameter below except
             ``mc_samples`` and ``generator`` may be set per group).
