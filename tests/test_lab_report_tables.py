@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from smoothlab.lab.report.summary import Cell, SummaryRow
-from smoothlab.lab.report.tables import TIE_LEVEL, best_cells, metrics_table, tied_cells
+from smoothlab.lab.report.tables import (
+    TIE_LEVEL,
+    best_cells,
+    metrics_table,
+    tied_cells,
+    welch_p,
+)
 
 
 def _welch_p(a: Cell, b: Cell) -> float:
@@ -30,15 +36,18 @@ def _welch_p(a: Cell, b: Cell) -> float:
     return float(1 - 2 * simpson)
 
 
-def test_welch_p_values_equal_the_twin() -> None:
+def test_welch_p_values_equal_the_twin_and_scipys_test() -> None:
     from scipy import stats
 
     rng = random.Random(0)
     for _ in range(200):
-        a = Cell(rng.uniform(0.5, 0.9), rng.uniform(0.001, 0.05), rng.randint(2, 10))
+        a = Cell(rng.uniform(0.5, 0.9), rng.uniform(0.0, 0.05), rng.randint(2, 10))
         b = Cell(rng.uniform(0.5, 0.9), rng.uniform(0.001, 0.05), rng.randint(2, 10))
-        ours = stats.ttest_ind_from_stats(a.mean, a.std, a.n, b.mean, b.std, b.n, equal_var=False)
-        assert float(ours.pvalue) == pytest.approx(_welch_p(a, b), rel=1e-6, abs=1e-9)
+        ours = welch_p(a, b)
+        assert ours == pytest.approx(_welch_p(a, b), rel=1e-6, abs=1e-9)
+        oracle = stats.ttest_ind_from_stats(a.mean, a.std, a.n, b.mean, b.std, b.n, equal_var=False)
+        assert ours == pytest.approx(float(oracle.pvalue), rel=1e-9, abs=1e-12)
+        assert welch_p(b, a) == ours  # symmetric
 
 
 def _rows(cells: list[tuple[str, str, float, Cell]]) -> list[SummaryRow]:
