@@ -292,6 +292,22 @@ def test_the_smoothing_sweep_axis_and_the_curves_epochs(monkeypatch: pytest.Monk
     assert {line.get_marker() for line in axis.get_lines()} == {"o"}  # two epochs: marked
 
 
+def test_many_noise_kinds_wrap_into_rows_of_three(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smoothlab.lab.report import plots
+
+    drawn: list[object] = []
+    monkeypatch.setattr(plots, "_render", drawn.append)
+    kinds = ["symmetric", "pairflip", "uniform", "instance", "class-dependent"]
+    rows = [dataclasses.replace(_row(m, p, rate, 0), noise_kind=kind, key=f"{m}{kind}{rate}")
+            for m, p in METHODS.items() for kind in kinds for rate in (0.2, 0.4)]  # fmt: skip
+    plots.metric_vs_noise(rows, "accuracy", "test accuracy")
+    (figure,) = typing.cast(list[Figure], drawn)
+    assert figure.axes[0].get_gridspec().get_geometry() == (2, 3)
+    titles = [a.get_title() for a in figure.axes if a.axison]
+    assert len(titles) == 5 and not figure.axes[5].axison  # the sixth cell is empty
+    assert {t.split(": ")[1] for t in titles} == {f"{k} noise" for k in kinds}
+
+
 def test_the_legend_below_the_panels_fits_the_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     # the constrained layout makes room below the panels, not beside them: long labels take
     # fewer columns instead of being cut at the figure's edges, and the figure grows taller

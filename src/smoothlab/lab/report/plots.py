@@ -98,12 +98,17 @@ def _dots(axis: Any, summary: Sequence[SummaryRow], kind: str, metric: str) -> N
     axis.set_xlim(-0.5, len(labels) - 0.5)
 
 
+#: The noise-rate figures put at most this many kinds' panels side by side, then wrap (five
+#: kinds in one row made a 25-inch strip that the page shrank to unreadable text)
+NOISE_PANEL_COLUMNS = 3
+
+
 def metric_vs_noise(
     rows: Sequence[RunRow], metric: str, title: str, order: RunOrder | None = None
 ) -> Rendered | None:
-    """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind;
-    a kind with a single rate shows one point per method instead. The legend sits below the
-    panels, where it covers no data.
+    """Mean +- std of ``metric`` against the noise rate, one line per method, one panel per kind
+    (in rows of at most :data:`NOISE_PANEL_COLUMNS`); a kind with a single rate shows one point
+    per method instead. The legend sits below the panels, where it covers no data.
 
     Clean runs (kind ``none``, rate 0) appear at rate 0 in every panel.
     """
@@ -113,10 +118,15 @@ def metric_vs_noise(
         return None
     plt = _pyplot()
     kinds = _kinds(summary, order)
-    figure, axes = plt.subplots(
-        1, len(kinds), figsize=(5 * len(kinds), 4.2), squeeze=False, layout="constrained"
+    width = min(len(kinds), NOISE_PANEL_COLUMNS)
+    height = -(-len(kinds) // width)
+    figure, grid = plt.subplots(
+        height, width, figsize=(5 * width, 4.2 * height), squeeze=False, layout="constrained"
     )
-    for axis, kind in zip(axes[0], kinds, strict=True):
+    axes = [axis for line in grid for axis in line]
+    for axis in axes[len(kinds) :]:
+        axis.axis("off")  # past the last kind
+    for axis, kind in zip(axes, kinds, strict=False):
         labels = list(dict.fromkeys(s.label for s in summary))
         rates = {rate for label in labels for rate in _series(summary, label, kind, metric)}
         if len(rates) == 1:
@@ -131,7 +141,7 @@ def metric_vs_noise(
             axis.set(xlabel=f"{kind} noise rate", ylabel=title)
         axis.set_title(f"{title}: {kind} noise")
         axis.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = axes[0].get_legend_handles_labels()
     _legend_below(figure, handles, labels)
     return _render(figure)
 
