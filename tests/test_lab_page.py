@@ -14,7 +14,9 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("rich")
 
+import smoothlab.lab.report.drawing as drawing
 import smoothlab.lab.report.plots as plots
+import smoothlab.lab.report.reliability as reliability
 from smoothlab.lab.report.html import write_report
 from smoothlab.lab.report.summary import summarize
 from smoothlab.lab.run.provenance import collect_provenance
@@ -38,13 +40,13 @@ def _row(method: str, params: dict[str, Any], rate: float, seed: int, **metrics:
 def _figure_of(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Keep the matplotlib figures that the plot functions would encode as PNG."""
     figures: list[Any] = []
-    real = plots._render
+    real = drawing.render
 
-    def keep(figure: Any) -> plots.Rendered:
+    def keep(figure: Any) -> drawing.Rendered:
         figures.append(figure)
         return real(figure)
 
-    monkeypatch.setattr(plots, "_render", keep)
+    monkeypatch.setattr(drawing, "render", keep)
     return figures
 
 
@@ -125,7 +127,7 @@ def test_reliability_diagrams_for_every_noise_setting_with_pooled_ece(
             for seed, (acc, conf, n) in enumerate(((0.9, 0.8, 10), (0.5, 0.8, 30))):
                 row = _row(method, params, rate, seed)
                 rows.append(dataclasses.replace(row, extras={"reliability": bins(acc, conf, n)}))
-    assert plots.reliability_plot(rows) is not None
+    assert reliability.reliability_plot(rows) is not None
     panels = [axis for axis in figures[0].axes if axis.axison]
     assert len(panels) == 3 * 2  # noise settings x methods
     # pooled over the two seeds: (10 * 0.1 + 30 * 0.3) / 40 = 0.25
@@ -149,7 +151,7 @@ def test_one_noise_settings_reliability_panels_wrap_and_show_the_share_on_top(
         dataclasses.replace(_row("ls", {"smoothing": r / 10}, 0.2, 0), extras={"reliability": bins})
         for r in range(1, 8)
     ]
-    assert plots.reliability_plot(rows) is not None
+    assert reliability.reliability_plot(rows) is not None
     figure = figures[0]
     width, height = figure.get_size_inches()
     assert width < 2.5 * height  # two rows of four, not a strip of seven

@@ -211,10 +211,10 @@ def test_every_method_is_drawn_unlike_the_others_and_alike_in_every_figure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # twelve methods: matplotlib's ten-colour cycle alone drew the eleventh like the first
-    from smoothlab.lab.report import plots
+    from smoothlab.lab.report import drawing, plots
 
     drawn: list[object] = []
-    monkeypatch.setattr(plots, "_render", drawn.append)
+    monkeypatch.setattr(drawing, "render", drawn.append)
     methods = [("ce", {})] + [("ls", {"smoothing": i / 20}) for i in range(1, 12)]
     rows = [_row(m, p, rate, 0) for m, p in methods for rate in (0.0, 0.2, 0.4)]
     # a kind with runs at rate 0 only (as class-dependent noise can have): its panel lays the
@@ -241,13 +241,15 @@ def test_every_method_is_drawn_unlike_the_others_and_alike_in_every_figure(
 def test_reliability_panels_run_methods_down_the_rows_when_they_are_many(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from smoothlab.lab.report import plots
+    from smoothlab.lab.report import drawing, reliability
 
     drawn: list[object] = []
-    monkeypatch.setattr(plots, "_render", drawn.append)
+    monkeypatch.setattr(drawing, "render", drawn.append)
     for count in (6, 8):  # a column per method up to RELIABILITY_COLUMNS, then a row per method
         methods = [("ce", {})] + [("ls", {"smoothing": i / 20}) for i in range(1, count)]
-        plots.reliability_plot([_row(m, p, rate, 0) for m, p in methods for rate in (0, 0.2, 0.4)])
+        reliability.reliability_plot(
+            [_row(m, p, rate, 0) for m, p in methods for rate in (0, 0.2, 0.4)]
+        )
     few, many = typing.cast(list[Figure], drawn)
     assert few.axes[0].get_gridspec().get_geometry() == (3, 6)
     assert many.axes[0].get_gridspec().get_geometry() == (8, 3)
@@ -269,10 +271,10 @@ def test_reliability_panels_run_methods_down_the_rows_when_they_are_many(
 
 
 def test_the_smoothing_sweep_axis_and_the_curves_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from smoothlab.lab.report import plots
+    from smoothlab.lab.report import drawing, plots
 
     drawn: list[object] = []
-    monkeypatch.setattr(plots, "_render", drawn.append)
+    monkeypatch.setattr(drawing, "render", drawn.append)
     positive = [("ce", {})] + [("ls", {"smoothing": r}) for r in (0.1, 0.3, 0.5)]
     negative = [*positive, ("nls", {"smoothing": -2.0})]
     for methods in (positive, negative):
@@ -293,10 +295,10 @@ def test_the_smoothing_sweep_axis_and_the_curves_epochs(monkeypatch: pytest.Monk
 
 
 def test_many_noise_kinds_wrap_into_rows_of_three(monkeypatch: pytest.MonkeyPatch) -> None:
-    from smoothlab.lab.report import plots
+    from smoothlab.lab.report import drawing, plots
 
     drawn: list[object] = []
-    monkeypatch.setattr(plots, "_render", drawn.append)
+    monkeypatch.setattr(drawing, "render", drawn.append)
     kinds = ["symmetric", "pairflip", "uniform", "instance", "class-dependent"]
     rows = [dataclasses.replace(_row(m, p, rate, 0), noise_kind=kind, key=f"{m}{kind}{rate}")
             for m, p in METHODS.items() for kind in kinds for rate in (0.2, 0.4)]  # fmt: skip
@@ -311,10 +313,10 @@ def test_many_noise_kinds_wrap_into_rows_of_three(monkeypatch: pytest.MonkeyPatc
 def test_the_legend_below_the_panels_fits_the_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     # the constrained layout makes room below the panels, not beside them: long labels take
     # fewer columns instead of being cut at the figure's edges, and the figure grows taller
-    from smoothlab.lab.report import plots
+    from smoothlab.lab.report import drawing, plots
 
     drawn: list[object] = []
-    monkeypatch.setattr(plots, "_render", drawn.append)
+    monkeypatch.setattr(drawing, "render", drawn.append)
     long = {f"bcorrect{i}": {"transition": "estimated-" + "x" * 12} for i in range(6)}
     rows = [_row(m, p, rate, 0) for m, p in long.items() for rate in (0.2, 0.4)]
     plots.metric_vs_noise(rows, "accuracy", "test accuracy")

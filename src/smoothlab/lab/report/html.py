@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from smoothlab.lab.report.calibration import calibration_section
+from smoothlab.lab.report.drawing import Rendered
 from smoothlab.lab.report.experiments import Experiment, differences, group_experiments, index_page
 from smoothlab.lab.report.labels import short_labels
 from smoothlab.lab.report.order import RunOrder
 from smoothlab.lab.report.plots import (
-    Rendered,
     curves_plot,
     metric_vs_noise,
     noisy_examples_plot,
-    reliability_plot,
     smoothing_sweep,
 )
+from smoothlab.lab.report.reliability import reliability_plot
 from smoothlab.lab.report.summary import SummaryRow, summarize
 from smoothlab.lab.report.tables import metrics_table, provenance_table
 from smoothlab.lab.run.store import ResultsStore, RunRow

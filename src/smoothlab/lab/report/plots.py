@@ -1,72 +1,31 @@
 """Report figures (matplotlib, Agg backend, constrained layout): each function takes stored runs
 and returns the figure rendered as PNG (200 dpi) and SVG (text kept as text), or None when the
 grid has nothing to show for that figure. Both renderings are byte for byte the same for the
-same runs (no dates, fixed SVG ids).
+same runs (no dates, fixed SVG ids: :mod:`~.drawing`). The reliability diagrams are in
+:mod:`~.reliability`.
 
 Each sorts its runs with ``order`` (:class:`~.order.RunOrder`) first, so legends,
 panels and pooled numbers never depend on the order in which the runs finished."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
+from smoothlab.lab.report import drawing
+from smoothlab.lab.report.drawing import Rendered
 from smoothlab.lab.report.order import RunOrder
 from smoothlab.lab.report.summary import SummaryRow, summarize
 from smoothlab.lab.run.store import RunRow
 from smoothlab.plots._base import series_style
 
 __all__ = [
-    "Rendered",
     "curves_plot",
     "metric_vs_noise",
     "noisy_examples_plot",
-    "reliability_plot",
     "smoothing_sweep",
 ]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _ticker() -> Any:
-    import matplotlib.ticker
-
-    return matplotlib.ticker
-
-
-class Rendered(NamedTuple):
-    """One figure as PNG and as SVG bytes."""
-
-    png: bytes
-    svg: bytes
-
-
-def _render(figure: Any) -> Rendered:
-    import matplotlib
-
-    out = []
-    with matplotlib.rc_context({"svg.hashsalt": "smoothlab", "svg.fonttype": "none"}):
-        for fmt, extra in (("png", {"dpi": 200}), ("svg", {"metadata": {"Date": None}})):
-            buffer = io.BytesIO()
-            # every figure is laid out by matplotlib's constrained layout, which keeps labels,
-            # legends and titles inside it: a tight bounding box would cost one more drawing
-            figure.savefig(buffer, format=fmt, **extra)
-            out.append(buffer.getvalue())
-            # the PNG's layout serves the SVG too (the positions are fractions of the figure:
-            # they move by at most 0.1 % of it), where laying out again costs half the time of
-            # a 55-panel reliability grid's SVG
-            figure.set_layout_engine("none")
-    _pyplot().close(figure)
-    return Rendered(*out)
 
 
 def _kinds(summary: Sequence[SummaryRow], order: RunOrder) -> list[str]:
@@ -116,7 +75,7 @@ def metric_vs_noise(
     summary = [s for s in summarize(rows, order) if metric in s.cells]
     if not summary:
         return None
-    plt = _pyplot()
+    plt = drawing.pyplot()
     kinds = _kinds(summary, order)
     width = min(len(kinds), NOISE_PANEL_COLUMNS)
     height = -(-len(kinds) // width)
@@ -142,160 +101,14 @@ def metric_vs_noise(
         axis.set_title(f"{title}: {kind} noise")
         axis.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    _legend_below(figure, handles, labels)
-    return _render(figure)
-
-
-def _legend_below(figure: Any, handles: list[Any], labels: list[str]) -> None:
-    """A figure legend below the panels in as many columns (at most 4) as fit the figure's
-    width (one column where none does), the figure taller by the legend's height: the
-    constrained layout makes room for it below the panels, not beside them, so a wider legend
-    would be cut at the figure's edges (long labels such as ``bcorrect(transition=estimated)``)
-    and a taller one would shrink the panels."""
-    renderer = figure.canvas.get_renderer()
-    legend = None
-    for columns in range(min(4, max(1, len(labels))), 0, -1):
-        if legend is not None:
-            legend.remove()
-        legend = figure.legend(
-            handles, labels, loc="outside lower center", ncols=columns, fontsize=7
-        )
-        if legend.get_window_extent(renderer).width <= 0.98 * figure.bbox.width:
-            break
-    assert legend is not None  # the loop runs at least once (one column)
-    height = legend.get_window_extent(renderer).height / figure.dpi
-    figure.set_figheight(figure.get_figheight() + height)
+    drawing.legend_below(figure, handles, labels)
+    return drawing.render(figure)
 
 
 def _highest_noise(rows: Sequence[RunRow]) -> tuple[float, str, list[RunRow]]:
     """The highest (noise rate, kind) setting of ``rows`` (not empty) and the runs under it."""
     rate, kind = max((r.noise_rate, r.noise_kind) for r in rows)
     return rate, kind, [r for r in rows if (r.noise_rate, r.noise_kind) == (rate, kind)]
-
-
-class _Pooled(NamedTuple):
-    """A method's reliability bins under one noise setting, over its seeds."""
-
-    edges: list[float]
-    accuracy: list[float]  # per bin, weighted by each seed's count in the bin
-    share: list[float]  # of the test samples, per bin
-    ece: float  # the seeds' ECEs, weighted by their sample counts
-
-
-def _pooled(members: Sequence[RunRow]) -> _Pooled | None:
-    """The stored reliability bins of ``members`` pooled over seeds, or None without any."""
-    bins = [row.extras["reliability"] for row in members if "reliability" in row.extras]
-    if not bins:
-        return None
-    edges, total = bins[0]["edges"], sum(sum(b["count"]) for b in bins) or 1
-    accuracy, share = [], []
-    for k in range(len(edges) - 1):
-        count = sum(b["count"][k] for b in bins)
-        accuracy.append(sum(b["accuracy"][k] * b["count"][k] for b in bins) / count if count else 0)
-        share.append(count / total)
-    gaps = (
-        count * abs(acc - conf)
-        for b in bins
-        for acc, conf, count in zip(b["accuracy"], b["confidence"], b["count"], strict=True)
-    )
-    return _Pooled(edges, accuracy, share, sum(gaps) / total)
-
-
-#: One noise setting's reliability panels wrap into rows of at most this many
-RELIABILITY_WRAP = 4
-#: Several noise settings: a column per method up to this many methods; past it, and with
-#: fewer settings than methods, a row per method and a column per setting (eleven methods in
-#: a row drew 5 pt text once the page scaled the figure to its width)
-RELIABILITY_COLUMNS = 6
-
-
-def _panel_grid(settings: int, methods: int) -> tuple[int, int, bool]:
-    """Rows and columns of the reliability panels, and whether the methods run down the rows:
-    a row per noise setting and a column per method; for many methods (more than
-    :data:`RELIABILITY_COLUMNS`, and more than settings) a row per method and a column per
-    setting; for one setting the methods wrapped into rows of at most
-    :data:`RELIABILITY_WRAP` (a single row of many panels shrinks to a strip on the page).
-
-    >>> _panel_grid(3, 6), _panel_grid(5, 11), _panel_grid(12, 11)
-    ((3, 6, False), (11, 5, True), (12, 11, False))
-    >>> _panel_grid(1, 3), _panel_grid(1, 7), _panel_grid(1, 9)
-    ((1, 3, False), (2, 4, False), (3, 3, False))
-    """
-    if settings > 1:
-        if methods > RELIABILITY_COLUMNS and settings < methods:
-            return methods, settings, True
-        return settings, methods, False
-    if methods <= RELIABILITY_WRAP:
-        return settings, methods, False
-    rows = -(-methods // RELIABILITY_WRAP)
-    return rows, -(-methods // rows), False
-
-
-def reliability_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> Rendered | None:
-    """Reliability diagrams for every noise setting and method (:func:`_panel_grid` lays them
-    out), pooled over seeds: accuracy per confidence bin (blue), the share of test samples per
-    bin (a grey line on top), and in each panel the seeds' ECEs averaged with their sample
-    counts."""
-    if not rows:
-        return None
-    order = order or RunOrder()
-    rows = order.sort(rows)
-    settings = sorted(
-        {(r.noise_kind, r.noise_rate) for r in rows},
-        key=lambda s: (s[0] != "none", order.kind_rank(s[0]), s[0], s[1]),
-    )
-    labels = list(dict.fromkeys(r.label for r in rows))
-    height, width, by_method = _panel_grid(len(settings), len(labels))
-    cells = (  # row-major
-        [(setting, label) for label in labels for setting in settings]
-        if by_method
-        else [(setting, label) for setting in settings for label in labels]
-    )
-    plt = _pyplot()
-    # no sharex / sharey: every panel has the same limits anyway, and shared axes propagate
-    # each limit to all their siblings (a 20 x 10 grid of a 2000-run sweep: 90 % of a
-    # 150-second report); the inner panels hide their tick labels below instead
-    figure, axes = plt.subplots(
-        height, width, figsize=(2.1 * width + 0.4, 2.1 * height + 0.5),
-        squeeze=False, layout="constrained",
-    )  # fmt: skip
-    for index in range(height * width):
-        i, j = divmod(index, width)
-        axis = axes[i][j]
-        if index >= len(cells):
-            axis.axis("off")  # past the last wrapped method
-            continue
-        (kind, rate), label = cells[index]
-        members = [r for r in rows if (r.noise_kind, r.noise_rate, r.label) == (kind, rate, label)]
-        pooled = _pooled(members)
-        if pooled is None:
-            axis.axis("off")
-            continue
-        edges, accuracy, share, ece = pooled
-        axis.stairs(accuracy, edges, fill=True, alpha=0.6, color="C0")
-        axis.stairs(share, edges, color="0.25", lw=1.0)  # on top: hides no accuracy bar
-        axis.plot([0, 1], [0, 1], "k--", lw=0.8)
-        axis.text(0.04, 0.92, f"ECE {ece:.3f}", fontsize=7)
-        # three ticks a side: small panels read better, and each tick label is text that
-        # the layout measures (a 55-panel grid: 11 % of its drawing)
-        axis.set(xlim=(0, 1), ylim=(0, 1), xticks=(0, 0.5, 1), yticks=(0, 0.5, 1))
-        axis.tick_params(labelsize=6)
-        setting = f"{kind} {rate:g}"
-        if i == 0 or len(settings) == 1:
-            axis.set_title(setting if by_method else label, fontsize=7)
-        if j == 0:
-            axis.set_ylabel(f"{label if by_method else setting}\naccuracy", fontsize=7)
-        else:
-            axis.tick_params(labelleft=False)
-        if index + width >= len(cells):  # the lowest panel of its column
-            axis.set_xlabel("confidence", fontsize=7)
-        else:
-            axis.tick_params(labelbottom=False)
-    figure.suptitle(
-        "reliability on the clean test set (blue: accuracy; grey line: share of samples per bin)",
-        fontsize=9,
-    )
-    return _render(figure)
 
 
 def smoothing_sweep(
@@ -310,7 +123,7 @@ def smoothing_sweep(
     rates = {r.config["params"].get("smoothing", 0.0) for r in swept}
     if len(rates) < 3:
         return None
-    plt = _pyplot()
+    plt = drawing.pyplot()
     figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
     settings = sorted(
         {(r.noise_kind, r.noise_rate) for r in swept},
@@ -339,8 +152,8 @@ def smoothing_sweep(
     axis.minorticks_off()
     axis.grid(alpha=0.3)
     handles, labels = axis.get_legend_handles_labels()
-    _legend_below(figure, handles, [f"noise: {label}" for label in labels])
-    return _render(figure)
+    drawing.legend_below(figure, handles, [f"noise: {label}" for label in labels])
+    return drawing.render(figure)
 
 
 #: Curves of at most this many epochs mark each epoch's point
@@ -359,7 +172,7 @@ def curves_plot(
     chosen = [r for r in at_highest if curve in r.curves]
     if not chosen:
         return None
-    plt = _pyplot()
+    plt = drawing.pyplot()
     figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
     every = list(dict.fromkeys(r.label for r in rows))  # each method's style, as elsewhere
     for label in dict.fromkeys(r.label for r in chosen):
@@ -369,11 +182,11 @@ def curves_plot(
             style["marker"] = None
         axis.plot(range(1, len(first.curves[curve]) + 1), first.curves[curve], label=label,
                   **style)  # fmt: skip
-    axis.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))  # epochs, not 1.25
+    axis.xaxis.set_major_locator(drawing.ticker().MaxNLocator(integer=True))  # epochs, not 1.25
     axis.set(xlabel="epoch", ylabel=curve.replace("_", " "), title=f"{kind} noise {rate:g}")
     axis.grid(alpha=0.3)
-    _legend_below(figure, *axis.get_legend_handles_labels())  # inside, it hid a dozen curves
-    return _render(figure)
+    drawing.legend_below(figure, *axis.get_legend_handles_labels())  # inside, it hid a dozen curves
+    return drawing.render(figure)
 
 
 def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -> Rendered | None:
@@ -386,7 +199,7 @@ def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -
     data = run.extras["noisy_examples"]
     shape = data["shape"]
     side = math.isqrt(math.prod(shape[-2:])) if len(shape) >= 2 else 0
-    plt = _pyplot()
+    plt = drawing.pyplot()
     count = len(data["most"]["x"])
     figure, axes = plt.subplots(
         2, count, figsize=(1.3 * count, 3.2), squeeze=False, layout="constrained"
@@ -405,4 +218,4 @@ def noisy_examples_plot(rows: Sequence[RunRow], order: RunOrder | None = None) -
         axes[line][0].set_ylabel(f"{name} noisy", fontsize=8)
     where = "clean labels" if run.noise_rate == 0 else f"{run.noise_kind} noise {run.noise_rate:g}"
     figure.suptitle(f"Label noise induced by IVON on training examples ({where})")
-    return _render(figure)
+    return drawing.render(figure)
