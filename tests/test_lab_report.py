@@ -124,6 +124,26 @@ def test_summary_mean_and_std_over_seeds(store_dir: Path) -> None:
     text = out.getvalue()
     assert "0.755 ± 0.007" in text
     assert "nls(smoothing=-0.4)" in text
+    assert "\x1b[" not in text and "bold" not in text  # a file gets plain text
+
+
+def test_on_a_terminal_the_table_bolds_the_best_of_each_noise_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for name in ("NO_COLOR", "TERM", "FORCE_COLOR", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+    rows = [_row("ce", {}, 0.2, 0), _row("ls", {"smoothing": 0.1}, 0.2, 0)]
+    rows[1] = dataclasses.replace(rows[1], metrics={**rows[1].metrics, "accuracy": 0.99})
+    out = Terminal()
+    print_table(summarize(rows), out)
+    text = out.getvalue()
+    bold = [cell.strip() for cell in re.findall(r"\x1b\[1m([^\x1b]*)\x1b\[0m", text)]
+    assert "0.990" in bold and "0.850" not in bold  # ls's accuracy is the best, ce's is not
+    assert "bold = best of its noise setting" in text
 
 
 def test_report_writes_csv_pngs_and_a_self_contained_html(store_dir: Path) -> None:

@@ -125,7 +125,9 @@ def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "
     """Print the summary as a rich table (plain box characters when not a terminal).
 
     A metric that no row has (``ece_ts`` without a validation split) gets no column; one that
-    some rows lack shows ``-`` there.
+    some rows lack shows ``-`` there. On a terminal the best mean of each noise setting is bold
+    (as on the report page, :func:`~.tables.best_cells`) and the caption says so; a file or pipe
+    gets plain text.
 
     >>> import io
     >>> cells = {"accuracy": Cell(0.912, 0.004), "ece": Cell(0.031, 0.002)}
@@ -152,9 +154,16 @@ def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from smoothlab.lab.report.tables import best_cells  # here: tables imports this module
+
+    console = Console(file=stream, width=200)
     metrics = [(m, t) for m, t in SUMMARY_METRICS if any(m in row.cells for row in summary)]
+    best = best_cells(summary) if console.is_terminal else set()
     caption = "mean ± std over seeds"
+    if best:
+        caption += "; bold = best of its noise setting"
     if any(m == "ece_ts" for m, _ in metrics):
         caption += "; TS = after temperature scaling on the validation split"
     if any(c.flagged for row in summary for c in row.cells.values()):
@@ -172,11 +181,12 @@ def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "
     for _, heading in metrics:
         table.add_column(heading, justify="right", no_wrap=True)
     previous = ""
-    for row in summary:
-        cells = [_shown(row.cells.get(m)) for m, _ in metrics]
+    for index, row in enumerate(summary):
+        cells = [Text(_shown(row.cells.get(m)), style="bold" if (index, m) in best else "")
+                 for m, _ in metrics]  # fmt: skip
         label = row.label if row.label != previous else ""
         if label and previous:
             table.add_section()
         previous = row.label
         table.add_row(label, row.noise_kind, f"{row.noise_rate:g}", str(row.seeds), *cells)
-    Console(file=stream, width=200).print(table)
+    console.print(table)
