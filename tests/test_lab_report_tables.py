@@ -11,14 +11,8 @@ import re
 import numpy as np
 import pytest
 
-from smoothlab.lab.report.summary import Cell, SummaryRow
-from smoothlab.lab.report.tables import (
-    TIE_LEVEL,
-    best_cells,
-    metrics_table,
-    tied_cells,
-    welch_p,
-)
+from smoothlab.lab.report.summary import Cell, SummaryRow, best_cells
+from smoothlab.lab.report.tables import TIE_LEVEL, metrics_table, tied_cells, welch_p
 
 
 def _welch_p(a: Cell, b: Cell) -> float:

@@ -10,7 +10,17 @@ from typing import TextIO
 from smoothlab.lab.report.order import GroupKey, RunOrder
 from smoothlab.lab.run.store import RunRow
 
-__all__ = ["LARGE", "SUMMARY_METRICS", "Cell", "SummaryRow", "number", "print_table", "summarize"]
+__all__ = [
+    "BETTER",
+    "LARGE",
+    "SUMMARY_METRICS",
+    "Cell",
+    "SummaryRow",
+    "best_cells",
+    "number",
+    "print_table",
+    "summarize",
+]
 
 # Metrics in the terminal table, in order: (metric key, column title).
 SUMMARY_METRICS = (
@@ -22,6 +32,19 @@ SUMMARY_METRICS = (
 
 
 LARGE = 1e4  # past this a mean prints in scientific notation and its cell is flagged
+
+#: Which value of a metric is best; metrics not here have no best (the fitted temperature,
+#: the realised noise rate)
+BETTER = {
+    "accuracy": "max",
+    "top5_accuracy": "max",
+    "nll": "min",
+    "brier": "min",
+    "ece": "min",
+    "nll_ts": "min",
+    "brier_ts": "min",
+    "ece_ts": "min",
+}
 
 
 def number(value: float) -> str:
@@ -121,12 +144,40 @@ def _shown(cell: Cell | None) -> str:
     return f"{cell} !" if cell.flagged else str(cell)
 
 
+def best_cells(summary: Sequence[SummaryRow]) -> set[tuple[int, str]]:
+    """(row index, metric) of the best finite mean (:data:`BETTER`) of each metric within each
+    noise setting of more than one row; equal bests are all in the set.
+
+    >>> rows = [SummaryRow(m, m, "symmetric", 0.2, 2, {"accuracy": Cell(a, 0), "nll": Cell(n, 0)})
+    ...         for m, a, n in (("ce", 0.8, 0.5), ("ls", 0.9, float("nan")))]
+    >>> sorted(best_cells(rows))
+    [(0, 'nll'), (1, 'accuracy')]
+    """
+    best: set[tuple[int, str]] = set()
+    settings: dict[tuple[str, float], list[int]] = {}
+    for index, row in enumerate(summary):
+        settings.setdefault((row.noise_kind, row.noise_rate), []).append(index)
+    for members in settings.values():
+        if len(members) < 2:
+            continue
+        for metric, direction in BETTER.items():
+            values = {
+                i: summary[i].cells[metric].mean
+                for i in members
+                if metric in summary[i].cells and math.isfinite(summary[i].cells[metric].mean)
+            }
+            if values:
+                top = (max if direction == "max" else min)(values.values())
+                best |= {(i, metric) for i, value in values.items() if value == top}
+    return best
+
+
 def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "") -> None:
     """Print the summary as a rich table (plain box characters when not a terminal).
 
     A metric that no row has (``ece_ts`` without a validation split) gets no column; one that
     some rows lack shows ``-`` there. On a terminal the best mean of each noise setting is bold
-    (as on the report page, :func:`~.tables.best_cells`) and the caption says so; a file or pipe
+    (as on the report page, :func:`best_cells`) and the caption says so; a file or pipe
     gets plain text.
 
     >>> import io
@@ -155,8 +206,6 @@ def print_table(summary: Sequence[SummaryRow], stream: TextIO, *, title: str = "
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    from smoothlab.lab.report.tables import best_cells  # here: tables imports this module
 
     console = Console(file=stream, width=200)
     metrics = [(m, t) for m, t in SUMMARY_METRICS if any(m in row.cells for row in summary)]

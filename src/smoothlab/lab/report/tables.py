@@ -14,57 +14,30 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from smoothlab.lab.report.summary import Cell, SummaryRow
+from smoothlab.lab.report.summary import Cell, SummaryRow, best_cells
 
 __all__ = [
     "PAGE_METRICS",
     "TIE_LEVEL",
-    "best_cells",
     "metrics_table",
     "provenance_table",
     "tied_cells",
     "welch_p",
 ]
 
-# (metric, column title, which value is best: "max", "min" or "" for none)
+# (metric, column title); which value is best: :data:`~.summary.BETTER`
 PAGE_METRICS = (
-    ("accuracy", "accuracy", "max"),
-    ("top5_accuracy", "top-5", "max"),
-    ("nll", "NLL", "min"),
-    ("brier", "Brier", "min"),
-    ("ece", "ECE", "min"),
-    ("temperature", "T", ""),
-    ("nll_ts", "NLL (TS)", "min"),
-    ("brier_ts", "Brier (TS)", "min"),
-    ("ece_ts", "ECE (TS)", "min"),
-    ("realised_noise_rate", "noise realised", ""),
+    ("accuracy", "accuracy"),
+    ("top5_accuracy", "top-5"),
+    ("nll", "NLL"),
+    ("brier", "Brier"),
+    ("ece", "ECE"),
+    ("temperature", "T"),
+    ("nll_ts", "NLL (TS)"),
+    ("brier_ts", "Brier (TS)"),
+    ("ece_ts", "ECE (TS)"),
+    ("realised_noise_rate", "noise realised"),
 )
-
-
-def best_cells(summary: Sequence[SummaryRow]) -> set[tuple[int, str]]:
-    """(row index, metric) of the best finite mean of each metric within each noise setting.
-
-    >>> from smoothlab.lab.report.summary import Cell
-    >>> rows = [SummaryRow(m, m, "symmetric", 0.2, 2, {"accuracy": Cell(a, 0), "nll": Cell(n, 0)})
-    ...         for m, a, n in (("ce", 0.8, 0.5), ("ls", 0.9, float("nan")))]
-    >>> sorted(best_cells(rows))
-    [(0, 'nll'), (1, 'accuracy')]
-    """
-    best: set[tuple[int, str]] = set()
-    settings: dict[tuple[str, float], list[int]] = {}
-    for index, row in enumerate(summary):
-        settings.setdefault((row.noise_kind, row.noise_rate), []).append(index)
-    for members in settings.values():
-        for metric, _, direction in PAGE_METRICS:
-            values = {
-                i: summary[i].cells[metric].mean
-                for i in members
-                if metric in summary[i].cells and math.isfinite(summary[i].cells[metric].mean)
-            }
-            if direction and values and len(members) > 1:
-                top = (max if direction == "max" else min)(values.values())
-                best |= {(i, metric) for i, value in values.items() if value == top}
-    return best
 
 
 #: Two-sided p-value at or above which a mean counts as tied with its noise setting's best
@@ -132,14 +105,14 @@ def tied_cells(
 def metrics_table(summary: Sequence[SummaryRow]) -> str:
     """Every metric any row has, one line per method variant and noise setting."""
     metrics = [m for m in PAGE_METRICS if any(m[0] in s.cells for s in summary)]
-    titles = ("method", "noise", "rate", "seeds", *(title for _, title, _ in metrics))
+    titles = ("method", "noise", "rate", "seeds", *(title for _, title in metrics))
     head = "".join(f"<th>{html.escape(t)}</th>" for t in titles)
     best = best_cells(summary)
     tied = tied_cells(summary, best)
     body = []
     for index, s in enumerate(summary):
         cells = [html.escape(c) for c in (s.label, s.noise_kind, f"{s.noise_rate:g}", str(s.seeds))]
-        for metric, _, _ in metrics:
+        for metric, _ in metrics:
             cell = s.cells.get(metric)
             text = html.escape(str(cell)) if cell else "-"
             if cell is not None and cell.flagged:
