@@ -14,6 +14,7 @@ __all__ = ["Rendered", "legend_below", "pyplot", "render", "ticker"]
 
 
 def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,6 +24,7 @@ def pyplot() -> Any:
 
 
 def ticker() -> Any:
+    """``matplotlib.ticker`` (tick locators and formatters)."""
     import matplotlib.ticker
 
     return matplotlib.ticker
@@ -36,6 +38,7 @@ class Rendered(NamedTuple):
 
 
 def render(figure: Any) -> Rendered:
+    """``figure`` as PNG (200 dpi) and SVG bytes, the same bytes for the same figure; closes it."""
     import matplotlib
 
     out = []
