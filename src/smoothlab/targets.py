@@ -205,12 +205,8 @@ def check_exclusive_mass(rest: Tensor) -> None:
     Exclusive smoothing spreads ``r`` as ``pi_j / rest``; a row with all its mass on the true
     class has nowhere to put it. :func:`smooth_targets` and the losses share this message.
     """
+    expected = "positive somewhere outside the true class when exclusive=True"
     if not host_reads(rest):
-        expected = "positive somewhere outside the true class when exclusive=True"
         assert_on_device(rest > 0, "prior", expected)
     elif bool((rest <= 0).any()):
-        raise fail(
-            "prior",
-            "positive somewhere outside the true class when exclusive=True",
-            "!a row with all its mass on the true class",
-        )
+        raise fail("prior", expected, "!a row with all its mass on the true class")

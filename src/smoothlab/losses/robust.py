@@ -167,16 +167,11 @@ def backward_corrected_cross_entropy(
     """
     batch = _indices(input, target, weight, ignore_index, reduction)
     matrix = _transition(transition, batch)
+    expected = f"invertible for backward correction (condition number <= {_MAX_CONDITION:.0e})"
     if not host_reads(matrix):
-        invertible = torch.linalg.cond(matrix) <= _MAX_CONDITION
-        expected = f"invertible for backward correction (condition number <= {_MAX_CONDITION:.0e})"
-        assert_on_device(invertible, "transition", expected)
+        assert_on_device(torch.linalg.cond(matrix) <= _MAX_CONDITION, "transition", expected)
     elif not (condition := float(torch.linalg.cond(matrix))) <= _MAX_CONDITION:
-        raise fail(
-            "transition",
-            f"invertible for backward correction (condition number <= {_MAX_CONDITION:.0e})",
-            f"!a condition number of {condition:.3g}",
-        )
+        raise fail("transition", expected, f"!a condition number of {condition:.3g}")
     mix = _rows_at_labels(torch.linalg.inv(matrix), batch)
     log_p = torch.log_softmax(batch.logits, dim=1)
     loss = -torch.where(mix != 0, mix * log_p, 0.0).sum(dim=1)

@@ -44,10 +44,12 @@ def _series(summary: Sequence[SummaryRow], label: str, kind: str, metric: str) -
     return by_rate
 
 
-def _dots(axis: Any, summary: Sequence[SummaryRow], kind: str, metric: str) -> None:
+def _dots(
+    axis: Any, summary: Sequence[SummaryRow], every: list[str], kind: str, metric: str
+) -> None:
     """One noise rate only: a line over one x would stack every method on a vertical line, so
-    each method gets its own x (mean +- std over seeds), in its style of the other panels."""
-    every = list(dict.fromkeys(s.label for s in summary))
+    each method gets its own x (mean +- std over seeds), in its style of the other panels
+    (its place in ``every``, the labels of all panels)."""
     labels = [label for label in every if _series(summary, label, kind, metric)]
     for x, label in enumerate(labels):
         (cell,) = _series(summary, label, kind, metric).values()
@@ -85,11 +87,11 @@ def metric_vs_noise(
     axes = [axis for line in grid for axis in line]
     for axis in axes[len(kinds) :]:
         axis.axis("off")  # past the last kind
+    labels = list(dict.fromkeys(s.label for s in summary))
     for axis, kind in zip(axes, kinds, strict=False):
-        labels = list(dict.fromkeys(s.label for s in summary))
         rates = {rate for label in labels for rate in _series(summary, label, kind, metric)}
         if len(rates) == 1:
-            _dots(axis, summary, kind, metric)
+            _dots(axis, summary, labels, kind, metric)
             axis.set(xlabel=f"{kind} noise rate {rates.pop():g}", ylabel=title)
         else:
             for i, label in enumerate(labels):  # a method's style is the same in every panel
